@@ -1,0 +1,61 @@
+"""Who is writing: an enrolled participant, a staff member, or a stranger.
+
+Participant handlers are wrapped in `participant_only`, so a handler only ever runs for the
+participant linked to the chat the update came from: callback data is never trusted to say who
+someone is. Strangers get one polite sentence and nothing about them is kept except a count.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+
+from telegram import Update
+from telegram.ext import CallbackContext
+
+from bot.replies import answer_button, render, show
+from bot.services import services
+from study import participants, staff, strangers
+from study.models import Participant
+
+ParticipantHandler = Callable[[Update, CallbackContext, Participant], Awaitable[None]]
+
+
+def stranger_language(update: Update, context: CallbackContext) -> str:
+    offered = services(context).protocol.study.languages
+    code = (update.effective_user.language_code or "")[:2] if update.effective_user else ""
+    return code if code in offered else offered[0]
+
+
+async def reply_to_stranger(update: Update, context: CallbackContext) -> None:
+    svc = services(context)
+    async with svc.db.transaction() as session:
+        await strangers.count(session, "message", svc.clock.now().date())
+    await answer_button(update)
+    await show(update, context, render(context, "stranger", stranger_language(update, context)))
+
+
+def participant_only(handler: ParticipantHandler) -> Callable[[Update, CallbackContext], Awaitable[None]]:
+    @functools.wraps(handler)
+    async def wrapper(update: Update, context: CallbackContext) -> None:
+        chat, user = update.effective_chat, update.effective_user
+        if chat is None or user is None or chat.type != "private":
+            return  # the bot lives in private chats only; group traffic is ignored
+        svc = services(context)
+        async with svc.db.transaction() as session:
+            participant = await participants.by_chat(session, chat.id)
+            member = await staff.by_telegram_id(session, user.id) if participant is None else None
+        if participant is None or participant.telegram_user_id != user.id:
+            if member is not None and member.active:
+                await answer_button(update)
+                await show(update, context, render(context, "staff_not_participant", member.language))
+            else:
+                await reply_to_stranger(update, context)
+            return
+        if participant.status not in participants.SERVED_STATUSES:
+            await answer_button(update)
+            await show(update, context, render(context, "not_active", participant.language))
+            return
+        await handler(update, context, participant)
+
+    return wrapper

@@ -1,0 +1,146 @@
+"""The composition root: builds the Application, and registers every handler in one place.
+
+Read top to bottom, `register_handlers` is the map of what the bot answers to. Order matters:
+PTB tries handlers in order and runs the first that matches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from telegram import BotCommand, Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    Defaults,
+    MessageHandler,
+    filters,
+)
+
+from bot import callback_data as cb
+from bot.handlers import diary, errors, info, onboarding, pause
+from bot.services import Services
+from messages.renderer import MessageCatalog
+from scheduler.dispatcher import OutboxDispatcher
+from study.clock import Clock
+from study.database import Database
+from study.protocol import Protocol
+from study.strangers import WrongCodeLockout
+
+# The participant's command menu, in the order Telegram shows it. Descriptions come from the
+# `commands` template, like every other word participants see.
+PARTICIPANT_COMMANDS = ("log", "today", "undo", "help", "contact", "stop", "resume")
+
+
+def register_handlers(app: Application) -> None:
+    app.add_handler(CommandHandler("start", onboarding.start))
+    app.add_handler(CallbackQueryHandler(onboarding.consent_answer, pattern=cb.CONSENT_PATTERN))
+
+    app.add_handler(CommandHandler("log", diary.show_menu))
+    app.add_handler(CommandHandler("today", diary.today))
+    app.add_handler(CommandHandler("undo", diary.undo))
+    app.add_handler(CallbackQueryHandler(diary.applied_now, pattern=cb.NOW_PATTERN))
+    app.add_handler(CallbackQueryHandler(diary.applied_earlier, pattern=cb.EARLIER_PATTERN))
+    app.add_handler(CallbackQueryHandler(diary.missed, pattern=cb.MISSED_PATTERN))
+    app.add_handler(CallbackQueryHandler(diary.today, pattern=cb.TODAY_PATTERN))
+    app.add_handler(CallbackQueryHandler(diary.show_menu, pattern=cb.MENU_PATTERN))
+
+    app.add_handler(CommandHandler("stop", pause.stop))
+    app.add_handler(CommandHandler("resume", pause.resume))
+    app.add_handler(CommandHandler("help", info.help_command))
+    app.add_handler(CommandHandler("contact", info.contact))
+
+    # Whatever is left: unknown buttons, unknown commands, free text, photos, stickers...
+    app.add_handler(CallbackQueryHandler(diary.stale_button))
+    app.add_handler(MessageHandler(filters.ALL, diary.free_text))
+    app.add_error_handler(errors.on_error)
+
+
+def build_application(
+    *,
+    token: str,
+    base_url: str,
+    base_file_url: str,
+    protocol: Protocol,
+    db: Database,
+    clock: Clock,
+    messages: MessageCatalog | None = None,
+    rate_limit: bool = True,
+) -> Application:
+    enrolment = protocol.enrolment
+    services = Services(
+        protocol=protocol,
+        db=db,
+        clock=clock,
+        messages=messages or MessageCatalog(default_language=protocol.study.default_language),
+        lockout=WrongCodeLockout(
+            max_failures=enrolment.max_wrong_codes,
+            window=timedelta(minutes=enrolment.wrong_code_window_minutes),
+            lockout=timedelta(minutes=enrolment.lockout_minutes),
+        ),
+    )
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(base_url)
+        .base_file_url(base_file_url)
+        .defaults(Defaults(parse_mode=ParseMode.HTML))
+        .post_init(_post_init)
+        .post_stop(_post_stop)
+    )
+    if rate_limit:
+        builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+    app = builder.build()
+    app.bot_data["services"] = services
+    register_handlers(app)
+    return app
+
+
+async def _post_init(app: Application) -> None:
+    svc: Services = app.bot_data["services"]
+    for language in svc.protocol.study.languages:
+        commands = [
+            BotCommand(name, svc.messages.render_block("commands", language, f"command_{name}"))
+            for name in PARTICIPANT_COMMANDS
+        ]
+        default = language == svc.protocol.study.default_language
+        await app.bot.set_my_commands(commands, language_code=None if default else language)
+    dispatcher = OutboxDispatcher(app.bot, svc.db, svc.messages, svc.clock, svc.study_variables())
+    app.bot_data["dispatcher"] = dispatcher
+    app.bot_data["dispatcher_task"] = asyncio.get_running_loop().create_task(
+        dispatcher.run(svc.outbox_ready), name="outbox-dispatcher"
+    )
+
+
+async def _post_stop(app: Application) -> None:
+    task = app.bot_data.pop("dispatcher_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+
+
+@contextlib.asynccontextmanager
+async def running(app: Application, *, poll_timeout: float = 10):
+    """Run the bot by long polling inside an `async with` (the demo and the tests use this;
+    `trialbot run` uses PTB's own run_polling, which calls the same post_init and post_stop)."""
+    await app.initialize()
+    await _post_init(app)
+    await app.start()
+    await app.updater.start_polling(timeout=poll_timeout, allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False)
+    try:
+        yield app
+    finally:
+        await app.updater.stop()
+        await app.stop()
+        await _post_stop(app)
+        await app.shutdown()

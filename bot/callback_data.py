@@ -1,0 +1,77 @@
+"""The short strings buttons send back (at most 64 bytes), and how they are read.
+
+They are never trusted: a client can send any string. Parsers return None for anything
+malformed, and handlers check every value (days, hours, reasons) against the participant's own
+rules before acting. The diary's "form" token is fresh each time a diary keyboard is drawn, so a
+double tap on one keyboard is recognised as the same answer, not a second application.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime
+
+CONSENT_AGREE = "c:a:"
+CONSENT_DECLINE = "c:d:"
+CONSENT_PATTERN = r"^c:[ad]:"
+
+DIARY_NOW = "d:n"
+DIARY_EARLIER = "d:e"
+DIARY_MISSED = "d:m"
+DIARY_TODAY = "d:t"
+DIARY_MENU = "d:menu"
+
+_FORM = r"[A-Za-z0-9_-]{4,12}"
+NOW_PATTERN = rf"^d:n:{_FORM}$"
+EARLIER_PATTERN = rf"^d:e:{_FORM}(:\d{{8}}(:\d{{2}})?)?$"
+MISSED_PATTERN = rf"^d:m:{_FORM}(:\d{{8}}(:[a-z_]{{1,16}})?)?$"
+TODAY_PATTERN = r"^d:t$"
+MENU_PATTERN = r"^d:menu$"
+
+
+def new_form() -> str:
+    return secrets.token_urlsafe(6)[:8]
+
+
+def day_token(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def parse_day(token: str) -> date | None:
+    try:
+        return datetime.strptime(token, "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class DiaryStep:
+    """A press inside a diary form: which form, and how far the participant has got."""
+
+    form: str
+    day: date | None = None
+    detail: str | None = None  # an hour "07" (applied earlier) or a reason (missed)
+
+    @classmethod
+    def parse(cls, data: str) -> DiaryStep | None:
+        parts = data.split(":")
+        if len(parts) < 3:
+            return None
+        form = parts[2]
+        if len(parts) == 3:
+            return cls(form)
+        day = parse_day(parts[3])
+        if day is None:
+            return None
+        return cls(form, day, parts[4] if len(parts) > 4 else None)
+
+
+def diary(action: str, form: str, day: date | None = None, detail: str | None = None) -> str:
+    data = f"{action}:{form}"
+    if day is not None:
+        data += f":{day_token(day)}"
+    if detail is not None:
+        data += f":{detail}"
+    return data

@@ -1,0 +1,218 @@
+"""The application diary in Telegram: a participant taps Applied now, Applied earlier, or
+Missed a dose; sees today's entries; takes the last one back with /undo.
+
+Each handler reads the press, makes one domain call in one transaction (the entry and its audit
+entry together), and only after the commit edits the message to say what was saved.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+
+from telegram import Update
+from telegram.ext import CallbackContext
+
+from bot import callback_data as cb
+from bot.access import participant_only
+from bot.replies import answer_button, render, show
+from bot.services import services
+from messages.renderer import Button
+from study import diary
+from study.diary import LogStatus, UndoStatus
+from study.models import DiaryEntry, Participant
+
+
+def diary_buttons(form: str | None = None) -> list[list[Button]]:
+    form = form or cb.new_form()
+    return [
+        [Button("applied_now", cb.diary(cb.DIARY_NOW, form))],
+        [Button("applied_earlier", cb.diary(cb.DIARY_EARLIER, form))],
+        [Button("missed", cb.diary(cb.DIARY_MISSED, form))],
+        [Button("today", cb.DIARY_TODAY)],
+    ]
+
+
+def _entry_key(update: Update, form: str) -> str:
+    """The same keyboard pressed twice yields the same key, so only one entry is stored."""
+    message = update.callback_query.message if update.callback_query else None
+    chat_id = update.effective_chat.id if update.effective_chat else 0
+    return f"tg:{chat_id}:{message.message_id if message else 0}:{form}"
+
+
+def _entry_variables(entry: DiaryEntry, participant: Participant) -> dict[str, object]:
+    zone = diary.zone_of(participant)
+    return {
+        "occurred_at": entry.occurred_at.astimezone(zone) if entry.occurred_at else None,
+        "day": entry.local_date,
+        "late": entry.late,
+        "reason": entry.missed_reason or "",
+        "kind": entry.kind,
+    }
+
+
+async def _refuse(update: Update, context: CallbackContext, participant: Participant, status: LogStatus) -> None:
+    template = {
+        LogStatus.TOO_OLD: "entry_too_old",
+        LogStatus.IN_FUTURE: "entry_in_future",
+        LogStatus.UNKNOWN_REASON: "button_expired",
+    }[status]
+    rules = services(context).protocol.diary
+    await show(update, context, render(context, template, participant.language,
+                                       {"backfill_days": rules.backfill_days}, diary_buttons()))
+
+
+@participant_only
+async def show_menu(update: Update, context: CallbackContext, participant: Participant) -> None:
+    await answer_button(update)
+    await show(update, context, render(context, "diary_menu", participant.language, {}, diary_buttons()))
+
+
+@participant_only
+async def applied_now(update: Update, context: CallbackContext, participant: Participant) -> None:
+    step = cb.DiaryStep.parse(update.callback_query.data)
+    svc = services(context)
+    now = svc.clock.now()
+    async with svc.db.transaction() as session:
+        result = await diary.log_application(
+            session, participant, occurred_at=now, source="button", key=_entry_key(update, step.form),
+            rules=svc.protocol.diary, now=now,
+        )
+    await _logged(update, context, participant, result)
+
+
+async def _logged(update: Update, context: CallbackContext, participant: Participant, result: diary.LogResult) -> None:
+    await answer_button(update)
+    if result.entry is None:
+        await _refuse(update, context, participant, result.status)
+        return
+    template = "applied_logged" if result.entry.kind == "applied" else "missed_logged"
+    variables = _entry_variables(result.entry, participant)
+    await show(update, context, render(context, template, participant.language, variables,
+                                       [[Button("today", cb.DIARY_TODAY)]]))
+
+
+@participant_only
+async def applied_earlier(update: Update, context: CallbackContext, participant: Participant) -> None:
+    """Three presses: Applied earlier -> which day -> about what time -> saved."""
+    step = cb.DiaryStep.parse(update.callback_query.data)
+    svc = services(context)
+    now = svc.clock.now()
+    rules = svc.protocol.diary
+    if step.day is None:
+        await answer_button(update)
+        await show(update, context, _day_picker(context, participant, cb.DIARY_EARLIER, step.form, now))
+        return
+    if step.detail is None:
+        hours = _loggable_hours(participant, step.day, now)
+        if not hours:
+            await answer_button(update)
+            await _refuse(update, context, participant, LogStatus.TOO_OLD)
+            return
+        zone = diary.zone_of(participant)
+        buttons = [
+            Button("hour", cb.diary(cb.DIARY_EARLIER, step.form, step.day, f"{h:02d}"),
+                   {"hour": datetime.combine(step.day, time(h), zone)})
+            for h in hours
+        ]
+        rows = [buttons[i:i + 4] for i in range(0, len(buttons), 4)]
+        rows.append([Button("back", cb.diary(cb.DIARY_EARLIER, step.form))])
+        await answer_button(update)
+        await show(update, context, render(context, "pick_hour", participant.language, {"day": step.day,
+                                           "is_today": step.day == diary.local_today(participant, now)}, rows))
+        return
+    if not step.detail.isdigit() or not 0 <= int(step.detail) <= 23:
+        await stale_button(update, context)
+        return
+    occurred = datetime.combine(step.day, time(int(step.detail)), diary.zone_of(participant))
+    async with svc.db.transaction() as session:
+        result = await diary.log_application(
+            session, participant, occurred_at=occurred, source="button", key=_entry_key(update, step.form),
+            rules=rules, now=now,
+        )
+    await _logged(update, context, participant, result)
+
+
+def _loggable_hours(participant: Participant, day: date, now: datetime) -> list[int]:
+    zone = diary.zone_of(participant)
+    return [h for h in range(24) if datetime.combine(day, time(h), zone) <= now]
+
+
+def _day_picker(context: CallbackContext, participant: Participant, action: str, form: str, now: datetime):
+    days = diary.loggable_days(services(context).protocol.diary, participant, now)
+    buttons = [[Button("day", cb.diary(action, form, day), {"day": day, "days_ago": n})] for n, day in enumerate(days)]
+    buttons.append([Button("back", cb.DIARY_MENU)])
+    template = "pick_day_applied" if action == cb.DIARY_EARLIER else "pick_day_missed"
+    return render(context, template, participant.language, {}, buttons)
+
+
+@participant_only
+async def missed(update: Update, context: CallbackContext, participant: Participant) -> None:
+    """Missed a dose -> which day -> why (optional) -> saved."""
+    step = cb.DiaryStep.parse(update.callback_query.data)
+    svc = services(context)
+    now = svc.clock.now()
+    rules = svc.protocol.diary
+    if step.day is None:
+        await answer_button(update)
+        await show(update, context, _day_picker(context, participant, cb.DIARY_MISSED, step.form, now))
+        return
+    if step.detail is None:
+        reasons = [*rules.missed_reasons, "none"]
+        rows = [[Button(f"reason_{r}", cb.diary(cb.DIARY_MISSED, step.form, step.day, r))] for r in reasons]
+        rows.append([Button("back", cb.diary(cb.DIARY_MISSED, step.form))])
+        await answer_button(update)
+        await show(update, context, render(context, "missed_reason", participant.language, {"day": step.day}, rows))
+        return
+    async with svc.db.transaction() as session:
+        result = await diary.log_missed(
+            session, participant, day=step.day, reason=step.detail, source="button",
+            key=_entry_key(update, step.form), rules=rules, now=now,
+        )
+    await _logged(update, context, participant, result)
+
+
+@participant_only
+async def today(update: Update, context: CallbackContext, participant: Participant) -> None:
+    svc = services(context)
+    now = svc.clock.now()
+    day = diary.local_today(participant, now)
+    async with svc.db.transaction() as session:
+        entries = await diary.entries_on(session, participant, day)
+    applied = [_entry_variables(e, participant) for e in entries if e.kind == "applied"]
+    missed_entries = [_entry_variables(e, participant) for e in entries if e.kind == "missed"]
+    await answer_button(update)
+    await show(update, context, render(context, "today", participant.language, {
+        "day": day, "applied": applied, "missed": missed_entries,
+        "per_day": svc.protocol.treatment.applications_per_day,
+    }, diary_buttons()))
+
+
+@participant_only
+async def undo(update: Update, context: CallbackContext, participant: Participant) -> None:
+    svc = services(context)
+    now = svc.clock.now()
+    async with svc.db.transaction() as session:
+        result = await diary.withdraw_last(session, participant, rules=svc.protocol.diary, now=now)
+    template = {
+        UndoStatus.WITHDRAWN: "undo_done",
+        UndoStatus.NOTHING_TO_UNDO: "undo_nothing",
+        UndoStatus.TOO_LATE: "undo_too_late",
+    }[result.status]
+    variables = {"undo_minutes": svc.protocol.diary.undo_minutes, "entry": None}
+    if result.entry is not None:
+        variables["entry"] = _entry_variables(result.entry, participant)
+    await show(update, context, render(context, template, participant.language, variables))
+
+
+@participant_only
+async def stale_button(update: Update, context: CallbackContext, participant: Participant) -> None:
+    """A button from an old message, or one a client made up: say so kindly, change nothing."""
+    await answer_button(update)
+    await show(update, context, render(context, "button_expired", participant.language, {}, diary_buttons()))
+
+
+@participant_only
+async def free_text(update: Update, context: CallbackContext, participant: Participant) -> None:
+    await show(update, context, render(context, "unknown_input", participant.language, {}, diary_buttons()))
+
+

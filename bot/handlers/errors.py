@@ -1,0 +1,31 @@
+"""The last line: an unexpected error is logged without what the person wrote, and the person
+gets a kind message instead of silence or a stack trace."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from telegram import Update
+from telegram.error import TelegramError
+from telegram.ext import CallbackContext
+
+from bot.access import stranger_language
+from bot.replies import answer_button, render, show
+
+log = logging.getLogger(__name__)
+
+
+async def on_error(update: object, context: CallbackContext) -> None:
+    error = context.error
+    update_id = update.update_id if isinstance(update, Update) else None
+    # The traceback's frames, not the exception's message: messages can quote what was written.
+    frames = "".join(traceback.format_tb(error.__traceback__)) if error else ""
+    log.error("update %s failed with %s\n%s", update_id, type(error).__name__, frames)
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return
+    try:
+        await answer_button(update)
+        await show(update, context, render(context, "error_generic", stranger_language(update, context)))
+    except TelegramError as exc:
+        log.warning("could not tell update %s about the error: %s", update_id, type(exc).__name__)

@@ -1,0 +1,132 @@
+"""Joining the study: /start with the invite code, the consent text, Agree or Decline.
+
+Before consent, the chat is a stranger's: nothing is written about it. The invite code travels in
+the consent buttons themselves, so no half-finished sign-up needs to be remembered; wrong codes,
+from /start or from forged buttons alike, count towards the chat's lock-out.
+"""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import CallbackContext
+
+from bot import callback_data as cb
+from bot.access import reply_to_stranger, stranger_language
+from bot.handlers.diary import diary_buttons
+from bot.replies import answer_button, render, show
+from bot.services import services
+from messages.renderer import Button
+from study import consent, invites, outbox, participants, staff, strangers
+from study.consent import ConsentOutcome
+from study.invites import InviteState
+
+_PROBLEM_TEMPLATES = {
+    ConsentOutcome.INVITE_UNKNOWN: "invite_wrong",
+    ConsentOutcome.INVITE_USED: "invite_used",
+    ConsentOutcome.INVITE_EXPIRED: "invite_expired",
+    ConsentOutcome.CHAT_IN_USE: "invite_chat_in_use",
+    ConsentOutcome.NOT_ELIGIBLE: "not_active",
+}
+_STATE_OUTCOMES = {
+    InviteState.UNKNOWN: ConsentOutcome.INVITE_UNKNOWN,
+    InviteState.USED: ConsentOutcome.INVITE_USED,
+    InviteState.EXPIRED: ConsentOutcome.INVITE_EXPIRED,
+}
+
+
+async def start(update: Update, context: CallbackContext) -> None:
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None or chat.type != "private":
+        return
+    svc = services(context)
+    now = svc.clock.now()
+    code = context.args[0] if context.args else None
+    async with svc.db.transaction() as session:
+        participant = await participants.by_chat(session, chat.id)
+        member = await staff.by_telegram_id(session, user.id)
+    if participant is not None:
+        if participant.status in participants.SERVED_STATUSES:
+            await show(update, context, render(context, "welcome_back", participant.language, {}, diary_buttons()))
+        else:
+            await show(update, context, render(context, "not_active", participant.language))
+        return
+    if code is None:
+        if member is not None and member.active:
+            await show(update, context, render(context, "staff_welcome", member.language, {"name": member.name}))
+        else:
+            await reply_to_stranger(update, context)
+        return
+    if await _locked_out(update, context):
+        return
+    async with svc.db.transaction() as session:
+        found = await invites.look_up(session, code, now=now)
+    if found.state is not InviteState.VALID:
+        await _invite_problem(update, context, _STATE_OUTCOMES[found.state])
+        return
+    svc.lockout.clear(chat.id)
+    person = found.participant
+    buttons = [[Button("agree", cb.CONSENT_AGREE + code)], [Button("decline", cb.CONSENT_DECLINE + code)]]
+    await show(update, context, render(context, "consent", person.language, {
+        "applications_per_day": svc.protocol.treatment.applications_per_day,
+    }, buttons))
+
+
+async def _locked_out(update: Update, context: CallbackContext) -> bool:
+    svc = services(context)
+    now = svc.clock.now()
+    if not svc.lockout.is_locked(update.effective_chat.id, now):
+        return False
+    async with svc.db.transaction() as session:
+        await strangers.count(session, "locked_out", now.date())
+    await answer_button(update)
+    await show(update, context, render(context, "invite_locked", stranger_language(update, context),
+                                       {"lockout_minutes": svc.protocol.enrolment.lockout_minutes}))
+    return True
+
+
+async def _invite_problem(update: Update, context: CallbackContext, outcome: ConsentOutcome) -> None:
+    svc = services(context)
+    now = svc.clock.now()
+    if outcome is ConsentOutcome.INVITE_UNKNOWN:
+        async with svc.db.transaction() as session:
+            await strangers.count(session, "wrong_code", now.date())
+        if svc.lockout.record_failure(update.effective_chat.id, now):
+            await _locked_out(update, context)
+            return
+    await answer_button(update)
+    await show(update, context, render(context, _PROBLEM_TEMPLATES[outcome], stranger_language(update, context)))
+
+
+async def consent_answer(update: Update, context: CallbackContext) -> None:
+    query = update.callback_query
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None or chat.type != "private":
+        return
+    if await _locked_out(update, context):
+        return
+    svc = services(context)
+    now = svc.clock.now()
+    code = query.data[len(cb.CONSENT_AGREE):]
+    async with svc.db.transaction() as session:
+        if query.data.startswith(cb.CONSENT_AGREE):
+            result = await consent.agree(session, code, chat_id=chat.id, user_id=user.id, now=now)
+        else:
+            result = await consent.decline(session, code, now=now)
+        if result.outcome in (ConsentOutcome.AGREED, ConsentOutcome.DECLINED):
+            await outbox.notify_staff(
+                session, event_key=f"consent:{result.participant.study_id}:{now.isoformat()}",
+                template_id="staff_consent", variables={"study_id": result.participant.study_id,
+                                                        "decision": result.outcome.value},
+                now=now,
+            )
+    if result.outcome in (ConsentOutcome.AGREED, ConsentOutcome.DECLINED):
+        svc.outbox_ready.set()
+    if result.outcome in _PROBLEM_TEMPLATES:
+        await _invite_problem(update, context, result.outcome)
+        return
+    await answer_button(update)
+    person = result.participant
+    if result.outcome is ConsentOutcome.DECLINED:
+        await show(update, context, render(context, "consent_declined", person.language))
+        return
+    await show(update, context, render(context, "consent_agreed", person.language, {}, diary_buttons()))

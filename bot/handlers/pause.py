@@ -1,0 +1,44 @@
+"""/stop and /resume: a participant turns the bot's own messages off and on. Their data stays,
+they can still log, and the study team is told either way."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import CallbackContext
+
+from bot.access import participant_only
+from bot.replies import render, show
+from bot.services import services
+from study import outbox, participants
+from study.audit import Actor
+from study.models import Participant
+
+
+async def _switch(update: Update, context: CallbackContext, participant: Participant, *, pause: bool) -> None:
+    svc = services(context)
+    now = svc.clock.now()
+    actor = Actor.participant(participant.study_id)
+    async with svc.db.transaction() as session:
+        current = await session.merge(participant)
+        switch = participants.pause if pause else participants.resume
+        changed = await switch(session, current, actor=actor, now=now)
+        if changed:
+            await outbox.notify_staff(
+                session, event_key=f"{'pause' if pause else 'resume'}:{participant.study_id}:{now.isoformat()}",
+                template_id="staff_paused" if pause else "staff_resumed",
+                variables={"study_id": participant.study_id}, now=now,
+            )
+    if changed:
+        svc.outbox_ready.set()
+    template = ("paused" if changed else "already_paused") if pause else ("resumed" if changed else "already_active")
+    await show(update, context, render(context, template, participant.language))
+
+
+@participant_only
+async def stop(update: Update, context: CallbackContext, participant: Participant) -> None:
+    await _switch(update, context, participant, pause=True)
+
+
+@participant_only
+async def resume(update: Update, context: CallbackContext, participant: Participant) -> None:
+    await _switch(update, context, participant, pause=False)

@@ -1,0 +1,33 @@
+"""What every handler needs, built once in the composition root and kept in `bot_data`."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from telegram.ext import CallbackContext
+
+from messages.renderer import MessageCatalog
+from study.clock import Clock
+from study.database import Database
+from study.protocol import Protocol
+from study.strangers import WrongCodeLockout
+
+
+@dataclass
+class Services:
+    protocol: Protocol
+    db: Database
+    clock: Clock
+    messages: MessageCatalog
+    lockout: WrongCodeLockout
+    # Set whenever something is queued in the outbox, so the dispatcher delivers it at once.
+    outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def study_variables(self) -> dict[str, str]:
+        study = self.protocol.study
+        return {"study_name": study.short_name, "study_phone": study.phone, "study_email": study.email}
+
+
+def services(context: CallbackContext) -> Services:
+    return context.application.bot_data["services"]

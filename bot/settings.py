@@ -1,0 +1,36 @@
+"""Settings from the environment (or a `.env` file), validated by pydantic-settings.
+
+Every setting is documented in `.env.example`. The bot token is a SecretStr so it never shows
+up in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///trialbot.db"
+TELEGRAM_API_URL = "https://api.telegram.org"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_url: str = TELEGRAM_API_URL
+    telegram_bot_username: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    study_file: Path = Path("study.toml")
+    log_level: str = "INFO"
+
+    @property
+    def token(self) -> str | None:
+        return self.telegram_bot_token.get_secret_value() if self.telegram_bot_token else None
+
+    def bot_base_url(self) -> str:
+        return self.telegram_api_url.rstrip("/") + "/bot"
+
+    def bot_file_url(self) -> str:
+        return self.telegram_api_url.rstrip("/") + "/file/bot"

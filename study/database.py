@@ -1,0 +1,84 @@
+"""The database connection: engines, transactions and schema migrations.
+
+`DATABASE_URL` picks the backend: SQLite through aiosqlite by default, PostgreSQL through asyncpg.
+On SQLite every transaction starts with BEGIN IMMEDIATE so writers queue up instead of failing
+half-way with "database is locked"; on PostgreSQL the audit chain takes an advisory lock instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+class Database:
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = make_url(url)
+        connect_args: dict[str, Any] = {}
+        if self.is_sqlite:
+            connect_args["timeout"] = 30
+        elif schema:
+            # Tests isolate themselves in a schema of their own on a shared PostgreSQL database.
+            connect_args["server_settings"] = {"search_path": schema}
+        # hide_parameters: errors must not carry participants' data into logs.
+        self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args, hide_parameters=True)
+        if self.is_sqlite:
+            _serialise_sqlite_writers(self.engine)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits when the block ends, rolls back if it raises."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        async with self.engine.begin() as connection:
+            await connection.run_sync(_upgrade_to_head)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy, not the driver, emit BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,218 @@
+"""The application diary: "I applied the cream", "I missed a dose", and taking an entry back.
+
+Entries keep when the participant says it happened (`occurred_at`, UTC, with the participant's
+zone and local day), when the server recorded it, where it came from, and a late flag. Nothing
+is changed in place: /undo writes a withdrawal entry that points at the entry it takes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import Enum
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from study import audit
+from study.audit import Actor
+from study.models import DiaryEntry, Participant
+from study.protocol import DiarySection
+
+# A phone's clock may run a little ahead of the server's; a "now" this far ahead is still now.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+class LogStatus(Enum):
+    LOGGED = "logged"
+    ALREADY_LOGGED = "already_logged"  # the same button again: the first entry stands
+    TOO_OLD = "too_old"
+    IN_FUTURE = "in_future"
+    UNKNOWN_REASON = "unknown_reason"
+
+
+@dataclass(frozen=True)
+class LogResult:
+    status: LogStatus
+    entry: DiaryEntry | None = None
+
+
+class UndoStatus(Enum):
+    WITHDRAWN = "withdrawn"
+    NOTHING_TO_UNDO = "nothing"
+    TOO_LATE = "too_late"
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    status: UndoStatus
+    entry: DiaryEntry | None = None
+
+
+def zone_of(participant: Participant) -> ZoneInfo:
+    return ZoneInfo(participant.timezone)
+
+
+def local_today(participant: Participant, now: datetime) -> date:
+    return now.astimezone(zone_of(participant)).date()
+
+
+def loggable_days(rules: DiarySection, participant: Participant, now: datetime) -> list[date]:
+    """Today first, then as many earlier days as the protocol lets a participant back-fill."""
+    today = local_today(participant, now)
+    return [today - timedelta(days=n) for n in range(rules.backfill_days + 1)]
+
+
+def _day_problem(rules: DiarySection, participant: Participant, day: date, now: datetime) -> LogStatus | None:
+    days = loggable_days(rules, participant, now)
+    if day > days[0]:
+        return LogStatus.IN_FUTURE
+    if day < days[-1]:
+        return LogStatus.TOO_OLD
+    return None
+
+
+async def log_application(
+    session: AsyncSession,
+    participant: Participant,
+    *,
+    occurred_at: datetime,
+    source: str,
+    key: str | None,
+    rules: DiarySection,
+    now: datetime,
+) -> LogResult:
+    local = occurred_at.astimezone(zone_of(participant))
+    if occurred_at > now + FUTURE_TOLERANCE:
+        return LogResult(LogStatus.IN_FUTURE)
+    problem = _day_problem(rules, participant, local.date(), now)
+    if problem:
+        return LogResult(problem)
+    entry = DiaryEntry(
+        participant_id=participant.id,
+        kind="applied",
+        occurred_at=min(occurred_at, now),
+        local_date=local.date(),
+        late=now - occurred_at > timedelta(hours=rules.late_after_hours),
+        source=source,
+    )
+    return await _append(session, participant, entry, key=key, now=now)
+
+
+async def log_missed(
+    session: AsyncSession,
+    participant: Participant,
+    *,
+    day: date,
+    reason: str,
+    source: str,
+    key: str | None,
+    rules: DiarySection,
+    now: datetime,
+) -> LogResult:
+    if reason not in rules.missed_reasons and reason != "none":
+        return LogResult(LogStatus.UNKNOWN_REASON)
+    problem = _day_problem(rules, participant, day, now)
+    if problem:
+        return LogResult(problem)
+    entry = DiaryEntry(
+        participant_id=participant.id,
+        kind="missed",
+        occurred_at=None,
+        local_date=day,
+        late=False,
+        missed_reason=None if reason == "none" else reason,
+        source=source,
+    )
+    return await _append(session, participant, entry, key=key, now=now)
+
+
+async def _append(
+    session: AsyncSession, participant: Participant, entry: DiaryEntry, *, key: str | None, now: datetime
+) -> LogResult:
+    scoped_key = f"{participant.id}:{key}" if key else None
+    if scoped_key:
+        existing = await session.scalar(select(DiaryEntry).where(DiaryEntry.idempotency_key == scoped_key))
+        if existing is not None:
+            return LogResult(LogStatus.ALREADY_LOGGED, existing)
+    actor = Actor.participant(participant.study_id)
+    entry.timezone = participant.timezone
+    entry.recorded_at = now
+    entry.recorded_by = str(actor)
+    entry.idempotency_key = scoped_key
+    try:
+        async with session.begin_nested():
+            session.add(entry)
+            await session.flush()
+    except IntegrityError:
+        # Another worker stored the same button press a moment ago; that entry stands.
+        existing = await session.scalar(select(DiaryEntry).where(DiaryEntry.idempotency_key == scoped_key))
+        return LogResult(LogStatus.ALREADY_LOGGED, existing)
+    await audit.record(
+        session, actor=actor, action="create", entity="diary_entry", entity_id=entry.id, now=now,
+        new=_describe(entry), reason=f"diary entry via {entry.source}", timezone=participant.timezone,
+    )
+    return LogResult(LogStatus.LOGGED, entry)
+
+
+def _describe(entry: DiaryEntry) -> dict[str, object]:
+    return {
+        "participant_id": entry.participant_id,
+        "kind": entry.kind,
+        "occurred_at": entry.occurred_at,
+        "local_date": entry.local_date,
+        "recorded_at": entry.recorded_at,
+        "source": entry.source,
+        "late": entry.late,
+        "missed_reason": entry.missed_reason,
+        "supersedes_id": entry.supersedes_id,
+    }
+
+
+def _standing_entries(participant: Participant):
+    """Applied and missed entries that no later withdrawal has taken back."""
+    withdrawal = aliased(DiaryEntry)
+    return (
+        select(DiaryEntry)
+        .outerjoin(withdrawal, withdrawal.supersedes_id == DiaryEntry.id)
+        .where(
+            DiaryEntry.participant_id == participant.id,
+            DiaryEntry.kind.in_(("applied", "missed")),
+            withdrawal.id.is_(None),
+        )
+    )
+
+
+async def entries_on(session: AsyncSession, participant: Participant, day: date) -> list[DiaryEntry]:
+    query = _standing_entries(participant).where(DiaryEntry.local_date == day)
+    rows = (await session.scalars(query.order_by(DiaryEntry.occurred_at, DiaryEntry.id))).all()
+    return list(rows)
+
+
+async def withdraw_last(
+    session: AsyncSession, participant: Participant, *, rules: DiarySection, now: datetime
+) -> UndoResult:
+    last = await session.scalar(_standing_entries(participant).order_by(DiaryEntry.recorded_at.desc(), DiaryEntry.id.desc()).limit(1))
+    if last is None:
+        return UndoResult(UndoStatus.NOTHING_TO_UNDO)
+    if now - last.recorded_at > timedelta(minutes=rules.undo_minutes):
+        return UndoResult(UndoStatus.TOO_LATE, last)
+    withdrawal = DiaryEntry(
+        participant_id=participant.id,
+        kind="withdrawal",
+        occurred_at=now,
+        local_date=local_today(participant, now),
+        late=False,
+        source="command",
+        supersedes_id=last.id,
+    )
+    await _append(session, participant, withdrawal, key=None, now=now)
+    await audit.record(
+        session, actor=Actor.participant(participant.study_id), action="correct", entity="diary_entry",
+        entity_id=last.id, now=now, old={"standing": True}, new={"standing": False, "withdrawn_by": withdrawal.id},
+        reason="participant took the entry back (/undo)", timezone=participant.timezone,
+    )
+    return UndoResult(UndoStatus.WITHDRAWN, last)

@@ -1,0 +1,195 @@
+"""Storage: the tables of the study record.
+
+Clinical records (diary entries, consent decisions) and the audit trail are append-only: the
+migrations install database triggers that refuse UPDATE and DELETE on them, so a correction can
+only be a new row that points at the one it corrects. Rows that carry current state
+(participants, staff, invites, outbox) change in place, and every such change is written to the
+audit trail with its old and new values.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+APPEND_ONLY_TABLES = ("audit_entries", "diary_entries", "consent_decisions")
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[str] = mapped_column(String(32), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    wocbp: Mapped[bool] = mapped_column(Boolean, default=False)
+    reminder_times: Mapped[str] = mapped_column(String(128))  # "08:00,20:00", participant-local
+    # invited -> active <-> paused; withdrawn and completed are final.
+    status: Mapped[str] = mapped_column(String(16), default="invited")
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Invite(Base):
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256; the code itself is never stored
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConsentDecision(Base):
+    __tablename__ = "consent_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    invite_id: Mapped[int] = mapped_column(ForeignKey("invites.id"))
+    decision: Mapped[str] = mapped_column(String(16))  # agreed | declined
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    timezone: Mapped[str] = mapped_column(String(64))
+
+
+class StaffMember(Base):
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))  # coordinator | investigator | monitor
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DiaryEntry(Base):
+    """One statement by a participant about their treatment: applied, missed, or a withdrawal.
+
+    A withdrawal (the participant's /undo) is itself an entry whose `supersedes_id` names the entry
+    it takes back; `supersedes_id` is unique, so an entry can be taken back only once.
+    """
+
+    __tablename__ = "diary_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # applied | missed | withdrawal
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when the participant says it happened
+    local_date: Mapped[date] = mapped_column(Date)  # the participant's calendar day it belongs to
+    timezone: Mapped[str] = mapped_column(String(64))  # the participant's zone at recording
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(16))  # button | reminder | command
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    missed_reason: Mapped[str | None] = mapped_column(String(16))
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("diary_entries.id"), unique=True)
+    recorded_by: Mapped[str] = mapped_column(String(64))  # actor, e.g. participant:P001
+    # The same button pressed twice carries the same key, so it cannot create two entries.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+
+class AuditEntry(Base):
+    """The audit trail: who did what to which record, when and why, chained by SHA-256."""
+
+    __tablename__ = "audit_entries"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    old_values: Mapped[dict | None] = mapped_column(JSON)
+    new_values: Mapped[dict | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class OutboxMessage(Base):
+    """A message the bot starts (not a direct reply), waiting to be delivered or delivered.
+
+    `dedup_key` makes queueing idempotent: planning the same thing twice finds the row already there.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(160), unique=True)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), index=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
+    template_id: Mapped[str] = mapped_column(String(64))
+    variables: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending | sent | failed | skipped
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(256))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    template_hash: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+
+
+class StrangerCount(Base):
+    """How often people outside the study wrote, per day: counts only, nothing about them."""
+
+    __tablename__ = "stranger_counts"
+    __table_args__ = (UniqueConstraint("day", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(32))  # message | wrong_code | locked_out
+    count: Mapped[int] = mapped_column(Integer, default=0)

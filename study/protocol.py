@@ -1,0 +1,144 @@
+"""The study protocol (`study.toml`) as validated data.
+
+Everything trial-specific lives in the file; the code reads it through these models. Validation
+errors name the offending key so a coordinator editing the file can fix it without a developer.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2}$")]
+
+
+def parse_hhmm(value: str) -> time:
+    """'08:00' -> time(8, 0); raises ValueError with a plain explanation otherwise."""
+    try:
+        hours, minutes = value.split(":")
+        if len(hours) != 2 or len(minutes) != 2:
+            raise ValueError
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time like 08:00 (24-hour HH:MM)") from None
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a known time zone (use names like America/New_York)") from None
+    return name
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudySection(_Section):
+    name: str
+    short_name: str
+    site: str
+    phone: str
+    email: str
+    languages: list[LanguageCode] = Field(min_length=1)
+    default_timezone: str = "UTC"
+
+    _tz = field_validator("default_timezone")(check_timezone)
+
+    @property
+    def default_language(self) -> str:
+        return self.languages[0]
+
+
+class TreatmentSection(_Section):
+    name: str
+    applications_per_day: int = Field(ge=1, le=6)
+    reminder_times: list[str] = Field(min_length=1)
+
+    @field_validator("reminder_times")
+    @classmethod
+    def _times(cls, values: list[str]) -> list[str]:
+        parsed = [parse_hhmm(v) for v in values]
+        if parsed != sorted(set(parsed)):
+            raise ValueError("reminder times must be distinct and in order")
+        return values
+
+
+class DiarySection(_Section):
+    late_after_hours: int = Field(ge=0, le=72)
+    backfill_days: int = Field(ge=0, le=7)
+    undo_minutes: int = Field(ge=1, le=24 * 60)
+    missed_reasons: list[Annotated[str, Field(pattern=r"^[a-z_]{1,16}$")]] = Field(min_length=1)
+
+
+class EnrolmentSection(_Section):
+    invite_valid_days: int = Field(ge=1, le=90)
+    max_wrong_codes: int = Field(ge=1, le=50)
+    wrong_code_window_minutes: int = Field(ge=1)
+    lockout_minutes: int = Field(ge=1)
+
+
+class VisitSection(_Section):
+    schedule: list[dict] = Field(default_factory=list)
+
+
+class PregnancyTestSection(_Section):
+    enabled: bool = True
+    every_days: int = Field(ge=1, le=90, default=28)
+    where: Literal["home", "site"] = "home"
+
+
+class CheckinSection(_Section):
+    every_days: int = Field(ge=1, default=7)
+
+
+class EscalationSection(_Section):
+    realert_minutes: int = Field(ge=1, default=30)
+    escalate_after_minutes: int = Field(ge=1, default=120)
+
+
+class Protocol(_Section):
+    study: StudySection
+    treatment: TreatmentSection
+    diary: DiarySection
+    enrolment: EnrolmentSection
+    visits: VisitSection = VisitSection()
+    pregnancy_tests: PregnancyTestSection = PregnancyTestSection()
+    checkins: CheckinSection = CheckinSection()
+    escalation: EscalationSection = EscalationSection()
+
+    @property
+    def default_reminder_times(self) -> list[time]:
+        return [parse_hhmm(v) for v in self.treatment.reminder_times]
+
+
+class ProtocolError(Exception):
+    """The protocol file is missing or invalid; the message names each offending key."""
+
+
+def load_protocol(path: Path | str) -> Protocol:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProtocolError(f"study protocol not found: {path} (set STUDY_FILE)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProtocolError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return Protocol.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"  {_key(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ProtocolError(f"{path} has {len(problems)} problem(s):\n" + "\n".join(problems)) from None
+
+
+def _key(loc: tuple) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key

@@ -1,0 +1,65 @@
+"""People outside the study who write to the bot: they learn nothing and we keep only counts.
+
+The lock-out for repeated wrong invite codes lives in memory, keyed by a salted hash of the chat,
+so that nothing about a stranger is ever written to disk; a restart forgets it, which is fine
+since the codes are 128-bit random and guessing is hopeless anyway: the lock-out only stops noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import deque
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from study.models import StrangerCount
+
+
+async def count(session: AsyncSession, kind: str, day: date) -> None:
+    row = await session.scalar(select(StrangerCount).where(StrangerCount.day == day, StrangerCount.kind == kind))
+    if row is None:
+        session.add(StrangerCount(day=day, kind=kind, count=1))
+    else:
+        row.count += 1
+
+
+async def counts(session: AsyncSession) -> list[StrangerCount]:
+    return list((await session.scalars(select(StrangerCount).order_by(StrangerCount.day, StrangerCount.kind))).all())
+
+
+class WrongCodeLockout:
+    def __init__(self, *, max_failures: int, window: timedelta, lockout: timedelta) -> None:
+        self._max = max_failures
+        self._window = window
+        self._lockout = lockout
+        self._salt = secrets.token_bytes(16)
+        self._failures: dict[str, deque[datetime]] = {}
+        self._locked_until: dict[str, datetime] = {}
+
+    def _key(self, chat_id: int) -> str:
+        return hashlib.blake2s(str(chat_id).encode(), key=self._salt).hexdigest()
+
+    def is_locked(self, chat_id: int, now: datetime) -> bool:
+        until = self._locked_until.get(self._key(chat_id))
+        return until is not None and now < until
+
+    def record_failure(self, chat_id: int, now: datetime) -> bool:
+        """Count a wrong code; True when this failure locks the chat out."""
+        key = self._key(chat_id)
+        failures = self._failures.setdefault(key, deque())
+        failures.append(now)
+        while failures and now - failures[0] > self._window:
+            failures.popleft()
+        if len(failures) >= self._max:
+            self._locked_until[key] = now + self._lockout
+            failures.clear()
+            return True
+        return False
+
+    def clear(self, chat_id: int) -> None:
+        key = self._key(chat_id)
+        self._failures.pop(key, None)
+        self._locked_until.pop(key, None)
