@@ -1,0 +1,132 @@
+"""HTTP front of the sandbox: Telegram's Bot API URLs on 127.0.0.1, served by aiohttp.
+
+Why: the product runs the real python-telegram-bot over real HTTP, so request encoding,
+timeouts and error parsing are exercised exactly as against api.telegram.org. This module
+only decodes requests (query string, urlencoded or multipart form, JSON) and encodes
+answers in Telegram's envelope; `TelegramWorld.handle_call` decides everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from sandbox.errors import ApiError
+from sandbox.faults import Fault
+from sandbox.spec import UploadedFile
+from sandbox.world import TelegramWorld
+
+_MAX_BODY_BYTES = 60 * 1024 * 1024
+
+
+class BotApiServer:
+    """Serves `world` at base_url; use `ApplicationBuilder().base_url(server.base_url)`."""
+
+    def __init__(self, world: TelegramWorld, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.world = world
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+        self._in_flight: set[asyncio.Task[Any]] = set()
+
+    @property
+    def base_url(self) -> str:
+        """PTB appends the token and "/<method>", so this ends in "/bot"."""
+        return f"http://{self.host}:{self.port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return f"http://{self.host}:{self.port}/file/bot"
+
+    async def start(self) -> None:
+        """Listen; with port 0 a free port is chosen and stored in `port`."""
+        app = web.Application(client_max_size=_MAX_BODY_BYTES)
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets  # started sites always have sockets
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening, ending long polls and held (fault-injected) responses at once."""
+        self._stopping.set()
+        for task in list(self._in_flight):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> BotApiServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            params, files = await _read_params(request)
+            outcome = await self.world.handle_call(
+                request.match_info["token"], request.match_info["method"], params, files
+            )
+        except ApiError as error:
+            return web.json_response(error.to_json(), status=error.status)
+        finally:
+            self._in_flight.discard(task)
+        if isinstance(outcome, Fault):
+            return await self._act_out(request, outcome)
+        return web.json_response({"ok": True, "result": outcome})
+
+    async def _act_out(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        """Answer with the fault's error, or stall / drop the connection without answering."""
+        if fault.mode == "error":
+            return web.json_response(fault.error.to_json(), status=fault.error.status)
+        if fault.mode == "timeout":
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.world.faults.hold_seconds)
+            except TimeoutError:
+                pass
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
+
+
+async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, UploadedFile]]:
+    """Parameters from the query string and the body, and any uploaded files by part name."""
+    params: dict[str, Any] = dict(request.query)
+    files: dict[str, UploadedFile] = {}
+    if not request.can_read_body:
+        return params, files
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            raise ApiError(400, "Bad Request: can't parse JSON body") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "Bad Request: JSON body must be an object")
+        params.update(body)
+    elif request.content_type == "multipart/form-data":
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                continue
+            if part.filename is not None:
+                files[part.name] = UploadedFile(
+                    part.filename, bytes(await part.read()),
+                    part.headers.get("Content-Type", "application/octet-stream"),
+                )
+            else:
+                params[part.name] = await part.text()
+    else:
+        params.update(await request.post())
+    return params, files

@@ -1,0 +1,238 @@
+"""The simulated Telegram: users, chats, the update queue, and a record of every call.
+
+Why: tests and the demo need one in-process object that plays Telegram for the bot. The
+HTTP server only translates requests into `handle_call`; everything Telegram would decide
+(who exists, what is shown, what is rejected) lives here and in `sandbox.methods`, so a
+test can inspect the state directly and assert that the bot made no call Telegram refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dtm
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from sandbox import methods
+from sandbox.chat import SimUser
+from sandbox.errors import ApiError
+from sandbox.faults import Fault, Faults
+from sandbox.ratelimit import RateLimiter, RateLimits
+from sandbox.spec import UploadedFile, canonical_method, validate_call
+
+Clock = Callable[[], dtm.datetime]
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One Bot API call as the sandbox answered it."""
+
+    method: str
+    params: dict[str, Any]
+    status: int
+    description: str | None
+    time: dtm.datetime
+    injected: bool = False
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file the bot uploaded, so it can be re-sent by file_id."""
+
+    content: bytes
+    filename: str
+    mime_type: str
+
+
+class TelegramWorld:
+    """Telegram as one bot sees it; see the module docstring."""
+
+    def __init__(
+        self,
+        token: str = "123456:SANDBOX-TOKEN",
+        bot_username: str = "trialbot_sandbox_bot",
+        now: Clock | None = None,
+        rate_limits: RateLimits | None = None,
+        *,
+        bot_first_name: str = "Trialbot (sandbox)",
+    ) -> None:
+        self.token = token
+        self.bot_id = int(token.split(":", 1)[0])
+        self.bot_username = bot_username
+        self.bot_first_name = bot_first_name
+        self._clock = now or (lambda: dtm.datetime.now(dtm.timezone.utc))
+        self.rate_limiter = RateLimiter(rate_limits) if rate_limits else None
+        self.faults = Faults()
+        self.calls: list[CallRecord] = []
+        #: setMyCommands results keyed by (scope as sorted JSON-like tuple, language_code).
+        self.bot_commands: dict[methods.CommandKey, list[dict[str, str]]] = {}
+        self.files: dict[str, StoredFile] = {}
+        self._users: dict[int, SimUser] = {}
+        self._updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1)
+        self._updates_changed = asyncio.Event()
+        self._pending_callbacks: dict[str, SimUser] = {}
+        self._file_ids = itertools.count(1)
+
+    # --- users --------------------------------------------------------------------------
+
+    def add_user(
+        self,
+        user_id: int,
+        first_name: str,
+        *,
+        last_name: str | None = None,
+        username: str | None = None,
+        language_code: str | None = "en",
+    ) -> SimUser:
+        """A new Telegram user; their chat exists for the bot once they message it."""
+        if user_id in self._users:
+            raise ValueError(f"user {user_id} already exists")
+        user = SimUser(self, user_id, first_name, last_name=last_name, username=username,
+                       language_code=language_code)
+        self._users[user_id] = user
+        return user
+
+    def user(self, user_id: int) -> SimUser:
+        return self._users[user_id]
+
+    def find_user(self, user_id: int) -> SimUser | None:
+        return self._users.get(user_id)
+
+    @property
+    def users(self) -> list[SimUser]:
+        return list(self._users.values())
+
+    # --- clock and records --------------------------------------------------------------
+
+    def now(self) -> dtm.datetime:
+        return self._clock()
+
+    @property
+    def rejected_calls(self) -> list[CallRecord]:
+        """Calls Telegram would have refused (4xx), not counting injected faults."""
+        return [c for c in self.calls if 400 <= c.status < 500 and not c.injected]
+
+    def commands_for(self, scope: Mapping[str, Any] | None = None, language_code: str = "") -> list[dict[str, str]]:
+        """The commands set for a scope (default scope when None) and language."""
+        return self.bot_commands.get(methods.command_key(dict(scope or {}), language_code), [])
+
+    # --- updates ------------------------------------------------------------------------
+
+    def queue_update(self, update: dict[str, Any]) -> int:
+        """Queue an update for getUpdates; returns its update_id."""
+        update_id = next(self._update_ids)
+        self._updates.append({"update_id": update_id, **update})
+        changed, self._updates_changed = self._updates_changed, asyncio.Event()
+        changed.set()
+        return update_id
+
+    @property
+    def pending_updates(self) -> list[dict[str, Any]]:
+        return list(self._updates)
+
+    def confirm_updates(self, offset: int) -> None:
+        """getUpdates' offset: forget updates before it (negative: keep only the last -offset)."""
+        if offset < 0:
+            self._updates = self._updates[offset:]
+        else:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+
+    def drop_pending_updates(self) -> None:
+        self._updates.clear()
+
+    async def wait_for_updates(self, timeout: float) -> None:
+        """Return once updates are pending or `timeout` seconds passed (long polling)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._updates and (remaining := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(self._updates_changed.wait(), remaining)
+            except TimeoutError:
+                return
+
+    # --- callback queries ---------------------------------------------------------------
+
+    def register_callback(self, query_id: str, user: SimUser) -> None:
+        self._pending_callbacks[query_id] = user
+
+    def take_callback(self, query_id: str) -> SimUser | None:
+        """The user whose unanswered query this is (each query can be answered once)."""
+        return self._pending_callbacks.pop(query_id, None)
+
+    # --- files --------------------------------------------------------------------------
+
+    def store_file(self, kind: str, content: bytes, filename: str, mime_type: str) -> str:
+        file_id = f"sandbox-{kind}-{next(self._file_ids)}"
+        self.files[file_id] = StoredFile(content, filename, mime_type)
+        return file_id
+
+    # --- Bot API objects ----------------------------------------------------------------
+
+    def bot_json(self) -> dict[str, Any]:
+        return {"id": self.bot_id, "is_bot": True, "first_name": self.bot_first_name,
+                "username": self.bot_username}
+
+    def user_json(self, user: SimUser) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": user.user_id, "is_bot": False, "first_name": user.first_name}
+        for key in ("last_name", "username", "language_code"):
+            if getattr(user, key):
+                data[key] = getattr(user, key)
+        return data
+
+    def chat_json(self, user: SimUser) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": user.chat_id, "type": "private", "first_name": user.first_name}
+        for key in ("last_name", "username"):
+            if getattr(user, key):
+                data[key] = getattr(user, key)
+        return data
+
+    def message_json(self, user: SimUser, message: Any) -> dict[str, Any]:
+        """The Bot API Message object for a ChatMessage in `user`'s chat."""
+        return methods.message_json(self, user, message)
+
+    # --- the API ------------------------------------------------------------------------
+
+    async def handle_call(
+        self,
+        token: str,
+        method: str,
+        params: Mapping[str, Any],
+        files: Mapping[str, UploadedFile] | None = None,
+    ) -> Any | Fault:
+        """Answer one Bot API call: its result, a Fault to act out, or raise ApiError.
+
+        Every call is recorded in `calls`, including refused and fault-injected ones, with
+        its parameters as native values once they passed validation (raw before).
+        """
+        name = canonical_method(method) or method
+        raw = dict(params)
+        if token != self.token:
+            return self._refuse(name, raw, ApiError(401, "Unauthorized"))
+        fault = self.faults.take(name)
+        if fault is not None:
+            self._record(name, raw, fault.error.status, f"{fault.mode}: {fault.error.description}",
+                         injected=True)
+            return fault
+        try:
+            checked = validate_call(method, params, files)
+        except ApiError as error:
+            return self._refuse(name, raw, error)
+        try:
+            if self.rate_limiter is not None and methods.is_rate_limited(name):
+                self.rate_limiter.admit(checked.get("chat_id"))
+            result = await methods.dispatch(self, name, checked)
+        except ApiError as error:
+            return self._refuse(name, checked, error)
+        self._record(name, checked, 200, None)
+        return result
+
+    def _refuse(self, method: str, params: dict[str, Any], error: ApiError) -> Any:
+        self._record(method, params, error.status, error.description)
+        raise error
+
+    def _record(self, method: str, params: dict[str, Any], status: int, description: str | None,
+                *, injected: bool = False) -> None:
+        self.calls.append(CallRecord(method, params, status, description, self.now(), injected))
+
