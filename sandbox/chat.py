@@ -197,26 +197,29 @@ class SimUser:
 
     # --- waiting ----------------------------------------------------------------------
 
-    async def next_bot_event(self, timeout: float = 10) -> ChatMessage:
-        """The next bot message or edit in this chat not yet returned by this method."""
+    async def next_bot_event(self, timeout: float | None = 10) -> ChatMessage:
+        """The next bot message or edit in this chat not yet returned by this method.
+
+        `timeout` None waits forever (the terminal chat does; tests should not).
+        """
         await self._wait(lambda: len(self._bot_events) > self._events_seen, timeout,
                          "no new bot message or edit")
         event = self._bot_events[self._events_seen]
         self._events_seen += 1
         return event
 
-    async def wait_for(self, predicate: Callable[[SimUser], bool], timeout: float = 10) -> None:
+    async def wait_for(self, predicate: Callable[[SimUser], bool], timeout: float | None = 10) -> None:
         """Wait until `predicate(self)` holds; it is re-checked after every chat change."""
         await self._wait(lambda: predicate(self), timeout, "condition not met")
 
-    async def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    async def _wait(self, ready: Callable[[], bool], timeout: float | None, what: str) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = None if timeout is None else loop.time() + timeout
         while not ready():
-            remaining = deadline - loop.time()
+            remaining = None if deadline is None else deadline - loop.time()
             changed = self._changed
             try:
-                if remaining <= 0:
+                if remaining is not None and remaining <= 0:
                     raise TimeoutError
                 await asyncio.wait_for(changed.wait(), remaining)
             except TimeoutError:
