@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from telegram import Update
 from telegram.ext import CallbackContext
 
-from bot.replies import answer_button, render, show
+from bot.replies import render, show
 from bot.services import services
 from study import participants, staff, strangers
 from study.models import Participant
@@ -31,7 +31,6 @@ async def reply_to_stranger(update: Update, context: CallbackContext) -> None:
     svc = services(context)
     async with svc.db.transaction() as session:
         await strangers.count(session, "message", svc.clock.now().date())
-    await answer_button(update)
     await show(update, context, render(context, "stranger", stranger_language(update, context)))
 
 
@@ -47,13 +46,11 @@ def participant_only(handler: ParticipantHandler) -> Callable[[Update, CallbackC
             member = await staff.by_telegram_id(session, user.id) if participant is None else None
         if participant is None or participant.telegram_user_id != user.id:
             if member is not None and member.active:
-                await answer_button(update)
                 await show(update, context, render(context, "staff_not_participant", member.language))
             else:
                 await reply_to_stranger(update, context)
             return
         if participant.status not in participants.SERVED_STATUSES:
-            await answer_button(update)
             await show(update, context, render(context, "not_active", participant.language))
             return
         await handler(update, context, participant)

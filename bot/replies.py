@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,18 +35,37 @@ async def send(context: CallbackContext, chat_id: int, rendered: RenderedMessage
 
 
 async def show(update: Update, context: CallbackContext, rendered: RenderedMessage) -> None:
-    """Answer the user: edit the message whose button they pressed, or send a new message."""
+    """Answer the user: edit the message whose button they pressed, or send a new message.
+
+    A pressed button is answered (its spinner stopped) only after the edit, so the answer also
+    tells the client, and the tests, that everything the press caused is done.
+    """
     query = update.callback_query
     if query is not None and query.message is not None:
-        try:
-            await query.edit_message_text(rendered.text, reply_markup=keyboard(rendered))
-        except BadRequest as exc:
-            # A repeated tap re-renders the same answer; Telegram refuses an edit that changes nothing.
-            if "not modified" not in str(exc).lower():
-                raise
+        if not _already_shown(query.message, rendered):  # a repeated tap: the message already says this
+            try:
+                await query.edit_message_text(rendered.text, reply_markup=keyboard(rendered))
+            except BadRequest as exc:
+                # Two taps in flight at once can both try the same edit; Telegram refuses the second.
+                if "not modified" not in str(exc).lower():
+                    raise
+        await answer_button(update)
         return
     if update.effective_chat is not None:
         await send(context, update.effective_chat.id, rendered)
+        await answer_button(update)
+
+
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _already_shown(message: object, rendered: RenderedMessage) -> bool:
+    """Would editing `message` to `rendered` change nothing? Telegram refuses such edits."""
+    shown_text = getattr(message, "text", None)
+    if shown_text is None:
+        return False
+    plain = html.unescape(_TAG.sub("", rendered.text)).strip()
+    return shown_text == plain and getattr(message, "reply_markup", None) == keyboard(rendered)
 
 
 async def answer_button(update: Update, text: str | None = None) -> None:

@@ -14,7 +14,7 @@ from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import participant_only
-from bot.replies import answer_button, render, show
+from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button
 from study import diary
@@ -63,7 +63,6 @@ async def _refuse(update: Update, context: CallbackContext, participant: Partici
 
 @participant_only
 async def show_menu(update: Update, context: CallbackContext, participant: Participant) -> None:
-    await answer_button(update)
     await show(update, context, render(context, "diary_menu", participant.language, {}, diary_buttons()))
 
 
@@ -81,7 +80,6 @@ async def applied_now(update: Update, context: CallbackContext, participant: Par
 
 
 async def _logged(update: Update, context: CallbackContext, participant: Participant, result: diary.LogResult) -> None:
-    await answer_button(update)
     if result.entry is None:
         await _refuse(update, context, participant, result.status)
         return
@@ -99,13 +97,11 @@ async def applied_earlier(update: Update, context: CallbackContext, participant:
     now = svc.clock.now()
     rules = svc.protocol.diary
     if step.day is None:
-        await answer_button(update)
         await show(update, context, _day_picker(context, participant, cb.DIARY_EARLIER, step.form, now))
         return
     if step.detail is None:
         hours = _loggable_hours(participant, step.day, now)
         if not hours:
-            await answer_button(update)
             await _refuse(update, context, participant, LogStatus.TOO_OLD)
             return
         zone = diary.zone_of(participant)
@@ -116,7 +112,6 @@ async def applied_earlier(update: Update, context: CallbackContext, participant:
         ]
         rows = [buttons[i:i + 4] for i in range(0, len(buttons), 4)]
         rows.append([Button("back", cb.diary(cb.DIARY_EARLIER, step.form))])
-        await answer_button(update)
         await show(update, context, render(context, "pick_hour", participant.language, {"day": step.day,
                                            "is_today": step.day == diary.local_today(participant, now)}, rows))
         return
@@ -153,14 +148,12 @@ async def missed(update: Update, context: CallbackContext, participant: Particip
     now = svc.clock.now()
     rules = svc.protocol.diary
     if step.day is None:
-        await answer_button(update)
         await show(update, context, _day_picker(context, participant, cb.DIARY_MISSED, step.form, now))
         return
     if step.detail is None:
         reasons = [*rules.missed_reasons, "none"]
         rows = [[Button(f"reason_{r}", cb.diary(cb.DIARY_MISSED, step.form, step.day, r))] for r in reasons]
         rows.append([Button("back", cb.diary(cb.DIARY_MISSED, step.form))])
-        await answer_button(update)
         await show(update, context, render(context, "missed_reason", participant.language, {"day": step.day}, rows))
         return
     async with svc.db.transaction() as session:
@@ -180,7 +173,6 @@ async def today(update: Update, context: CallbackContext, participant: Participa
         entries = await diary.entries_on(session, participant, day)
     applied = [_entry_variables(e, participant) for e in entries if e.kind == "applied"]
     missed_entries = [_entry_variables(e, participant) for e in entries if e.kind == "missed"]
-    await answer_button(update)
     await show(update, context, render(context, "today", participant.language, {
         "day": day, "applied": applied, "missed": missed_entries,
         "per_day": svc.protocol.treatment.applications_per_day,
@@ -207,7 +199,6 @@ async def undo(update: Update, context: CallbackContext, participant: Participan
 @participant_only
 async def stale_button(update: Update, context: CallbackContext, participant: Participant) -> None:
     """A button from an old message, or one a client made up: say so kindly, change nothing."""
-    await answer_button(update)
     await show(update, context, render(context, "button_expired", participant.language, {}, diary_buttons()))
 
 

@@ -11,7 +11,7 @@ from telegram.error import TelegramError
 from telegram.ext import CallbackContext
 
 from bot.access import stranger_language
-from bot.replies import answer_button, render, show
+from bot.replies import render, show
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,6 @@ async def on_error(update: object, context: CallbackContext) -> None:
     if not isinstance(update, Update) or update.effective_chat is None:
         return
     try:
-        await answer_button(update)
         await show(update, context, render(context, "error_generic", stranger_language(update, context)))
     except TelegramError as exc:
         log.warning("could not tell update %s about the error: %s", update_id, type(exc).__name__)

@@ -13,7 +13,7 @@ from telegram.ext import CallbackContext
 from bot import callback_data as cb
 from bot.access import reply_to_stranger, stranger_language
 from bot.handlers.diary import diary_buttons
-from bot.replies import answer_button, render, show
+from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button
 from study import consent, invites, outbox, participants, staff, strangers
@@ -78,7 +78,6 @@ async def _locked_out(update: Update, context: CallbackContext) -> bool:
         return False
     async with svc.db.transaction() as session:
         await strangers.count(session, "locked_out", now.date())
-    await answer_button(update)
     await show(update, context, render(context, "invite_locked", stranger_language(update, context),
                                        {"lockout_minutes": svc.protocol.enrolment.lockout_minutes}))
     return True
@@ -93,7 +92,6 @@ async def _invite_problem(update: Update, context: CallbackContext, outcome: Con
         if svc.lockout.record_failure(update.effective_chat.id, now):
             await _locked_out(update, context)
             return
-    await answer_button(update)
     await show(update, context, render(context, _PROBLEM_TEMPLATES[outcome], stranger_language(update, context)))
 
 
@@ -124,7 +122,6 @@ async def consent_answer(update: Update, context: CallbackContext) -> None:
     if result.outcome in _PROBLEM_TEMPLATES:
         await _invite_problem(update, context, result.outcome)
         return
-    await answer_button(update)
     person = result.participant
     if result.outcome is ConsentOutcome.DECLINED:
         await show(update, context, render(context, "consent_declined", person.language))

@@ -1,0 +1,42 @@
+"""The audit trail printed for people: one line per entry, UTC time and the participant's local time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from study import audit
+from study.models import AuditEntry, ConsentDecision, DiaryEntry, Invite, Participant
+
+
+async def participant_entries(session: AsyncSession, study_id: str, *, limit: int | None = None) -> list[AuditEntry]:
+    """Entries about the participant and about every record that belongs to them."""
+    participant = await session.scalar(select(Participant).where(Participant.study_id == study_id))
+    if participant is None:
+        return []
+    related = {"participant": [str(participant.id)]}
+    for entity, model in (("diary_entry", DiaryEntry), ("invite", Invite), ("consent_decision", ConsentDecision)):
+        ids = (await session.scalars(select(model.id).where(model.participant_id == participant.id))).all()
+        related[entity] = [str(i) for i in ids]
+    rows: list[AuditEntry] = []
+    for entity, ids in related.items():
+        rows += await audit.entries(session, entity=entity, entity_ids=ids)
+    rows.sort(key=lambda e: e.seq)
+    return rows[-limit:] if limit else rows
+
+
+def format_entries(entries: Iterable[AuditEntry]) -> Iterator[str]:
+    for e in entries:
+        when = e.occurred_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        if e.timezone:
+            when += " / " + e.occurred_at.astimezone(ZoneInfo(e.timezone)).strftime("%H:%M %Z")
+        change = ""
+        if e.old_values:
+            change += " old=" + json.dumps(e.old_values, ensure_ascii=False)
+        if e.new_values:
+            change += " new=" + json.dumps(e.new_values, ensure_ascii=False)
+        yield f"#{e.seq:<5} {when}  {e.actor:<22} {e.action:<7} {e.entity} {e.entity_id}{change}  ({e.reason or ''})"

@@ -1,0 +1,287 @@
+"""`trialbot ...`: the command line for the study team's server and for developers.
+
+Built with Typer (typed options, help text and shell completion for free). Commands that change
+the study record are audited with the operating-system user who ran them as the actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.settings import Settings
+from study.audit import Actor
+
+app = typer.Typer(help="trialbot: a Telegram companion for clinical-trial participants.", no_args_is_help=True,
+                  add_completion=False)
+staff_app = typer.Typer(help="The study team's accounts.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
+
+
+def main() -> None:
+    app()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _operator() -> Actor:
+    return Actor.cli(getpass.getuser())
+
+
+def _context():
+    """Settings, protocol and database for one command, with readable errors instead of tracebacks."""
+    from study.database import Database
+    from study.protocol import ProtocolError, load_protocol
+
+    settings = Settings()
+    try:
+        protocol = load_protocol(settings.study_file)
+    except ProtocolError as exc:
+        raise _fail(str(exc)) from None
+    return settings, protocol, Database(settings.database_url)
+
+
+async def _migrated(db) -> None:
+    await db.migrate()
+
+
+@app.command()
+def run() -> None:
+    """Run the bot against Telegram (needs TELEGRAM_BOT_TOKEN)."""
+    from bot.app import ALLOWED_UPDATES, build_application
+    from bot.logging_setup import configure_logging
+    from study.clock import SystemClock
+    from study.database import Database
+
+    settings, protocol, db = _context()
+    if not settings.token:
+        raise _fail(
+            "TELEGRAM_BOT_TOKEN is not set, so trialbot cannot connect to Telegram.\n"
+            "Get a token from @BotFather, put it in .env (see .env.example), and run again.\n"
+            "To try trialbot without a token, run: trialbot demo"
+        )
+    configure_logging(settings.log_level, secrets=[settings.token])
+    asyncio.run(_migrate_and_close(db))
+    application = build_application(
+        token=settings.token, base_url=settings.bot_base_url(), base_file_url=settings.bot_file_url(),
+        protocol=protocol, db=Database(settings.database_url), clock=SystemClock(),
+    )
+    application.run_polling(allowed_updates=ALLOWED_UPDATES)
+
+
+async def _migrate_and_close(db) -> None:
+    await db.migrate()
+    await db.dispose()
+
+
+@app.command()
+def demo(
+    plain: Annotated[bool, typer.Option(help="No colours in the terminal chat.")] = False,
+) -> None:
+    """Try trialbot without Telegram: a local stand-in, a demo participant and a terminal chat."""
+    from bot.demo import run_demo
+
+    asyncio.run(run_demo(color=not plain and sys.stdout.isatty()))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (trialbot run and demo also do this at start)."""
+    _, _, db = _context()
+    asyncio.run(_migrate_and_close(db))
+    typer.echo("database is up to date")
+
+
+@app.command()
+def enroll(
+    study_id: Annotated[str, typer.Argument(help="The participant's study id, e.g. P001.")],
+    timezone: Annotated[str, typer.Option(help="The participant's time zone, e.g. America/New_York.")],
+    language: Annotated[str, typer.Option(help="Language for messages, e.g. en or es.")],
+    wocbp: Annotated[bool, typer.Option("--wocbp", help="Woman of childbearing potential (monthly pregnancy tests).")] = False,
+    reminder_times: Annotated[str | None, typer.Option(help="Local reminder times, e.g. 08:00,20:00.")] = None,
+    qr_dir: Annotated[Path, typer.Option(help="Where to write the invite QR code.")] = Path("invites"),
+) -> None:
+    """Enrol a participant and print their single-use invite link and QR code."""
+    from study.participants import EnrolmentError, EnrolmentRequest
+    from study.protocol import parse_hhmm
+
+    try:
+        times = tuple(parse_hhmm(t.strip()) for t in reminder_times.split(",")) if reminder_times else None
+    except ValueError as exc:
+        raise _fail(f"--reminder-times: {exc}") from None
+    request = EnrolmentRequest(study_id=study_id, timezone=timezone, language=language, wocbp=wocbp,
+                               reminder_times=times)
+    try:
+        asyncio.run(_enroll(request, qr_dir))
+    except EnrolmentError as exc:
+        raise _fail(f"Not enrolled: {exc}") from None
+
+
+async def _enroll(request, qr_dir: Path) -> None:
+    from study import participants
+
+    settings, protocol, db = _context()
+    try:
+        await db.migrate()
+        async with db.transaction() as session:
+            participant = await participants.enroll(session, protocol, request, actor=_operator(), now=_now())
+        typer.echo(f"Enrolled {participant.study_id} ({participant.timezone}, {participant.language}).")
+        await _issue_invite(settings, protocol, db, request.study_id, qr_dir)
+    finally:
+        await db.dispose()
+
+
+@app.command()
+def invite(
+    study_id: str,
+    qr_dir: Annotated[Path, typer.Option(help="Where to write the invite QR code.")] = Path("invites"),
+) -> None:
+    """Issue a new invite for a participant; any earlier unused invite stops working."""
+    settings, protocol, db = _context()
+
+    async def go() -> None:
+        try:
+            await db.migrate()
+            await _issue_invite(settings, protocol, db, study_id, qr_dir)
+        finally:
+            await db.dispose()
+
+    asyncio.run(go())
+
+
+async def _issue_invite(settings: Settings, protocol, db, study_id: str, qr_dir: Path) -> None:
+    from datetime import timedelta
+
+    from bot.invite_link import bot_username, invite_link, write_qr
+    from study import invites, participants
+
+    async with db.transaction() as session:
+        participant = await participants.by_study_id(session, study_id)
+        if participant is None:
+            raise _fail(f"No participant {study_id}. Enrol them first: trialbot enroll {study_id} ...")
+        issued = await invites.issue(session, participant, valid_for=timedelta(days=protocol.enrolment.invite_valid_days),
+                                     actor=_operator(), now=_now())
+    expires = issued.invite.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    typer.echo(f"Invite for {study_id} (single use, valid until {expires}):")
+    username = await bot_username(settings)
+    if username is None:
+        typer.echo(f"  code: {issued.code}")
+        typer.echo("  Set TELEGRAM_BOT_USERNAME (or TELEGRAM_BOT_TOKEN) to get the link and its QR code.")
+        return
+    link = invite_link(username, issued.code)
+    typer.echo(f"  {link}")
+    path = write_qr(link, qr_dir / f"{study_id}-invite.png")
+    typer.echo(f"  QR code: {path}")
+    typer.echo("Hand it over at the consent visit, then delete the file. Anyone with it can join as this participant.")
+
+
+@staff_app.command("add")
+def staff_add(
+    telegram_id: Annotated[int, typer.Option(help="The staff member's Telegram user id.")],
+    name: Annotated[str, typer.Option(help="Name, as colleagues know them.")],
+    role: Annotated[str, typer.Option(help="coordinator, investigator or monitor.")],
+) -> None:
+    """Add a staff member, or change the name or role of one (audited)."""
+    from study import staff
+
+    _, _, db = _context()
+
+    async def go() -> None:
+        try:
+            await db.migrate()
+            async with db.transaction() as session:
+                member = await staff.add_or_update(session, telegram_user_id=telegram_id, name=name, role=role,
+                                                   actor=_operator(), now=_now())
+            typer.echo(f"Staff {member.id}: {member.name} ({member.role}).")
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(go())
+    except staff.StaffError as exc:
+        raise _fail(str(exc)) from None
+
+
+@staff_app.command("list")
+def staff_list() -> None:
+    """List the study team."""
+    from study import staff
+
+    _, _, db = _context()
+
+    async def go() -> None:
+        try:
+            await db.migrate()
+            async with db.transaction() as session:
+                for member in await staff.all_staff(session):
+                    state = "active" if member.active else "inactive"
+                    typer.echo(f"{member.id:>4}  {member.name:<24} {member.role:<13} {state}")
+        finally:
+            await db.dispose()
+
+    asyncio.run(go())
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the whole audit chain; exits 1 if any entry was altered or removed."""
+    from study import audit
+
+    _, _, db = _context()
+
+    async def go() -> audit.VerifyReport:
+        try:
+            async with db.transaction() as session:
+                return await audit.verify(session)
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(go())
+    if report.ok:
+        typer.secho(f"audit trail OK: {report.entries} entries, chain intact", fg=typer.colors.GREEN)
+        return
+    typer.secho(f"audit trail FAILED: {len(report.problems)} problem(s) in {report.entries} entries", fg=typer.colors.RED, err=True)
+    for problem in report.problems:
+        typer.echo(f"  {problem}", err=True)
+    raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def audit_show(
+    participant: Annotated[str | None, typer.Option(help="Only this participant's records, e.g. P001.")] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many of the newest entries.")] = 50,
+) -> None:
+    """Print the audit trail: when (UTC and the participant's zone), who, what, and why."""
+    from bot.audit_report import format_entries, participant_entries
+    from study import audit
+
+    _, _, db = _context()
+
+    async def go() -> list:
+        try:
+            async with db.transaction() as session:
+                if participant:
+                    return await participant_entries(session, participant, limit=limit)
+                return await audit.entries(session, limit=limit)
+        finally:
+            await db.dispose()
+
+    for line in format_entries(asyncio.run(go())):
+        typer.echo(line)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,90 @@
+"""Shared fixtures: a real database (SQLite always, PostgreSQL when configured), a clock that
+only moves when told, the Bot API stand-in on loopback, and the real PTB Application polling it.
+
+PostgreSQL: set TRIALBOT_TEST_DATABASE_URL (for example
+postgresql+asyncpg://postgres@127.0.0.1:5432/test). Each test gets a schema of its own. With
+TRIALBOT_REQUIRE_POSTGRES=1 (as .ci/run sets) a missing URL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.trial import Trial
+from sandbox.server import BotApiServer
+from sandbox.world import TelegramWorld
+from study.clock import ManualClock
+from study.database import Database
+from study.protocol import Protocol, load_protocol
+
+REPO = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("TRIALBOT_TEST_DATABASE_URL")
+REQUIRE_PG = os.environ.get("TRIALBOT_REQUIRE_POSTGRES") == "1"
+# Tuesday 24 November 2026, 10:00 in New York: a plain weekday morning.
+START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'trial.db'}")
+        await database.migrate()
+        yield database
+        await database.dispose()
+        return
+    if not PG_URL:
+        if REQUIRE_PG:
+            pytest.fail("TRIALBOT_REQUIRE_POSTGRES=1 but TRIALBOT_TEST_DATABASE_URL is not set")
+        pytest.skip("PostgreSQL tests need TRIALBOT_TEST_DATABASE_URL")
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f"CREATE SCHEMA {schema}"))
+    database = Database(PG_URL, schema=schema)
+    try:
+        await database.migrate()
+        yield database
+    finally:
+        await database.dispose()
+        async with admin.connect() as connection:
+            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        await admin.dispose()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def protocol() -> Protocol:
+    return load_protocol(REPO / "study.toml")
+
+
+@pytest.fixture
+def telegram(clock: ManualClock) -> TelegramWorld:
+    return TelegramWorld(now=clock.now)
+
+
+@pytest.fixture
+async def bot_api(telegram: TelegramWorld) -> AsyncIterator[BotApiServer]:
+    async with BotApiServer(telegram) as server:
+        yield server
+
+
+@pytest.fixture
+async def trial(db: Database, clock: ManualClock, protocol: Protocol, telegram: TelegramWorld,
+                bot_api: BotApiServer, request: pytest.FixtureRequest) -> AsyncIterator[Trial]:
+    """The whole product running: real Application, polling the stand-in, on a real database."""
+    async with Trial.running(db=db, clock=clock, protocol=protocol, world=telegram, server=bot_api) as running_trial:
+        yield running_trial
+    if "rejections_expected" not in request.keywords:
+        assert telegram.rejected_calls == [], "the bot made calls Telegram would reject"

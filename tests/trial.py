@@ -1,0 +1,94 @@
+"""A running trial for tests: the product wired exactly as in production, plus shortcuts for
+what a coordinator does at the server (enrol, invite, add staff) and for reading the record."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from bot.app import build_application, running
+from sandbox.chat import ChatMessage, SimUser
+from sandbox.server import BotApiServer
+from sandbox.world import TelegramWorld
+from study import invites, participants, staff
+from study.audit import Actor
+from study.clock import ManualClock
+from study.database import Database
+from study.models import DiaryEntry, Participant
+from study.participants import EnrolmentRequest
+from study.protocol import Protocol
+
+COORDINATOR = Actor.cli("coordinator")
+
+
+@dataclass
+class Trial:
+    db: Database
+    clock: ManualClock
+    protocol: Protocol
+    world: TelegramWorld
+    app: object
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, *, db: Database, clock: ManualClock, protocol: Protocol,
+                      world: TelegramWorld, server: BotApiServer) -> AsyncIterator[Trial]:
+        app = build_application(token=world.token, base_url=server.base_url, base_file_url=server.base_file_url,
+                                protocol=protocol, db=db, clock=clock)
+        async with running(app, poll_timeout=2):
+            yield cls(db=db, clock=clock, protocol=protocol, world=world, app=app)
+
+    async def enroll(self, study_id: str = "P001", *, timezone: str = "America/New_York", language: str = "en",
+                     wocbp: bool = False) -> str:
+        """Enrol and return the invite code, as `trialbot enroll` does."""
+        async with self.db.transaction() as session:
+            participant = await participants.enroll(
+                session, self.protocol,
+                EnrolmentRequest(study_id=study_id, timezone=timezone, language=language, wocbp=wocbp),
+                actor=COORDINATOR, now=self.clock.now())
+            issued = await invites.issue(session, participant, valid_for=timedelta(days=14), actor=COORDINATOR,
+                                         now=self.clock.now())
+        return issued.code
+
+    async def reissue(self, study_id: str) -> str:
+        async with self.db.transaction() as session:
+            participant = await participants.by_study_id(session, study_id)
+            issued = await invites.issue(session, participant, valid_for=timedelta(days=14), actor=COORDINATOR,
+                                         now=self.clock.now())
+        return issued.code
+
+    async def add_staff(self, user_id: int, name: str = "Dana", role: str = "coordinator") -> SimUser:
+        async with self.db.transaction() as session:
+            await staff.add_or_update(session, telegram_user_id=user_id, name=name, role=role, actor=COORDINATOR,
+                                      now=self.clock.now())
+        return self.world.add_user(user_id=user_id, first_name=name)
+
+    async def join(self, study_id: str = "P001", *, user_id: int = 1001, **enrolment) -> SimUser:
+        """Enrol, open the invite link, agree: a participant ready to log."""
+        code = await self.enroll(study_id, **enrolment)
+        user = self.world.add_user(user_id=user_id, first_name="Pat", language_code=enrolment.get("language", "en"))
+        await user.send_text(f"/start {code}")
+        await user.next_bot_event()
+        await user.press(data=f"c:a:{code}")
+        await user.next_bot_event()
+        return user
+
+    async def participant(self, study_id: str = "P001") -> Participant:
+        async with self.db.transaction() as session:
+            return await participants.by_study_id(session, study_id)
+
+    async def diary(self, study_id: str = "P001") -> list[DiaryEntry]:
+        """Every diary row of the participant, withdrawals included, oldest first."""
+        async with self.db.transaction() as session:
+            participant = await participants.by_study_id(session, study_id)
+            rows = await session.scalars(
+                select(DiaryEntry).where(DiaryEntry.participant_id == participant.id).order_by(DiaryEntry.id))
+            return list(rows.all())
+
+
+async def reply(user: SimUser) -> ChatMessage:
+    return await user.next_bot_event()
