@@ -107,6 +107,9 @@ class SimUser:
         self._events_seen = 0
         self._changed = asyncio.Event()
 
+    def __repr__(self) -> str:
+        return f"SimUser({self.user_id}, {self.first_name!r})"
+
     # --- what tests read -------------------------------------------------------------
 
     @property

@@ -93,8 +93,6 @@ class Faults:
 
 
 def _error(status: int, retry_after: int | None) -> ApiError:
-    if status == 429 or retry_after is not None:
-        return too_many_requests(retry_after or 1) if status == 429 else ApiError(
-            status, _DESCRIPTIONS.get(status, "Injected fault"), retry_after=retry_after
-        )
-    return ApiError(status, _DESCRIPTIONS.get(status, "Injected fault"))
+    if status == 429:
+        return too_many_requests(retry_after or 1)
+    return ApiError(status, _DESCRIPTIONS.get(status, "Injected fault"), retry_after=retry_after)

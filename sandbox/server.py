@@ -88,7 +88,12 @@ class BotApiServer:
         return web.json_response({"ok": True, "result": outcome})
 
     async def _act_out(self, request: web.Request, fault: Fault) -> web.StreamResponse:
-        """Answer with the fault's error, or stall / drop the connection without answering."""
+        """Answer with the fault's error, or drop the connection without answering.
+
+        "timeout" first holds the request for `faults.hold_seconds` (or until the server
+        stops), so the client's read timeout fires; then, like "drop", the connection is
+        aborted and the handler cancelled so aiohttp writes nothing.
+        """
         if fault.mode == "error":
             return web.json_response(fault.error.to_json(), status=fault.error.status)
         if fault.mode == "timeout":

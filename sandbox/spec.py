@@ -174,7 +174,7 @@ class _Checker:
             raise _Mismatch(f"has unknown type {type_name}")
         value = _decode_json_text(value, dict)
         if not isinstance(value, dict):
-            raise _Mismatch(f"must be a {type_name} object")
+            raise _Mismatch(f"must be an object of type {type_name}")
         if "subtypes" in spec_type:
             return self._check_union(value, type_name, spec_type["subtypes"])
         checked: dict[str, Any] = {}
@@ -183,7 +183,7 @@ class _Checker:
             if value.get(name) is None:
                 if field["required"]:
                     # No path: a union may still match this value as one of its other types.
-                    raise _Mismatch(f'must be a {type_name} object with field "{name}"')
+                    raise _Mismatch(f'must be an object of type {type_name} with field "{name}"')
                 continue
             try:
                 checked[name] = self.check(value[name], field["types"])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from sandbox import methods
-from sandbox.chat import SimUser
+from sandbox.chat import ChatMessage, SimUser
 from sandbox.errors import ApiError
 from sandbox.faults import Fault, Faults
 from sandbox.ratelimit import RateLimiter, RateLimits
@@ -188,7 +188,7 @@ class TelegramWorld:
                 data[key] = getattr(user, key)
         return data
 
-    def message_json(self, user: SimUser, message: Any) -> dict[str, Any]:
+    def message_json(self, user: SimUser, message: ChatMessage) -> dict[str, Any]:
         """The Bot API Message object for a ChatMessage in `user`'s chat."""
         return methods.message_json(self, user, message)
 

@@ -262,3 +262,29 @@ async def test_random_failures_are_reproducible(world: TelegramWorld) -> None:
 
     first = outcomes()
     assert first == outcomes() and any(first) and not all(first)
+
+
+async def test_blocked_user_raw_shape(http: httpx.AsyncClient, ana: SimUser) -> None:
+    ana.block_bot()
+    response = await http.get("sendChatAction", params={"chat_id": ana.chat_id, "action": "typing"})
+    assert (response.status_code, response.json()) == (
+        403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"})
+
+
+async def test_more_limits(http: httpx.AsyncClient, bot: telegram.Bot, ana: SimUser) -> None:
+    query_id = await ana.press_forged(1, "x")
+    too_long = await http.post("answerCallbackQuery", json={"callback_query_id": query_id, "text": "x" * 201})
+    assert too_long.status_code == 400
+    too_many = await http.post("setMyCommands", json={
+        "commands": [{"command": f"c{i}", "description": "d"} for i in range(101)]})
+    assert too_many.status_code == 400
+    no_description = await http.post("setMyCommands", json={"commands": [{"command": "c", "description": ""}]})
+    assert no_description.status_code == 400
+    two_actions = await http.post("sendMessage", json={"chat_id": ana.chat_id, "text": "x", "reply_markup": {
+        "inline_keyboard": [[{"text": "x", "callback_data": "a", "url": "https://e.org"}]]}})
+    assert two_actions.status_code == 400
+    empty_label = await http.post("sendMessage", json={"chat_id": ana.chat_id, "text": "x", "reply_markup": {
+        "inline_keyboard": [[{"text": "", "callback_data": "a"}]]}})
+    assert empty_label.json()["description"] == "Bad Request: BUTTON_TEXT_INVALID"
+    with pytest.raises(BadRequest, match="not supported by the sandbox"):
+        await bot.send_message(ana.chat_id, "*x*", parse_mode="MarkdownV2")
