@@ -2,7 +2,8 @@
 records what happened (sent with Telegram's message id, skipped with why, or failed with why).
 
 A message to a participant who is not active (paused, withdrawn, finished) is skipped, not sent.
-A user who blocked the bot fails at once; other errors are retried with backoff.
+A user who blocked the bot, or a message Telegram refuses, fails at once; network errors,
+rate limits and Telegram's own outages are retried with backoff.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from datetime import timedelta
 
 from telegram import Bot
-from telegram.error import Forbidden, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from messages.markup import inline_keyboard
 from messages.renderer import MessageCatalog, MessageError
@@ -77,6 +78,10 @@ class OutboxDispatcher:
             await self._finish(row.id, status="failed", error=f"template: {exc}"[:256])
         except Forbidden:
             await self._finish(row.id, status="failed", error="blocked by the user")
+        except BadRequest as exc:
+            # Telegram will refuse this the same way every time (for example "chat not found":
+            # the person never opened the bot); retrying would only repeat it.
+            await self._finish(row.id, status="failed", error=f"refused: {exc.message}"[:256])
         except RetryAfter as exc:
             await self._retry(row.id, error="rate limited", delay=timedelta(seconds=float(exc.retry_after)))
         except TelegramError as exc:

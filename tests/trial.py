@@ -65,7 +65,10 @@ class Trial:
         async with self.db.transaction() as session:
             await staff.add_or_update(session, telegram_user_id=user_id, name=name, role=role, actor=COORDINATOR,
                                       now=self.clock.now())
-        return self.world.add_user(user_id=user_id, first_name=name)
+        member = self.world.add_user(user_id=user_id, first_name=name)
+        await member.send_text("/start")  # the bot can only write to people who opened it once
+        await member.next_bot_event()
+        return member
 
     async def join(self, study_id: str = "P001", *, user_id: int = 1001, **enrolment) -> SimUser:
         """Enrol, open the invite link, agree: a participant ready to log."""
