@@ -1,0 +1,31 @@
+# The two commands of the README's quick start, and the few a developer needs besides.
+# Everything runs from a virtual environment in .venv that the first command creates.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test test-postgres run lint-messages clean
+
+demo: $(INSTALLED)          ## try the bot: local Telegram stand-in, SQLite, a terminal chat
+	$(BIN)/trialbot demo
+
+test: $(INSTALLED)          ## the whole test suite (PostgreSQL too when TRIALBOT_TEST_DATABASE_URL is set)
+	$(BIN)/pytest
+
+test-postgres: $(INSTALLED) ## the suite on SQLite and on the local PostgreSQL
+	TRIALBOT_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test TRIALBOT_REQUIRE_POSTGRES=1 $(BIN)/pytest
+
+run: $(INSTALLED)           ## production: needs TELEGRAM_BOT_TOKEN (see .env.example)
+	$(BIN)/trialbot run
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trialbot needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
