@@ -93,7 +93,9 @@ def demo(
 ) -> None:
     """Try trialbot without Telegram: a local stand-in, a demo participant and a terminal chat."""
     from bot.demo import run_demo
+    from bot.logging_setup import configure_logging
 
+    configure_logging("WARNING")
     asyncio.run(run_demo(color=not plain and sys.stdout.isatty()))
 
 

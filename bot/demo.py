@@ -16,7 +16,6 @@ from pathlib import Path
 from bot.app import build_application, running
 from bot.audit_report import format_entries, participant_entries
 from bot.invite_link import invite_link
-from bot.logging_setup import configure_logging
 from bot.settings import Settings
 from sandbox.server import BotApiServer
 from sandbox.terminal_chat import run_terminal_chat
@@ -55,7 +54,6 @@ async def run_demo(
     write: Callable[[str], None] = print,
     workdir: Path | None = None,
 ) -> None:
-    configure_logging("WARNING")
     protocol = load_protocol(Settings().study_file)
     clock = SystemClock()
     with tempfile.TemporaryDirectory(prefix="trialbot-demo-") as scratch:

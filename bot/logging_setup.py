@@ -2,7 +2,8 @@
 
 httpx logs every request URL at INFO, and Telegram URLs contain the token; the redacting
 formatter scrubs the token from every line (messages and tracebacks alike), and httpx is kept at
-WARNING. Handlers log ids and outcomes, never message text.
+WARNING. PTB's own loggers never go below INFO, since its DEBUG lines dump update payloads.
+Handlers log ids and outcomes, never message text.
 """
 
 from __future__ import annotations
@@ -38,4 +39,7 @@ def configure_logging(level: str = "INFO", *, secrets: list[str] | None = None, 
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # PTB's DEBUG lines dump whole updates and API payloads, which is what participants wrote;
+    # even a developer's LOG_LEVEL=DEBUG must not write that to disk.
+    logging.getLogger("telegram").setLevel(max(logging.INFO, root.level))
     return handler

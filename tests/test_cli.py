@@ -1,0 +1,143 @@
+"""The command line a coordinator uses at the server, run as a coordinator would run it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from sandbox.limits import is_valid_start_payload
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
+    monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "site_trial_bot")
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args))
+
+    return invoke
+
+
+def _code(output: str) -> str:
+    match = re.search(r"https://t\.me/site_trial_bot\?start=(\S+)", output)
+    assert match, output
+    return match.group(1)
+
+
+def test_enroll_prints_a_single_use_link_and_writes_its_qr_code(cli, tmp_path: Path) -> None:
+    result = cli("enroll", "P001", "--timezone", "America/New_York", "--language", "en", "--wocbp",
+                 "--reminder-times", "07:30,21:00")
+    assert result.exit_code == 0, result.output
+    code = _code(result.output)
+    assert is_valid_start_payload(code) and len(code) >= 20
+    png = tmp_path / "invites" / "P001-invite.png"
+    assert png.read_bytes().startswith(b"\x89PNG")
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        stored = db.execute("SELECT code_hash FROM invites").fetchall()
+        participant = db.execute("SELECT timezone, language, wocbp, reminder_times, status FROM participants").fetchone()
+    assert code not in repr(stored), "only the hash of the code is stored"
+    assert participant == ("America/New_York", "en", 1, "07:30,21:00", "invited")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timezone", "Mars/Olympus", "--language", "en"], "not a known time zone"),
+        (["--timezone", "America/New_York", "--language", "fr"], "not offered"),
+        (["--timezone", "America/New_York", "--language", "en", "--reminder-times", "8am"], "--reminder-times"),
+        (["--timezone", "America/New_York", "--language", "en", "--reminder-times", "08:00"], "2 reminder time"),
+    ],
+)
+def test_enroll_refuses_bad_input_with_a_clear_message(cli, args: list[str], message: str) -> None:
+    result = cli("enroll", "P001", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_enrolling_twice_and_inviting_a_stranger_are_refused(cli) -> None:
+    assert cli("enroll", "P001", "--timezone", "UTC", "--language", "en").exit_code == 0
+    again = cli("enroll", "P001", "--timezone", "UTC", "--language", "en")
+    assert again.exit_code == 2 and "already enrolled" in again.output
+    unknown = cli("invite", "P999")
+    assert unknown.exit_code == 2 and "No participant P999" in unknown.output
+
+
+def test_reissuing_an_invite_voids_the_old_one(cli, tmp_path: Path) -> None:
+    first = _code(cli("enroll", "P001", "--timezone", "UTC", "--language", "en").output)
+    second = _code(cli("invite", "P001").output)
+    assert first != second
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        rows = db.execute("SELECT voided_at IS NOT NULL FROM invites ORDER BY id").fetchall()
+    assert rows == [(1,), (0,)]
+
+
+def test_staff_add_and_roles_are_audited(cli) -> None:
+    assert cli("staff", "add", "--telegram-id", "5005", "--name", "Dana", "--role", "coordinator").exit_code == 0
+    assert cli("staff", "add", "--telegram-id", "5005", "--name", "Dana", "--role", "investigator").exit_code == 0
+    bad = cli("staff", "add", "--telegram-id", "6006", "--name", "Eve", "--role", "admin")
+    assert bad.exit_code == 2 and "role must be one of" in bad.output
+    listing = cli("staff", "list").output
+    assert "Dana" in listing and "investigator" in listing and "Eve" not in listing
+    trail = cli("audit", "show").output
+    assert "staff added" in trail and '"role": "investigator"' in trail
+
+
+def test_audit_verify_passes_then_fails_after_tampering(cli, tmp_path: Path) -> None:
+    cli("enroll", "P001", "--timezone", "UTC", "--language", "en")
+    ok = cli("audit", "verify")
+    assert ok.exit_code == 0 and "chain intact" in ok.output
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        db.execute("DROP TRIGGER audit_entries_no_update")
+        db.execute("UPDATE audit_entries SET new_values = '{\"study_id\": \"P002\"}' WHERE seq = 1")
+    failed = cli("audit", "verify")
+    assert failed.exit_code == 1
+    assert "FAILED" in failed.output and "entry 1: content was altered" in failed.output
+
+
+def test_run_without_a_token_fails_clearly(cli) -> None:
+    result = cli("run")
+    assert result.exit_code == 2
+    assert "TELEGRAM_BOT_TOKEN is not set" in result.output and "trialbot demo" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_broken_protocol_names_the_key(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = (REPO / "study.toml").read_text().replace('reminder_times = ["08:00", "20:00"]',
+                                                        'reminder_times = ["08:00", "25:00"]')
+    (tmp_path / "study.toml").write_text(broken)
+    monkeypatch.setenv("STUDY_FILE", str(tmp_path / "study.toml"))
+    result = cli("enroll", "P001", "--timezone", "UTC", "--language", "en")
+    assert result.exit_code == 2
+    assert "treatment.reminder_times" in result.output and "25:00" in result.output
+
+
+def test_demo_runs_the_real_bot_in_a_terminal_chat(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bot.demo import run_demo
+
+    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
+    typed = iter(["1", "1", "/undo", ":quit"])
+    shown: list[str] = []
+
+    async def read_line() -> str | None:
+        return next(typed, None)
+
+    asyncio.run(run_demo(read_line=read_line, write=shown.append, workdir=tmp_path))
+    output = "\n".join(shown)
+    assert "You are participant DEMO01" in output
+    assert "You are all set" in output and "Saved" in output and "taken back" in output
+    assert "DEMO01 agreed to messages" in output  # what the study team's chat received
+    assert "correct diary_entry" in output  # the audit trail printed at the end
