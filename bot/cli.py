@@ -54,8 +54,19 @@ def _context():
     return settings, protocol, Database(settings.database_url)
 
 
-async def _migrated(db) -> None:
-    await db.migrate()
+def _with_database(work, *, migrate: bool = True):
+    """Run `work(db)` against the configured database, migrated first, and close it after."""
+    _, _, db = _context()
+
+    async def go():
+        try:
+            if migrate:
+                await db.migrate()
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(go())
 
 
 @app.command()
@@ -102,9 +113,12 @@ def demo(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations (trialbot run and demo also do this at start)."""
-    _, _, db = _context()
-    asyncio.run(_migrate_and_close(db))
+    _with_database(_nothing)
     typer.echo("database is up to date")
+
+
+async def _nothing(_db) -> None:
+    return None
 
 
 @app.command()
@@ -126,24 +140,20 @@ def enroll(
         raise _fail(f"--reminder-times: {exc}") from None
     request = EnrolmentRequest(study_id=study_id, timezone=timezone, language=language, wocbp=wocbp,
                                reminder_times=times)
-    try:
-        asyncio.run(_enroll(request, qr_dir))
-    except EnrolmentError as exc:
-        raise _fail(f"Not enrolled: {exc}") from None
-
-
-async def _enroll(request, qr_dir: Path) -> None:
     from study import participants
 
-    settings, protocol, db = _context()
-    try:
-        await db.migrate()
+    settings, protocol, _ = _context()
+
+    async def enrol_and_invite(db) -> None:
         async with db.transaction() as session:
             participant = await participants.enroll(session, protocol, request, actor=_operator(), now=_now())
         typer.echo(f"Enrolled {participant.study_id} ({participant.timezone}, {participant.language}).")
         await _issue_invite(settings, protocol, db, request.study_id, qr_dir)
-    finally:
-        await db.dispose()
+
+    try:
+        _with_database(enrol_and_invite)
+    except EnrolmentError as exc:
+        raise _fail(f"Not enrolled: {exc}") from None
 
 
 @app.command()
@@ -152,16 +162,8 @@ def invite(
     qr_dir: Annotated[Path, typer.Option(help="Where to write the invite QR code.")] = Path("invites"),
 ) -> None:
     """Issue a new invite for a participant; any earlier unused invite stops working."""
-    settings, protocol, db = _context()
-
-    async def go() -> None:
-        try:
-            await db.migrate()
-            await _issue_invite(settings, protocol, db, study_id, qr_dir)
-        finally:
-            await db.dispose()
-
-    asyncio.run(go())
+    settings, protocol, _ = _context()
+    _with_database(lambda db: _issue_invite(settings, protocol, db, study_id, qr_dir))
 
 
 async def _issue_invite(settings: Settings, protocol, db, study_id: str, qr_dir: Path) -> None:
@@ -199,22 +201,16 @@ def staff_add(
     """Add a staff member, or change the name or role of one (audited)."""
     from study import staff
 
-    _, _, db = _context()
-
-    async def go() -> None:
-        try:
-            await db.migrate()
-            async with db.transaction() as session:
-                member = await staff.add_or_update(session, telegram_user_id=telegram_id, name=name, role=role,
-                                                   actor=_operator(), now=_now())
-            typer.echo(f"Staff {member.id}: {member.name} ({member.role}).")
-        finally:
-            await db.dispose()
+    async def add(db):
+        async with db.transaction() as session:
+            return await staff.add_or_update(session, telegram_user_id=telegram_id, name=name, role=role,
+                                             actor=_operator(), now=_now())
 
     try:
-        asyncio.run(go())
+        member = _with_database(add)
     except staff.StaffError as exc:
         raise _fail(str(exc)) from None
+    typer.echo(f"Staff {member.id}: {member.name} ({member.role}).")
 
 
 @staff_app.command("list")
@@ -222,19 +218,13 @@ def staff_list() -> None:
     """List the study team."""
     from study import staff
 
-    _, _, db = _context()
+    async def listing(db):
+        async with db.transaction() as session:
+            return await staff.all_staff(session)
 
-    async def go() -> None:
-        try:
-            await db.migrate()
-            async with db.transaction() as session:
-                for member in await staff.all_staff(session):
-                    state = "active" if member.active else "inactive"
-                    typer.echo(f"{member.id:>4}  {member.name:<24} {member.role:<13} {state}")
-        finally:
-            await db.dispose()
-
-    asyncio.run(go())
+    for member in _with_database(listing):
+        state = "active" if member.active else "inactive"
+        typer.echo(f"{member.id:>4}  {member.name:<24} {member.role:<13} {state}")
 
 
 @audit_app.command("verify")
@@ -242,16 +232,11 @@ def audit_verify() -> None:
     """Check the whole audit chain; exits 1 if any entry was altered or removed."""
     from study import audit
 
-    _, _, db = _context()
+    async def verify(db) -> audit.VerifyReport:
+        async with db.transaction() as session:
+            return await audit.verify(session)
 
-    async def go() -> audit.VerifyReport:
-        try:
-            async with db.transaction() as session:
-                return await audit.verify(session)
-        finally:
-            await db.dispose()
-
-    report = asyncio.run(go())
+    report = _with_database(verify, migrate=False)
     if report.ok:
         typer.secho(f"audit trail OK: {report.entries} entries, chain intact", fg=typer.colors.GREEN)
         return
@@ -270,18 +255,13 @@ def audit_show(
     from bot.audit_report import format_entries, participant_entries
     from study import audit
 
-    _, _, db = _context()
+    async def entries(db) -> list:
+        async with db.transaction() as session:
+            if participant:
+                return await participant_entries(session, participant, limit=limit)
+            return await audit.entries(session, limit=limit)
 
-    async def go() -> list:
-        try:
-            async with db.transaction() as session:
-                if participant:
-                    return await participant_entries(session, participant, limit=limit)
-                return await audit.entries(session, limit=limit)
-        finally:
-            await db.dispose()
-
-    for line in format_entries(asyncio.run(go())):
+    for line in format_entries(_with_database(entries, migrate=False)):
         typer.echo(line)
 
 
