@@ -191,7 +191,8 @@ async def test_forged_and_unknown_input_changes_nothing(trial: Trial) -> None:
     await other.next_bot_event()
     user = await trial.join("P001", user_id=1001)
     menu = user.last_bot_message
-    for data in ("d:e:abcd:notadate", "d:m:abcd:20261124:bribe", "zz", "d:e:abcd:20261124:99", "c:x:y"):
+    for data in ("d:e:abcd:notadate", "d:e:abcd:20261399", "d:m:abcd:20261124:bribe", "zz", "d:e:abcd:20261124:99",
+                 "c:x:y"):
         await user.press_forged(menu.message_id, data)
         await user.next_bot_event()
         assert "nothing was changed" in user.last_bot_message.text or "does not work" in user.last_bot_message.text

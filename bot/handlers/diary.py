@@ -92,13 +92,12 @@ async def _logged(update: Update, context: CallbackContext, participant: Partici
 @participant_only
 async def applied_earlier(update: Update, context: CallbackContext, participant: Participant) -> None:
     """Three presses: Applied earlier -> which day -> about what time -> saved."""
-    step = cb.DiaryStep.parse(update.callback_query.data)
+    step = await _day_chosen(update, context, participant, cb.DIARY_EARLIER)
+    if step is None:
+        return
     svc = services(context)
     now = svc.clock.now()
     rules = svc.protocol.diary
-    if step.day is None:
-        await show(update, context, _day_picker(context, participant, cb.DIARY_EARLIER, step.form, now))
-        return
     if step.detail is None:
         hours = _loggable_hours(participant, step.day, now)
         if not hours:
@@ -132,6 +131,21 @@ def _loggable_hours(participant: Participant, day: date, now: datetime) -> list[
     return [h for h in range(24) if datetime.combine(day, time(h), zone) <= now]
 
 
+async def _day_chosen(
+    update: Update, context: CallbackContext, participant: Participant, action: str
+) -> cb.DiaryStep | None:
+    """The first step of a multi-press entry: until a day is chosen, show the days to choose
+    from. Returns the step once it names a day; None when the press has been answered here."""
+    step = cb.DiaryStep.parse(update.callback_query.data)
+    if step is None:
+        await stale_button(update, context)
+        return None
+    if step.day is None:
+        await show(update, context, _day_picker(context, participant, action, step.form, services(context).clock.now()))
+        return None
+    return step
+
+
 def _day_picker(context: CallbackContext, participant: Participant, action: str, form: str, now: datetime):
     days = diary.loggable_days(services(context).protocol.diary, participant, now)
     buttons = [[Button("day", cb.diary(action, form, day), {"day": day, "days_ago": n})] for n, day in enumerate(days)]
@@ -143,13 +157,12 @@ def _day_picker(context: CallbackContext, participant: Participant, action: str,
 @participant_only
 async def missed(update: Update, context: CallbackContext, participant: Participant) -> None:
     """Missed a dose -> which day -> why (optional) -> saved."""
-    step = cb.DiaryStep.parse(update.callback_query.data)
+    step = await _day_chosen(update, context, participant, cb.DIARY_MISSED)
+    if step is None:
+        return
     svc = services(context)
     now = svc.clock.now()
     rules = svc.protocol.diary
-    if step.day is None:
-        await show(update, context, _day_picker(context, participant, cb.DIARY_MISSED, step.form, now))
-        return
     if step.detail is None:
         reasons = [*rules.missed_reasons, "none"]
         rows = [[Button(f"reason_{r}", cb.diary(cb.DIARY_MISSED, step.form, step.day, r))] for r in reasons]
