@@ -50,6 +50,9 @@ def participant_only(handler: ParticipantHandler) -> Callable[[Update, CallbackC
             else:
                 await reply_to_stranger(update, context)
             return
+        if participant.unreachable_since is not None:
+            async with svc.db.transaction() as session:
+                (await session.merge(participant)).unreachable_since = None  # they wrote: reachable again
         if participant.status not in participants.SERVED_STATUSES:
             await show(update, context, render(context, "not_active", participant.language))
             return

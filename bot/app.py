@@ -24,10 +24,11 @@ from telegram.ext import (
 )
 
 from bot import callback_data as cb
-from bot.handlers import diary, errors, info, onboarding, pause
+from bot.handlers import diary, errors, info, onboarding, pause, times
 from bot.services import Services
 from messages.renderer import MessageCatalog
 from scheduler.dispatcher import OutboxDispatcher
+from scheduler.tick import Tick
 from study.clock import Clock
 from study.database import Database
 from study.protocol import Protocol
@@ -35,7 +36,8 @@ from study.strangers import WrongCodeLockout
 
 # The participant's command menu, in the order Telegram shows it. Descriptions come from the
 # `commands` template, like every other word participants see.
-PARTICIPANT_COMMANDS = ("log", "today", "undo", "help", "contact", "stop", "resume")
+PARTICIPANT_COMMANDS = ("log", "today", "undo", "times", "help", "contact", "stop", "resume")
+TICK_SECONDS = 60
 
 
 def register_handlers(app: Application) -> None:
@@ -50,6 +52,10 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CallbackQueryHandler(diary.missed, pattern=cb.MISSED_PATTERN))
     app.add_handler(CallbackQueryHandler(diary.today, pattern=cb.TODAY_PATTERN))
     app.add_handler(CallbackQueryHandler(diary.show_menu, pattern=cb.MENU_PATTERN))
+
+    app.add_handler(CommandHandler("times", times.show_times))
+    app.add_handler(CallbackQueryHandler(times.show_times, pattern=cb.TIMES_MENU_PATTERN))
+    app.add_handler(CallbackQueryHandler(times.change_time, pattern=cb.TIMES_PATTERN))
 
     app.add_handler(CommandHandler("stop", pause.stop))
     app.add_handler(CommandHandler("resume", pause.resume))
@@ -72,7 +78,9 @@ def build_application(
     clock: Clock,
     messages: MessageCatalog | None = None,
     rate_limit: bool = True,
+    tick_seconds: float | None = TICK_SECONDS,
 ) -> Application:
+    """`tick_seconds=None` leaves planning to the caller (tests call the tick after moving the clock)."""
     enrolment = protocol.enrolment
     services = Services(
         protocol=protocol,
@@ -98,6 +106,7 @@ def build_application(
         builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
     app = builder.build()
     app.bot_data["services"] = services
+    app.bot_data["tick_seconds"] = tick_seconds
     register_handlers(app)
     return app
 
@@ -111,11 +120,22 @@ async def _post_init(app: Application) -> None:
         ]
         default = language == svc.protocol.study.default_language
         await app.bot.set_my_commands(commands, language_code=None if default else language)
-    dispatcher = OutboxDispatcher(app.bot, svc.db, svc.messages, svc.clock, svc.study_variables())
+    dispatcher = OutboxDispatcher(app.bot, svc.db, svc.messages, svc.clock, svc.protocol, svc.study_variables())
+    tick = Tick(svc.db, svc.protocol, svc.clock, svc.outbox_ready)
     app.bot_data["dispatcher"] = dispatcher
+    app.bot_data["tick"] = tick
     app.bot_data["dispatcher_task"] = asyncio.get_running_loop().create_task(
         dispatcher.run(svc.outbox_ready), name="outbox-dispatcher"
     )
+    # APScheduler (through PTB's JobQueue) is only the metronome: what is due is decided from the
+    # database each time, so a missed or doubled tick changes nothing.
+    if app.bot_data["tick_seconds"]:
+        app.job_queue.run_repeating(_tick, interval=app.bot_data["tick_seconds"], first=1, name="planner-tick",
+                                    job_kwargs={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+
+
+async def _tick(context) -> None:
+    await context.application.bot_data["tick"].run_once()
 
 
 async def _post_stop(app: Application) -> None:

@@ -30,6 +30,18 @@ MISSED_PATTERN = rf"^d:m:{_FORM}(:\d{{8}}(:[a-z_]{{1,16}})?)?$"
 TODAY_PATTERN = r"^d:t$"
 MENU_PATTERN = r"^d:menu$"
 
+# /times: "t:<slot index>" picks which reminder to move, "t:<slot index>:<HHMM>" moves it.
+TIMES_PATTERN = r"^t:\d(:\d{4})?$"
+TIMES_MENU = "t"
+TIMES_MENU_PATTERN = r"^t$"
+
+
+def slot_day(form: str) -> date | None:
+    """A reminder's buttons carry its slot as the form token (s + yymmddHHMM): its day is known."""
+    if len(form) == 11 and form.startswith("s") and form[1:].isdigit():
+        return parse_day("20" + form[1:7])
+    return None
+
 
 def new_form() -> str:
     return secrets.token_urlsafe(6)[:8]

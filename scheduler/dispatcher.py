@@ -1,45 +1,64 @@
 """Delivers the outbox: renders each due message in its recipient's language, sends it, and
-records what happened (sent with Telegram's message id, skipped with why, or failed with why).
+records what happened (sent with Telegram's message id, skipped with why, failed with why).
 
-A message to a participant who is not active (paused, withdrawn, finished) is skipped, not sent.
-A user who blocked the bot, or a message Telegram refuses, fails at once; network errors,
-rate limits and Telegram's own outages are retried with backoff.
+- Paused, withdrawn and finished participants get nothing: their messages are skipped.
+- A reminder whose dose was recorded meanwhile is skipped; one past its useful time is skipped
+  as a missed delivery; one sent after `late_after` says it is late.
+- Inside quiet hours (the recipient's local time) messages go without sound.
+- 403 (blocked): failed at once, the participant marked unreachable, the study team told.
+  A message Telegram refuses (400) fails at once; 429 waits `retry_after`; network errors and
+  Telegram's 5xx are retried with backoff. Nothing is dropped without a record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from sqlalchemy import update
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from messages.markup import inline_keyboard
-from messages.renderer import MessageCatalog, MessageError
-from study import outbox
+from messages.renderer import Button, MessageCatalog, MessageError
+from scheduler.planner import DiaryFact, accounted_slots
+from scheduler.tick import view_of
+from study import diary, outbox
 from study.clock import Clock
 from study.database import Database
 from study.models import OutboxMessage, Participant, StaffMember
+from study.protocol import Protocol
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
+SLOT_KINDS = ("reminder", "nudge")
 
 
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(15 * 2 ** attempts, 3600))
 
 
+def _retry_after(error: RetryAfter) -> timedelta:
+    value: Any = error.retry_after
+    return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+
+
 class OutboxDispatcher:
-    def __init__(self, bot: Bot, db: Database, messages: MessageCatalog, clock: Clock, study_variables: dict) -> None:
+    def __init__(self, bot: Bot, db: Database, messages: MessageCatalog, clock: Clock, protocol: Protocol,
+                 study_variables: dict) -> None:
         self.bot = bot
         self.db = db
         self.messages = messages
         self.clock = clock
+        self.protocol = protocol
         self.study_variables = study_variables
 
     async def run(self, wake: asyncio.Event, *, idle_seconds: float = 5.0) -> None:
         """Deliver whatever is due, then wait to be woken (or for the next look)."""
+        await self.recover_in_flight()
         while True:
             try:
                 await self.deliver_due()
@@ -51,78 +70,156 @@ class OutboxDispatcher:
                 pass
             wake.clear()
 
-    async def deliver_due(self) -> int:
-        delivered = 0
+    async def recover_in_flight(self) -> int:
+        """Messages claimed by a process that died mid-send go back in the queue. Telegram may
+        have delivered some of them, so a crash can repeat at most the messages in flight."""
         async with self.db.transaction() as session:
-            rows = await outbox.due(session, now=self.clock.now())
-        for row in rows:
-            await self._deliver(row)
-            delivered += 1
-        return delivered
+            result = await session.execute(
+                update(OutboxMessage).where(OutboxMessage.status == "sending").values(status="pending"))
+        if result.rowcount:
+            log.warning("%s message(s) were being sent when the bot stopped; sending again", result.rowcount)
+        return result.rowcount
 
-    async def _deliver(self, row: OutboxMessage) -> None:
+    async def deliver_due(self) -> int:
+        """Deliver every message due now; returns how many were handled (sent, skipped or failed)."""
+        handled = 0
+        while True:
+            async with self.db.transaction() as session:
+                rows = await outbox.due(session, now=self.clock.now())
+            if not rows:
+                return handled
+            for row in rows:
+                await self._deliver(row.id)
+                handled += 1
+
+    async def _deliver(self, row_id: int) -> None:
+        now = self.clock.now()
         async with self.db.transaction() as session:
-            row = await session.get(OutboxMessage, row.id)
-            if row is None or row.status != "pending":
+            # Claim the row: of two deliverers racing for it, only one sees pending -> sending.
+            claimed = await session.execute(update(OutboxMessage).where(
+                OutboxMessage.id == row_id, OutboxMessage.status == "pending").values(status="sending"))
+            if claimed.rowcount != 1:
                 return
+            row = await session.get(OutboxMessage, row_id)
             recipient = await session.get(Participant if row.participant_id else StaffMember,
                                           row.participant_id or row.staff_id)
-            chat_id, language, why_not = _address(recipient)
-        if why_not:
-            await self._finish(row.id, status="skipped", error=why_not)
-            return
+            chat_id, language, zone, why_not = _address(recipient, ZoneInfo(self.protocol.study.default_timezone))
+            if why_not is None and row.stale_after is not None and now >= row.stale_after:
+                why_not = "stale: past its useful time when it could be sent (missed delivery)"
+            if why_not is None and row.kind in SLOT_KINDS and await _slot_recorded(session, recipient, row):
+                why_not = "the dose was recorded before the reminder went out"
+            if why_not is not None:
+                row.status, row.last_error = "skipped", why_not
+                await outbox.record_event(session, row.id, "skipped", now=now, detail=why_not)
+                return
+            variables = {**self.study_variables, **_localised(row.variables, zone),
+                         "late": row.late_after is not None and now > row.late_after}
+            buttons = [[Button(name, data, vars_) for name, data, vars_ in r] for r in (row.buttons or [])]
+            # Quiet hours are the participants'; the study team's alerts and notices ring.
+            quiet = row.participant_id is not None and self.protocol.reminders.is_quiet(now.astimezone(zone).time())
+            template_id = row.template_id
         try:
-            rendered = self.messages.render(row.template_id, language, {**self.study_variables, **row.variables})
-            sent = await self.bot.send_message(chat_id, rendered.text, reply_markup=inline_keyboard(rendered))
+            rendered = self.messages.render(template_id, language, variables, buttons)
+            sent = await self.bot.send_message(chat_id, rendered.text, reply_markup=inline_keyboard(rendered),
+                                               disable_notification=quiet)
         except MessageError as exc:
-            await self._finish(row.id, status="failed", error=f"template: {exc}"[:256])
+            await self._fail(row_id, f"template: {exc}")
         except Forbidden:
-            await self._finish(row.id, status="failed", error="blocked by the user")
+            await self._blocked(row_id)
         except BadRequest as exc:
             # Telegram will refuse this the same way every time (for example "chat not found":
             # the person never opened the bot); retrying would only repeat it.
-            await self._finish(row.id, status="failed", error=f"refused: {exc.message}"[:256])
+            await self._fail(row_id, f"refused: {exc.message}")
         except RetryAfter as exc:
-            await self._retry(row.id, error="rate limited", delay=timedelta(seconds=float(exc.retry_after)))
+            await self._retry(row_id, "rate limited by Telegram", _retry_after(exc))
         except TelegramError as exc:
-            await self._retry(row.id, error=type(exc).__name__, delay=None)
+            await self._retry(row_id, f"{type(exc).__name__}: {exc.message}"[:200], None)
         else:
-            await self._finish(row.id, status="sent", message_id=sent.message_id, language=rendered.language,
-                               template_hash=rendered.template_hash)
+            await self._sent(row_id, sent.message_id, rendered.language, rendered.template_hash, quiet)
 
-    async def _finish(self, row_id: int, *, status: str, error: str | None = None, message_id: int | None = None,
-                      language: str | None = None, template_hash: str | None = None) -> None:
+    async def _sent(self, row_id: int, message_id: int, language: str, template_hash: str, quiet: bool) -> None:
         now = self.clock.now()
         async with self.db.transaction() as session:
             row = await session.get(OutboxMessage, row_id)
-            row.status = status
+            row.status, row.sent_at, row.telegram_message_id = "sent", now, message_id
+            row.language, row.template_hash, row.disable_notification = language, template_hash, quiet
             row.attempts += 1
-            row.last_error = error
-            if status == "sent":
-                row.sent_at, row.telegram_message_id = now, message_id
-                row.language, row.template_hash = language, template_hash
-        log.info("outbox %s %s%s", row_id, status, f" ({error})" if error else "")
+            late = row.late_after is not None and now > row.late_after
+            detail = f"message {message_id}" + (", late" if late else "") + (", silent (quiet hours)" if quiet else "")
+            await outbox.record_event(session, row.id, "sent", now=now, detail=detail)
 
-    async def _retry(self, row_id: int, *, error: str, delay: timedelta | None) -> None:
+    async def _fail(self, row_id: int, why: str) -> None:
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            row = await session.get(OutboxMessage, row_id)
+            row.status, row.last_error = "failed", why[:256]
+            row.attempts += 1
+            await outbox.record_event(session, row.id, "failed", now=now, detail=why)
+        log.warning("outbox %s failed: %s", row_id, why)
+
+    async def _blocked(self, row_id: int) -> None:
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            row = await session.get(OutboxMessage, row_id)
+            row.status, row.last_error = "failed", "blocked by the user"
+            row.attempts += 1
+            await outbox.record_event(session, row.id, "failed", now=now, detail="blocked by the user (403)")
+            if row.participant_id is not None:
+                participant = await session.get(Participant, row.participant_id)
+                if participant.unreachable_since is None:
+                    participant.unreachable_since = now
+                    await outbox.notify_staff(session, event_key=f"unreachable:{participant.study_id}:{now:%Y%m%d}",
+                                              template_id="staff_unreachable",
+                                              variables={"study_id": participant.study_id}, now=now)
+        log.warning("outbox %s failed: recipient blocked the bot", row_id)
+
+    async def _retry(self, row_id: int, why: str, delay: timedelta | None) -> None:
         now = self.clock.now()
         async with self.db.transaction() as session:
             row = await session.get(OutboxMessage, row_id)
             row.attempts += 1
-            row.last_error = error
+            row.last_error = why
+            row.status = "pending"
             if row.attempts >= MAX_ATTEMPTS:
                 row.status = "failed"
+                await outbox.record_event(session, row.id, "failed", now=now, detail=f"gave up after {row.attempts} tries: {why}")
             else:
                 row.not_before = now + (delay or _backoff(row.attempts))
-        log.warning("outbox %s not delivered (%s), attempt %s", row_id, error, row.attempts)
+                await outbox.record_event(session, row.id, "retry", now=now,
+                                          detail=f"{why}; next try {row.not_before:%H:%M:%S} UTC")
+        log.warning("outbox %s not delivered (%s), attempt %s", row_id, why, row.attempts)
 
 
-def _address(recipient: Participant | StaffMember | None) -> tuple[int, str, str | None]:
+async def _slot_recorded(session, participant: Participant, row: OutboxMessage) -> bool:
+    slot_day = date.fromisoformat(row.variables["slot_date"])
+    facts = [DiaryFact(e.kind, e.local_date, e.occurred_at)
+             for e in await diary.standing_facts(session, [participant.id], slot_day)]
+    view = view_of(participant)
+    return row.dedup_key.rsplit(":", 1)[-1] in accounted_slots(view, facts, [slot_day])
+
+
+def _localised(variables: dict, zone: ZoneInfo) -> dict:
+    """Outbox variables are JSON; `*_at` values are instants shown in the recipient's zone and
+    `*_date` values are calendar days."""
+    result = {}
+    for name, value in variables.items():
+        if isinstance(value, str) and name.endswith("_at"):
+            value = datetime.fromisoformat(value).astimezone(zone)
+        elif isinstance(value, str) and name.endswith("_date"):
+            value = date.fromisoformat(value)
+        result[name] = value
+    return result
+
+
+def _address(recipient: Participant | StaffMember | None, study_zone: ZoneInfo) -> tuple[int, str, ZoneInfo, str | None]:
     if recipient is None:
-        return 0, "en", "recipient no longer exists"
+        return 0, "en", study_zone, "recipient no longer exists"
     if isinstance(recipient, StaffMember):
-        return recipient.telegram_user_id, recipient.language, None if recipient.active else "staff member inactive"
+        why_not = None if recipient.active else "staff member inactive"
+        return recipient.telegram_user_id, recipient.language, study_zone, why_not
+    zone = ZoneInfo(recipient.timezone)
     if recipient.telegram_chat_id is None:
-        return 0, recipient.language, "participant has no linked chat"
+        return 0, recipient.language, zone, "participant has no linked chat"
     if recipient.status != "active":
-        return 0, recipient.language, f"participant is {recipient.status}"
-    return recipient.telegram_chat_id, recipient.language, None
+        return 0, recipient.language, zone, f"participant is {recipient.status}"
+    return recipient.telegram_chat_id, recipient.language, zone, None

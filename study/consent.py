@@ -68,8 +68,9 @@ async def agree(session: AsyncSession, code: str, *, chat_id: int, user_id: int,
         session, participant, actor=actor, now=now, reason="consented to messaging",
         telegram_chat_id=chat_id, telegram_user_id=user_id,
         status="active" if participant.status == "invited" else participant.status,
-        consented_at=now,
+        consented_at=now, active_since=now,
     )
+    participant.next_plan_at = None
     return ConsentResult(ConsentOutcome.AGREED, participant)
 
 

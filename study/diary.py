@@ -131,14 +131,15 @@ async def log_missed(
 
 
 async def _append(
-    session: AsyncSession, participant: Participant, entry: DiaryEntry, *, key: str | None, now: datetime
+    session: AsyncSession, participant: Participant, entry: DiaryEntry, *, key: str | None, now: datetime,
+    actor: Actor | None = None,
 ) -> LogResult:
     scoped_key = f"{participant.id}:{key}" if key else None
     if scoped_key:
         existing = await session.scalar(select(DiaryEntry).where(DiaryEntry.idempotency_key == scoped_key))
         if existing is not None:
             return LogResult(LogStatus.ALREADY_LOGGED, existing)
-    actor = Actor.participant(participant.study_id)
+    actor = actor or Actor.participant(participant.study_id)
     entry.timezone = participant.timezone
     entry.recorded_at = now
     entry.recorded_by = str(actor)
@@ -216,3 +217,30 @@ async def withdraw_last(
         reason="participant took the entry back (/undo)", timezone=participant.timezone,
     )
     return UndoResult(UndoStatus.WITHDRAWN, last)
+
+
+async def record_missing(
+    session: AsyncSession, participant: Participant, *, slot_at: datetime, local_date: date, slot_key: str,
+    now: datetime,
+) -> LogResult:
+    """The system's record that a dose slot closed with nothing logged. Not a guess about what
+    happened: just that nothing was recorded. Idempotent per slot."""
+    entry = DiaryEntry(participant_id=participant.id, kind="missing", occurred_at=slot_at, local_date=local_date,
+                       late=False, source="system")
+    return await _append(session, participant, entry, key=f"missing:{slot_key}", now=now, actor=audit.SYSTEM)
+
+
+async def standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list[DiaryEntry]:
+    """Standing applied, missed and missing entries of many participants from `since` on."""
+    withdrawal = aliased(DiaryEntry)
+    query = (
+        select(DiaryEntry)
+        .outerjoin(withdrawal, withdrawal.supersedes_id == DiaryEntry.id)
+        .where(
+            DiaryEntry.participant_id.in_(participant_ids),
+            DiaryEntry.kind.in_(("applied", "missed", "missing")),
+            DiaryEntry.local_date >= since,
+            withdrawal.id.is_(None),
+        )
+    )
+    return list((await session.scalars(query)).all())

@@ -28,7 +28,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-APPEND_ONLY_TABLES = ("audit_entries", "diary_entries", "consent_decisions")
 
 
 class UTCDateTime(TypeDecorator):
@@ -77,6 +76,12 @@ class Participant(Base):
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
     consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Since when the bot may write to them (consent or /resume): nothing before is reminded.
+    active_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when Telegram says they blocked the bot; cleared when they write again.
+    unreachable_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Scheduling state, derived and rebuildable: when the planner must next look at them.
+    next_plan_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class Invite(Base):
@@ -125,7 +130,7 @@ class DiaryEntry(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # applied | missed | withdrawal
+    kind: Mapped[str] = mapped_column(String(16))  # applied | missed | missing | withdrawal
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when the participant says it happened
     local_date: Mapped[date] = mapped_column(Date)  # the participant's calendar day it belongs to
     timezone: Mapped[str] = mapped_column(String(64))  # the participant's zone at recording
@@ -168,6 +173,7 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(160), unique=True)
+    kind: Mapped[str] = mapped_column(String(32), default="notice")
     participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), index=True)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
     template_id: Mapped[str] = mapped_column(String(64))
@@ -175,6 +181,14 @@ class OutboxMessage(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending | sent | failed | skipped
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the message is meant for: later than `late_after` it says it is late; later than
+    # `stale_after` it is not sent at all (a reminder for a dose long past helps nobody).
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    late_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stale_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    buttons: Mapped[list | None] = mapped_column(JSON)  # rows of [label block, callback data, variables]
+    disable_notification: Mapped[bool] = mapped_column(Boolean, default=False)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(256))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -193,3 +207,16 @@ class StrangerCount(Base):
     day: Mapped[date] = mapped_column(Date)
     kind: Mapped[str] = mapped_column(String(32))  # message | wrong_code | locked_out
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DeliveryEvent(Base):
+    """The life of an outbox message, one row per step: queued, sent, retry, failed, skipped,
+    answered. Append-only, so `trialbot deliveries` can show what happened and why."""
+
+    __tablename__ = "delivery_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    event: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(String(256))

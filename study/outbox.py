@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
-from study.models import OutboxMessage
+from study.models import DeliveryEvent, OutboxMessage
 
 
 async def enqueue(
@@ -34,8 +34,9 @@ async def enqueue(
     if await session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == dedup_key)):
         return None
     row = OutboxMessage(
-        dedup_key=dedup_key, participant_id=participant_id, staff_id=staff_id, template_id=template_id,
-        variables=variables, status="pending", created_at=now, not_before=not_before or now, attempts=0,
+        dedup_key=dedup_key, kind="notice", participant_id=participant_id, staff_id=staff_id,
+        template_id=template_id, variables=variables, status="pending", created_at=now,
+        not_before=not_before or now, due_at=not_before or now, attempts=0,
     )
     try:
         async with session.begin_nested():
@@ -43,7 +44,73 @@ async def enqueue(
             await session.flush()
     except IntegrityError:
         return None
+    await record_event(session, row.id, "queued", now=now)
     return row
+
+
+async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime) -> tuple[int, int]:
+    """Queue what a planner found due, skipping keys already queued. Messages already stale are
+    written straight away as skipped, so a missed delivery is on record rather than silently
+    dropped. Returns (queued, recorded as stale)."""
+    if not planned:
+        return 0, 0
+    keys = [p.key for p in planned]
+    existing: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        existing.update((await session.scalars(select(OutboxMessage.dedup_key)
+                                               .where(OutboxMessage.dedup_key.in_(chunk)))).all())
+    fresh = [p for p in planned if p.key not in existing]
+    rows = []
+    for p in {p.key: p for p in fresh}.values():
+        stale = p.is_stale(now)
+        rows.append(OutboxMessage(
+            dedup_key=p.key, kind=p.kind, participant_id=p.participant_id, staff_id=p.staff_id,
+            template_id=p.template_id, variables=p.variables, buttons=p.buttons,
+            status="skipped" if stale else "pending", created_at=now, not_before=max(p.due_at, now) if not stale else now,
+            due_at=p.due_at, late_after=p.late_after, stale_after=p.stale_after, attempts=0,
+            last_error="stale: past its useful time when it could be sent (missed delivery)" if stale else None,
+        ))
+    session.add_all(rows)
+    await session.flush()
+    session.add_all(
+        DeliveryEvent(outbox_id=row.id, at=now, event="skipped" if row.status == "skipped" else "queued",
+                      detail=row.last_error)
+        for row in rows
+    )
+    stale_count = sum(row.status == "skipped" for row in rows)
+    return len(rows) - stale_count, stale_count
+
+
+async def record_event(session: AsyncSession, outbox_id: int, event: str, *, now: datetime,
+                       detail: str | None = None) -> None:
+    session.add(DeliveryEvent(outbox_id=outbox_id, at=now, event=event, detail=detail[:256] if detail else None))
+
+
+async def cancel_pending(session: AsyncSession, participant_id: int, *, reason: str, now: datetime) -> int:
+    """Skip everything still queued for a participant (they paused, withdrew or finished)."""
+    rows = (await session.scalars(select(OutboxMessage).where(
+        OutboxMessage.participant_id == participant_id, OutboxMessage.status == "pending"))).all()
+    for row in rows:
+        row.status, row.last_error = "skipped", reason
+        await record_event(session, row.id, "skipped", now=now, detail=reason)
+    return len(rows)
+
+
+async def mark_answered(session: AsyncSession, participant_id: int, telegram_message_id: int, *,
+                        now: datetime) -> OutboxMessage | None:
+    """If the message a participant answered was one the bot started (a reminder), note it."""
+    row = await session.scalar(select(OutboxMessage).where(
+        OutboxMessage.participant_id == participant_id, OutboxMessage.telegram_message_id == telegram_message_id))
+    if row is not None and row.answered_at is None:
+        row.answered_at = now
+        await record_event(session, row.id, "answered", now=now)
+    return row
+
+
+async def events_for(session: AsyncSession, outbox_ids: list[int]) -> list[DeliveryEvent]:
+    query = select(DeliveryEvent).where(DeliveryEvent.outbox_id.in_(outbox_ids)).order_by(DeliveryEvent.id)
+    return list((await session.scalars(query)).all())
 
 
 async def notify_staff(

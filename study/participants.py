@@ -146,7 +146,11 @@ async def pause(session: AsyncSession, participant: Participant, *, actor: Actor
 async def resume(session: AsyncSession, participant: Participant, *, actor: Actor, now: datetime) -> bool:
     if participant.status != "paused":
         return False
-    return await change(session, participant, actor=actor, now=now, reason="resumed messages", status="active")
+    # Reminders start again from now: nothing from the paused time is sent late.
+    await change(session, participant, actor=actor, now=now, reason="resumed messages", status="active",
+                 active_since=now)
+    participant.next_plan_at = None
+    return True
 
 
 async def all_participants(session: AsyncSession) -> list[Participant]:

@@ -84,6 +84,39 @@ class EnrolmentSection(_Section):
     lockout_minutes: int = Field(ge=1)
 
 
+class RemindersSection(_Section):
+    late_after_minutes: int = Field(ge=0, default=15)
+    stale_after_minutes: int = Field(ge=1, default=180)
+    nudge_after_minutes: int = Field(ge=1, default=90)
+    quiet_hours: tuple[str, str] = ("21:30", "07:30")
+    staff_digest_time: str = "07:30"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, values: tuple[str, str]) -> tuple[str, str]:
+        for value in values:
+            parse_hhmm(value)
+        return values
+
+    @field_validator("staff_digest_time")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        parse_hhmm(value)
+        return value
+
+    @property
+    def quiet_start(self) -> time:
+        return parse_hhmm(self.quiet_hours[0])
+
+    @property
+    def quiet_end(self) -> time:
+        return parse_hhmm(self.quiet_hours[1])
+
+    def is_quiet(self, local: time) -> bool:
+        start, end = self.quiet_start, self.quiet_end
+        return (start <= local or local < end) if start > end else (start <= local < end)
+
+
 class VisitSection(_Section):
     schedule: list[dict] = Field(default_factory=list)
 
@@ -108,6 +141,7 @@ class Protocol(_Section):
     treatment: TreatmentSection
     diary: DiarySection
     enrolment: EnrolmentSection
+    reminders: RemindersSection = RemindersSection()
     visits: VisitSection = VisitSection()
     pregnancy_tests: PregnancyTestSection = PregnancyTestSection()
     checkins: CheckinSection = CheckinSection()

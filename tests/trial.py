@@ -38,7 +38,7 @@ class Trial:
     async def running(cls, *, db: Database, clock: ManualClock, protocol: Protocol,
                       world: TelegramWorld, server: BotApiServer) -> AsyncIterator[Trial]:
         app = build_application(token=world.token, base_url=server.base_url, base_file_url=server.base_file_url,
-                                protocol=protocol, db=db, clock=clock)
+                                protocol=protocol, db=db, clock=clock, tick_seconds=None)
         async with running(app, poll_timeout=2):
             yield cls(db=db, clock=clock, protocol=protocol, world=world, app=app)
 
@@ -79,6 +79,20 @@ class Trial:
         await user.press(data=f"c:a:{code}")
         await user.next_bot_event()
         return user
+
+    async def tick(self):
+        """What the scheduler does every minute: plan what is due, then deliver the outbox."""
+        report = await self.app.bot_data["tick"].run_once()
+        await self.deliver()
+        return report
+
+    async def deliver(self) -> int:
+        return await self.app.bot_data["dispatcher"].deliver_due()
+
+    async def advance(self, **delta) -> None:
+        """Move the clock and let the scheduler run, as if that much time had passed."""
+        self.clock.advance(timedelta(**delta))
+        await self.tick()
 
     async def participant(self, study_id: str = "P001") -> Participant:
         async with self.db.transaction() as session:

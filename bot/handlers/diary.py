@@ -17,7 +17,7 @@ from bot.access import participant_only
 from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button
-from study import diary
+from study import diary, outbox
 from study.diary import LogStatus, UndoStatus
 from study.models import DiaryEntry, Participant
 
@@ -30,6 +30,17 @@ def diary_buttons(form: str | None = None) -> list[list[Button]]:
         [Button("missed", cb.diary(cb.DIARY_MISSED, form))],
         [Button("today", cb.DIARY_TODAY)],
     ]
+
+
+def _source(form: str) -> str:
+    return "reminder" if cb.slot_day(form) is not None else "button"
+
+
+async def _note_answer(session, update: Update, participant: Participant, now: datetime) -> None:
+    """A press on a reminder answers it: its delivery record says so."""
+    message = update.callback_query.message if update.callback_query else None
+    if message is not None:
+        await outbox.mark_answered(session, participant.id, message.message_id, now=now)
 
 
 def _entry_key(update: Update, form: str) -> str:
@@ -73,9 +84,10 @@ async def applied_now(update: Update, context: CallbackContext, participant: Par
     now = svc.clock.now()
     async with svc.db.transaction() as session:
         result = await diary.log_application(
-            session, participant, occurred_at=now, source="button", key=_entry_key(update, step.form),
+            session, participant, occurred_at=now, source=_source(step.form), key=_entry_key(update, step.form),
             rules=svc.protocol.diary, now=now,
         )
+        await _note_answer(session, update, participant, now)
     await _logged(update, context, participant, result)
 
 
@@ -120,9 +132,10 @@ async def applied_earlier(update: Update, context: CallbackContext, participant:
     occurred = datetime.combine(step.day, time(int(step.detail)), diary.zone_of(participant))
     async with svc.db.transaction() as session:
         result = await diary.log_application(
-            session, participant, occurred_at=occurred, source="button", key=_entry_key(update, step.form),
-            rules=rules, now=now,
+            session, participant, occurred_at=occurred, source=_source(step.form),
+            key=_entry_key(update, step.form), rules=rules, now=now,
         )
+        await _note_answer(session, update, participant, now)
     await _logged(update, context, participant, result)
 
 
@@ -140,6 +153,8 @@ async def _day_chosen(
     if step is None:
         await stale_button(update, context)
         return None
+    if step.day is None and cb.slot_day(step.form) is not None:
+        step = cb.DiaryStep(step.form, cb.slot_day(step.form))  # from a reminder: the day is the reminder's
     if step.day is None:
         await show(update, context, _day_picker(context, participant, action, step.form, services(context).clock.now()))
         return None
@@ -171,9 +186,10 @@ async def missed(update: Update, context: CallbackContext, participant: Particip
         return
     async with svc.db.transaction() as session:
         result = await diary.log_missed(
-            session, participant, day=step.day, reason=step.detail, source="button",
+            session, participant, day=step.day, reason=step.detail, source=_source(step.form),
             key=_entry_key(update, step.form), rules=rules, now=now,
         )
+        await _note_answer(session, update, participant, now)
     await _logged(update, context, participant, result)
 
 

@@ -22,6 +22,8 @@ async def _switch(update: Update, context: CallbackContext, participant: Partici
         current = await session.merge(participant)
         switch = participants.pause if pause else participants.resume
         changed = await switch(session, current, actor=actor, now=now)
+        if changed and pause:
+            await outbox.cancel_pending(session, participant.id, reason="participant paused messages (/stop)", now=now)
         if changed:
             await outbox.notify_staff(
                 session, event_key=f"{'pause' if pause else 'resume'}:{participant.study_id}:{now.isoformat()}",
