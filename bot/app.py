@@ -77,10 +77,12 @@ def build_application(
     db: Database,
     clock: Clock,
     messages: MessageCatalog | None = None,
-    rate_limit: bool = True,
+    rate_limit_retries: int = 3,
     tick_seconds: float | None = TICK_SECONDS,
+    outbox_poll_seconds: float = 5.0,
 ) -> Application:
-    """`tick_seconds=None` leaves planning to the caller (tests call the tick after moving the clock)."""
+    """`tick_seconds=None` leaves planning to the caller (tests call the tick after moving the clock);
+    the dispatcher delivers when woken, and looks on its own every `outbox_poll_seconds`."""
     enrolment = protocol.enrolment
     services = Services(
         protocol=protocol,
@@ -102,11 +104,13 @@ def build_application(
         .post_init(_post_init)
         .post_stop(_post_stop)
     )
-    if rate_limit:
-        builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+    # AIORateLimiter keeps sends inside Telegram's limits; with retries=0 a 429 reaches the outbox
+    # dispatcher, which reschedules on the injected clock (what the tests use).
+    builder = builder.rate_limiter(AIORateLimiter(max_retries=rate_limit_retries))
     app = builder.build()
     app.bot_data["services"] = services
     app.bot_data["tick_seconds"] = tick_seconds
+    app.bot_data["outbox_poll_seconds"] = outbox_poll_seconds
     register_handlers(app)
     return app
 
@@ -125,7 +129,7 @@ async def _post_init(app: Application) -> None:
     app.bot_data["dispatcher"] = dispatcher
     app.bot_data["tick"] = tick
     app.bot_data["dispatcher_task"] = asyncio.get_running_loop().create_task(
-        dispatcher.run(svc.outbox_ready), name="outbox-dispatcher"
+        dispatcher.run(svc.outbox_ready, idle_seconds=app.bot_data["outbox_poll_seconds"]), name="outbox-dispatcher"
     )
     # APScheduler (through PTB's JobQueue) is only the metronome: what is due is decided from the
     # database each time, so a missed or doubled tick changes nothing.

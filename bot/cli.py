@@ -267,3 +267,79 @@ def audit_show(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+participant_app = typer.Typer(help="One participant's settings and standing.", no_args_is_help=True)
+app.add_typer(participant_app, name="participant")
+
+
+def _change_participant(study_id: str, change) -> None:
+    from study import participants
+    from study.participants import EnrolmentError
+
+    async def work(db) -> None:
+        async with db.transaction() as session:
+            participant = await participants.by_study_id(session, study_id)
+            if participant is None:
+                raise _fail(f"No participant {study_id}.")
+            await change(session, participant)
+
+    try:
+        _with_database(work)
+    except EnrolmentError as exc:
+        raise _fail(str(exc)) from None
+
+
+@participant_app.command("timezone")
+def participant_timezone(study_id: str, timezone: str) -> None:
+    """Move a participant to another time zone; reminders follow from now on (audited)."""
+    from study import participants
+
+    _change_participant(study_id, lambda session, p: participants.move_to_zone(
+        session, p, timezone, actor=_operator(), now=_now()))
+    typer.echo(f"{study_id} is now in {timezone}.")
+
+
+@participant_app.command("end")
+def participant_end(
+    study_id: str,
+    status: Annotated[str, typer.Argument(help="withdrawn or completed")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail.")],
+) -> None:
+    """Withdraw a participant or mark them completed: the bot no longer writes to them."""
+    from study import outbox, participants
+
+    async def end(session, p) -> None:
+        await participants.end_participation(session, p, status, reason=reason, actor=_operator(), now=_now())
+        await outbox.cancel_pending(session, p.id, reason=f"participant {status}", now=_now())
+
+    _change_participant(study_id, end)
+    typer.echo(f"{study_id} is now {status}.")
+
+
+@app.command()
+def deliveries(
+    study_id: str,
+    limit: Annotated[int, typer.Option(help="Show at most this many of the newest messages.")] = 30,
+) -> None:
+    """The life of each message the bot started for a participant: queued, sent, answered, skipped..."""
+    from study import outbox, participants
+
+    async def work(db):
+        async with db.transaction() as session:
+            participant = await participants.by_study_id(session, study_id)
+            if participant is None:
+                raise _fail(f"No participant {study_id}.")
+            rows = (await outbox.for_participant(session, participant.id))[-limit:]
+            return participant, rows, await outbox.events_for(session, [r.id for r in rows])
+
+    participant, rows, events = _with_database(work, migrate=False)
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(participant.timezone)
+    for row in rows:
+        due = row.due_at or row.created_at
+        typer.echo(f"{row.dedup_key}  {row.template_id}  due {due:%Y-%m-%d %H:%M} UTC / "
+                   f"{due.astimezone(zone):%H:%M %Z}  [{row.status}]")
+        for event in (e for e in events if e.outbox_id == row.id):
+            typer.echo(f"    {event.at:%Y-%m-%d %H:%M:%S} UTC  {event.event}  {event.detail or ''}")

@@ -55,6 +55,9 @@ class OutboxDispatcher:
         self.clock = clock
         self.protocol = protocol
         self.study_variables = study_variables
+        # One delivery round at a time in this process: whoever asks for a round while one is
+        # running waits for it, so "deliver_due() returned" means everything due was handled.
+        self._round = asyncio.Lock()
 
     async def run(self, wake: asyncio.Event, *, idle_seconds: float = 5.0) -> None:
         """Deliver whatever is due, then wait to be woken (or for the next look)."""
@@ -83,14 +86,15 @@ class OutboxDispatcher:
     async def deliver_due(self) -> int:
         """Deliver every message due now; returns how many were handled (sent, skipped or failed)."""
         handled = 0
-        while True:
-            async with self.db.transaction() as session:
-                rows = await outbox.due(session, now=self.clock.now())
-            if not rows:
-                return handled
-            for row in rows:
-                await self._deliver(row.id)
-                handled += 1
+        async with self._round:
+            while True:
+                async with self.db.transaction() as session:
+                    rows = await outbox.due(session, now=self.clock.now())
+                if not rows:
+                    return handled
+                for row in rows:
+                    await self._deliver(row.id)
+                    handled += 1
 
     async def _deliver(self, row_id: int) -> None:
         now = self.clock.now()

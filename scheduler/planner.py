@@ -119,17 +119,14 @@ def plan_applications(
     plan = Plan()
     for day in days + [today + timedelta(days=1)]:
         for slot in slots_on(day, list(participant.reminder_times), zone):
-            if slot.window_end <= participant.active_since or slot.key in accounted:
+            # A dose due before they joined (or resumed) is neither reminded nor recorded missing.
+            if slot.at < participant.active_since or slot.key in accounted:
                 continue
-            reminder_at = max(slot.at, participant.active_since)
             nudge_at = slot.at + timedelta(minutes=rules.nudge_after_minutes)
             for kind, template, at, stale in (
-                ("reminder", "reminder_application", reminder_at,
-                 slot.at + timedelta(minutes=rules.stale_after_minutes)),
+                ("reminder", "reminder_application", slot.at, slot.at + timedelta(minutes=rules.stale_after_minutes)),
                 ("nudge", "reminder_nudge", nudge_at, slot.window_end),
             ):
-                if kind == "nudge" and nudge_at < participant.active_since:
-                    continue
                 if at > now:
                     plan.look_again_at(at)
                     continue

@@ -34,7 +34,7 @@ async def plan_digests(session: AsyncSession, protocol: Protocol, now: datetime)
     yesterday = today - timedelta(days=1)
     rows = await adherence.on_day(session, protocol, yesterday)
     summary = {
-        "day": yesterday.isoformat(),
+        "summary_date": yesterday.isoformat(),
         "participants": [
             {"study_id": r.study_id, "applied": r.applied, "expected": r.expected, "missed": r.missed,
              "missing": r.missing}

@@ -155,3 +155,26 @@ async def resume(session: AsyncSession, participant: Participant, *, actor: Acto
 
 async def all_participants(session: AsyncSession) -> list[Participant]:
     return list((await session.scalars(select(Participant).order_by(Participant.study_id))).all())
+
+
+FINAL_STATUSES = ("withdrawn", "completed")
+
+
+async def end_participation(session: AsyncSession, participant: Participant, status: str, *, reason: str,
+                            actor: Actor, now: datetime) -> bool:
+    """Withdrawn or completed: the bot writes to them no more (their records stay)."""
+    if status not in FINAL_STATUSES:
+        raise EnrolmentError(f"status must be one of {', '.join(FINAL_STATUSES)}")
+    return await change(session, participant, actor=actor, now=now, reason=reason, status=status)
+
+
+async def move_to_zone(session: AsyncSession, participant: Participant, timezone: str, *, actor: Actor,
+                       now: datetime) -> bool:
+    try:
+        check_timezone(timezone)
+    except ValueError as exc:
+        raise EnrolmentError(str(exc)) from None
+    changed = await change(session, participant, actor=actor, now=now, reason="time zone changed",
+                           timezone=timezone)
+    participant.next_plan_at = None
+    return changed

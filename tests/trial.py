@@ -31,16 +31,37 @@ class Trial:
     clock: ManualClock
     protocol: Protocol
     world: TelegramWorld
-    app: object
+    server: BotApiServer
+    app: object = None
+    _running: object = None
 
     @classmethod
     @contextlib.asynccontextmanager
     async def running(cls, *, db: Database, clock: ManualClock, protocol: Protocol,
                       world: TelegramWorld, server: BotApiServer) -> AsyncIterator[Trial]:
-        app = build_application(token=world.token, base_url=server.base_url, base_file_url=server.base_file_url,
-                                protocol=protocol, db=db, clock=clock, tick_seconds=None)
-        async with running(app, poll_timeout=2):
-            yield cls(db=db, clock=clock, protocol=protocol, world=world, app=app)
+        trial = cls(db=db, clock=clock, protocol=protocol, world=world, server=server)
+        await trial._start()
+        try:
+            yield trial
+        finally:
+            await trial._running.__aexit__(None, None, None)
+
+    async def _start(self) -> None:
+        # The scheduler's own timer is off: tests run the tick themselves after moving the clock.
+        # Rate-limit retries are off: a 429 reaches the outbox, which retries on the test's clock.
+        # The dispatcher delivers when woken (a staff notice) or when the test says so, never by
+        # itself on a wall-clock timer.
+        self.app = build_application(token=self.world.token, base_url=self.server.base_url,
+                                     base_file_url=self.server.base_file_url, protocol=self.protocol, db=self.db,
+                                     clock=self.clock, tick_seconds=None, rate_limit_retries=0,
+                                     outbox_poll_seconds=3600)
+        self._running = running(self.app, poll_timeout=2)
+        await self._running.__aenter__()
+
+    async def restart(self) -> None:
+        """Stop the bot and start a fresh one on the same database, as after a crash."""
+        await self._running.__aexit__(None, None, None)
+        await self._start()
 
     async def enroll(self, study_id: str = "P001", *, timezone: str = "America/New_York", language: str = "en",
                      wocbp: bool = False) -> str:
@@ -85,6 +106,12 @@ class Trial:
         report = await self.app.bot_data["tick"].run_once()
         await self.deliver()
         return report
+
+    async def plan(self):
+        """Only the planning half of a tick: queued, not yet delivered."""
+        from scheduler.tick import Tick
+
+        return await Tick(self.db, self.protocol, self.clock).run_once()
 
     async def deliver(self) -> int:
         return await self.app.bot_data["dispatcher"].deliver_due()
