@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from study.protocol import Protocol
-from study.slots import Slot, slot_of, slots_on
+from study.slots import Slot, slots_on
 
 @dataclass(frozen=True)
 class ParticipantView:
@@ -88,19 +88,27 @@ def slot_form(slot: Slot) -> str:
     return "s" + slot.key[2:]  # s + yymmddHHMM
 
 
-def accounted_slots(participant: ParticipantView, facts: Iterable[DiaryFact], days: Iterable[date]) -> set[str]:
+def accounted_slots(participant: ParticipantView, facts: Iterable[DiaryFact], days: Iterable[date],
+                    by_day: dict[date, list[Slot]] | None = None) -> set[str]:
     """The slots of `days` that already have an entry. An application counts for the slot whose
     window holds it; a "missed a dose" (which has a day but no time) fills the day's earliest
     slot still open; a system "missing" record holds its own slot."""
-    times = list(participant.reminder_times)
     zone = participant.zone
     facts = list(facts)
+    days = list(days)
+    by_day = by_day or {day: slots_on(day, list(participant.reminder_times), zone) for day in days}
     accounted: set[str] = set()
     for fact in facts:
         if fact.kind in ("applied", "missing") and fact.occurred_at is not None:
-            accounted.add(slot_of(fact.occurred_at, times, zone).key)
+            day_slots = by_day.get(fact.occurred_at.astimezone(zone).date())
+            if day_slots is None:
+                continue  # outside the days asked about
+            for slot in day_slots:
+                if slot.window_start <= fact.occurred_at < slot.window_end:
+                    accounted.add(slot.key)
+                    break
     for day in days:
-        open_slots = [s.key for s in slots_on(day, times, zone) if s.key not in accounted]
+        open_slots = [s.key for s in by_day[day] if s.key not in accounted]
         for _ in (f for f in facts if f.kind == "missed" and f.local_date == day):
             if open_slots:
                 accounted.add(open_slots.pop(0))
@@ -115,10 +123,11 @@ def plan_applications(
     zone = participant.zone
     today = now.astimezone(zone).date()
     days = [today - timedelta(days=1), today]
-    accounted = accounted_slots(participant, facts, days)
+    by_day = {day: slots_on(day, list(participant.reminder_times), zone) for day in (*days, today + timedelta(days=1))}
+    accounted = accounted_slots(participant, facts, days, by_day)
     plan = Plan()
-    for day in days + [today + timedelta(days=1)]:
-        for slot in slots_on(day, list(participant.reminder_times), zone):
+    for slots in by_day.values():
+        for slot in slots:
             # A dose due before they joined (or resumed) is neither reminded nor recorded missing.
             if slot.at < participant.active_since or slot.key in accounted:
                 continue

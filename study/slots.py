@@ -9,7 +9,7 @@ exist) fires at 03:30, once; on the fall-back day a 01:30 reminder fires at the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,10 +21,11 @@ class Slot:
     at: datetime  # the reminder's instant, UTC
     window_start: datetime  # UTC
     window_end: datetime  # UTC
+    key: str = field(init=False)  # yyyymmddHHMM, local: names the slot in outbox keys and forms
 
-    @property
-    def key(self) -> str:
-        return f"{self.local_date:%Y%m%d}{self.local_time:%H%M}"
+    def __post_init__(self) -> None:
+        d, t = self.local_date, self.local_time
+        object.__setattr__(self, "key", f"{d.year:04d}{d.month:02d}{d.day:02d}{t.hour:02d}{t.minute:02d}")
 
 
 def instant(day: date, at: time, zone: ZoneInfo) -> datetime:

@@ -247,3 +247,22 @@ async def test_missing_entries_are_not_kept_for_slots_before_joining(trial: Tria
     async with trial.db.transaction() as session:
         rows = (await session.scalars(select(DiaryEntry))).all()
     assert rows == []
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata"])
+async def test_across_a_daylight_saving_change_reminders_keep_local_time(trial: Trial, zone: str) -> None:
+    """Real bot, hourly ticks, three days around the zone's spring change (Kolkata has none)."""
+    change = {"America/New_York": "2026-03-08", "Europe/London": "2026-03-29",
+              "Australia/Sydney": "2026-04-05", "Asia/Kolkata": "2026-03-08"}[zone]
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    day = datetime.fromisoformat(change).date()
+    trial.clock.set(datetime.combine(day - timedelta(days=1), datetime.min.time(), tz).astimezone(UTC))
+    user = await trial.join(timezone=zone)
+    for _ in range(3 * 24):
+        await trial.advance(hours=1)
+    local_times = [m.date.astimezone(tz).strftime("%m-%d %H:%M") for m in reminders(user)]
+    expected = [f"{d:%m-%d} {t}" for d in (day - timedelta(days=1), day, day + timedelta(days=1))
+                for t in ("08:00", "20:00")]
+    assert local_times == expected
