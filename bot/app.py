@@ -74,11 +74,15 @@ def build_application(
     rate_limit: bool = True,
 ) -> Application:
     enrolment = protocol.enrolment
+    messages = messages or MessageCatalog(default_language=protocol.study.default_language)
+    # Fail closed: no start while a template the bot may send is missing, unapproved or changed
+    # (CatalogNotReady names each file). A catalog built with allow_drafts=True only needs every file.
+    messages.check_ready(protocol.study.languages)
     services = Services(
         protocol=protocol,
         db=db,
         clock=clock,
-        messages=messages or MessageCatalog(default_language=protocol.study.default_language),
+        messages=messages,
         lockout=WrongCodeLockout(
             max_failures=enrolment.max_wrong_codes,
             window=timedelta(minutes=enrolment.wrong_code_window_minutes),

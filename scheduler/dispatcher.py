@@ -15,6 +15,7 @@ from datetime import timedelta
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
+from messages import sent as sent_record
 from messages.markup import inline_keyboard
 from messages.renderer import MessageCatalog, MessageError
 from study import outbox
@@ -89,6 +90,10 @@ class OutboxDispatcher:
         else:
             await self._finish(row.id, status="sent", message_id=sent.message_id, language=rendered.language,
                                template_hash=rendered.template_hash)
+            recipient = (sent_record.Recipient.participant(row.participant_id) if row.participant_id
+                         else sent_record.Recipient.staff(row.staff_id))
+            await sent_record.record(self.db, rendered, recipient=recipient, via="outbox",
+                                     telegram_message_id=sent.message_id, now=self.clock.now())
 
     async def _finish(self, row_id: int, *, status: str, error: str | None = None, message_id: int | None = None,
                       language: str | None = None, template_hash: str | None = None) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-APPEND_ONLY_TABLES = ("audit_entries", "diary_entries", "consent_decisions")
+APPEND_ONLY_TABLES = ("audit_entries", "diary_entries", "consent_decisions", "sent_messages")
 
 
 class UTCDateTime(TypeDecorator):
@@ -193,3 +193,26 @@ class StrangerCount(Base):
     day: Mapped[date] = mapped_column(Date)
     kind: Mapped[str] = mapped_column(String(32))  # message | wrong_code | locked_out
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SentMessage(Base):
+    """The record of every message the bot sent: which template, in which approved version (its
+    SHA-256), in which language, to whom, and when. Append-only, like the clinical records.
+
+    The recipient is a participant or a staff member; someone outside the study is recorded as
+    'stranger' with no id at all.
+    """
+
+    __tablename__ = "sent_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    template_id: Mapped[str] = mapped_column(String(64))
+    template_hash: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    draft: Mapped[bool] = mapped_column(Boolean, default=False)  # unapproved text, sandbox only
+    recipient: Mapped[str] = mapped_column(String(16))  # participant | staff | stranger
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), index=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
+    via: Mapped[str] = mapped_column(String(16))  # reply | edit | outbox
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
