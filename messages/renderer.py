@@ -207,8 +207,10 @@ class MessageCatalog:
                     draft = draft or label_draft
                     labels.append(RenderedButton(label, button.data))
                 rows.append(tuple(labels))
-        except TemplateError as exc:
-            raise MessageError(f"template {template_id!r} ({language}): {exc}") from None
+        except MessageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a template does wrong, nothing is sent
+            raise MessageError(f"template {template_id!r} ({language}): {type(exc).__name__}: {exc}") from None
         if draft:
             text = f"{DRAFT_MARK}\n\n{text}"
         return RenderedMessage(template_id, language, text, tuple(rows), loaded.sha256, draft)
@@ -218,8 +220,10 @@ class MessageCatalog:
         loaded = self._load(template_id, language)
         try:
             text = html.unescape(self._block(loaded.template, block, dict(variables or {}), template_id)).strip()
-        except TemplateError as exc:
-            raise MessageError(f"template {template_id!r} ({language}): {exc}") from None
+        except MessageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a template does wrong, nothing is sent
+            raise MessageError(f"template {template_id!r} ({language}): {type(exc).__name__}: {exc}") from None
         return text if loaded.approved else DRAFT_LABEL + text
 
     def block_names(self, template_id: str, language: str) -> list[str]:
