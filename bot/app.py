@@ -84,11 +84,15 @@ def build_application(
     """`tick_seconds=None` leaves planning to the caller (tests call the tick after moving the clock);
     the dispatcher delivers when woken, and looks on its own every `outbox_poll_seconds`."""
     enrolment = protocol.enrolment
+    messages = messages or MessageCatalog(default_language=protocol.study.default_language)
+    # Fail closed: no start while a template the bot may send is missing, unapproved or changed
+    # (CatalogNotReady names each file). A catalog built with allow_drafts=True only needs every file.
+    messages.check_ready(protocol.study.languages)
     services = Services(
         protocol=protocol,
         db=db,
         clock=clock,
-        messages=messages or MessageCatalog(default_language=protocol.study.default_language),
+        messages=messages,
         lockout=WrongCodeLockout(
             max_failures=enrolment.max_wrong_codes,
             window=timedelta(minutes=enrolment.wrong_code_window_minutes),

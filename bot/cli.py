@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from bot.messages_cli import messages_app
 from bot.settings import Settings
 from study.audit import Actor
 
@@ -26,6 +27,7 @@ db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
+app.add_typer(messages_app, name="messages")
 
 
 def main() -> None:
@@ -84,11 +86,18 @@ def run() -> None:
             "Get a token from @BotFather, put it in .env (see .env.example), and run again.\n"
             "To try trialbot without a token, run: trialbot demo"
         )
+    from messages.renderer import MessageCatalog, MessageError
+
+    messages = MessageCatalog(default_language=protocol.study.default_language)
+    try:  # fail closed: every template the bot may send must be the IRB-approved text
+        messages.check_ready(protocol.study.languages)
+    except MessageError as exc:
+        raise _fail(f"trialbot will not start: {exc}\nSee `trialbot messages status` and `trialbot messages approve`.") from None
     configure_logging(settings.log_level, secrets=[settings.token])
     asyncio.run(_migrate_and_close(db))
     application = build_application(
         token=settings.token, base_url=settings.bot_base_url(), base_file_url=settings.bot_file_url(),
-        protocol=protocol, db=Database(settings.database_url), clock=SystemClock(),
+        protocol=protocol, db=Database(settings.database_url), clock=SystemClock(), messages=messages,
     )
     application.run_polling(allowed_updates=ALLOWED_UPDATES)
 

@@ -8,13 +8,18 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import select
 from telegram import Message, Update
 from telegram.error import BadRequest
 from telegram.ext import CallbackContext
 
+from bot import callback_data as cb
 from bot.services import services
+from messages import sent
 from messages.markup import inline_keyboard as keyboard
 from messages.renderer import Button, RenderedMessage
+from study.invites import hash_code
+from study.models import Invite, Participant, StaffMember
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,50 @@ async def send(context: CallbackContext, chat_id: int, rendered: RenderedMessage
     return await context.bot.send_message(chat_id, rendered.text, reply_markup=keyboard(rendered), **kwargs)
 
 
+async def _record(update: Update, context: CallbackContext, rendered: RenderedMessage, *, via: str,
+                  message_id: int | None) -> None:
+    """Write down what was just sent, and to whom (see messages/sent.py)."""
+    svc = services(context)
+    try:
+        async with svc.db.transaction() as session:  # one short transaction: who, then one insert
+            recipient = await _recipient(session, update, rendered)
+            sent.add(session, rendered, recipient=recipient, via=via, telegram_message_id=message_id,
+                     now=svc.clock.now())
+    except Exception:  # noqa: BLE001 - the message is out already; a lost record is logged loudly
+        log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
+
+
+async def _recipient(session, update: Update, rendered: RenderedMessage) -> sent.Recipient:
+    """The participant linked to the chat; before they joined, the participant whose invite the
+    consent buttons carry; else the staff member; else a stranger, of whom nothing is kept."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is not None:
+        found = await session.scalar(select(Participant.id).where(Participant.telegram_chat_id == chat.id))
+        if found is not None:
+            return sent.Recipient.participant(found)
+    code = _consent_code(update, rendered)
+    if code is not None:
+        found = await session.scalar(select(Invite.participant_id).where(Invite.code_hash == hash_code(code)))
+        if found is not None:
+            return sent.Recipient.participant(found)
+    if user is not None:
+        found = await session.scalar(select(StaffMember.id).where(StaffMember.telegram_user_id == user.id))
+        if found is not None:
+            return sent.Recipient.staff(found)
+    return sent.STRANGER
+
+
+def _consent_code(update: Update, rendered: RenderedMessage) -> str | None:
+    datas = [b.data for row in rendered.buttons for b in row]
+    if update.callback_query is not None and update.callback_query.data:
+        datas.append(update.callback_query.data)
+    for data in datas:
+        for prefix in (cb.CONSENT_AGREE, cb.CONSENT_DECLINE):
+            if data.startswith(prefix):
+                return data[len(prefix):]
+    return None
+
+
 async def show(update: Update, context: CallbackContext, rendered: RenderedMessage) -> None:
     """Answer the user: edit the message whose button they pressed, or send a new message.
 
@@ -49,10 +98,13 @@ async def show(update: Update, context: CallbackContext, rendered: RenderedMessa
                 # Two taps in flight at once can both try the same edit; Telegram refuses the second.
                 if "not modified" not in str(exc).lower():
                     raise
+            else:
+                await _record(update, context, rendered, via="edit", message_id=query.message.message_id)
         await answer_button(update)
         return
     if update.effective_chat is not None:
-        await send(context, update.effective_chat.id, rendered)
+        message = await send(context, update.effective_chat.id, rendered)
+        await _record(update, context, rendered, via="reply", message_id=message.message_id)
         await answer_button(update)
 
 

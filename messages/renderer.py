@@ -5,11 +5,16 @@ carry. Code decides which buttons a message has and what they do (callback data)
 decides every word. Templates are edited by non-developers, so they run in Jinja's sandbox with
 StrictUndefined (a misspelt variable is an error, not an empty string) and autoescaping for
 Telegram's HTML parse mode.
+
+Fail closed (issue 3): a template is rendered only from the exact text the IRB approved, in the
+language asked for. The file is read, hashed and checked against `messages/catalog.toml` at every
+render, and the text compiled is that same text, so an edit made while the bot runs is refused
+rather than sent. There is no fallback to another language. `allow_drafts=True` (previews, the
+review packet, a sandbox) renders unapproved text too, but marks every such message DRAFT.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,18 +24,35 @@ from typing import Any
 
 from babel.dates import format_date, format_time
 from babel.numbers import format_decimal
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from babel.dates import format_skeleton
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from messages.catalog import SUFFIX, Catalog, CatalogError, default_root, sha256_of
+
 TEMPLATES = Path(__file__).parent
-SUFFIX = ".html.j2"
+DRAFT_MARK = "⚠️ <b>DRAFT, not approved</b>"
+DRAFT_LABEL = "[DRAFT] "
 # Labels shared by many messages ("Applied now", "Back") live in one template; a message may
 # still define its own `button_<name>` block, which then wins.
 SHARED_BUTTONS = "buttons"
 
 
 class MessageError(Exception):
-    """A message cannot be rendered (missing template, block or variable); nothing is sent."""
+    """A message cannot be rendered (missing, unapproved or broken template, block or variable);
+    nothing is sent."""
+
+
+class NotApprovedError(MessageError):
+    """The template's text is not the text the IRB approved (or was never approved)."""
+
+
+class CatalogNotReady(MessageError):
+    """At start-up: templates the bot may send are missing or not approved. `problems` names each file."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("the messages are not ready to send:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,15 @@ class RenderedMessage:
     text: str
     buttons: tuple[tuple[RenderedButton, ...], ...]
     template_hash: str  # SHA-256 of the template file as rendered, for the record of what was sent
+    draft: bool = False  # rendered from unapproved text (only ever with allow_drafts)
+
+
+# Dates as people write them in each language; other languages get Babel's pattern for the skeleton.
+_DATE_PATTERNS = {
+    "en": {"long": "EEEE, MMMM d", "short": "MMM d"},
+    "es": {"long": "EEEE d 'de' MMMM", "short": "d MMM"},
+}
+_DATE_SKELETONS = {"long": "MMMMEEEEd", "short": "MMMd"}
 
 
 def _formatters(language: str) -> dict[str, Any]:
@@ -66,8 +97,10 @@ def _formatters(language: str) -> dict[str, Any]:
     def fmt_date(value: date | datetime, style: str = "long") -> str:
         if isinstance(value, datetime):
             value = value.date()
-        patterns = {"long": "EEEE d MMMM" if language != "en" else "EEEE, MMMM d", "short": "d MMM" if language != "en" else "MMM d"}
-        return format_date(value, patterns.get(style, style), locale=language)
+        pattern = _DATE_PATTERNS.get(language, {}).get(style)
+        if pattern is None and style in _DATE_SKELETONS:
+            return format_skeleton(_DATE_SKELETONS[style], value, locale=language)
+        return format_date(value, pattern or style, locale=language)
 
     def fmt_number(value: float | int) -> str:
         return format_decimal(value, locale=language)
@@ -75,32 +108,82 @@ def _formatters(language: str) -> dict[str, Any]:
     return {"time": fmt_time, "date": fmt_date, "number": fmt_number}
 
 
+def new_environment(language: str) -> SandboxedEnvironment:
+    """The sandbox every template runs in. No loader: a template cannot include another file,
+    so the hash of one file covers every word of its message."""
+    env = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(_formatters(language))
+    return env
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    template: Template
+    sha256: str
+    approved: bool
+
+
 class MessageCatalog:
-    def __init__(self, root: Path = TEMPLATES, *, default_language: str = "en") -> None:
-        self.root = root
-        self.default_language = default_language
+    def __init__(self, root: Path | None = None, *, default_language: str = "en", allow_drafts: bool = False) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.default_language = default_language  # kept for callers; there is no fallback any more
+        self.allow_drafts = allow_drafts
         self._environments: dict[str, SandboxedEnvironment] = {}
+        self._compiled: dict[tuple[str, str], Template] = {}
+        self._catalog: Catalog | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog file, re-read when it changes on disk (an approval takes effect at once)."""
+        if self._catalog is None or self._catalog.changed_on_disk():
+            try:
+                self._catalog = Catalog.load(self.root)
+            except CatalogError as exc:
+                raise MessageError(f"message catalog: {exc}") from None
+        return self._catalog
 
     def environment(self, language: str) -> SandboxedEnvironment:
         env = self._environments.get(language)
         if env is None:
-            env = SandboxedEnvironment(
-                loader=FileSystemLoader(self.root / language),
-                autoescape=True,
-                undefined=StrictUndefined,
-                trim_blocks=True,
-                lstrip_blocks=True,
-            )
-            env.filters.update(_formatters(language))
-            self._environments[language] = env
+            env = self._environments[language] = new_environment(language)
         return env
 
     def path(self, template_id: str, language: str) -> Path:
         return self.root / language / f"{template_id}{SUFFIX}"
 
-    def _language_for(self, template_id: str, language: str) -> str:
-        # Until a translation exists the default language is used (issue 3 makes this fail closed).
-        return language if self.path(template_id, language).exists() else self.default_language
+    def problems(self, languages: Sequence[str]) -> list[str]:
+        """What stops start-up: missing, unapproved or changed templates, each naming its file.
+        With drafts allowed only missing templates count (drafts are rendered, marked DRAFT)."""
+        problems = self.catalog.problems(list(languages))
+        if self.allow_drafts:
+            problems = [p for p in problems if ": missing" in p or "no message catalog" in p]
+        return problems
+
+    def check_ready(self, languages: Sequence[str]) -> None:
+        problems = self.problems(languages)
+        if problems:
+            raise CatalogNotReady(problems)
+
+    def _load(self, template_id: str, language: str) -> _Loaded:
+        if not template_id.replace("_", "").isalnum():
+            raise MessageError(f"not a template id: {template_id!r}")
+        path = self.path(template_id, language)
+        try:
+            source = path.read_bytes()
+        except FileNotFoundError:
+            raise MessageError(f"no template {template_id!r} for language {language!r} ({path})") from None
+        digest = sha256_of(source)
+        approved = self.catalog.is_approved(template_id, language, digest)
+        if not approved and not self.allow_drafts:
+            raise NotApprovedError(f"{path}: not the approved text (sha256 {digest[:12]}...); not sent")
+        template = self._compiled.get((language, digest))
+        if template is None:
+            try:
+                template = self.environment(language).from_string(source.decode("utf-8"))
+            except (TemplateError, UnicodeDecodeError) as exc:
+                raise MessageError(f"template {template_id!r} ({language}): {exc}") from None
+            self._compiled[(language, digest)] = template
+        return _Loaded(template, digest, approved)
 
     def render(
         self,
@@ -109,51 +192,57 @@ class MessageCatalog:
         variables: Mapping[str, Any] | None = None,
         buttons: Sequence[Sequence[Button]] = (),
     ) -> RenderedMessage:
-        language = self._language_for(template_id, language)
         variables = dict(variables or {})
+        loaded = self._load(template_id, language)
+        draft = not loaded.approved
         try:
-            template = self.environment(language).get_template(f"{template_id}{SUFFIX}")
-            text = self._block(template, "text", variables).strip()
-            rows = tuple(
-                tuple(
-                    RenderedButton(self._label(template, button, variables), button.data) for button in row
-                )
-                for row in buttons
-                if row
-            )
-        except TemplateNotFound:
-            raise MessageError(f"no template {template_id!r} for language {language!r}") from None
-        except TemplateError as exc:
-            raise MessageError(f"template {template_id!r} ({language}): {exc}") from None
-        source = self.path(template_id, language).read_bytes()
-        return RenderedMessage(template_id, language, text, rows, hashlib.sha256(source).hexdigest())
+            text = self._block(loaded.template, "text", variables, template_id).strip()
+            rows = []
+            for row in buttons:
+                if not row:
+                    continue
+                labels = []
+                for button in row:
+                    label, label_draft = self._label(loaded.template, language, button, variables, template_id)
+                    draft = draft or label_draft
+                    labels.append(RenderedButton(label, button.data))
+                rows.append(tuple(labels))
+        except MessageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a template does wrong, nothing is sent
+            raise MessageError(f"template {template_id!r} ({language}): {type(exc).__name__}: {exc}") from None
+        if draft:
+            text = f"{DRAFT_MARK}\n\n{text}"
+        return RenderedMessage(template_id, language, text, tuple(rows), loaded.sha256, draft)
 
     def render_block(self, template_id: str, language: str, block: str, variables: Mapping[str, Any] | None = None) -> str:
         """One named block as plain text (command descriptions, callback toasts)."""
-        language = self._language_for(template_id, language)
+        loaded = self._load(template_id, language)
         try:
-            template = self.environment(language).get_template(f"{template_id}{SUFFIX}")
-            return html.unescape(self._block(template, block, dict(variables or {}))).strip()
-        except TemplateNotFound:
-            raise MessageError(f"no template {template_id!r} for language {language!r}") from None
-        except TemplateError as exc:
-            raise MessageError(f"template {template_id!r} ({language}): {exc}") from None
+            text = html.unescape(self._block(loaded.template, block, dict(variables or {}), template_id)).strip()
+        except MessageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a template does wrong, nothing is sent
+            raise MessageError(f"template {template_id!r} ({language}): {type(exc).__name__}: {exc}") from None
+        return text if loaded.approved else DRAFT_LABEL + text
 
     def block_names(self, template_id: str, language: str) -> list[str]:
-        template = self.environment(language).get_template(f"{template_id}{SUFFIX}")
-        return list(template.blocks)
+        return list(self._load(template_id, language).template.blocks)
 
     @staticmethod
-    def _block(template: Any, block: str, variables: dict[str, Any]) -> str:
+    def _block(template: Any, block: str, variables: dict[str, Any], template_id: str = "?") -> str:
         render = template.blocks.get(block)
         if render is None:
-            raise MessageError(f"template {template.name!r} has no block {block!r}")
+            raise MessageError(f"template {template_id!r} has no block {block!r}")
         return "".join(render(template.new_context(variables)))
 
-    def _label(self, template: Any, button: Button, variables: dict[str, Any]) -> str:
+    def _label(self, template: Any, language: str, button: Button, variables: dict[str, Any],
+               template_id: str) -> tuple[str, bool]:
         block = f"button_{button.name}"
+        draft = False
         if block not in template.blocks:
-            template = template.environment.get_template(f"{SHARED_BUTTONS}{SUFFIX}")
+            shared = self._load(SHARED_BUTTONS, language)
+            template, template_id, draft = shared.template, SHARED_BUTTONS, not shared.approved
         # Button labels are plain text on Telegram, not HTML: undo the autoescaping.
-        label = self._block(template, block, {**variables, **button.variables})
-        return html.unescape(label).strip()
+        label = html.unescape(self._block(template, block, {**variables, **button.variables}, template_id)).strip()
+        return (DRAFT_LABEL + label if draft else label), draft

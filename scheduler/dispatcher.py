@@ -19,11 +19,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
-from telegram import Bot
+from telegram import Bot, Message
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
+from messages import sent as sent_record
 from messages.markup import inline_keyboard
-from messages.renderer import Button, MessageCatalog, MessageError
+from messages.renderer import Button, MessageCatalog, MessageError, RenderedMessage
 from scheduler.planner import DiaryFact, accounted_slots
 from scheduler.tick import view_of
 from study import diary, outbox
@@ -139,15 +140,20 @@ class OutboxDispatcher:
         except TelegramError as exc:
             await self._retry(row_id, f"{type(exc).__name__}: {exc.message}"[:200], None)
         else:
-            await self._sent(row_id, sent.message_id, rendered.language, rendered.template_hash, quiet)
+            await self._sent(row_id, sent, rendered, quiet)
 
-    async def _sent(self, row_id: int, message_id: int, language: str, template_hash: str, quiet: bool) -> None:
+    async def _sent(self, row_id: int, message: Message, rendered: RenderedMessage, quiet: bool) -> None:
         now = self.clock.now()
+        message_id = message.message_id
         async with self.db.transaction() as session:
             row = await session.get(OutboxMessage, row_id)
             row.status, row.sent_at, row.telegram_message_id = "sent", now, message_id
-            row.language, row.template_hash, row.disable_notification = language, template_hash, quiet
+            row.language, row.template_hash, row.disable_notification = rendered.language, rendered.template_hash, quiet
             row.attempts += 1
+            recipient = (sent_record.Recipient.participant(row.participant_id) if row.participant_id
+                         else sent_record.Recipient.staff(row.staff_id))
+            sent_record.add(session, rendered, recipient=recipient, via="outbox", telegram_message_id=message_id,
+                            now=now)
             late = row.late_after is not None and now > row.late_after
             detail = f"message {message_id}" + (", late" if late else "") + (", silent (quiet hours)" if quiet else "")
             await outbox.record_event(session, row.id, "sent", now=now, detail=detail)

@@ -220,3 +220,26 @@ class DeliveryEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     event: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(String(256))
+
+
+class SentMessage(Base):
+    """The record of every message the bot sent: which template, in which approved version (its
+    SHA-256), in which language, to whom, and when. Append-only, like the clinical records.
+
+    The recipient is a participant or a staff member; someone outside the study is recorded as
+    'stranger' with no id at all.
+    """
+
+    __tablename__ = "sent_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    template_id: Mapped[str] = mapped_column(String(64))
+    template_hash: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    draft: Mapped[bool] = mapped_column(Boolean, default=False)  # unapproved text, sandbox only
+    recipient: Mapped[str] = mapped_column(String(16))  # participant | staff | stranger
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), index=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
+    via: Mapped[str] = mapped_column(String(16))  # reply | edit | outbox
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,0 +1,282 @@
+"""`trialbot messages ...`: the study team's tools for the IRB-approved message catalog.
+
+lint, status, diff, preview and review-packet only read files; approve writes the catalog and the
+approved copy and is audited; sent reads the record of what was sent.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+messages_app = typer.Typer(help="The IRB-approved message catalog (templates, approvals, previews).",
+                           no_args_is_help=True)
+
+LanguageOption = Annotated[str | None, typer.Option("--language", "-l", help="One language, e.g. es (default: all the study's languages).")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _protocol():
+    from bot.settings import Settings
+    from study.protocol import ProtocolError, load_protocol
+
+    try:
+        return load_protocol(Settings().study_file)
+    except ProtocolError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _languages(language: str | None) -> list[str]:
+    languages = list(_protocol().study.languages)
+    if language is None:
+        return languages
+    if language not in languages:
+        raise _fail(f"{language!r} is not one of the study's languages ({', '.join(languages)}); see study.toml")
+    return [language]
+
+
+def _study_globals() -> dict[str, str]:
+    study = _protocol().study
+    return {"study_name": study.short_name, "study_phone": study.phone, "study_email": study.email}
+
+
+def _catalog():
+    from messages.catalog import Catalog, CatalogError
+
+    try:
+        return Catalog.load()
+    except CatalogError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _known(catalog, template_id: str) -> None:
+    if template_id not in catalog.templates:
+        raise _fail(f"no template {template_id!r} in {catalog.root / 'catalog.toml'}")
+
+
+@messages_app.command("lint")
+def lint_command(language: LanguageOption = None) -> None:
+    """Check every template: syntax, variables, Telegram's HTML and length limits, buttons, languages."""
+    from messages.lint import lint
+
+    catalog = _catalog()
+    languages = _languages(language)
+    findings = lint(catalog.root, languages, study_globals=_study_globals())
+    for finding in findings:
+        typer.echo(str(finding), err=True)
+    count = len(catalog.all_ids(languages))
+    if findings:
+        typer.secho(f"messages lint: {len(findings)} problem(s) in {count} templates x {len(languages)} languages",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.secho(f"messages lint: OK ({count} templates x {len(languages)} languages: {', '.join(languages)})",
+                fg=typer.colors.GREEN)
+
+
+@messages_app.command("status")
+def status_command(language: LanguageOption = None) -> None:
+    """Which templates are approved, modified since approval, new, or missing. Exits 1 unless all approved."""
+    from messages.catalog import State
+
+    catalog = _catalog()
+    languages = _languages(language)
+    not_ready = 0
+    for status in catalog.statuses(languages):
+        where = status.template_id if status.template_id in catalog.templates else f"{status.template_id} (not in catalog)"
+        detail = ""
+        if status.approval is not None:
+            detail = f"  [{status.approval.irb_ref}, {status.approval.date.isoformat()}]"
+        color = typer.colors.GREEN if status.state is State.APPROVED else typer.colors.YELLOW
+        if status.state is not State.APPROVED or status.template_id not in catalog.templates:
+            not_ready += 1
+        typer.echo(f"{status.language:<3} {where:<28} " + typer.style(status.state.value, fg=color) + detail)
+    if not_ready:
+        typer.secho(f"{not_ready} template file(s) not approved: trialbot run will refuse to start",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(1)
+    typer.secho("all templates approved", fg=typer.colors.GREEN)
+
+
+def unified_diff(catalog, template_id: str, language: str) -> list[str]:
+    status = catalog.status(template_id, language)
+    current = status.path.read_text(encoding="utf-8").splitlines(keepends=True) if status.path.exists() else []
+    approved_path = catalog.approved_path(template_id, language)
+    if status.approval is None:
+        before, label = [], "(never approved)"
+    elif approved_path.exists():
+        before = approved_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        label = f"approved {status.approval.irb_ref}, {status.approval.date.isoformat()}"
+    else:
+        before, label = [], "(approved text not kept: no copy under approved/)"
+    return list(difflib.unified_diff(before, current, fromfile=f"{language}/{template_id} {label}",
+                                     tofile=f"{language}/{template_id} (current)"))
+
+
+@messages_app.command("diff")
+def diff_command(template_id: str, language: LanguageOption = None) -> None:
+    """What changed in a template since it was approved (unified diff)."""
+    catalog = _catalog()
+    _known(catalog, template_id)
+    for lang in _languages(language):
+        lines = unified_diff(catalog, template_id, lang)
+        if not lines:
+            typer.echo(f"{lang}/{template_id}: unchanged since approval")
+            continue
+        for line in lines:
+            typer.echo(line.rstrip("\n"))
+
+
+@messages_app.command("preview")
+def preview_command(
+    template_id: str,
+    language: LanguageOption = None,
+    participant: Annotated[str | None, typer.Option(help="Show it as this participant would see it (their language and time zone), e.g. P001.")] = None,
+    markup: Annotated[bool, typer.Option("--html", help="Show Telegram's HTML markup instead of the text.")] = False,
+) -> None:
+    """A template as the participant would see it, with its sample values (drafts are marked DRAFT)."""
+    from messages.preview import preview_lines
+
+    catalog = _catalog()
+    _known(catalog, template_id)
+    zone = None
+    if participant:
+        person = _participant(participant)
+        zone = person.timezone
+        language = language or person.language
+    languages = _languages(language)
+    for lang in languages:
+        try:
+            lines = preview_lines(catalog.root, template_id, lang, study_globals=_study_globals(), timezone=zone,
+                                  markup=markup)
+        except Exception as exc:  # noqa: BLE001 - a broken template is reported, not a traceback
+            raise _fail(f"{lang}/{template_id}: {exc}") from None
+        if len(languages) > 1:
+            typer.secho(f"--- {lang} ---", bold=True)
+        for line in lines:
+            typer.echo(line)
+
+
+def _participant(study_id: str):
+    from bot.cli import _with_database
+    from study import participants
+
+    async def find(db):
+        async with db.transaction() as session:
+            return await participants.by_study_id(session, study_id)
+
+    person = _with_database(find)
+    if person is None:
+        raise _fail(f"No participant {study_id}.")
+    return person
+
+
+@messages_app.command("approve")
+def approve_command(
+    template_id: str,
+    irb_ref: Annotated[str, typer.Option("--irb-ref", help="The IRB approval or amendment number, e.g. 'IRB 26-1042 amendment 3'.")],
+    on: Annotated[str | None, typer.Option("--date", help="The date of the IRB approval, YYYY-MM-DD (default: today).")] = None,
+    language: LanguageOption = None,
+) -> None:
+    """Record the current text of a template as IRB-approved (its SHA-256 and a copy); audited."""
+    from messages.catalog import CatalogError, State
+    from messages.lint import lint
+
+    catalog = _catalog()
+    _known(catalog, template_id)
+    try:
+        when = date.fromisoformat(on) if on else datetime.now(UTC).date()
+    except ValueError:
+        raise _fail(f"--date: {on!r} is not a date like 2026-11-24") from None
+    languages = _languages(language)
+    findings = lint(catalog.root, languages, only=template_id, study_globals=_study_globals())
+    if findings:
+        for finding in findings:
+            typer.echo(str(finding), err=True)
+        raise _fail(f"Not approved: fix what lint found in {template_id!r} first.")
+    for lang in languages:
+        status = catalog.status(template_id, lang)
+        if status.state is State.APPROVED and status.approval.irb_ref == irb_ref.strip() and status.approval.date == when:
+            typer.echo(f"{lang}/{template_id}: already approved ({irb_ref}, {when.isoformat()})")
+            continue
+        try:
+            approval = _approve_audited(catalog, template_id, lang, irb_ref, when, status)
+        except CatalogError as exc:
+            raise _fail(str(exc)) from None
+        typer.secho(f"{lang}/{template_id}: approved ({approval.irb_ref}, {approval.date.isoformat()}, "
+                    f"sha256 {approval.sha256[:12]}...)", fg=typer.colors.GREEN)
+
+
+def _approve_audited(catalog, template_id: str, language: str, irb_ref: str, when: date, before):
+    from bot.cli import _with_database
+    from messages.catalog import sha256_of
+    from study import audit
+    from study.audit import Actor
+
+    async def approve(db):
+        async with db.transaction() as session:
+            # Audit first, in the transaction; the files are written before it commits, so a
+            # failed write leaves no audit entry claiming an approval that did not happen.
+            await audit.record(
+                session, actor=Actor.cli(getpass.getuser()), action="approve", entity="template",
+                entity_id=f"{language}/{template_id}", now=datetime.now(UTC),
+                old=({"sha256": before.approval.sha256, "irb_ref": before.approval.irb_ref,
+                      "date": before.approval.date} if before.approval else None),
+                new={"sha256": sha256_of(before.path.read_bytes()), "irb_ref": irb_ref.strip(), "date": when},
+                reason=f"IRB approval {irb_ref.strip()}",
+            )
+            return catalog.approve(template_id, language, irb_ref=irb_ref, on=when)
+
+    return _with_database(approve)
+
+
+@messages_app.command("review-packet")
+def review_packet_command(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the HTML document.")] = Path("review-packet.html"),
+    language: LanguageOption = None,
+) -> None:
+    """One HTML document for the IRB: every template in every language, rendered with samples,
+    its buttons, purpose and when it is sent, and what changed since the last approval."""
+    from messages.review_packet import build_review_packet
+
+    languages = _languages(language)
+    protocol = _protocol()
+    document = build_review_packet(_catalog().root, languages, study_globals=_study_globals(),
+                                   study_name=protocol.study.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(document, encoding="utf-8")
+    typer.echo(f"review packet written: {out} (open it in a browser; print to PDF if the IRB wants PDF)")
+
+
+@messages_app.command("sent")
+def sent_command(
+    participant: Annotated[str | None, typer.Option(help="Only this participant, e.g. P001.")] = None,
+    limit: Annotated[int, typer.Option(help="Without --participant: the newest this many.")] = 100,
+) -> None:
+    """What the bot sent: when, which template and approved version (hash), language, to whom."""
+    from bot.cli import _with_database
+    from messages import sent
+
+    async def rows(db):
+        async with db.transaction() as session:
+            if participant:
+                return await sent.sent_to_participant(session, participant)
+            return await sent.sent_all(session, limit=limit)
+
+    found = _with_database(rows)
+    if found is None:
+        raise _fail(f"No participant {participant}.")
+    if not found:
+        typer.echo("nothing sent yet")
+    for row in found:
+        draft = " DRAFT" if row.draft else ""
+        typer.echo(f"{row.sent_at:%Y-%m-%d %H:%M:%S}Z  {row.recipient:<10} {row.language:<3} {row.template_id:<24} "
+                   f"sha256:{row.template_hash[:12]} {row.via:<6} msg {row.telegram_message_id}{draft}")

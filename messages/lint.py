@@ -1,0 +1,222 @@
+"""`trialbot messages lint`: everything about the templates that can be checked before the IRB sees
+them and before a participant does.
+
+For every template in the catalog and every enabled language: the file exists; it parses; it
+uses only the blocks it should (`text`, and `button_<name>` for its buttons) and no
+include/import/extends; every variable it uses is declared in the catalog and every declared
+variable is used; it renders, with the sample values and with the longest plausible ones, to
+HTML that Telegram accepts (its tag set, balanced) and to at most 4096 characters after the
+markup is parsed; each button has a non-empty plain-text label and callback data within 64 bytes;
+command descriptions fit Telegram's 256 characters. Files not in the catalog are reported too.
+Lint renders drafts: it checks text, not approval (that is `status`).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import TemplateError, TemplateSyntaxError, meta, nodes
+
+from messages.catalog import SUFFIX, Catalog, TemplateSpec
+from messages.renderer import SHARED_BUTTONS, Button, MessageCatalog, MessageError
+from sandbox.errors import ApiError
+from sandbox.telegram_html import MAX_TEXT_LENGTH, parse_html, utf16_len
+
+MAX_CALLBACK_DATA_BYTES = 64
+MAX_COMMAND_DESCRIPTION = 256
+MAX_BUTTON_LABEL = 64  # Telegram documents no limit; long labels are cut off on phones anyway
+COMMANDS = ("log", "today", "undo", "times", "help", "contact", "stop", "resume")  # bot.app.PARTICIPANT_COMMANDS
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def sample_values(catalog: Catalog, spec: TemplateSpec, which: str = "sample",
+                  study_globals: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    values = {name: getattr(v, which) for name, v in catalog.globals.items()}
+    if study_globals and which == "sample":
+        values.update(study_globals)
+    values.update({name: getattr(v, which) for name, v in spec.variables.items()})
+    return values
+
+
+def button_variants(spec: TemplateSpec, name: str) -> list[dict[str, Any]]:
+    return spec.button_samples.get(name) or [{}]
+
+
+def lint(root, languages: Sequence[str], *, study_globals: Mapping[str, Any] | None = None,
+         only: str | None = None) -> list[Finding]:
+    catalog = Catalog.load(root)
+    renderer = MessageCatalog(root, allow_drafts=True)
+    findings: list[Finding] = []
+    ids = [only] if only else catalog.all_ids(languages)
+    for tid in ids:
+        spec = catalog.templates.get(tid)
+        for language in languages:
+            path = catalog.path(tid, language)
+            rel = _rel(catalog, path)
+            if spec is None:
+                if path.exists():
+                    findings.append(Finding(rel, "not in the catalog (add it to catalog.toml with its purpose)"))
+                continue
+            if not path.exists():
+                findings.append(Finding(rel, f"missing: every template is needed in every language ({language})"))
+                continue
+            findings += _lint_file(catalog, renderer, spec, language, rel, study_globals)
+    for name, data in catalog.buttons.items():
+        if len(data.encode()) > MAX_CALLBACK_DATA_BYTES:
+            findings.append(Finding("catalog.toml", f"button {name!r}: callback data is "
+                                    f"{len(data.encode())} bytes, Telegram allows {MAX_CALLBACK_DATA_BYTES}"))
+    return findings
+
+
+def _rel(catalog: Catalog, path) -> str:
+    try:
+        return str(path.relative_to(catalog.root))
+    except ValueError:
+        return str(path)
+
+
+def _lint_file(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec, language: str, rel: str,
+               study_globals: Mapping[str, Any] | None) -> list[Finding]:
+    out: list[Finding] = []
+    source = catalog.path(spec.id, language).read_text(encoding="utf-8")
+    env = renderer.environment(language)
+    try:
+        ast = env.parse(source)
+    except TemplateSyntaxError as exc:
+        return [Finding(rel, f"line {exc.lineno}: {exc.message}")]
+    for node in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        out.append(Finding(rel, f"line {node.lineno}: a template may not include, import or extend another file"))
+    blocks = {b.name for b in ast.find_all(nodes.Block)}
+    declared = set(catalog.globals) | set(spec.variables)
+    used = meta.find_undeclared_variables(ast)
+    for name in sorted(used - declared):
+        out.append(Finding(rel, f"uses {{{{ {name} }}}}, which the catalog does not declare for {spec.id!r}"))
+    for name in sorted(set(spec.variables) - used):
+        out.append(Finding(rel, f"does not use the declared variable {name!r} (remove it from the catalog, or use it)"))
+    if out:
+        return out
+
+    if spec.kind == "labels":
+        return _lint_labels(catalog, renderer, spec, language, rel, blocks)
+    if spec.kind == "commands":
+        return _lint_commands(renderer, spec, language, rel, blocks)
+
+    allowed = {"text"} | {f"button_{b}" for b in spec.buttons}
+    if "text" not in blocks:
+        out.append(Finding(rel, "has no {% block text %}"))
+    for block in sorted(blocks - allowed):
+        out.append(Finding(rel, f"block {block!r} is not the text or a button the catalog lists for {spec.id!r}"))
+    if out:
+        return out
+    for which in ("sample", "longest", "study"):
+        if which == "study" and not study_globals:
+            continue
+        variables = sample_values(catalog, spec, "sample" if which == "study" else which,
+                                  study_globals if which == "study" else None)
+        rows = [[Button(name, catalog.buttons.get(name, ""), variant)]
+                for name in spec.buttons for variant in button_variants(spec, name)]
+        try:
+            rendered = renderer.render(spec.id, language, variables, rows)
+        except (MessageError, TemplateError, TypeError, ValueError, AttributeError) as exc:
+            out.append(Finding(rel, f"does not render with the {which} values: {exc}"))
+            continue
+        text = rendered.text.split("\n\n", 1)[1] if rendered.draft else rendered.text
+        out += _check_text(rel, text, which)
+        for row in rendered.buttons:
+            for button in row:
+                label = button.label.removeprefix("[DRAFT] ")
+                if not label.strip():
+                    out.append(Finding(rel, f"a button label is empty ({which} values)"))
+                elif len(label) > MAX_BUTTON_LABEL:
+                    out.append(Finding(rel, f"button label {label[:20]!r}... is {len(label)} characters"))
+                if "<" in label and ">" in label:
+                    out.append(Finding(rel, f"button label {label!r} looks like HTML; labels are plain text"))
+    for name in spec.buttons:
+        if name not in catalog.buttons:
+            out.append(Finding(rel, f"button {name!r} has no callback data in the catalog's [buttons]"))
+    return _dedupe(out)
+
+
+def _check_text(rel: str, text: str, which: str) -> list[Finding]:
+    try:
+        plain, _entities = parse_html(text)
+    except ApiError as exc:
+        return [Finding(rel, f"Telegram would refuse the HTML ({which} values): {exc.description}")]
+    if not plain.strip():
+        return [Finding(rel, f"renders to an empty message ({which} values)")]
+    length = utf16_len(plain)
+    if length > MAX_TEXT_LENGTH:
+        return [Finding(rel, f"is {length} characters with the {which} values; Telegram allows {MAX_TEXT_LENGTH}")]
+    return []
+
+
+def _lint_labels(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec, language: str, rel: str,
+                 blocks: set[str]) -> list[Finding]:
+    out = []
+    for block in sorted(blocks):
+        name = block.removeprefix("button_")
+        if not block.startswith("button_"):
+            out.append(Finding(rel, f"block {block!r}: shared labels are `button_<name>` blocks"))
+        elif name not in catalog.buttons:
+            out.append(Finding(rel, f"label {name!r} is for a button the catalog's [buttons] does not list"))
+    # Every button a message may carry needs a label, of its own or shared.
+    for other in catalog.templates.values():
+        if other.kind != "message" or not catalog.path(other.id, language).exists():
+            continue
+        try:
+            own = set(renderer.block_names(other.id, language))
+        except MessageError:
+            continue
+        for name in other.buttons:
+            if f"button_{name}" not in own and f"button_{name}" not in blocks:
+                out.append(Finding(rel, f"no label for button {name!r}, which {other.id!r} may carry"))
+    for block in sorted(blocks):
+        try:
+            label = renderer.render_block(spec.id, language, block).removeprefix("[DRAFT] ")
+        except MessageError as exc:
+            out.append(Finding(rel, str(exc)))
+            continue
+        if not label:
+            out.append(Finding(rel, f"label {block!r} is empty"))
+    return out
+
+
+def _lint_commands(renderer: MessageCatalog, spec: TemplateSpec, language: str, rel: str,
+                   blocks: set[str]) -> list[Finding]:
+    out = []
+    for name in COMMANDS:
+        block = f"command_{name}"
+        if block not in blocks:
+            out.append(Finding(rel, f"no description for /{name} ({{% block {block} %}})"))
+            continue
+        text = renderer.render_block(spec.id, language, block).removeprefix("[DRAFT] ")
+        if not 1 <= len(text) <= MAX_COMMAND_DESCRIPTION:
+            out.append(Finding(rel, f"/{name}: a description must be 1 to {MAX_COMMAND_DESCRIPTION} characters"))
+        if html.unescape(text) != text or "<" in text:
+            out.append(Finding(rel, f"/{name}: descriptions are plain text, without HTML"))
+    for block in sorted(blocks - {f"command_{n}" for n in COMMANDS}):
+        out.append(Finding(rel, f"block {block!r} is not a command the bot has"))
+    return out
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen, out = set(), []
+    for f in findings:
+        if (f.path, f.message) not in seen:
+            seen.add((f.path, f.message))
+            out.append(f)
+    return out
+
+
+__all__ = ["Finding", "lint", "sample_values", "button_variants", "SHARED_BUTTONS", "SUFFIX"]

@@ -1,0 +1,76 @@
+"""A template rendered with its catalog samples, for `trialbot messages preview` and the review
+packet. Drafts are rendered too, and marked DRAFT."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from messages.catalog import Catalog, TemplateSpec
+from messages.lint import COMMANDS, button_variants, sample_values
+from messages.renderer import Button, MessageCatalog
+from sandbox.telegram_html import parse_html
+
+
+@dataclass(frozen=True)
+class Preview:
+    template_id: str
+    language: str
+    kind: str
+    text: str  # Telegram HTML for messages; empty for labels and commands
+    draft: bool
+    buttons: list[str]  # button labels, or "name: label" lines for labels/commands
+
+
+def _in_zone(value: Any, zone: ZoneInfo | None) -> Any:
+    if zone is None:
+        return value
+    if isinstance(value, datetime):
+        return value.astimezone(zone)
+    if isinstance(value, dict):
+        return {k: _in_zone(v, zone) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_in_zone(v, zone) for v in value]
+    return value
+
+
+def build_preview(root: Path, template_id: str, language: str, *, study_globals: Mapping[str, Any] | None = None,
+                  timezone: str | None = None, catalog: Catalog | None = None,
+                  renderer: MessageCatalog | None = None) -> Preview:
+    catalog = catalog or Catalog.load(root)
+    renderer = renderer or MessageCatalog(root, allow_drafts=True)
+    spec: TemplateSpec = catalog.templates[template_id]
+    zone = ZoneInfo(timezone) if timezone else None
+    draft = not catalog.is_approved(template_id, language, catalog.status(template_id, language).sha256 or "")
+    if spec.kind == "labels":
+        names = renderer.block_names(template_id, language)
+        labels = [f"{b.removeprefix('button_')}: {renderer.render_block(template_id, language, b)}" for b in names]
+        return Preview(template_id, language, spec.kind, "", draft, labels)
+    if spec.kind == "commands":
+        lines = [f"/{c}: {renderer.render_block(template_id, language, f'command_{c}')}" for c in COMMANDS]
+        return Preview(template_id, language, spec.kind, "", draft, lines)
+    variables = _in_zone(sample_values(catalog, spec, "sample", study_globals), zone)
+    rows = [[Button(name, catalog.buttons.get(name, "x"), _in_zone(variant, zone))]
+            for name in spec.buttons for variant in button_variants(spec, name)]
+    rendered = renderer.render(template_id, language, variables, rows)
+    labels = [b.label for row in rendered.buttons for b in row]
+    return Preview(template_id, language, spec.kind, rendered.text, rendered.draft, labels)
+
+
+def preview_lines(root: Path, template_id: str, language: str, *, study_globals: Mapping[str, Any] | None = None,
+                  timezone: str | None = None, markup: bool = False) -> list[str]:
+    preview = build_preview(root, template_id, language, study_globals=study_globals, timezone=timezone)
+    lines = []
+    if preview.kind != "message":
+        if preview.draft:
+            lines.append("[DRAFT, not approved]")
+        return lines + preview.buttons
+    lines += (preview.text if markup else parse_html(preview.text)[0]).splitlines()
+    if preview.buttons:
+        lines.append("")
+        lines += [f"  [ {label} ]" for label in preview.buttons]
+    return lines

@@ -1,0 +1,129 @@
+"""The review packet for an IRB submission: one self-contained HTML document with every template
+in every language rendered with its sample values, its buttons, its purpose and when it is sent,
+its approval, and what changed since that approval (a diff of the template text).
+
+HTML only: printing it to PDF from a browser gives the IRB a PDF without another dependency.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from messages.catalog import Catalog, State
+from messages.preview import build_preview
+from messages.renderer import DRAFT_MARK, MessageCatalog
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #111; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2.5rem; border-top: 2px solid #999; padding-top: 1rem; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+.langs { display: grid; grid-template-columns: repeat(auto-fit, minmax(20rem, 1fr)); gap: 1rem; }
+.message { white-space: pre-wrap; background: #eef6ee; border-radius: .6rem; padding: .75rem; font-size: 1rem; }
+.button { display: block; border: 1px solid #7a7; border-radius: .4rem; margin: .25rem 0; padding: .3rem; text-align: center; background: #fff; }
+.state-approved { color: #060; } .state-modified, .state-new, .state-missing { color: #a00; font-weight: bold; }
+pre.diff { background: #f6f6f6; padding: .5rem; overflow-x: auto; } .add { color: #060; } .del { color: #a00; }
+.meta { color: #444; } details { margin-top: .5rem; }
+@media print { h2 { page-break-before: always; } }
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _state_class(state: State) -> str:
+    return {State.APPROVED: "approved", State.MODIFIED: "modified", State.NEW: "new", State.MISSING: "missing"}[state]
+
+
+def _diff(catalog: Catalog, template_id: str, language: str) -> str:
+    status = catalog.status(template_id, language)
+    if status.state is State.APPROVED:
+        return "<p>Unchanged since approval.</p>"
+    if status.state is State.MISSING:
+        return "<p class='state-missing'>The template file is missing.</p>"
+    current = status.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    snapshot = catalog.approved_path(template_id, language)
+    if status.state is State.NEW:
+        return "<p>New: never approved. The whole text is for review.</p>"
+    if not snapshot.exists():
+        return "<p>Changed since approval; the approved text was not kept, so no line-by-line comparison.</p>"
+    before = snapshot.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = []
+    for line in difflib.unified_diff(before, current, fromfile="approved", tofile="proposed"):
+        css = "add" if line.startswith("+") and not line.startswith("+++") else (
+            "del" if line.startswith("-") and not line.startswith("---") else "")
+        lines.append(f"<span class='{css}'>{_e(line.rstrip(chr(10)))}</span>")
+    return "<p>Changed since approval:</p><pre class='diff'>" + "\n".join(lines) + "</pre>"
+
+
+def build_review_packet(root: Path, languages: Sequence[str], *, study_globals: Mapping[str, Any] | None = None,
+                        study_name: str = "", now: datetime | None = None) -> str:
+    catalog = Catalog.load(root)
+    renderer = MessageCatalog(root, allow_drafts=True)
+    now = now or datetime.now(UTC)
+    ids = sorted(catalog.templates, key=lambda t: (catalog.templates[t].kind != "message", t))
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Participant messages: review packet</title><style>{_STYLE}</style></head><body>",
+        "<h1>Participant messages: review packet</h1>",
+        f"<p class='meta'>{_e(study_name)}<br>Generated {now:%Y-%m-%d %H:%M} UTC. Languages: {_e(', '.join(languages))}. "
+        f"{len(ids)} templates. Each message is shown with sample values; the exact template text "
+        "(what the approval's SHA-256 covers) is under “Template text”.</p>",
+        "<h2 style='page-break-before: avoid'>Summary</h2><table><tr><th>Template</th><th>Sent when</th>",
+        *[f"<th>{_e(language)}</th>" for language in languages],
+        "</tr>",
+    ]
+    for tid in ids:
+        spec = catalog.templates[tid]
+        cells = []
+        for language in languages:
+            status = catalog.status(tid, language)
+            cells.append(f"<td class='state-{_state_class(status.state)}'>{_e(status.state.value)}</td>")
+        out.append(f"<tr><td><a href='#{_e(tid)}'>{_e(tid)}</a></td><td>{_e(spec.sent)}</td>{''.join(cells)}</tr>")
+    out.append("</table>")
+
+    for tid in ids:
+        spec = catalog.templates[tid]
+        out.append(f"<h2 id='{_e(tid)}'>{_e(tid)}</h2>")
+        out.append(f"<p><b>Purpose:</b> {_e(spec.purpose)}<br><b>Sent:</b> {_e(spec.sent)}<br>"
+                   f"<b>Who receives it:</b> {_e(spec.audience)}</p>")
+        if spec.variables:
+            rows = "".join(f"<tr><td>{_e(v.name)}</td><td>{_e(v.sample)}</td></tr>" for v in spec.variables.values())
+            out.append(f"<table><tr><th>Filled in by the bot</th><th>Sample</th></tr>{rows}</table>")
+        out.append("<div class='langs'>")
+        for language in languages:
+            status = catalog.status(tid, language)
+            out.append(f"<div><h3>{_e(language)} <span class='state-{_state_class(status.state)}'>"
+                       f"({_e(status.state.value)})</span></h3>")
+            if status.state is State.MISSING:
+                out.append(f"<p class='state-missing'>No {language} text.</p></div>")
+                continue
+            try:
+                preview = build_preview(root, tid, language, study_globals=study_globals, catalog=catalog,
+                                        renderer=renderer)
+            except Exception as exc:  # noqa: BLE001 - a broken template is shown as broken
+                out.append(f"<p class='state-missing'>Does not render: {_e(exc)}</p></div>")
+                continue
+            if preview.kind == "message":
+                text = preview.text.removeprefix(DRAFT_MARK).lstrip("\n") if preview.draft else preview.text
+                out.append(f"<div class='message'>{text}")  # Telegram HTML is a subset of HTML, already escaped
+                out += [f"<span class='button'>{_e(label.removeprefix('[DRAFT] '))}</span>" for label in preview.buttons]
+                out.append("</div>")
+            else:
+                items = "".join(f"<li>{_e(line)}</li>" for line in preview.buttons)
+                out.append(f"<ul>{items}</ul>")
+            if status.approval is not None:
+                out.append(f"<p class='meta'>Approved: {_e(status.approval.irb_ref)}, {status.approval.date.isoformat()}"
+                           f"<br>sha256 {_e(status.approval.sha256)}</p>")
+            out.append(_diff(catalog, tid, language))
+            source = status.path.read_text(encoding="utf-8")
+            out.append(f"<details><summary>Template text ({_e(language)}/{_e(tid)}.html.j2, sha256 {_e(status.sha256)})"
+                       f"</summary><pre>{_e(source)}</pre></details></div>")
+        out.append("</div>")
+    out.append("</body></html>")
+    return "\n".join(out)

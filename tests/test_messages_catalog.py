@@ -1,0 +1,296 @@
+"""The IRB-approved message catalog: lint passes on what ships, every template renders in every
+language within Telegram's limits, the sandbox holds, an edited-but-unapproved template stops
+start-up and is never sent, approve makes it sendable, and the review packet has everything.
+
+Tests that edit templates work on a copy of messages/ in tmp_path, never on the repository.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from datetime import date
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot import callback_data as cb
+from bot.cli import app as cli_app
+from messages.catalog import MESSAGES_ROOT, ROOT_ENV, Catalog, State
+from messages.lint import lint, sample_values, button_variants
+from messages.renderer import Button, CatalogNotReady, MessageCatalog, MessageError, NotApprovedError
+from messages.review_packet import build_review_packet
+from sandbox.telegram_html import MAX_TEXT_LENGTH, render_text
+from sandbox.limits import MAX_CALLBACK_DATA_BYTES
+
+REPO = Path(__file__).resolve().parent.parent
+LANGUAGES = ["en", "es"]
+CATALOG = Catalog.load(MESSAGES_ROOT)
+MESSAGE_IDS = sorted(t for t, s in CATALOG.templates.items() if s.kind == "message")
+
+
+@pytest.fixture
+def messages_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "messages"
+    shutil.copytree(MESSAGES_ROOT, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return root
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, messages_copy: Path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
+    monkeypatch.setenv(ROOT_ENV, str(messages_copy))
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(cli_app, list(args))
+
+
+def _edit(root: Path, language: str, template_id: str, old: str, new: str) -> Path:
+    path = root / language / f"{template_id}.html.j2"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+# -- What ships ---------------------------------------------------------------------------------
+
+
+def test_lint_passes_on_the_shipped_catalog(cli) -> None:
+    assert lint(MESSAGES_ROOT, LANGUAGES) == []
+    result = cli("messages", "lint")
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output and "en, es" in result.output
+
+
+def test_every_shipped_template_is_approved_in_both_languages() -> None:
+    assert CATALOG.problems(LANGUAGES) == []
+    assert set(CATALOG.templates) == {p.name.removesuffix(".html.j2") for p in (MESSAGES_ROOT / "en").glob("*.html.j2")}
+    for status in CATALOG.statuses(LANGUAGES):
+        assert status.state is State.APPROVED, status
+        # The kept copy is exactly the approved text, so `diff` compares against the real thing.
+        assert CATALOG.approved_path(status.template_id, status.language).read_bytes() == status.path.read_bytes()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("template_id", MESSAGE_IDS)
+def test_every_template_renders_within_telegrams_limits(template_id: str, language: str) -> None:
+    renderer = MessageCatalog(MESSAGES_ROOT)  # strict: only approved text renders
+    spec = CATALOG.templates[template_id]
+    for which in ("sample", "longest"):
+        buttons = [[Button(name, CATALOG.buttons[name], variant)]
+                   for name in spec.buttons for variant in button_variants(spec, name)]
+        rendered = renderer.render(template_id, language, sample_values(CATALOG, spec, which), buttons)
+        assert not rendered.draft and rendered.language == language
+        plain, _ = render_text(rendered.text, "HTML", limit=MAX_TEXT_LENGTH, too_long="too long", empty="empty")
+        assert plain.strip()
+        for row in rendered.buttons:
+            for button in row:
+                assert button.label.strip() and "<" not in button.label
+                assert len(button.data.encode()) <= MAX_CALLBACK_DATA_BYTES
+
+
+def test_spanish_dates_and_times_are_written_the_spanish_way() -> None:
+    renderer = MessageCatalog(MESSAGES_ROOT)
+    spec = CATALOG.templates["applied_logged"]
+    text = renderer.render("applied_logged", "es", sample_values(CATALOG, spec)).text
+    assert "a las 10:03 el martes 24 de noviembre" in text
+    english = renderer.render("applied_logged", "en", sample_values(CATALOG, spec)).text
+    assert "10:03\u202fAM on Tuesday, November 24" in english
+
+
+def test_the_catalogs_callback_data_examples_are_what_the_handlers_accept() -> None:
+    patterns = [cb.CONSENT_PATTERN, cb.NOW_PATTERN, cb.EARLIER_PATTERN, cb.MISSED_PATTERN, cb.TODAY_PATTERN,
+                cb.MENU_PATTERN, cb.TIMES_PATTERN, cb.TIMES_MENU_PATTERN]
+    for name, data in CATALOG.buttons.items():
+        assert any(re.match(p, data) for p in patterns), f"{name}: {data!r} matches no handler"
+
+
+def test_every_template_the_code_sends_is_in_the_catalog() -> None:
+    sources = [*(REPO / "bot").rglob("*.py"), *(REPO / "scheduler").rglob("*.py"), *(REPO / "study").rglob("*.py")]
+    named = set()
+    for source in sources:
+        text = source.read_text(encoding="utf-8")
+        named |= set(re.findall(r'render\(context, "([a-z_]+)"', text))
+        named |= set(re.findall(r'template_id="([a-z_]+)"', text))
+        named |= set(re.findall(r'(?:LogStatus|UndoStatus|ConsentOutcome)\.[A-Z_]+: "([a-z_]+)"', text))
+        for line in text.splitlines():
+            if "template" in line:
+                named |= set(re.findall(r'"([a-z_]+)" if ', line)) | set(re.findall(r' else "([a-z_]+)"', line))
+    assert named, "the scan found nothing: update this test"
+    assert named <= set(CATALOG.templates), named - set(CATALOG.templates)
+
+
+# -- The sandbox --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expression", [
+    "''.__class__.__mro__",
+    "''.__class__.__mro__[1].__subclasses__()",
+    "cycler.__init__.__globals__",
+    "self.__init__.__globals__",
+    "lipsum.__globals__",
+    "study_name.__class__.__base__",
+    "(1).__class__.__subclasses__()",
+    "range.__globals__",
+])
+def test_a_template_cannot_reach_python_internals(messages_copy: Path, expression: str) -> None:
+    _edit(messages_copy, "en", "contact", "<b>Your study team</b>", "{{ " + expression + " }}")
+    Catalog.load(messages_copy).approve("contact", "en", irb_ref="test", on=date(2026, 11, 24))  # approval is not the guard here
+    with pytest.raises(MessageError):
+        MessageCatalog(messages_copy).render("contact", "en", {"study_phone": "1", "study_email": "e",
+                                                              "study_name": "n"})
+
+
+def test_a_template_cannot_include_another_file(messages_copy: Path) -> None:
+    _edit(messages_copy, "en", "contact", "<b>Your study team</b>", "{% include 'help.html.j2' %}")
+    Catalog.load(messages_copy).approve("contact", "en", irb_ref="test", on=date(2026, 11, 24))
+    with pytest.raises(MessageError):
+        MessageCatalog(messages_copy).render("contact", "en", {"study_phone": "1", "study_email": "e"})
+    assert any("include" in f.message for f in lint(messages_copy, LANGUAGES))
+
+
+# -- Failing closed -----------------------------------------------------------------------------
+
+
+def test_an_edited_template_is_not_sent_until_approved(messages_copy: Path) -> None:
+    path = _edit(messages_copy, "es", "help", "Cómo funciona", "Cómo funciona (nuevo)")
+    renderer = MessageCatalog(messages_copy)
+    with pytest.raises(CatalogNotReady) as refused:
+        renderer.check_ready(LANGUAGES)
+    assert refused.value.problems == [
+        f"{path}: changed since its approval (IRB 26-1042 initial approval, 2026-11-24); "
+        "approve the new text or restore the approved one"]
+    variables = {"undo_minutes": 15, "backfill_days": 1}
+    with pytest.raises(NotApprovedError, match="help.html.j2"):
+        renderer.render("help", "es", variables)
+    assert "How this works" in renderer.render("help", "en", variables).text  # English is untouched
+
+    draft = MessageCatalog(messages_copy, allow_drafts=True).render("help", "es", variables)
+    assert draft.draft and draft.text.startswith("⚠️ <b>DRAFT") and "(nuevo)" in draft.text
+
+    Catalog.load(messages_copy).approve("help", "es", irb_ref="IRB 26-1042 amendment 1", on=date(2026, 12, 1))
+    renderer.check_ready(LANGUAGES)  # the running catalog sees the approval at once
+    sent = renderer.render("help", "es", variables)
+    assert "(nuevo)" in sent.text and not sent.draft
+
+
+def test_no_silent_fallback_to_english(messages_copy: Path) -> None:
+    missing = messages_copy / "es" / "contact.html.j2"
+    missing.unlink()
+    renderer = MessageCatalog(messages_copy)
+    with pytest.raises(MessageError, match="no template 'contact' for language 'es'"):
+        renderer.render("contact", "es", {"study_phone": "1", "study_email": "e"})
+    with pytest.raises(CatalogNotReady, match=re.escape(str(missing))):
+        renderer.check_ready(LANGUAGES)
+    with pytest.raises(CatalogNotReady):  # drafts do not excuse a missing language
+        MessageCatalog(messages_copy, allow_drafts=True).check_ready(LANGUAGES)
+
+
+def test_the_app_builder_refuses_an_unapproved_catalog(messages_copy: Path, protocol, clock) -> None:
+    from bot.app import build_application
+    from study.database import Database
+
+    path = _edit(messages_copy, "en", "buttons", "I put it on now", "I just put it on")
+    with pytest.raises(CatalogNotReady, match=re.escape(str(path))):
+        build_application(token="1:x", base_url="http://127.0.0.1:9/bot", base_file_url="http://127.0.0.1:9/file/bot",
+                          protocol=protocol, db=Database("sqlite+aiosqlite://"), clock=clock,
+                          messages=MessageCatalog(messages_copy))
+
+
+def test_trialbot_run_refuses_to_start_naming_each_file(cli, messages_copy: Path, monkeypatch) -> None:
+    edited = _edit(messages_copy, "es", "consent", "No, gracias", "No, muchas gracias")
+    (messages_copy / "en" / "stranger.html.j2").unlink()
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:not-used-because-it-never-starts")
+    result = cli("run")
+    assert result.exit_code == 2
+    assert "will not start" in result.output
+    assert str(edited) in result.output and "changed since its approval" in result.output
+    assert str(messages_copy / "en" / "stranger.html.j2") in result.output and "missing" in result.output
+
+
+def test_status_diff_and_audited_approve(cli, messages_copy: Path, tmp_path: Path) -> None:
+    result = cli("messages", "status")
+    assert result.exit_code == 0 and "all templates approved" in result.output
+
+    _edit(messages_copy, "es", "undo_nothing", "No hay nada que quitar.", "No hay nada para quitar.")
+    (messages_copy / "es" / "brand_new.html.j2").write_text("{% block text %}Hola{% endblock %}\n", encoding="utf-8")
+    result = cli("messages", "status", "--language", "es")
+    assert result.exit_code == 1
+    assert re.search(r"es\s+undo_nothing\s+modified since approval", result.output)
+    assert re.search(r"es\s+brand_new \(not in catalog\)\s+new", result.output)
+
+    result = cli("messages", "diff", "undo_nothing", "--language", "es")
+    assert "-No hay nada que quitar." in result.output and "+No hay nada para quitar." in result.output
+    assert "IRB 26-1042 initial approval" in result.output
+
+    result = cli("messages", "approve", "undo_nothing", "--irb-ref", "IRB 26-1042 amendment 2",
+                 "--date", "2026-12-15", "--language", "es")
+    assert result.exit_code == 0, result.output
+    assert "es/undo_nothing: approved (IRB 26-1042 amendment 2, 2026-12-15" in result.output
+    assert "unchanged since approval" in cli("messages", "diff", "undo_nothing", "-l", "es").output
+    assert 'approval.es = { sha256 = "' in (messages_copy / "catalog.toml").read_text(encoding="utf-8")
+    assert (messages_copy / "approved" / "es" / "undo_nothing.html.j2").read_text().count("para quitar") == 1
+    MessageCatalog(messages_copy).render("undo_nothing", "es")  # sendable now
+    # The catalog keeps its comments: approve edits one line.
+    assert "# The message catalog" in (messages_copy / "catalog.toml").read_text(encoding="utf-8")
+
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        actor, action, entity, entity_id = db.execute(
+            "SELECT actor, action, entity, entity_id FROM audit_entries ORDER BY seq DESC").fetchone()
+    assert (action, entity, entity_id) == ("approve", "template", "es/undo_nothing")
+    assert actor.startswith("operator:")
+
+
+def test_approve_refuses_a_template_that_fails_lint(cli, messages_copy: Path) -> None:
+    _edit(messages_copy, "en", "contact", "{{ study_email }}", "{{ study_emial }}")
+    result = cli("messages", "approve", "contact", "--irb-ref", "IRB 1")
+    assert result.exit_code == 2
+    assert "study_emial" in result.output and "Not approved" in result.output
+    assert Catalog.load(messages_copy).status("contact", "en").state is State.MODIFIED
+
+
+def test_lint_finds_what_the_irb_and_telegram_would_refuse(messages_copy: Path) -> None:
+    _edit(messages_copy, "es", "contact", "<b>Su equipo del estudio</b>", "<div>Su equipo</div>")
+    _edit(messages_copy, "en", "staff_welcome", "Hello {{ name }}.", "Hello.")
+    _edit(messages_copy, "en", "undo_nothing", "There is nothing", "{{ 'x' * 5000 }}")
+    _edit(messages_copy, "es", "paused", "{% block text %}", "{% block text %}{{ nombre }}")
+    (messages_copy / "es" / "resumed.html.j2").unlink()
+    findings = [str(f) for f in lint(messages_copy, LANGUAGES)]
+    assert any(f.startswith("es/contact.html.j2: Telegram would refuse the HTML") for f in findings), findings
+    assert any(f.startswith("en/staff_welcome.html.j2: does not use the declared variable 'name'") for f in findings)
+    assert any(f.startswith("en/undo_nothing.html.j2: is 5") and "4096" in f for f in findings)
+    assert any(f.startswith("es/paused.html.j2: uses {{ nombre }}") for f in findings)
+    assert any(f.startswith("es/resumed.html.j2: missing") for f in findings)
+
+
+def test_preview_shows_the_participants_view(cli) -> None:
+    result = cli("messages", "preview", "pick_day_applied", "--language", "es")
+    assert result.exit_code == 0, result.output
+    assert "¿Qué día se puso la crema?" in result.output
+    assert "[ Hoy ]" in result.output and "[ Ayer ]" in result.output and "[ ⬅️ Volver ]" in result.output
+    assert "<b>" not in cli("messages", "preview", "help", "-l", "en").output
+
+
+def test_the_review_packet_contains_every_template_in_both_languages(cli, messages_copy: Path, tmp_path: Path) -> None:
+    _edit(messages_copy, "es", "resumed", "activados otra vez", "encendidos otra vez")
+    result = cli("messages", "review-packet", "--out", str(tmp_path / "packet.html"))
+    assert result.exit_code == 0, result.output
+    packet = (tmp_path / "packet.html").read_text(encoding="utf-8")
+    renderer = MessageCatalog(messages_copy, allow_drafts=True)
+    for template_id, spec in CATALOG.templates.items():
+        assert f"<h2 id='{template_id}'>" in packet
+        assert spec.purpose.replace("'", "&#x27;") in packet or spec.purpose in packet
+        for language in LANGUAGES:
+            assert f"{language}/{template_id}.html.j2" in packet
+            if spec.kind == "message":
+                text = renderer.render(template_id, language, sample_values(CATALOG, spec)).text
+                first_line = text.removeprefix("⚠️ <b>DRAFT, not approved</b>\n\n").splitlines()[0]
+                assert first_line in packet, (template_id, language)
+    assert "+¡Qué bueno tenerle de vuelta! Los mensajes están encendidos otra vez." in packet
+    assert "✅ Sí, estoy de acuerdo" in packet and "Me la puse ahora" in packet
+    assert build_review_packet(messages_copy, LANGUAGES).count("<h2 id=") == len(CATALOG.templates)
