@@ -90,16 +90,13 @@ class Tick:
         facts: dict[int, list[DiaryFact]] = {}
         for entry in await diary.standing_facts(session, ids, since):
             facts.setdefault(entry.participant_id, []).append(DiaryFact(entry.kind, entry.local_date, entry.occurred_at))
-        planned = []
+        planned, missing = [], []
         for person in people:
             plan = plan_participant(self.protocol, view_of(person), facts.get(person.id, []), now)
             planned += plan.messages
-            for missing in plan.missing:
-                result = await diary.record_missing(session, person, slot_at=missing.slot.at,
-                                                    local_date=missing.slot.local_date, slot_key=missing.slot.key,
-                                                    now=now)
-                report.missing += result.status is diary.LogStatus.LOGGED
+            missing += [(person, m.slot.at, m.slot.local_date, m.slot.key) for m in plan.missing]
             person.next_plan_at = plan.next_check
+        report.missing += await diary.record_missing(session, missing, now=now)
         queued, stale = await outbox.enqueue_planned(session, planned, now=now)
         report.participants += len(people)
         report.queued += queued

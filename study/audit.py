@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study.models import AuditEntry, DiaryEntry, Participant
@@ -78,6 +78,21 @@ def _entry_hash(entry: AuditEntry) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Change:
+    """One thing to write down: who did what to which record, when and why."""
+
+    actor: Actor
+    action: str
+    entity: str
+    entity_id: object
+    now: datetime
+    old: dict[str, Any] | None = None
+    new: dict[str, Any] | None = None
+    reason: str | None = None
+    timezone: str | None = None
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -92,28 +107,46 @@ async def record(
     timezone: str | None = None,
 ) -> AuditEntry:
     """Append one entry to the trail, in the caller's transaction."""
+    [entry] = await record_many(session, [Change(actor, action, entity, entity_id, now, old, new, reason, timezone)])
+    return entry
+
+
+async def record_many(session: AsyncSession, changes: list[Change]) -> list[AuditEntry]:
+    """Append entries to the trail in order, chained, with one read of the chain's end and one
+    write (the scheduler records thousands of missing doses at once)."""
+    if not changes:
+        return []
     if session.bind.dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
     last = (
         await session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1))
     ).first()
-    entry = AuditEntry(
-        seq=(last.seq + 1) if last else 1,
-        occurred_at=now,
-        actor=str(actor),
-        action=action,
-        entity=entity,
-        entity_id=str(entity_id),
-        old_values=_jsonable(old),
-        new_values=_jsonable(new),
-        reason=reason,
-        timezone=timezone,
-        prev_hash=last.hash if last else GENESIS,
-    )
-    entry.hash = _entry_hash(entry)
-    session.add(entry)
-    await session.flush()
-    return entry
+    seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+    entries: list[AuditEntry] = []
+    for change in changes:
+        seq += 1
+        entry = AuditEntry(
+            seq=seq,
+            occurred_at=change.now,
+            actor=str(change.actor),
+            action=change.action,
+            entity=change.entity,
+            entity_id=str(change.entity_id),
+            old_values=_jsonable(change.old),
+            new_values=_jsonable(change.new),
+            reason=change.reason,
+            timezone=change.timezone,
+            prev_hash=prev,
+        )
+        entry.hash = prev = _entry_hash(entry)
+        entries.append(entry)
+    if len(entries) == 1:
+        session.add(entries[0])
+        await session.flush()
+    else:  # one multi-row INSERT rather than the unit of work's row-by-row bookkeeping
+        columns = [c.key for c in AuditEntry.__table__.columns]
+        await session.execute(AuditEntry.__table__.insert(), [{c: getattr(e, c) for c in columns} for e in entries])
+    return entries
 
 
 @dataclass

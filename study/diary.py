@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -220,14 +220,44 @@ async def withdraw_last(
 
 
 async def record_missing(
-    session: AsyncSession, participant: Participant, *, slot_at: datetime, local_date: date, slot_key: str,
-    now: datetime,
-) -> LogResult:
-    """The system's record that a dose slot closed with nothing logged. Not a guess about what
-    happened: just that nothing was recorded. Idempotent per slot."""
-    entry = DiaryEntry(participant_id=participant.id, kind="missing", occurred_at=slot_at, local_date=local_date,
-                       late=False, source="system")
-    return await _append(session, participant, entry, key=f"missing:{slot_key}", now=now, actor=audit.SYSTEM)
+    session: AsyncSession, missing: list[tuple[Participant, datetime, date, str]], *, now: datetime
+) -> int:
+    """The system's records that dose slots closed with nothing logged: (participant, slot
+    instant, local day, slot key) each. Not a guess about what happened, only that nothing was
+    recorded. Idempotent per slot; written in bulk, since a whole time zone's slots close together.
+    Returns how many were new."""
+    keyed = {f"{p.id}:missing:{key}": (p, at, day) for p, at, day, key in missing}
+    if not keyed:
+        return 0
+    existing: set[str] = set()
+    keys = list(keyed)
+    for start in range(0, len(keys), 500):
+        existing.update((await session.scalars(select(DiaryEntry.idempotency_key)
+                                               .where(DiaryEntry.idempotency_key.in_(keys[start:start + 500])))).all())
+    rows = [
+        dict(participant_id=p.id, kind="missing", occurred_at=at, local_date=day, timezone=p.timezone,
+             recorded_at=now, source="system", late=False, missed_reason=None, supersedes_id=None,
+             recorded_by=str(audit.SYSTEM), idempotency_key=key)
+        for key, (p, at, day) in keyed.items() if key not in existing
+    ]
+    if not rows:
+        return 0
+    await session.execute(DiaryEntry.__table__.insert(), rows)
+    ids_by_key = {}
+    keys = [row["idempotency_key"] for row in rows]
+    for start in range(0, len(keys), 500):
+        found = await session.execute(select(DiaryEntry.idempotency_key, DiaryEntry.id)
+                                      .where(DiaryEntry.idempotency_key.in_(keys[start:start + 500])))
+        ids_by_key.update((key, entry_id) for key, entry_id in found.all())
+    ids = [ids_by_key[key] for key in keys]
+    await audit.record_many(session, [
+        audit.Change(audit.SYSTEM, "create", "diary_entry", entry_id, now,
+                     new={k: row[k] for k in ("participant_id", "kind", "occurred_at", "local_date", "recorded_at",
+                                              "source", "late", "missed_reason", "supersedes_id")},
+                     reason="dose slot closed with nothing recorded", timezone=row["timezone"])
+        for entry_id, row in zip(ids, rows, strict=True)
+    ])
+    return len(rows)
 
 
 async def standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list[DiaryEntry]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
-from study.models import DeliveryEvent, OutboxMessage
+from study.models import DeliveryEvent, OutboxMessage, UTCDateTime
 
 
 async def enqueue(
@@ -60,25 +60,28 @@ async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime
         chunk = keys[start:start + 500]
         existing.update((await session.scalars(select(OutboxMessage.dedup_key)
                                                .where(OutboxMessage.dedup_key.in_(chunk)))).all())
-    fresh = [p for p in planned if p.key not in existing]
-    rows = []
-    for p in {p.key: p for p in fresh}.values():
-        stale = p.is_stale(now)
-        rows.append(OutboxMessage(
-            dedup_key=p.key, kind=p.kind, participant_id=p.participant_id, staff_id=p.staff_id,
-            template_id=p.template_id, variables=p.variables, buttons=p.buttons,
-            status="skipped" if stale else "pending", created_at=now, not_before=max(p.due_at, now) if not stale else now,
-            due_at=p.due_at, late_after=p.late_after, stale_after=p.stale_after, attempts=0,
-            last_error="stale: past its useful time when it could be sent (missed delivery)" if stale else None,
-        ))
-    session.add_all(rows)
-    await session.flush()
-    session.add_all(
-        DeliveryEvent(outbox_id=row.id, at=now, event="skipped" if row.status == "skipped" else "queued",
-                      detail=row.last_error)
-        for row in rows
-    )
-    stale_count = sum(row.status == "skipped" for row in rows)
+    fresh = {p.key: p for p in planned if p.key not in existing}.values()
+    stale_note = "stale: past its useful time when it could be sent (missed delivery)"
+    rows = [
+        dict(dedup_key=p.key, kind=p.kind, participant_id=p.participant_id, staff_id=p.staff_id,
+             template_id=p.template_id, variables=p.variables, buttons=p.buttons,
+             status="skipped" if p.is_stale(now) else "pending", created_at=now,
+             not_before=now if p.is_stale(now) else max(p.due_at, now), due_at=p.due_at, late_after=p.late_after,
+             stale_after=p.stale_after, attempts=0, disable_notification=False,
+             last_error=stale_note if p.is_stale(now) else None)
+        for p in fresh
+    ]
+    if not rows:
+        return 0, 0
+    # Multi-row inserts: a whole time zone's morning wave is thousands of rows at once.
+    await session.execute(OutboxMessage.__table__.insert(), rows)
+    keys = [row["dedup_key"] for row in rows]
+    for start in range(0, len(keys), 500):
+        queued = select(OutboxMessage.id, literal(now, UTCDateTime()),
+                        case((OutboxMessage.status == "skipped", "skipped"), else_="queued"), OutboxMessage.last_error
+                        ).where(OutboxMessage.dedup_key.in_(keys[start:start + 500]))
+        await session.execute(insert(DeliveryEvent).from_select(["outbox_id", "at", "event", "detail"], queued))
+    stale_count = sum(row["status"] == "skipped" for row in rows)
     return len(rows) - stale_count, stale_count
 
 

@@ -10,6 +10,7 @@ exist) fires at 03:30, once; on the fall-back day a 01:30 reminder fires at the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -42,14 +43,20 @@ def _local(day: date, minutes: int, zone: ZoneInfo) -> datetime:
     return instant(day + timedelta(days=minutes // (24 * 60)), time((minutes % 1440) // 60, minutes % 60), zone)
 
 
-def slots_on(day: date, times: list[time], zone: ZoneInfo) -> list[Slot]:
-    ordered = sorted(times)
+def slots_on(day: date, times: list[time] | tuple[time, ...], zone: ZoneInfo) -> list[Slot]:
+    return list(_slots_on(day, tuple(sorted(times)), zone))
+
+
+@lru_cache(maxsize=4096)
+def _slots_on(day: date, ordered: tuple[time, ...], zone: ZoneInfo) -> tuple[Slot, ...]:
+    # Cached: most participants share a zone and the protocol's default times, so a wave of
+    # thousands needs the calendar arithmetic only a handful of times.
     marks = [_minutes(t) for t in ordered]
     bounds = [0] + [(a + b) // 2 for a, b in zip(marks, marks[1:], strict=False)] + [24 * 60]
-    return [
+    return tuple(
         Slot(day, t, instant(day, t, zone), _local(day, bounds[i], zone), _local(day, bounds[i + 1], zone))
         for i, t in enumerate(ordered)
-    ]
+    )
 
 
 def slot_of(moment: datetime, times: list[time], zone: ZoneInfo) -> Slot:
