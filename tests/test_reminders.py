@@ -7,6 +7,7 @@ stale after 180, and keeps 21:30-07:30 quiet.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -266,3 +267,26 @@ async def test_across_a_daylight_saving_change_reminders_keep_local_time(trial: 
     expected = [f"{d:%m-%d} {t}" for d in (day - timedelta(days=1), day, day + timedelta(days=1))
                 for t in ("08:00", "20:00")]
     assert local_times == expected
+
+
+async def test_deliveries_shows_each_messages_life(trial: Trial, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not trial.db.is_sqlite:
+        pytest.skip("the command line reads DATABASE_URL, which names no test schema")
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    user = await trial.join()
+    await trial.advance(hours=10)  # the 20:00 reminder
+    await user.press(APPLIED_NOW, message_id=reminders(user)[0].message_id)
+    await user.wait_for(lambda u: "Saved" in u.message(reminders(u)[0].message_id).text)
+    trial.clock.set(datetime(2026, 11, 26, 20, 0, tzinfo=UTC))  # down for a day: a stale one
+    await trial.tick()
+    monkeypatch.setenv("DATABASE_URL", trial.db.url.render_as_string(hide_password=False))
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["deliveries", "P001"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any("reminder:" in line and "202611242000" in line and "[sent]" in line for line in lines)
+    assert any("answered" in line for line in lines)
+    assert any("[skipped]" in line for line in lines) and any("missed delivery" in line for line in lines)
+    assert "20:00 EST" in result.output  # due time in the participant's zone, besides UTC
