@@ -155,6 +155,8 @@ async def set_status(session: AsyncSession, participant: Participant, visit: Vis
 
 async def cancel(session: AsyncSession, participant: Participant, visit: Visit, *, actor: Actor, now: datetime,
                  reason: str) -> bool:
+    if visit.status in ("cancelled", "done"):
+        raise VisitError(f"the {visit.name} visit is already {visit.status}")
     return await set_status(session, participant, visit, "cancelled", actor=actor, now=now, reason=reason)
 
 
