@@ -33,7 +33,7 @@ async def visit_answer(update: Update, context: CallbackContext, participant: Pa
     answer = cb.VisitAnswer.parse(update.callback_query.data)
     svc = services(context)
     now = svc.clock.now()
-    template, variables = "visit_changed", {}
+    template, variables, notice = "visit_changed", {}, False
     async with svc.db.transaction() as session:
         person = await session.get(Participant, participant.id)
         visit = await session.get(Visit, answer.visit_id) if answer else None
@@ -44,11 +44,12 @@ async def visit_answer(update: Update, context: CallbackContext, participant: Pa
                                         now=now, reason="participant confirmed the visit (reminder button)")
                 template = "visit_confirmed"
             else:
-                if await _reschedule(session, person, visit, now):
-                    svc.outbox_ready.set()  # the study team's notice goes out at once (after the commit)
+                notice = await _reschedule(session, person, visit, now)
                 template = "visit_reschedule_thanks"
             variables = visit_variables(visit, person)
             await _note_answer(session, update, person, now)
+    if notice:
+        svc.outbox_ready.set()  # after the commit: the study team's notice goes out at once
     await show(update, context, render(context, template, participant.language, variables))
 
 
