@@ -24,7 +24,7 @@ from telegram.ext import (
 )
 
 from bot import callback_data as cb
-from bot.handlers import diary, errors, info, onboarding, pause, times
+from bot.handlers import diary, errors, info, onboarding, pause, pregnancy, times, visits
 from bot.services import Services
 from messages.renderer import MessageCatalog
 from scheduler.dispatcher import OutboxDispatcher
@@ -56,6 +56,10 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("times", times.show_times))
     app.add_handler(CallbackQueryHandler(times.show_times, pattern=cb.TIMES_MENU_PATTERN))
     app.add_handler(CallbackQueryHandler(times.change_time, pattern=cb.TIMES_PATTERN))
+
+    # Answers to visit and pregnancy-test reminders.
+    app.add_handler(CallbackQueryHandler(visits.visit_answer, pattern=cb.VISIT_PATTERN))
+    app.add_handler(CallbackQueryHandler(pregnancy.pregnancy_answer, pattern=cb.PREGNANCY_PATTERN))
 
     app.add_handler(CommandHandler("stop", pause.stop))
     app.add_handler(CommandHandler("resume", pause.resume))

@@ -87,3 +87,54 @@ def diary(action: str, form: str, day: date | None = None, detail: str | None = 
     if detail is not None:
         data += f":{detail}"
     return data
+
+
+# Visit reminders: "v:c:<visit id>:<revision>" confirms, "v:r:<visit id>:<revision>" asks to
+# reschedule. The handler looks the visit up among the pressing participant's own visits only,
+# and a revision that is not the visit's current one (it was moved since) changes nothing.
+VISIT_PATTERN = r"^v:[cr]:\d{1,10}:\d{1,6}$"
+VISIT_CONFIRM = "c"
+VISIT_RESCHEDULE = "r"
+
+
+@dataclass(frozen=True)
+class VisitAnswer:
+    action: str
+    visit_id: int
+    revision: int
+
+    @classmethod
+    def parse(cls, data: str) -> VisitAnswer | None:
+        if not re.match(VISIT_PATTERN, data or ""):
+            return None
+        _, action, visit_id, revision = data.split(":")
+        return cls(action, int(visit_id), int(revision))
+
+
+def visit(action: str, visit_id: int, revision: int) -> str:
+    return f"v:{action}:{visit_id}:{revision}"
+
+
+# Pregnancy-test reminders: "p:<n|p|w>:<participant id>:<due YYYYMMDD>:<repeat>" (negative,
+# positive, not yet - wait). The handler acts only if the participant id is the presser's own and
+# the due day is the one their records make due now.
+PREGNANCY_PATTERN = r"^p:[npw]:\d{1,10}:\d{8}:\d{1,4}$"
+PREGNANCY_RESULTS = {"n": "negative", "p": "positive", "w": "not_yet"}
+
+
+@dataclass(frozen=True)
+class PregnancyAnswer:
+    result: str
+    participant_id: int
+    due: date
+    repeat: int
+
+    @classmethod
+    def parse(cls, data: str) -> PregnancyAnswer | None:
+        if not re.match(PREGNANCY_PATTERN, data or ""):
+            return None
+        _, code, participant_id, due, repeat = data.split(":")
+        day = parse_day(due)
+        if day is None:
+            return None
+        return cls(PREGNANCY_RESULTS[code], int(participant_id), day, int(repeat))

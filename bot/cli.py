@@ -352,3 +352,184 @@ def deliveries(
                    f"{due.astimezone(zone):%H:%M %Z}  [{row.status}]")
         for event in (e for e in events if e.outbox_id == row.id):
             typer.echo(f"    {event.at:%Y-%m-%d %H:%M:%S} UTC  {event.event}  {event.detail or ''}")
+
+
+visits_app = typer.Typer(help="Study visits: plan from the protocol, add, move, cancel, list.", no_args_is_help=True)
+app.add_typer(visits_app, name="visits")
+
+
+def _parse_date(value: str, option: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"{option}: {value!r} is not a date like 2026-11-24") from None
+
+
+def _parse_time(value: str | None):
+    from study.protocol import parse_hhmm
+
+    if value is None:
+        return None
+    try:
+        return parse_hhmm(value)
+    except ValueError as exc:
+        raise _fail(f"--time: {exc}") from None
+
+
+def _visit_work(study_id: str, work):
+    """Run `work(session, protocol, participant)` in one transaction; VisitError becomes a clear message."""
+    from study import participants
+    from study.visits import VisitError
+
+    _, protocol, _ = _context()
+
+    async def go(db):
+        async with db.transaction() as session:
+            participant = await participants.by_study_id(session, study_id)
+            if participant is None:
+                raise _fail(f"No participant {study_id}.")
+            return await work(session, protocol, participant)
+
+    try:
+        return _with_database(go)
+    except VisitError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _visit_line(visit) -> str:
+    when = visit.scheduled_date.strftime("%a %Y-%m-%d")
+    if visit.scheduled_time:
+        when += f" {visit.scheduled_time:%H:%M}"
+    window = ""
+    if visit.target_date is not None:
+        window = f"  (target {visit.target_date:%Y-%m-%d} ±{visit.window_days}d)"
+    return f"{visit.name:<10} {visit.label:<28} {when:<20} {visit.status}{window}"
+
+
+async def _named_visit(session, participant, name: str):
+    from study import visits
+
+    visit = await visits.by_name(session, participant, name)
+    if visit is None:
+        raise _fail(f"{participant.study_id} has no visit named {name} (see: trialbot visits list {participant.study_id})")
+    return visit
+
+
+@visits_app.command("plan")
+def visits_plan(
+    study_id: str,
+    baseline: Annotated[str, typer.Option(help="The baseline date the protocol's day offsets count from, e.g. 2026-11-24.")],
+) -> None:
+    """Create the protocol's visit schedule for a participant (once; audited)."""
+    from study import visits
+
+    day = _parse_date(baseline, "--baseline")
+
+    async def work(session, protocol, participant):
+        return await visits.plan_schedule(session, protocol, participant, baseline=day, actor=_operator(), now=_now())
+
+    created = _visit_work(study_id, work)
+    typer.echo(f"Planned {len(created)} visits for {study_id} from baseline {day.isoformat()}:")
+    for visit in created:
+        typer.echo("  " + _visit_line(visit))
+
+
+@visits_app.command("add")
+def visits_add(
+    study_id: str,
+    name: Annotated[str, typer.Option(help="A short name for the visit, e.g. extra1.")],
+    date: Annotated[str, typer.Option(help="The visit's day, e.g. 2026-12-02.")],
+    time: Annotated[str | None, typer.Option(help="The visit's time, participant-local, e.g. 09:30.")] = None,
+    label: Annotated[str | None, typer.Option(help="What the study team calls it (default: the name).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
+) -> None:
+    """Add an extra visit (audited)."""
+    from study import visits
+
+    day, at = _parse_date(date, "--date"), _parse_time(time)
+
+    async def work(session, protocol, participant):
+        return await visits.add(session, participant, name=name, day=day, at=at, label=label, actor=_operator(),
+                                now=_now(), reason=reason)
+
+    visit = _visit_work(study_id, work)
+    typer.echo(f"Added for {study_id}: " + _visit_line(visit))
+
+
+@visits_app.command("move")
+def visits_move(
+    study_id: str,
+    name: str,
+    date: Annotated[str, typer.Option(help="The new day, e.g. 2026-12-23.")],
+    time: Annotated[str | None, typer.Option(help="The new time, participant-local, e.g. 09:30.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
+) -> None:
+    """Move a visit to another day (audited); warns when the day is outside the protocol's window."""
+    from study import visits
+
+    day, at = _parse_date(date, "--date"), _parse_time(time)
+
+    async def work(session, protocol, participant):
+        visit = await _named_visit(session, participant, name)
+        return await visits.move(session, participant, visit, day=day, at=at, actor=_operator(), now=_now(),
+                                 reason=reason)
+
+    result = _visit_work(study_id, work)
+    typer.echo(f"Moved for {study_id}: " + _visit_line(result.visit))
+    if result.outside_window:
+        typer.secho(f"Warning: {day.isoformat()} is outside the protocol's window for {name} "
+                    f"({result.visit.target_date.isoformat()} ±{result.visit.window_days} days).",
+                    fg=typer.colors.YELLOW, err=True)
+
+
+@visits_app.command("cancel")
+def visits_cancel(
+    study_id: str,
+    name: str,
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail.")],
+) -> None:
+    """Cancel a visit: no more reminders for it (audited)."""
+    from study import visits
+
+    async def work(session, protocol, participant):
+        visit = await _named_visit(session, participant, name)
+        await visits.cancel(session, participant, visit, actor=_operator(), now=_now(), reason=reason)
+        return visit
+
+    visit = _visit_work(study_id, work)
+    typer.echo(f"Cancelled for {study_id}: " + _visit_line(visit))
+
+
+@visits_app.command("done")
+def visits_done(
+    study_id: str,
+    name: str,
+    reason: Annotated[str, typer.Option(help="For the audit trail.")] = "visit took place",
+) -> None:
+    """Mark a visit as done (audited)."""
+    from study import visits
+
+    async def work(session, protocol, participant):
+        visit = await _named_visit(session, participant, name)
+        await visits.set_status(session, participant, visit, "done", actor=_operator(), now=_now(), reason=reason)
+        return visit
+
+    visit = _visit_work(study_id, work)
+    typer.echo(f"Done for {study_id}: " + _visit_line(visit))
+
+
+@visits_app.command("list")
+def visits_list(study_id: str) -> None:
+    """A participant's visits, in date order."""
+    from study import visits
+
+    async def work(session, protocol, participant):
+        return await visits.for_participant(session, participant)
+
+    rows = _visit_work(study_id, work)
+    if not rows:
+        typer.echo(f"{study_id} has no visits yet. Plan them: trialbot visits plan {study_id} --baseline YYYY-MM-DD")
+    for visit in rows:
+        typer.echo(_visit_line(visit))

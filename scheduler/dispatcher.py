@@ -2,7 +2,8 @@
 records what happened (sent with Telegram's message id, skipped with why, failed with why).
 
 - Paused, withdrawn and finished participants get nothing: their messages are skipped.
-- A reminder whose dose was recorded meanwhile is skipped; one past its useful time is skipped
+- A reminder whose dose was recorded meanwhile is skipped, as is a visit reminder for a visit
+  moved or cancelled since, and a pregnancy-test reminder answered since; one past its useful time is skipped
   as a missed delivery; one sent after `late_after` says it is late.
 - Inside quiet hours (the recipient's local time) messages go without sound.
 - 403 (blocked): failed at once, the participant marked unreachable, the study team told.
@@ -27,10 +28,10 @@ from messages.markup import inline_keyboard
 from messages.renderer import Button, MessageCatalog, MessageError, RenderedMessage
 from scheduler.planner import DiaryFact, accounted_slots
 from scheduler.tick import view_of
-from study import diary, outbox
+from study import diary, outbox, pregnancy_tests, visits
 from study.clock import Clock
 from study.database import Database
-from study.models import OutboxMessage, Participant, StaffMember
+from study.models import OutboxMessage, Participant, StaffMember, Visit
 from study.protocol import Protocol
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ class OutboxDispatcher:
                 why_not = "stale: past its useful time when it could be sent (missed delivery)"
             if why_not is None and row.kind in SLOT_KINDS and await _slot_recorded(session, recipient, row):
                 why_not = "the dose was recorded before the reminder went out"
+            if why_not is None and row.kind == "visit_reminder":
+                why_not = await _visit_changed(session, recipient, row)
+            if why_not is None and row.kind == "pregnancy_reminder":
+                why_not = await _pregnancy_answered(session, self.protocol, recipient, row)
             if why_not is not None:
                 row.status, row.last_error = "skipped", why_not
                 await outbox.record_event(session, row.id, "skipped", now=now, detail=why_not)
@@ -206,6 +211,27 @@ async def _slot_recorded(session, participant: Participant, row: OutboxMessage) 
              for e in await diary.standing_facts(session, [participant.id], slot_day)]
     view = view_of(participant)
     return row.dedup_key.rsplit(":", 1)[-1] in accounted_slots(view, facts, [slot_day])
+
+
+async def _visit_changed(session, participant: Participant, row: OutboxMessage) -> str | None:
+    """A visit reminder is for one revision of one visit: moved or cancelled since, it is not sent."""
+    visit = await session.get(Visit, row.variables.get("visit_id"))
+    if visit is None or visit.participant_id != participant.id:
+        return "the visit no longer exists"
+    if visit.status not in visits.OPEN_STATUSES:
+        return f"the visit was {visit.status} after the reminder was queued"
+    if visit.revision != row.variables.get("revision"):
+        return "the visit was moved after the reminder was queued"
+    return None
+
+
+async def _pregnancy_answered(session, protocol: Protocol, participant: Participant, row: OutboxMessage) -> str | None:
+    if not participant.wocbp or not protocol.pregnancy_tests.enabled:
+        return "pregnancy tests do not apply to this participant"
+    due = await pregnancy_tests.current_due(session, protocol.pregnancy_tests, participant)
+    if due.isoformat() != row.variables.get("due_date"):
+        return "a test result was recorded before the reminder went out"
+    return None
 
 
 def _localised(variables: dict, zone: ZoneInfo) -> dict:

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from study.protocol import Protocol
-from study.slots import Slot, slots_on
+from study.pregnancy_tests import PregnancyFact, due_date
+from study.protocol import Protocol, parse_hhmm
+from study.slots import Slot, instant, slots_on
+
 
 @dataclass(frozen=True)
 class ParticipantView:
@@ -26,6 +28,7 @@ class ParticipantView:
     reminder_times: tuple[time, ...]
     active_since: datetime
     wocbp: bool = False
+    consented_at: datetime | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -164,3 +167,124 @@ def _slot_message(protocol: Protocol, participant: ParticipantView, slot: Slot, 
         stale_after=stale,
         participant_id=participant.id,
     )
+
+
+# --- Study visits ---------------------------------------------------------------------------
+
+# How long after its time a visit or pregnancy-test reminder is still worth planning at all.
+# Older ones are left alone rather than re-offered to the outbox on every tick.
+_LOOK_BACK = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class VisitFact:
+    """A visit still to happen, as the planner sees it (a plain snapshot, not an ORM row)."""
+
+    id: int
+    name: str
+    local_date: date
+    local_time: time | None
+    status: str
+    revision: int
+    changed_at: datetime  # created, moved or status changed: nothing earlier is reminded
+
+
+def visit_reminder_points(protocol: Protocol, visit: VisitFact, zone: ZoneInfo) -> list[tuple[str, int, datetime]]:
+    """(which, days before, instant) of each reminder for a visit: d7, d1 ... and the morning of."""
+    rules = protocol.visits
+    points = [(f"d{n}", n, instant(visit.local_date - timedelta(days=n), parse_hhmm(rules.reminder_time), zone))
+              for n in rules.reminder_days_before]
+    points.append(("day", 0, instant(visit.local_date, parse_hhmm(rules.morning_of_time), zone)))
+    return points
+
+
+def visit_reminder_key(participant_id: int, visit: VisitFact, which: str) -> str:
+    """Cannot repeat, and changes when the visit moves (the revision and the date are in it)."""
+    return f"visit:{participant_id}:{visit.id}:r{visit.revision}:{visit.local_date:%Y%m%d}:{which}"
+
+
+def plan_visits(protocol: Protocol, participant: ParticipantView, visits: Iterable[VisitFact],
+                now: datetime) -> Plan:
+    """Reminders 7 days and 1 day before each open visit and on its morning, at local times."""
+    rules = protocol.reminders
+    zone = participant.zone
+    plan = Plan()
+    for visit in visits:
+        if visit.status not in ("scheduled", "confirmed", "reschedule_requested"):
+            continue
+        visit_at = instant(visit.local_date, visit.local_time, zone) if visit.local_time else None
+        for which, days_before, at in visit_reminder_points(protocol, visit, zone):
+            # Nothing from before the visit was (re)planned, or before the participant could be written to.
+            if at < visit.changed_at or at < participant.active_since or (visit_at and at >= visit_at):
+                continue
+            if at > now:
+                plan.look_again_at(at)
+                continue
+            if now - at > _LOOK_BACK:
+                continue
+            buttons = [] if visit.status == "confirmed" else [
+                [["visit_confirm", f"v:c:{visit.id}:{visit.revision}", {}]],
+                [["visit_reschedule", f"v:r:{visit.id}:{visit.revision}", {}]],
+            ]
+            plan.messages.append(PlannedMessage(
+                key=visit_reminder_key(participant.id, visit, which),
+                kind="visit_reminder",
+                template_id="visit_reminder",
+                due_at=at,
+                variables={"visit_id": visit.id, "revision": visit.revision, "days_before": days_before,
+                           "visit_date": visit.local_date.isoformat(),
+                           "visit_at": visit_at.isoformat() if visit_at else None,
+                           "confirmed": visit.status == "confirmed"},
+                buttons=buttons,
+                late_after=at + timedelta(minutes=rules.late_after_minutes),
+                stale_after=at + timedelta(minutes=rules.stale_after_minutes),
+                participant_id=participant.id,
+            ))
+    return plan
+
+
+# --- Pregnancy tests --------------------------------------------------------------------------
+
+# The answer a pregnancy reminder's button carries: n(egative), p(ositive), w(ait: not yet).
+PREGNANCY_ANSWER_CODES = {"negative": "n", "positive": "p", "not_yet": "w"}
+
+
+def pregnancy_reminder_key(participant_id: int, due: date, repeat: int) -> str:
+    return f"preg:{participant_id}:{due:%Y%m%d}:{repeat}"
+
+
+def plan_pregnancy_tests(protocol: Protocol, participant: ParticipantView, facts: Iterable[PregnancyFact],
+                         now: datetime) -> Plan:
+    """Women of childbearing potential only: a reminder on the day a test is due, then again every
+    `repeat_every_days` until a result (negative or positive) is recorded. "Not yet" does not stop
+    the repeats; a result moves the next due day `every_days` on."""
+    rules = protocol.pregnancy_tests
+    plan = Plan()
+    if not rules.enabled or not participant.wocbp:
+        return plan
+    zone = participant.zone
+    consented = participant.consented_at or participant.active_since
+    due = due_date(rules, consented.astimezone(zone).date(), facts)
+    at_time = parse_hhmm(rules.reminder_time)
+    today = now.astimezone(zone).date()
+    repeat = max(0, (today - due).days // rules.repeat_every_days)
+    at = instant(due + timedelta(days=repeat * rules.repeat_every_days), at_time, zone)
+    if at > now:
+        plan.look_again_at(at)
+        return plan
+    plan.look_again_at(instant(due + timedelta(days=(repeat + 1) * rules.repeat_every_days), at_time, zone))
+    if at < participant.active_since or now - at > _LOOK_BACK:
+        return plan
+    plan.messages.append(PlannedMessage(
+        key=pregnancy_reminder_key(participant.id, due, repeat),
+        kind="pregnancy_reminder",
+        template_id="pregnancy_reminder",
+        due_at=at,
+        variables={"due_date": due.isoformat(), "where": rules.where, "repeat": repeat},
+        buttons=[[[f"pregnancy_{result}", f"p:{code}:{participant.id}:{due:%Y%m%d}:{repeat}", {}]]
+                 for result, code in PREGNANCY_ANSWER_CODES.items()],
+        late_after=at + timedelta(minutes=protocol.reminders.late_after_minutes),
+        stale_after=at + timedelta(minutes=protocol.reminders.stale_after_minutes),
+        participant_id=participant.id,
+    ))
+    return plan

@@ -1,5 +1,5 @@
-"""The staff digest: each morning, in the study's time zone, yesterday's adherence and what is
-still missing, to every active staff member."""
+"""The staff digest: each morning, in the study's time zone, yesterday's adherence, what is
+still missing, and today's visits, to every active staff member."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.planner import PlannedMessage
-from study import adherence, staff
+from study import adherence, staff, visits
 from study.models import OutboxMessage
 from study.protocol import Protocol, parse_hhmm
 from study.slots import instant
@@ -42,6 +42,11 @@ async def plan_digests(session: AsyncSession, protocol: Protocol, now: datetime)
         ],
         "fully_adherent": sum(r.applied >= r.expected for r in rows),
         "total": len(rows),
+        "visits": [
+            {"study_id": study_id, "label": visit.label, "status": visit.status,
+             "time": visit.scheduled_time.strftime("%H:%M") if visit.scheduled_time else ""}
+            for study_id, visit in await visits.on_day(session, today)
+        ],
     }
     return [
         PlannedMessage(key=key, kind="digest", template_id="staff_digest", due_at=due_at, variables=summary,

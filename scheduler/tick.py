@@ -15,9 +15,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler.planner import DiaryFact, ParticipantView, Plan, plan_applications
+from scheduler.planner import (
+    DiaryFact,
+    ParticipantView,
+    Plan,
+    VisitFact,
+    plan_applications,
+    plan_pregnancy_tests,
+    plan_visits,
+)
 from scheduler.staff_digest import plan_digests
-from study import diary, outbox
+from study import diary, outbox, pregnancy_tests, visits
+from study.models import Visit
+from study.pregnancy_tests import PregnancyFact
 from study.clock import Clock
 from study.database import Database
 from study.models import Participant
@@ -41,14 +51,22 @@ def view_of(participant: Participant) -> ParticipantView:
         id=participant.id, study_id=participant.study_id, timezone=participant.timezone,
         reminder_times=tuple(reminder_times(participant)),
         active_since=participant.active_since or participant.consented_at or participant.enrolled_at,
-        wocbp=participant.wocbp,
+        wocbp=participant.wocbp, consented_at=participant.consented_at,
     )
 
 
-def plan_participant(protocol: Protocol, participant: ParticipantView, facts: list[DiaryFact], now: datetime) -> Plan:
+def visit_fact(visit: Visit) -> VisitFact:
+    return VisitFact(id=visit.id, name=visit.name, local_date=visit.scheduled_date, local_time=visit.scheduled_time,
+                     status=visit.status, revision=visit.revision, changed_at=visit.changed_at)
+
+
+def plan_participant(protocol: Protocol, participant: ParticipantView, facts: list[DiaryFact], now: datetime,
+                     visits: list[VisitFact] = (), pregnancy: list[PregnancyFact] = ()) -> Plan:
     """Everything due for one participant; each kind of reminder adds its own plan."""
     plan = Plan()
     plan.extend(plan_applications(protocol, participant, facts, now))
+    plan.extend(plan_visits(protocol, participant, visits, now))
+    plan.extend(plan_pregnancy_tests(protocol, participant, pregnancy, now))
     return plan
 
 
@@ -90,9 +108,14 @@ class Tick:
         facts: dict[int, list[DiaryFact]] = {}
         for entry in await diary.standing_facts(session, ids, since):
             facts.setdefault(entry.participant_id, []).append(DiaryFact(entry.kind, entry.local_date, entry.occurred_at))
+        visit_facts: dict[int, list[VisitFact]] = {}
+        for visit in await visits.open_visits(session, ids, (now - timedelta(days=2)).date()):
+            visit_facts.setdefault(visit.participant_id, []).append(visit_fact(visit))
+        tests = await pregnancy_tests.facts_for(session, [p.id for p in people if p.wocbp])
         planned, missing = [], []
         for person in people:
-            plan = plan_participant(self.protocol, view_of(person), facts.get(person.id, []), now)
+            plan = plan_participant(self.protocol, view_of(person), facts.get(person.id, []), now,
+                                    visit_facts.get(person.id, []), tests.get(person.id, []))
             planned += plan.messages
             missing += [(person, m.slot.at, m.slot.local_date, m.slot.key) for m in plan.missing]
             person.next_plan_at = plan.next_check

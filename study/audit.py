@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study.models import AuditEntry, DiaryEntry, Participant
+from study.models import AuditEntry, DiaryEntry, Participant, PregnancyTest, Visit
 
 GENESIS = "0" * 64
 _CHAIN_LOCK_KEY = 0x7472_6961_6C62  # "trialb": arbitrary, constant, for pg_advisory_xact_lock
@@ -178,7 +178,8 @@ async def verify(session: AsyncSession) -> VerifyReport:
             created.add((entry.entity, entry.entity_id))
         expected_prev, expected_seq = entry.hash, entry.seq + 1
 
-    for entity, model in (("participant", Participant), ("diary_entry", DiaryEntry)):
+    for entity, model in (("participant", Participant), ("diary_entry", DiaryEntry), ("visit", Visit),
+                          ("pregnancy_test", PregnancyTest)):
         ids = (await session.scalars(select(model.id))).all()
         for ident in ids:
             if (entity, str(ident)) not in created:

@@ -9,7 +9,7 @@ audit trail with its old and new values.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    Time,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -243,3 +244,44 @@ class SentMessage(Base):
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
     via: Mapped[str] = mapped_column(String(16))  # reply | edit | outbox
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Visit(Base):
+    """A study visit on the participant's calendar. Current state, changed in place: every
+    create, move, cancel and status change is audited with old and new values. `revision` grows
+    with each move, so reminders planned for an earlier date are recognised and not sent."""
+
+    __tablename__ = "visits"
+    __table_args__ = (UniqueConstraint("participant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(16))  # baseline, week4, ... or an extra visit's name
+    label: Mapped[str] = mapped_column(String(64))  # for the study team
+    scheduled_date: Mapped[date] = mapped_column(Date, index=True)  # participant-local day
+    scheduled_time: Mapped[time | None] = mapped_column(Time)  # participant-local, if agreed
+    # The protocol's target day and window (±days); none for extra visits.
+    target_date: Mapped[date | None] = mapped_column(Date)
+    window_days: Mapped[int | None] = mapped_column(Integer)
+    # scheduled | confirmed | reschedule_requested | cancelled | done
+    status: Mapped[str] = mapped_column(String(24), default="scheduled")
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)  # created, moved or status changed
+
+
+class PregnancyTest(Base):
+    """One answer about a pregnancy test. Append-only (a database trigger refuses UPDATE and
+    DELETE). `idempotency_key` names the reminder message answered, so a double tap stores one."""
+
+    __tablename__ = "pregnancy_tests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    result: Mapped[str] = mapped_column(String(16))  # negative | positive | not_yet
+    local_date: Mapped[date] = mapped_column(Date)  # the participant's day of the answer
+    timezone: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(16))  # reminder | staff
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)

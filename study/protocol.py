@@ -117,14 +117,67 @@ class RemindersSection(_Section):
         return (start <= local or local < end) if start > end else (start <= local < end)
 
 
+VisitName = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,16}$")]
+
+
+class VisitDefinition(_Section):
+    """One visit of the protocol's schedule: `day` after baseline, allowed `window_days` either side."""
+
+    name: VisitName
+    label: str = Field(min_length=1, max_length=64)  # for the study team; participants see the date
+    day: int = Field(ge=0, le=3650)
+    window_days: int = Field(ge=0, le=60, default=0)
+
+
 class VisitSection(_Section):
-    schedule: list[dict] = Field(default_factory=list)
+    schedule: list[VisitDefinition] = Field(default_factory=list)
+    # Reminders before each visit: at `reminder_time` this many days before, and at `morning_of_time`
+    # on the day itself (participant-local wall-clock times).
+    reminder_days_before: list[int] = Field(default_factory=lambda: [7, 1])
+    reminder_time: str = "10:00"
+    morning_of_time: str = "08:00"
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, values: list[VisitDefinition]) -> list[VisitDefinition]:
+        names = [v.name for v in values]
+        if len(names) != len(set(names)):
+            raise ValueError("visit names must be distinct")
+        days = [v.day for v in values]
+        if days != sorted(days):
+            raise ValueError("visits must be listed in the order of their days")
+        return values
+
+    @field_validator("reminder_days_before")
+    @classmethod
+    def _days_before(cls, values: list[int]) -> list[int]:
+        if any(not 1 <= v <= 60 for v in values) or len(values) != len(set(values)):
+            raise ValueError("days before a visit must be distinct whole numbers from 1 to 60")
+        return sorted(values, reverse=True)
+
+    @field_validator("reminder_time", "morning_of_time")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        parse_hhmm(value)
+        return value
+
+    def definition(self, name: str) -> VisitDefinition | None:
+        return next((v for v in self.schedule if v.name == name), None)
 
 
 class PregnancyTestSection(_Section):
     enabled: bool = True
     every_days: int = Field(ge=1, le=90, default=28)
     where: Literal["home", "site"] = "home"
+    reminder_time: str = "09:00"  # participant-local
+    # While no result is recorded, the reminder comes again every this many days.
+    repeat_every_days: int = Field(ge=1, le=14, default=2)
+
+    @field_validator("reminder_time")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        parse_hhmm(value)
+        return value
 
 
 class CheckinSection(_Section):

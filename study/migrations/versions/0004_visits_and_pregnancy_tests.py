@@ -1,0 +1,85 @@
+"""visits and pregnancy tests
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-24
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0004'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('visits',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('participant_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=16), nullable=False),
+    sa.Column('label', sa.String(length=64), nullable=False),
+    sa.Column('scheduled_date', sa.Date(), nullable=False),
+    sa.Column('scheduled_time', sa.Time(), nullable=True),
+    sa.Column('target_date', sa.Date(), nullable=True),
+    sa.Column('window_days', sa.Integer(), nullable=True),
+    sa.Column('status', sa.String(length=24), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['participant_id'], ['participants.id'], name=op.f('fk_visits_participant_id_participants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_visits')),
+    sa.UniqueConstraint('participant_id', 'name', name=op.f('uq_visits_participant_id'))
+    )
+    with op.batch_alter_table('visits', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_visits_participant_id'), ['participant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_visits_scheduled_date'), ['scheduled_date'], unique=False)
+
+    op.create_table('pregnancy_tests',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('participant_id', sa.Integer(), nullable=False),
+    sa.Column('result', sa.String(length=16), nullable=False),
+    sa.Column('local_date', sa.Date(), nullable=False),
+    sa.Column('timezone', sa.String(length=64), nullable=False),
+    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('recorded_by', sa.String(length=64), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=128), nullable=True),
+    sa.ForeignKeyConstraint(['participant_id'], ['participants.id'], name=op.f('fk_pregnancy_tests_participant_id_participants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_pregnancy_tests')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_pregnancy_tests_idempotency_key'))
+    )
+    with op.batch_alter_table('pregnancy_tests', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_pregnancy_tests_participant_id'), ['participant_id'], unique=False)
+    _forbid_changes("pregnancy_tests")
+
+
+def downgrade() -> None:
+    _allow_changes("pregnancy_tests")
+    with op.batch_alter_table('pregnancy_tests', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_pregnancy_tests_participant_id'))
+    op.drop_table('pregnancy_tests')
+    with op.batch_alter_table('visits', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_visits_scheduled_date'))
+        batch_op.drop_index(batch_op.f('ix_visits_participant_id'))
+    op.drop_table('visits')
+
+
+def _forbid_changes(table: str) -> None:
+    """The same append-only guard as 0001 gives the clinical records (0001 made the function)."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                   "FOR EACH ROW EXECUTE FUNCTION trialbot_append_only()")
+    else:
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                       f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END")
+
+
+def _allow_changes(table: str) -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+    else:
+        for verb in ("update", "delete"):
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{verb}")
