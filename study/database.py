@@ -82,3 +82,18 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *, unique: str,
+                     returning: tuple) -> list:
+    """Insert many rows at once, skipping any whose `unique` column is taken already, and return
+    the `returning` columns of the rows actually inserted (INSERT ... ON CONFLICT DO NOTHING
+    RETURNING, on SQLite and PostgreSQL alike). One statement instead of a look-up per key."""
+    if not rows:
+        return []
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(*returning)
+    return list((await session.execute(statement, rows)).all())

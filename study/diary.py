@@ -12,13 +12,14 @@ from datetime import date, datetime, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from study import audit
 from study.audit import Actor
+from study.database import insert_new
 from study.models import DiaryEntry, Participant
 from study.protocol import DiarySection
 
@@ -227,37 +228,25 @@ async def record_missing(
     recorded. Idempotent per slot; written in bulk, since a whole time zone's slots close together.
     Returns how many were new."""
     keyed = {f"{p.id}:missing:{key}": (p, at, day) for p, at, day, key in missing}
-    if not keyed:
-        return 0
-    existing: set[str] = set()
-    keys = list(keyed)
-    for start in range(0, len(keys), 500):
-        existing.update((await session.scalars(select(DiaryEntry.idempotency_key)
-                                               .where(DiaryEntry.idempotency_key.in_(keys[start:start + 500])))).all())
     rows = [
         dict(participant_id=p.id, kind="missing", occurred_at=at, local_date=day, timezone=p.timezone,
              recorded_at=now, source="system", late=False, missed_reason=None, supersedes_id=None,
              recorded_by=str(audit.SYSTEM), idempotency_key=key)
-        for key, (p, at, day) in keyed.items() if key not in existing
+        for key, (p, at, day) in keyed.items()
     ]
-    if not rows:
-        return 0
-    await session.execute(DiaryEntry.__table__.insert(), rows)
-    ids_by_key = {}
-    keys = [row["idempotency_key"] for row in rows]
-    for start in range(0, len(keys), 500):
-        found = await session.execute(select(DiaryEntry.idempotency_key, DiaryEntry.id)
-                                      .where(DiaryEntry.idempotency_key.in_(keys[start:start + 500])))
-        ids_by_key.update((key, entry_id) for key, entry_id in found.all())
-    ids = [ids_by_key[key] for key in keys]
+    table = DiaryEntry.__table__
+    inserted = await insert_new(session, table, rows, unique="idempotency_key",
+                                returning=(table.c.id, table.c.idempotency_key))
+    by_key = {row["idempotency_key"]: row for row in rows}
     await audit.record_many(session, [
         audit.Change(audit.SYSTEM, "create", "diary_entry", entry_id, now,
-                     new={k: row[k] for k in ("participant_id", "kind", "occurred_at", "local_date", "recorded_at",
-                                              "source", "late", "missed_reason", "supersedes_id")},
-                     reason="dose slot closed with nothing recorded", timezone=row["timezone"])
-        for entry_id, row in zip(ids, rows, strict=True)
+                     new={k: by_key[key][k] for k in ("participant_id", "kind", "occurred_at", "local_date",
+                                                       "recorded_at", "source", "late", "missed_reason",
+                                                       "supersedes_id")},
+                     reason="dose slot closed with nothing recorded", timezone=by_key[key]["timezone"])
+        for entry_id, key in sorted(inserted)
     ])
-    return len(rows)
+    return len(inserted)
 
 
 async def standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list[DiaryEntry]:

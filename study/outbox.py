@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, insert, literal, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
-from study.models import DeliveryEvent, OutboxMessage, UTCDateTime
+from study.database import insert_new
+from study.models import DeliveryEvent, OutboxMessage
 
 
 async def enqueue(
@@ -56,13 +57,6 @@ async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime
     dropped. Returns (queued, recorded as stale)."""
     if not planned:
         return 0, 0
-    keys = [p.key for p in planned]
-    existing: set[str] = set()
-    for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
-        existing.update((await session.scalars(select(OutboxMessage.dedup_key)
-                                               .where(OutboxMessage.dedup_key.in_(chunk)))).all())
-    fresh = {p.key: p for p in planned if p.key not in existing}.values()
     stale_note = "stale: past its useful time when it could be sent (missed delivery)"
     rows = [
         dict(dedup_key=p.key, kind=p.kind, participant_id=p.participant_id, staff_id=p.staff_id,
@@ -71,20 +65,20 @@ async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime
              not_before=now if p.is_stale(now) else max(p.due_at, now), due_at=p.due_at, late_after=p.late_after,
              stale_after=p.stale_after, attempts=0, disable_notification=False,
              last_error=stale_note if p.is_stale(now) else None)
-        for p in fresh
+        for p in {p.key: p for p in planned}.values()
     ]
-    if not rows:
-        return 0, 0
-    # Multi-row inserts: a whole time zone's morning wave is thousands of rows at once.
-    await session.execute(OutboxMessage.__table__.insert(), rows)
-    keys = [row["dedup_key"] for row in rows]
-    for start in range(0, len(keys), 500):
-        queued = select(OutboxMessage.id, literal(now, UTCDateTime()),
-                        case((OutboxMessage.status == "skipped", "skipped"), else_="queued"), OutboxMessage.last_error
-                        ).where(OutboxMessage.dedup_key.in_(keys[start:start + 500]))
-        await session.execute(insert(DeliveryEvent).from_select(["outbox_id", "at", "event", "detail"], queued))
-    stale_count = sum(row["status"] == "skipped" for row in rows)
-    return len(rows) - stale_count, stale_count
+    # One multi-row insert that skips keys queued before: a time zone's morning wave is
+    # thousands of rows, and most ticks re-plan things already queued.
+    table = OutboxMessage.__table__
+    inserted = await insert_new(session, table, rows, unique="dedup_key",
+                                returning=(table.c.id, table.c.status, table.c.last_error))
+    if inserted:
+        await session.execute(insert(DeliveryEvent), [
+            dict(outbox_id=row_id, at=now, event="skipped" if status == "skipped" else "queued", detail=detail)
+            for row_id, status, detail in inserted
+        ])
+    stale_count = sum(status == "skipped" for _, status, _ in inserted)
+    return len(inserted) - stale_count, stale_count
 
 
 async def record_event(session: AsyncSession, outbox_id: int, event: str, *, now: datetime,
