@@ -155,6 +155,8 @@ PERSONAS = (
     DemoPersona("DEMO03", 424244, "Sam", "America/Los_Angeles", "en", False,
                 "DEMO03 · English · Los Angeles (3 h behind the site)"),
 )
+# Before consent links a participant's chat (the consent text itself), the demo knows whose it is.
+_PERSONA_CHATS = {p.study_id: p.user_id for p in PERSONAS}
 STAFF_MEMBERS = ((DEMO_STAFF_ID, "Dana Lee", "coordinator"), (900002, "Dr. Ortiz", "investigator"))
 MAX_STEPS_PER_MOVE = 5000
 HEARTBEAT_SECONDS = 2.0
@@ -247,7 +249,7 @@ class WebDemo:
             rows = (await session.execute(query)).all()
         return [
             {"time": row.sent_at.isoformat(), "to": study_id or (f"staff: {staff_name}" if staff_name else row.recipient),
-             "chat_id": chat_id or staff_chat, "message_id": row.telegram_message_id, "template": row.template_id,
+             "chat_id": chat_id or staff_chat or _PERSONA_CHATS.get(study_id), "message_id": row.telegram_message_id, "template": row.template_id,
              "language": row.language, "hash": row.template_hash, "via": row.via, "approved": not row.draft}
             for row, study_id, chat_id, staff_name, staff_chat in reversed(rows)
         ]

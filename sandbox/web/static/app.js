@@ -116,6 +116,7 @@ function fmt(iso, zone, options) {
 }
 const HM = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
 const DAY_HM = { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+const SHORT = { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
 const FULL = { weekday: "short", day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit",
                hourCycle: "h23", timeZoneName: "short" };
 
@@ -404,11 +405,11 @@ function renderLog(rows) {
     if (!row.approved) tr.className = "draft";
     if (ui.logRows && index >= rows.length - fresh) tr.classList.add("fresh");
     const cells = [
-      [fmt(row.time, "UTC", DAY_HM), ""],
+      [fmt(row.time, "UTC", SHORT), ""],
       [row.to, ""],
       [row.template, "template"],
       [row.language, ""],
-      [(row.approved ? "✓ " : "DRAFT ") + row.hash.slice(0, 12), "hash"],
+      [(row.approved ? "✓ " : "DRAFT ") + row.hash.slice(0, 8), "hash"],
       [row.via, ""],
     ];
     for (const [text, cls] of cells) {
