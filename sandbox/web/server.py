@@ -34,6 +34,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 CLOCK_ACTIONS = ("next", "hour", "day", "week")
 MAX_TEXT = 4096
+PUSH_INTERVAL = 0.25  # seconds between two pushes of the state to one page
 
 
 @dataclass
@@ -254,6 +255,8 @@ class WebChat:
             await response.prepare(request)
             seen = -1
             settle = False
+            loop = asyncio.get_running_loop()
+            last_push = 0.0
             while True:
                 if self._version == seen:
                     changed = self._changed
@@ -266,10 +269,12 @@ class WebChat:
                         else:
                             await response.write(b": keep-alive\n\n")
                         continue
-                await asyncio.sleep(0.03)  # one push for a burst of changes
+                # One push for a burst of changes, and at most a few a second while the clock runs.
+                await asyncio.sleep(max(0.03, PUSH_INTERVAL - (loop.time() - last_push)))
                 seen = self._version
                 settle = True
                 await self._push(response)
+                last_push = loop.time()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
