@@ -16,7 +16,7 @@ from telegram.ext import CallbackContext
 from bot.replies import render, show
 from bot.services import services
 from study import participants, staff, strangers
-from study.models import Participant
+from study.models import Participant, StaffMember
 
 ParticipantHandler = Callable[[Update, CallbackContext, Participant], Awaitable[None]]
 
@@ -57,5 +57,31 @@ def participant_only(handler: ParticipantHandler) -> Callable[[Update, CallbackC
             await show(update, context, render(context, "not_active", participant.language))
             return
         await handler(update, context, participant)
+
+    return wrapper
+
+
+StaffHandler = Callable[[Update, CallbackContext, StaffMember], Awaitable[None]]
+
+
+def staff_only(handler: StaffHandler) -> Callable[[Update, CallbackContext], Awaitable[None]]:
+    """For the study team's commands and buttons: anyone else is answered as if the command did
+    not exist (participants get their usual help, strangers the one polite sentence)."""
+
+    @functools.wraps(handler)
+    async def wrapper(update: Update, context: CallbackContext) -> None:
+        chat, user = update.effective_chat, update.effective_user
+        if chat is None or user is None or chat.type != "private":
+            return
+        svc = services(context)
+        async with svc.db.transaction() as session:
+            member = await staff.by_telegram_id(session, user.id)
+            participant = await participants.by_chat(session, chat.id) if member is None else None
+        if member is not None and member.active:
+            await handler(update, context, member)
+        elif participant is not None and participant.status in participants.SERVED_STATUSES:
+            await show(update, context, render(context, "unknown_input", participant.language))
+        else:
+            await reply_to_stranger(update, context)
 
     return wrapper

@@ -24,7 +24,20 @@ from telegram.ext import (
 )
 
 from bot import callback_data as cb
-from bot.handlers import diary, errors, info, onboarding, pause, pregnancy, times, visits
+from bot.handlers import (
+    checkin,
+    conversation,
+    diary,
+    errors,
+    info,
+    onboarding,
+    pause,
+    pregnancy,
+    staff_alerts,
+    times,
+    urgent,
+    visits,
+)
 from bot.services import Services
 from messages.renderer import MessageCatalog
 from scheduler.dispatcher import OutboxDispatcher
@@ -36,7 +49,7 @@ from study.strangers import WrongCodeLockout
 
 # The participant's command menu, in the order Telegram shows it. Descriptions come from the
 # `commands` template, like every other word participants see.
-PARTICIPANT_COMMANDS = ("log", "today", "undo", "times", "help", "contact", "stop", "resume")
+PARTICIPANT_COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "help", "contact", "stop", "resume")
 TICK_SECONDS = 60
 
 
@@ -61,13 +74,28 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CallbackQueryHandler(visits.visit_answer, pattern=cb.VISIT_PATTERN))
     app.add_handler(CallbackQueryHandler(pregnancy.pregnancy_answer, pattern=cb.PREGNANCY_PATTERN))
 
+    # Symptoms and safety: the check-in, /urgent at any moment.
+    app.add_handler(CommandHandler("symptoms", checkin.symptoms))
+    app.add_handler(CallbackQueryHandler(checkin.answer_button, pattern=cb.CHECKIN_PATTERN))
+    app.add_handler(CallbackQueryHandler(checkin.control, pattern=cb.CHECKIN_CONTROL_PATTERN))
+    app.add_handler(CommandHandler("urgent", urgent.urgent))
+    app.add_handler(CallbackQueryHandler(urgent.urgent_report, pattern=cb.URGENT_PATTERN))
+
     app.add_handler(CommandHandler("stop", pause.stop))
     app.add_handler(CommandHandler("resume", pause.resume))
     app.add_handler(CommandHandler("help", info.help_command))
     app.add_handler(CommandHandler("contact", info.contact))
 
-    # Whatever is left: unknown buttons, unknown commands, free text, photos, stickers...
+    # The study team: alerts and replies to participants.
+    app.add_handler(CallbackQueryHandler(staff_alerts.acknowledge, pattern=cb.ACK_PATTERN))
+    app.add_handler(CommandHandler("alerts", staff_alerts.list_open))
+    app.add_handler(CommandHandler("reply", conversation.reply))
+
+    # Whatever is left: unknown buttons and commands, then free text (to the study team, or the
+    # typed answer to a check-in question), photos, stickers...
     app.add_handler(CallbackQueryHandler(diary.stale_button))
+    app.add_handler(MessageHandler(filters.COMMAND, diary.free_text))
+    app.add_handler(MessageHandler(filters.TEXT, conversation.participant_text))
     app.add_handler(MessageHandler(filters.ALL, diary.free_text))
     app.add_error_handler(errors.on_error)
 

@@ -138,3 +138,13 @@ class PregnancyAnswer:
         if day is None:
             return None
         return cls(PREGNANCY_RESULTS[code], int(participant_id), day, int(repeat))
+
+
+# Check-ins: "k:<question>:<answer>" answers the question the draft is on; "k:save", "k:later",
+# "k:resume", "k:restart" and "k:start:<full|scores>" steer the check-in itself.
+CHECKIN_PATTERN = r"^k:(itch|pain|reaction|severity|new_problem|medicines|red_flags):[a-z0-9_]{1,20}$"
+CHECKIN_CONTROL_PATTERN = r"^k:(save|later|resume|restart|start:full|start:scores)$"
+# /urgent: "u:<red flag code>" or "u:other".
+URGENT_PATTERN = r"^u:[a-z_]{1,20}$"
+# Staff: "a:<alert id>" acknowledges an alert.
+ACK_PATTERN = r"^a:\d{1,10}$"

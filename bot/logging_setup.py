@@ -37,7 +37,9 @@ def configure_logging(level: str = "INFO", *, secrets: list[str] | None = None, 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp.access"):
+    # These log request URLs (with the token) or SQL with its parameters (what participants
+    # wrote) at INFO or DEBUG: never below WARNING, whatever LOG_LEVEL says.
+    for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp.access", "aiosqlite", "asyncpg", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # PTB's DEBUG lines dump whole updates and API payloads, which is what participants wrote;
     # even a developer's LOG_LEVEL=DEBUG must not write that to disk.

@@ -28,7 +28,9 @@ from sandbox.telegram_html import MAX_TEXT_LENGTH, parse_html, utf16_len
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_COMMAND_DESCRIPTION = 256
 MAX_BUTTON_LABEL = 64  # Telegram documents no limit; long labels are cut off on phones anyway
-COMMANDS = ("log", "today", "undo", "times", "help", "contact", "stop", "resume")  # bot.app.PARTICIPANT_COMMANDS
+COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "help", "contact", "stop", "resume")
+# The same as bot.app.PARTICIPANT_COMMANDS (messages/ may not import bot/; a test holds them equal).
+
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from scheduler.tick import view_of
 from study import diary, outbox, pregnancy_tests, visits
 from study.clock import Clock
 from study.database import Database
-from study.models import OutboxMessage, Participant, StaffMember, Visit
+from study.models import Alert, OutboxMessage, Participant, StaffMember, Visit
 from study.protocol import Protocol
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,10 @@ class OutboxDispatcher:
             chat_id, language, zone, why_not = _address(recipient, ZoneInfo(self.protocol.study.default_timezone))
             if why_not is None and row.stale_after is not None and now >= row.stale_after:
                 why_not = "stale: past its useful time when it could be sent (missed delivery)"
+            if why_not is None and row.kind == "alert":
+                alert = await session.get(Alert, row.variables.get("alert_id"))
+                if alert is not None and alert.status != "open":
+                    why_not = "alert acknowledged before this was sent"
             if why_not is None and row.kind in SLOT_KINDS and await _slot_recorded(session, recipient, row):
                 why_not = "the dose was recorded before the reminder went out"
             if why_not is None and row.kind == "visit_reminder":

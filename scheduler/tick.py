@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,8 +25,9 @@ from scheduler.planner import (
     plan_pregnancy_tests,
     plan_visits,
 )
+from scheduler.safety_planner import plan_alert_followups, plan_checkins
 from scheduler.staff_digest import plan_digests
-from study import diary, outbox, pregnancy_tests, visits
+from study import alerts, checkins, diary, outbox, pregnancy_tests, visits
 from study.models import Visit
 from study.pregnancy_tests import PregnancyFact
 from study.clock import Clock
@@ -60,13 +62,23 @@ def visit_fact(visit: Visit) -> VisitFact:
                      status=visit.status, revision=visit.revision, changed_at=visit.changed_at)
 
 
-def plan_participant(protocol: Protocol, participant: ParticipantView, facts: list[DiaryFact], now: datetime,
-                     visits: list[VisitFact] = (), pregnancy: list[PregnancyFact] = ()) -> Plan:
+@dataclass(frozen=True)
+class Records:
+    """What the planners need of one participant's records (recent ones only)."""
+
+    diary: Sequence[DiaryFact] = ()
+    visits: Sequence[VisitFact] = ()
+    pregnancy_tests: Sequence[PregnancyFact] = ()
+    last_full_checkin: datetime | None = None
+
+
+def plan_participant(protocol: Protocol, participant: ParticipantView, records: Records, now: datetime) -> Plan:
     """Everything due for one participant; each kind of reminder adds its own plan."""
     plan = Plan()
-    plan.extend(plan_applications(protocol, participant, facts, now))
-    plan.extend(plan_visits(protocol, participant, visits, now))
-    plan.extend(plan_pregnancy_tests(protocol, participant, pregnancy, now))
+    plan.extend(plan_applications(protocol, participant, records.diary, now))
+    plan.extend(plan_visits(protocol, participant, records.visits, now))
+    plan.extend(plan_pregnancy_tests(protocol, participant, records.pregnancy_tests, now))
+    plan.extend(plan_checkins(protocol, participant, records.last_full_checkin, now))
     return plan
 
 
@@ -91,8 +103,8 @@ class Tick:
             async with self.db.transaction() as session:
                 await self._plan_batch(session, due_ids[start:start + BATCH], now, report)
         async with self.db.transaction() as session:
-            queued, stale = await outbox.enqueue_planned(session, await plan_digests(session, self.protocol, now),
-                                                         now=now)
+            study_wide = await plan_digests(session, self.protocol, now) + await self._alert_followups(session, now)
+            queued, stale = await outbox.enqueue_planned(session, study_wide, now=now)
             report.queued += queued
             report.stale += stale
         if report.queued and self.wake is not None:
@@ -101,6 +113,14 @@ class Tick:
             log.info("tick: %s participants planned, %s queued, %s stale, %s missing doses recorded",
                      report.participants, report.queued, report.stale, report.missing)
         return report
+
+    async def _alert_followups(self, session: AsyncSession, now: datetime) -> list:
+        open_now = await alerts.open_alerts(session)
+        if not open_now:
+            return []
+        staff = [(m.id, m.role) for m in await alerts.acknowledgers(session)]
+        return plan_alert_followups(self.protocol, [(a.id, a.reported_at, alerts.alert_variables(a, p))
+                                                    for a, p in open_now], staff, now)
 
     async def _plan_batch(self, session: AsyncSession, ids: list[int], now: datetime, report: TickReport) -> None:
         people = (await session.scalars(select(Participant).where(Participant.id.in_(ids)))).all()
@@ -112,10 +132,12 @@ class Tick:
         for visit in await visits.open_visits(session, ids, (now - timedelta(days=2)).date()):
             visit_facts.setdefault(visit.participant_id, []).append(visit_fact(visit))
         tests = await pregnancy_tests.facts_for(session, [p.id for p in people if p.wocbp])
+        last_checkins = await checkins.last_submitted(session, ids)
         planned, missing = [], []
         for person in people:
-            plan = plan_participant(self.protocol, view_of(person), facts.get(person.id, []), now,
-                                    visit_facts.get(person.id, []), tests.get(person.id, []))
+            records = Records(facts.get(person.id, []), visit_facts.get(person.id, []), tests.get(person.id, []),
+                              last_checkins.get(person.id))
+            plan = plan_participant(self.protocol, view_of(person), records, now)
             planned += plan.messages
             missing += [(person, m.slot.at, m.slot.local_date, m.slot.key) for m in plan.missing]
             person.next_plan_at = plan.next_check

@@ -285,3 +285,74 @@ class PregnancyTest(Base):
     source: Mapped[str] = mapped_column(String(16))  # reminder | staff
     recorded_by: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+
+class CheckIn(Base):
+    """A completed symptom check-in, saved only when the participant confirms it (a check-in in
+    progress lives in `checkin_drafts`, so nothing is ever half-saved). Append-only."""
+
+    __tablename__ = "checkins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # full | scores
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    local_date: Mapped[date] = mapped_column(Date)
+    timezone: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))  # command | scheduled
+    itch: Mapped[int | None] = mapped_column(Integer)  # worst itch, last 24 h, 0-10
+    pain: Mapped[int | None] = mapped_column(Integer)  # worst skin pain, last 24 h, 0-10
+    reaction: Mapped[str | None] = mapped_column(String(16))  # none | redness | burning | itching | acne | other
+    reaction_severity: Mapped[str | None] = mapped_column(String(16))  # mild | moderate | severe
+    new_problem: Mapped[str | None] = mapped_column(Text)  # the participant's words, optional
+    medicines: Mapped[str | None] = mapped_column(String(16))  # no | medicines | other_cream | both
+    red_flags: Mapped[list | None] = mapped_column(JSON)  # codes from study.toml [safety] red_flags
+
+
+class CheckinDraft(Base):
+    """A check-in in progress: one per participant, its answers so far and the question it is
+    on. Survives restarts, so an interrupted check-in resumes where it stopped."""
+
+    __tablename__ = "checkin_drafts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    step: Mapped[str] = mapped_column(String(16))
+    answers: Mapped[dict] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Alert(Base):
+    """A possible safety signal for the study team: raised with its report, sent to every
+    on-duty staff member at once, re-sent until acknowledged, escalated to the investigator."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # checkin | urgent | message | pregnancy_test
+    triggers: Mapped[list] = mapped_column(JSON)  # what was reported, as codes and scores
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open | acknowledged
+    acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("participant_messages.id"))
+
+
+class ParticipantMessage(Base):
+    """Free text between a participant and the study team, both ways. Append-only."""
+
+    __tablename__ = "participant_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(8))  # in (from the participant) | out (staff reply)
+    text: Mapped[str] = mapped_column(Text)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    timezone: Mapped[str] = mapped_column(String(64))

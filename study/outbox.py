@@ -27,6 +27,8 @@ async def enqueue(
     participant_id: int | None = None,
     staff_id: int | None = None,
     not_before: datetime | None = None,
+    kind: str = "notice",
+    buttons: list | None = None,
 ) -> OutboxMessage | None:
     """Queue a message; None if one with this key was queued before."""
     if (participant_id is None) == (staff_id is None):
@@ -34,8 +36,8 @@ async def enqueue(
     if await session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == dedup_key)):
         return None
     row = OutboxMessage(
-        dedup_key=dedup_key, kind="notice", participant_id=participant_id, staff_id=staff_id,
-        template_id=template_id, variables=variables, status="pending", created_at=now,
+        dedup_key=dedup_key, kind=kind, participant_id=participant_id, staff_id=staff_id,
+        template_id=template_id, variables=variables, buttons=buttons, status="pending", created_at=now,
         not_before=not_before or now, due_at=not_before or now, attempts=0,
     )
     try:
@@ -97,6 +99,16 @@ async def cancel_pending(session: AsyncSession, participant_id: int, *, reason: 
     for row in rows:
         row.status, row.last_error = "skipped", reason
         await record_event(session, row.id, "skipped", now=now, detail=reason)
+    return len(rows)
+
+
+async def cancel_pending_alert(session: AsyncSession, alert_id: int, *, now: datetime) -> int:
+    """An acknowledged alert's queued re-sends are not sent."""
+    rows = (await session.scalars(select(OutboxMessage).where(
+        OutboxMessage.dedup_key.like(f"alert:{alert_id}:%"), OutboxMessage.status == "pending"))).all()
+    for row in rows:
+        row.status, row.last_error = "skipped", "alert acknowledged"
+        await record_event(session, row.id, "skipped", now=now, detail="alert acknowledged")
     return len(rows)
 
 

@@ -182,6 +182,20 @@ class PregnancyTestSection(_Section):
 
 class CheckinSection(_Section):
     every_days: int = Field(ge=1, default=7)
+    reminder_time: str = "10:00"
+    daily_scores: bool = False
+
+    _time = field_validator("reminder_time")(lambda value: (parse_hhmm(value), value)[1])
+
+
+RED_FLAG_CODE = Annotated[str, Field(pattern=r"^[a-z_]{1,20}$")]
+
+
+class SafetySection(_Section):
+    itch_alert_at: int = Field(ge=0, le=11, default=9)
+    pain_alert_at: int = Field(ge=0, le=11, default=9)
+    red_flags: list[RED_FLAG_CODE] = Field(default_factory=list)
+    red_flag_words: dict[LanguageCode, list[str]] = Field(default_factory=dict)
 
 
 class EscalationSection(_Section):
@@ -199,6 +213,7 @@ class Protocol(_Section):
     pregnancy_tests: PregnancyTestSection = PregnancyTestSection()
     checkins: CheckinSection = CheckinSection()
     escalation: EscalationSection = EscalationSection()
+    safety: SafetySection = SafetySection()
 
     @property
     def default_reminder_times(self) -> list[time]:

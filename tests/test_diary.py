@@ -196,8 +196,10 @@ async def test_forged_and_unknown_input_changes_nothing(trial: Trial) -> None:
         await user.press_forged(menu.message_id, data)
         await user.next_bot_event()
         assert "nothing was changed" in user.last_bot_message.text or "does not work" in user.last_bot_message.text
-    await user.send_text("I put the cream on my arm, is that ok?")
-    assert "I can only understand the buttons" in (await user.next_bot_event()).text
+    await user.send_text("/nosuchcommand")
+    assert "I cannot use that here" in (await user.next_bot_event()).text
+    await user.send_text("I put the cream on my arm, is that ok?")  # a question: passed to the team
+    assert "passed to the study team" in (await user.next_bot_event()).text
     assert await trial.diary("P001") == []
     assert len(await trial.diary("P002")) == 1
 
@@ -210,4 +212,5 @@ async def test_help_and_contact_give_the_study_team(trial: Trial) -> None:
     await user.send_text("/help")
     assert "/undo" in (await user.next_bot_event()).text
     commands = trial.world.commands_for()
-    assert [c["command"] for c in commands] == ["log", "today", "undo", "times", "help", "contact", "stop", "resume"]
+    assert [c["command"] for c in commands] == ["log", "today", "undo", "symptoms", "urgent", "times", "help", "contact",
+                                                 "stop", "resume"]

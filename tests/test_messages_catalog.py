@@ -103,9 +103,17 @@ def test_spanish_dates_and_times_are_written_the_spanish_way() -> None:
     assert "10:03\u202fAM on Tuesday, November 24" in english
 
 
+def test_lint_checks_the_command_menu_the_bot_sets() -> None:
+    from bot.app import PARTICIPANT_COMMANDS
+    from messages.lint import COMMANDS
+
+    assert COMMANDS == PARTICIPANT_COMMANDS
+
+
 def test_the_catalogs_callback_data_examples_are_what_the_handlers_accept() -> None:
     patterns = [cb.CONSENT_PATTERN, cb.NOW_PATTERN, cb.EARLIER_PATTERN, cb.MISSED_PATTERN, cb.TODAY_PATTERN,
-                cb.MENU_PATTERN, cb.TIMES_PATTERN, cb.TIMES_MENU_PATTERN, cb.VISIT_PATTERN, cb.PREGNANCY_PATTERN]
+                cb.MENU_PATTERN, cb.TIMES_PATTERN, cb.TIMES_MENU_PATTERN, cb.VISIT_PATTERN, cb.PREGNANCY_PATTERN,
+                cb.CHECKIN_PATTERN, cb.CHECKIN_CONTROL_PATTERN, cb.URGENT_PATTERN, cb.ACK_PATTERN]
     for name, data in CATALOG.buttons.items():
         assert any(re.match(p, data) for p in patterns), f"{name}: {data!r} matches no handler"
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler.planner import DiaryFact, ParticipantView
-from scheduler.tick import plan_participant
+from scheduler.tick import Records, plan_participant
 from study.protocol import load_protocol
 
 PROTOCOL = load_protocol(Path(__file__).resolve().parent.parent / "study.toml")
@@ -35,7 +35,7 @@ def simulate(zone: str, start: date, times: tuple[time, ...], answers, weeks: in
     missing: list[str] = []
     now = joined
     while now < end:
-        plan = plan_participant(PROTOCOL, person, facts[-12:], now)  # recent entries, as the tick loads
+        plan = plan_participant(PROTOCOL, person, Records(diary=facts[-12:]), now)  # recent entries, as the tick loads
         for message in plan.messages:
             if message.key in sent:
                 continue  # queued before: the outbox's unique key absorbs it
@@ -109,6 +109,6 @@ def test_nothing_is_planned_before_joining_and_next_check_is_the_next_reminder()
     joined = datetime(2026, 11, 24, 9, 0, tzinfo=tz).astimezone(UTC)
     person = ParticipantView(id=7, study_id="P007", timezone="Asia/Kolkata",
                              reminder_times=(time(8, 0), time(20, 0)), active_since=joined)
-    plan = plan_participant(PROTOCOL, person, [], joined)
+    plan = plan_participant(PROTOCOL, person, Records(), joined)
     assert plan.messages == [] and plan.missing == []
     assert plan.next_check == datetime(2026, 11, 24, 20, 0, tzinfo=tz).astimezone(UTC)

@@ -113,9 +113,10 @@ async def test_a_positive_result_is_recorded_once_gives_the_stop_message_and_tel
     assert "stop applying the study cream" in reply and "call the study team today" in reply
     assert "216 445-8776" in reply
     assert [t.result for t in await recorded(trial)] == ["positive"]
-    await coordinator.wait_for(lambda c: any("positive pregnancy test" in (m.text or "") for m in c.bot_messages))
+    await coordinator.wait_for(lambda c: any("positive pregnancy test" in (m.text or "").lower() for m in c.bot_messages))
     await trial.deliver()
-    [notice] = [m for m in coordinator.bot_messages if "positive pregnancy test" in (m.text or "")]
+    [notice] = [m for m in coordinator.bot_messages if "positive pregnancy test" in (m.text or "").lower()]
+    assert notice.button_labels == ["✅ Acknowledge"], "a safety alert, re-sent until acknowledged"
     assert "P001" in notice.text and "Pat" not in notice.text
 
 

@@ -109,7 +109,6 @@ NEW_TEMPLATES = {
     "pregnancy_expired": {},
     "staff_visit_reschedule": {"study_id": "P001", "visit_label": "Week 4", "visit_date": date(2026, 12, 22),
                                "visit_time": "09:30"},
-    "staff_pregnancy_positive": {"study_id": "P001", "test_date": date(2026, 12, 22)},
 }
 
 

@@ -3,7 +3,7 @@
 One answer per reminder message (a double tap stores one). The callback data is never trusted:
 it must name the pressing participant and the test their own records make due now. A positive
 answer is recorded, the participant is told to stop the cream and call the study team today,
-and the study team is sent a notice at once (the full safety alert belongs to the safety workflow).
+and a safety alert goes to the study team at once and keeps going until someone acknowledges it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bot.access import participant_only
 from bot.replies import render, show
 from bot.services import services
 from scheduler.planner import pregnancy_reminder_key
-from study import outbox, pregnancy_tests
+from study import alerts, outbox, pregnancy_tests
 from study.audit import Actor
 from study.models import Participant, PregnancyTest
 
@@ -45,10 +45,11 @@ async def pregnancy_answer(update: Update, context: CallbackContext, participant
                                                         actor=Actor.participant(person.study_id), now=now)
                 entry = recorded.entry
                 if recorded.new and entry.result == "positive":
-                    notice = await outbox.notify_staff(
-                        session, event_key=f"pregnancy_positive:{entry.id}", template_id="staff_pregnancy_positive",
-                        variables={"study_id": person.study_id, "test_date": entry.local_date.isoformat()},
-                        now=now) > 0
+                    # A safety signal: an alert that is re-sent until someone acknowledges it.
+                    await alerts.raise_alert(session, person, source="pregnancy_test", now=now,
+                                             triggers=[{"red_flag": "pregnancy_positive",
+                                                        "test_date": entry.local_date.isoformat()}])
+                    notice = True
             if entry is not None:
                 message = update.callback_query.message
                 if message is not None:

@@ -1,0 +1,57 @@
+"""The study team's side of alerts: Acknowledge (which stops the re-sending) and /alerts."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from telegram import Update
+from telegram.ext import CallbackContext
+
+from bot.access import staff_only
+from bot.replies import render, show
+from bot.services import services
+from messages.renderer import Button
+from study import alerts
+from study.alerts import AckOutcome
+from study.models import Participant, StaffMember
+
+
+def _in_study_zone(context: CallbackContext, moment):
+    return moment.astimezone(ZoneInfo(services(context).protocol.study.default_timezone)) if moment else None
+
+
+@staff_only
+async def acknowledge(update: Update, context: CallbackContext, member: StaffMember) -> None:
+    svc = services(context)
+    now = svc.clock.now()
+    alert_id = int(update.callback_query.data[2:])
+    async with svc.db.transaction() as session:
+        result = await alerts.acknowledge(session, alert_id, member, now=now)
+        participant = (await session.get(Participant, result.alert.participant_id)) if result.alert else None
+    if result.outcome is AckOutcome.NOT_ALLOWED:
+        await show(update, context, render(context, "staff_not_allowed", member.language, {"role": member.role}))
+        return
+    if result.outcome is AckOutcome.NOT_FOUND:
+        await show(update, context, render(context, "staff_alert_unknown", member.language))
+        return
+    await show(update, context, render(context, "staff_alert_acknowledged", member.language, {
+        **alerts.alert_variables(result.alert, participant), "by": result.by.name if result.by else "",
+        "reported_at": _in_study_zone(context, result.alert.reported_at),
+        "acknowledged_at": _in_study_zone(context, result.alert.acknowledged_at),
+        "already": result.outcome is AckOutcome.ALREADY,
+    }))
+
+
+@staff_only
+async def list_open(update: Update, context: CallbackContext, member: StaffMember) -> None:
+    svc = services(context)
+    async with svc.db.transaction() as session:
+        open_now = await alerts.open_alerts(session)
+    if not open_now:
+        await show(update, context, render(context, "staff_no_open_alerts", member.language))
+        return
+    for alert, participant in open_now[:20]:
+        variables = {**alerts.alert_variables(alert, participant), "round": 0, "escalated": False}
+        variables["reported_at"] = _in_study_zone(context, alert.reported_at)
+        await show(update, context, render(context, "staff_alert", member.language, variables,
+                                           [[Button("acknowledge", f"a:{alert.id}")]]))

@@ -1,0 +1,38 @@
+"""/urgent: at any moment, a participant picks what is wrong from the red-flag list; the safety
+message shows at once and the study team is alerted."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import CallbackContext
+
+from bot.access import participant_only
+from bot.handlers.checkin import safety_message
+from bot.replies import render, show
+from bot.services import services
+from messages.renderer import Button
+from study import alerts
+from study.models import Participant
+
+
+@participant_only
+async def urgent(update: Update, context: CallbackContext, participant: Participant) -> None:
+    flags = services(context).protocol.safety.red_flags
+    rows = [[Button(f"flag_{f}", f"u:{f}", {"chosen": False})] for f in flags]
+    rows.append([Button("urgent_other", "u:other")])
+    await show(update, context, render(context, "urgent", participant.language, {}, rows))
+
+
+@participant_only
+async def urgent_report(update: Update, context: CallbackContext, participant: Participant) -> None:
+    code = update.callback_query.data[2:]
+    svc = services(context)
+    if code != "other" and code not in svc.protocol.safety.red_flags:
+        await show(update, context, render(context, "button_expired", participant.language))
+        return
+    triggers = [{"red_flag": code} if code != "other" else {"urgent": "other"}]
+    async with svc.db.transaction() as session:
+        person = await session.get(Participant, participant.id)
+        await alerts.raise_alert(session, person, source="urgent", triggers=triggers, now=svc.clock.now())
+    svc.outbox_ready.set()
+    await show(update, context, safety_message(context, participant, triggers))

@@ -1,0 +1,77 @@
+"""What the safety workflow makes due: scheduled check-ins (per participant) and the re-sending
+and escalation of unacknowledged alerts (study-wide). Pure functions, like scheduler/planner.py."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from scheduler.planner import ParticipantView, Plan, PlannedMessage
+from study.protocol import Protocol, parse_hhmm
+from study.slots import instant
+
+CHECKIN_STALE_AFTER = timedelta(hours=10)
+
+
+def plan_checkins(protocol: Protocol, participant: ParticipantView, last_full: datetime | None,
+                  now: datetime) -> Plan:
+    """A full check-in `every_days` after the last one (or after joining), at the protocol's
+    time; with `daily_scores`, a two-question check-in on each other day."""
+    rules = protocol.checkins
+    zone = participant.zone
+    at = parse_hhmm(rules.reminder_time)
+    anchor = (last_full or participant.active_since).astimezone(zone).date()
+    today = now.astimezone(zone).date()
+    # Every `every_days` from the anchor: a check-in left undone does not stop the next one.
+    periods = max(1, (today - anchor).days // rules.every_days)
+    due_day = anchor + timedelta(days=periods * rules.every_days)
+    plan = Plan()
+    plan.look_again_at(instant(due_day + timedelta(days=rules.every_days), at, zone))
+    candidates = [("checkin", "full", due_day)]
+    if rules.daily_scores:
+        for day in (today, today + timedelta(days=1)):
+            if anchor < day < due_day:
+                candidates.append(("scores", "scores", day))
+    for kind, checkin_kind, day in candidates:
+        due = instant(day, at, zone)
+        if due < participant.active_since:
+            continue
+        if due > now:
+            plan.look_again_at(due)
+            continue
+        plan.messages.append(PlannedMessage(
+            key=f"{kind}:{participant.id}:{day:%Y%m%d}", kind="checkin", template_id="checkin_due", due_at=due,
+            variables={"kind": checkin_kind}, buttons=[[["checkin_start", f"k:start:{checkin_kind}", {}]]],
+            late_after=due + timedelta(minutes=protocol.reminders.late_after_minutes),
+            stale_after=due + CHECKIN_STALE_AFTER, participant_id=participant.id,
+        ))
+    return plan
+
+
+def plan_alert_followups(protocol: Protocol, open_alerts: list[tuple[int, datetime, dict]],
+                         staff: list[tuple[int, str]], now: datetime) -> list[PlannedMessage]:
+    """Re-send each open alert every `realert_minutes` to every on-duty coordinator and
+    investigator, and once `escalate_after_minutes` have passed, to the investigators marked as
+    escalated. Only the latest round is planned, so after downtime there is no burst."""
+    rules = protocol.escalation
+    every = timedelta(minutes=rules.realert_minutes)
+    escalate_after = timedelta(minutes=rules.escalate_after_minutes)
+    planned = []
+    for alert_id, reported_at, variables in open_alerts:
+        age = now - reported_at
+        rounds = int(age / every)
+        escalated = age >= escalate_after
+        for staff_id, role in staff:
+            if rounds >= 1:
+                planned.append(_alert_message(f"alert:{alert_id}:r{rounds}:staff{staff_id}", alert_id, staff_id,
+                                              reported_at + rounds * every, {**variables, "round": rounds,
+                                                                              "escalated": escalated}))
+            if escalated and role == "investigator":
+                planned.append(_alert_message(f"alert:{alert_id}:escalated:staff{staff_id}", alert_id, staff_id,
+                                              reported_at + escalate_after, {**variables, "round": rounds,
+                                                                              "escalated": True}))
+    return planned
+
+
+def _alert_message(key: str, alert_id: int, staff_id: int, due: datetime, variables: dict) -> PlannedMessage:
+    return PlannedMessage(key=key, kind="alert", template_id="staff_alert", due_at=due, variables=variables,
+                          buttons=[[["acknowledge", f"a:{alert_id}", {}]]], staff_id=staff_id)

@@ -1,0 +1,94 @@
+"""Safety alerts: a possible safety signal reaches the study team at once and keeps reaching
+them until someone acknowledges it.
+
+The bot does not judge seriousness, the investigator does. Raising an alert writes it, its audit
+entry, and one outbox message per on-duty staff member in the same transaction as the report
+that caused it, so an alert raised just before a crash is still delivered after the restart.
+Re-sending and escalation are planned by the tick (`scheduler/planner.plan_alert_followups`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from study import audit, outbox
+from study.audit import Actor
+from study.models import Alert, Participant, StaffMember
+
+ACKNOWLEDGERS = ("coordinator", "investigator")
+
+
+def alert_variables(alert: Alert, participant: Participant) -> dict:
+    return {"alert_id": alert.id, "study_id": participant.study_id, "triggers": alert.triggers,
+            "source": alert.source, "reported_at": alert.reported_at.isoformat()}
+
+
+async def raise_alert(
+    session: AsyncSession, participant: Participant, *, source: str, triggers: list[dict], now: datetime,
+    checkin_id: int | None = None, message_id: int | None = None,
+) -> Alert:
+    """Record the alert and queue it to every on-duty staff member, in the caller's transaction.
+    `triggers` say what was reported, e.g. {"red_flag": "fever"} or {"score": "itch", "value": 9}."""
+    alert = Alert(participant_id=participant.id, source=source, triggers=triggers, reported_at=now, status="open",
+                  checkin_id=checkin_id, message_id=message_id)
+    session.add(alert)
+    await session.flush()
+    await audit.record(session, actor=Actor.participant(participant.study_id), action="create", entity="alert",
+                       entity_id=alert.id, now=now, new={"source": source, "triggers": triggers},
+                       reason="possible safety signal reported", timezone=participant.timezone)
+    for member in await _on_duty(session):
+        await outbox.enqueue(session, dedup_key=f"alert:{alert.id}:r0:staff{member.id}", template_id="staff_alert",
+                             variables={**alert_variables(alert, participant), "round": 0, "escalated": False},
+                             now=now, staff_id=member.id, kind="alert",
+                             buttons=[[["acknowledge", f"a:{alert.id}", {}]]])
+    return alert
+
+
+async def _on_duty(session: AsyncSession) -> list[StaffMember]:
+    query = select(StaffMember).where(StaffMember.active.is_(True), StaffMember.role.in_(ACKNOWLEDGERS))
+    return list((await session.scalars(query.order_by(StaffMember.id))).all())
+
+
+class AckOutcome(Enum):
+    ACKNOWLEDGED = "acknowledged"
+    ALREADY = "already"  # someone did already: who and when are on the alert
+    NOT_FOUND = "not_found"
+    NOT_ALLOWED = "not_allowed"
+
+
+@dataclass(frozen=True)
+class AckResult:
+    outcome: AckOutcome
+    alert: Alert | None = None
+    by: StaffMember | None = None
+
+
+async def acknowledge(session: AsyncSession, alert_id: int, member: StaffMember, *, now: datetime) -> AckResult:
+    if member.role not in ACKNOWLEDGERS or not member.active:
+        return AckResult(AckOutcome.NOT_ALLOWED)
+    alert = await session.scalar(select(Alert).where(Alert.id == alert_id).with_for_update())
+    if alert is None:
+        return AckResult(AckOutcome.NOT_FOUND)
+    if alert.status == "acknowledged":
+        return AckResult(AckOutcome.ALREADY, alert, await session.get(StaffMember, alert.acknowledged_by))
+    alert.status, alert.acknowledged_by, alert.acknowledged_at = "acknowledged", member.id, now
+    await audit.record(session, actor=Actor.staff(member.id), action="update", entity="alert", entity_id=alert.id,
+                       now=now, old={"status": "open"}, new={"status": "acknowledged", "by": member.name},
+                       reason="alert acknowledged")
+    await outbox.cancel_pending_alert(session, alert.id, now=now)
+    return AckResult(AckOutcome.ACKNOWLEDGED, alert, member)
+
+
+async def open_alerts(session: AsyncSession) -> list[tuple[Alert, Participant]]:
+    query = (select(Alert, Participant).join(Participant, Participant.id == Alert.participant_id)
+             .where(Alert.status == "open").order_by(Alert.reported_at))
+    return [(a, p) for a, p in (await session.execute(query)).all()]
+
+
+async def acknowledgers(session: AsyncSession) -> list[StaffMember]:
+    return await _on_duty(session)
