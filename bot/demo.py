@@ -31,7 +31,7 @@ from sandbox.server import BotApiServer
 from sandbox.terminal_chat import run_terminal_chat
 from sandbox.web import Persona, WebChat
 from sandbox.world import TelegramWorld
-from study import invites, participants, staff, visits
+from study import alerts, invites, participants, staff, visits
 from study.audit import Actor
 from study.clock import ManualClock, SystemClock
 from study.database import Database
@@ -270,6 +270,7 @@ class WebDemo:
                     OutboxMessage.status == "pending", OutboxMessage.not_before > now)
                 .order_by(OutboxMessage.not_before).limit(1))).first()
             staff_on_duty = bool(await staff.on_duty(session))
+            open_alerts = await alerts.open_alerts(session)
         candidates = []
         if planned:
             candidates.append((planned[0], f"{planned[1]}'s schedule (a reminder, a nudge or a dose window closing)"))
@@ -277,9 +278,23 @@ class WebDemo:
             candidates.append((queued[0], f"queued message ({queued[1]})"))
         if staff_on_duty:
             candidates.append((self._next_digest(now), "the staff digest"))
+        candidates += self._alert_followups(now, [(alert.reported_at, person.study_id) for alert, person in open_alerts])
         if not candidates:
             return None, ""
         return min(candidates, key=lambda c: c[0])
+
+    def _alert_followups(self, now: datetime, open_alerts: list[tuple[datetime, str]]) -> list[tuple[datetime, str]]:
+        """An open alert is sent again every `realert_minutes` and escalated after
+        `escalate_after_minutes` (the tick plans both; see scheduler/safety_planner.py)."""
+        rules = self.protocol.escalation
+        every, escalate = timedelta(minutes=rules.realert_minutes), timedelta(minutes=rules.escalate_after_minutes)
+        moments = []
+        for reported_at, study_id in open_alerts:
+            moments.append((reported_at + (int((now - reported_at) / every) + 1) * every,
+                            f"the open alert for {study_id} is sent again"))
+            if reported_at + escalate > now:
+                moments.append((reported_at + escalate, f"the open alert for {study_id} is escalated"))
+        return moments
 
     def _next_digest(self, now: datetime) -> datetime:
         zone = ZoneInfo(self.protocol.study.default_timezone)

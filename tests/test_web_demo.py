@@ -2,8 +2,8 @@
 browser (headless Chromium from the Debian package, driven by Playwright, started by the test).
 
 Screenshots of the browser run are saved under artifacts/web-demo/ (gitignored). With
-TRIALBOT_DOCS_SCREENSHOT=1 the reminder screenshot also replaces docs/web-demo.png, the one the
-README shows.
+TRIALBOT_DOCS_SCREENSHOT=1 the acknowledged-alert screenshot also replaces docs/web-demo.png, the
+one the README shows.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.app import PARTICIPANT_COMMANDS
 from bot.demo import web_demo
 from sandbox.web import Persona, WebChat
 from sandbox.world import TelegramWorld
@@ -186,7 +185,7 @@ async def browser_page(demo):
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page(viewport={"width": 1340, "height": 1000}, locale="en-GB")
+            page = await browser.new_page(viewport={"width": 1420, "height": 1000}, locale="en-GB")
             requests: list[str] = []
             page.on("request", lambda request: requests.append(request.url))
             errors: list[str] = []
@@ -210,9 +209,15 @@ async def screenshot_on_failure(page, name: str):
 
 
 @pytest.mark.browser
-async def test_a_participant_joins_agrees_and_answers_a_reminder_in_the_browser(demo, browser_page) -> None:
-    async with screenshot_on_failure(browser_page, "reminder"):
+async def test_in_the_browser_a_participant_joins_answers_a_reminder_and_reports_a_red_flag(demo, browser_page) -> None:
+    """The issue's story end to end: join, agree, jump the clock, tap "I put it on now" on the
+    reminder; report a red flag and see the study team's alert arrive and be acknowledged; then the
+    Spanish-speaking participant and the one in another time zone."""
+    async with screenshot_on_failure(browser_page, "story"):
         await _join_agree_and_answer_a_reminder(browser_page)
+        await _report_a_red_flag_and_acknowledge_it(browser_page)
+        await _the_other_participants(browser_page)
+        await _what_people_type_is_never_markup(browser_page)
 
 
 async def _join_agree_and_answer_a_reminder(page) -> None:
@@ -251,40 +256,18 @@ async def _join_agree_and_answer_a_reminder(page) -> None:
     await expect(reminder.locator(".template-tag")).to_have_text("reminder_application (en) → applied_logged (en)")
     await expect(page.locator("#log tbody")).to_contain_text("applied_logged")
     await page.screenshot(path=ARTIFACTS / "03-applied.png", full_page=True)
-    if os.environ.get("TRIALBOT_DOCS_SCREENSHOT") == "1":
-        shutil.copyfile(ARTIFACTS / "03-applied.png", REPO / "docs" / "web-demo.png")
 
-    # What a person types is shown as typed, never as markup.
-    typed = '<b>not bold</b> <img src=x onerror="window.pwned=1">'
+    # A question in free text reaches the study team, and their /reply reaches the participant.
     box = participant.get_by_role("textbox")
-    await box.fill(typed)
+    await box.fill("Can I put the cream on after my shower?")
     await box.press("Enter")
-    mine = participant.locator(".msg.out").last
-    await expect(mine).to_contain_text(typed)
-    assert await mine.locator("b, img").count() == 0
-    assert await page.evaluate("window.pwned") is None
-    await expect(participant.locator(".msg.in").last).to_contain_text("I can only understand the buttons")
-
-    # The other personas: one in Spanish, one three hours behind the site.
-    sam = page.locator('#participant-tabs [data-persona="DEMO03"]')
-    await expect(sam).to_contain_text("05:00")
-    await page.locator('#participant-tabs [data-persona="DEMO02"]').click()
-    await participant.get_by_role("button", name="Open the invite link").click()
-    await participant.get_by_role("button", name="✅ Sí, estoy de acuerdo").click()
-    await expect(participant.locator(".msg.in").last).to_contain_text("edited")
-    await expect(participant.locator(".template-tag").last).to_have_text("consent (es) → consent_agreed (es)")
-    await page.screenshot(path=ARTIFACTS / "04-spanish.png")
-
-
-SAFETY_FEATURE = "urgent" in PARTICIPANT_COMMANDS
-
-
-@pytest.mark.browser
-@pytest.mark.skipif(not SAFETY_FEATURE, reason="red flags and staff alerts come with issue 5 (symptom check-ins and "
-                    "safety escalation), which is not on main yet: there is no /urgent to report one with")
-async def test_a_red_flag_reaches_the_study_team_and_is_acknowledged_in_the_browser(demo, browser_page) -> None:
-    async with screenshot_on_failure(browser_page, "red-flag"):
-        await _report_a_red_flag_and_acknowledge_it(browser_page)
+    await expect(participant.locator(".msg.in").last).to_contain_text("passed to the study team")
+    await expect(staff.locator(".msg.in", has_text="DEMO01 wrote").last).to_contain_text("after my shower?")
+    # Staff commands work in the study team's chat.
+    staff_box = staff.get_by_role("textbox")
+    await staff_box.fill("/reply DEMO01 We will call you this afternoon.")
+    await staff_box.press("Enter")
+    await expect(participant.locator(".msg.in").last).to_contain_text("We will call you this afternoon.")
 
 
 async def _report_a_red_flag_and_acknowledge_it(page) -> None:
@@ -292,19 +275,67 @@ async def _report_a_red_flag_and_acknowledge_it(page) -> None:
 
     participant = page.locator("#participant-phone")
     staff = page.locator("#staff-phone")
-    await participant.get_by_role("button", name="Open the invite link").click()
-    await participant.get_by_role("button", name="✅ Yes, I agree").click()
-    await expect(participant.locator(".msg.in").last).to_contain_text("You are all set")
     box = participant.get_by_role("textbox")
     await box.fill("/urgent")
     await box.press("Enter")
     red_flags = participant.locator(".msg.in").last
-    await red_flags.locator(".kb-button").first.click()  # the first red flag of study.toml's list
-    await expect(participant.locator(".msg.in").last).to_contain_text("911")
-    alert = staff.locator(".msg.in", has_text="DEMO01").last
-    acknowledge = alert.get_by_role("button", name=re.compile("Acknowledge"))
+    await expect(red_flags).to_contain_text("If this is an emergency, call 911 now.")
+    await red_flags.get_by_role("button", name="Fever or chills").click()
+    await expect(participant.locator(".msg.in").last).to_contain_text("call the study team now")
+    alert = staff.locator(".msg.in", has_text="Safety alert: DEMO01").last
+    await expect(alert).to_contain_text("fever or chills")
+    await expect(alert.locator(".template-tag")).to_have_text("staff_alert (en)")
+    acknowledge = alert.get_by_role("button", name="✅ Acknowledge")
     await expect(acknowledge).to_be_visible()
     await page.screenshot(path=ARTIFACTS / "05-alert.png")
     await acknowledge.click()
-    await expect(alert.get_by_role("button", name=re.compile("Acknowledge"))).to_have_count(0)
-    await page.screenshot(path=ARTIFACTS / "06-acknowledged.png")
+    acknowledged = staff.locator(f'.msg[data-message-id="{await alert.get_attribute("data-message-id")}"]')
+    await expect(acknowledged).to_contain_text("Acknowledged: alert for DEMO01")
+    await expect(acknowledged.get_by_role("button")).to_have_count(0)
+    # An acknowledged alert is not sent again: the next half hour passes quietly for the team.
+    await page.locator("#clock-hour").click()
+    await expect(page.locator("#clock-last")).to_contain_text("Now Tue 24 Nov 09:00")
+    await expect(staff.locator(".template-tag", has_text="staff_alert (en)")).to_have_count(1)
+    staff_box = staff.get_by_role("textbox")
+    await staff_box.fill("/alerts")
+    await staff_box.press("Enter")
+    await expect(staff.locator(".msg.in").last).to_contain_text("No open alerts")
+    await page.screenshot(path=ARTIFACTS / "06-acknowledged.png", full_page=True)
+    if os.environ.get("TRIALBOT_DOCS_SCREENSHOT") == "1":
+        shutil.copyfile(ARTIFACTS / "06-acknowledged.png", REPO / "docs" / "web-demo.png")
+
+
+async def _the_other_participants(page) -> None:
+    """One in Spanish, one three hours behind the site."""
+    from playwright.async_api import expect
+
+    participant = page.locator("#participant-phone")
+    sam = page.locator('#participant-tabs [data-persona="DEMO03"]')
+    await expect(sam).to_contain_text("06:00")
+    await page.locator('#participant-tabs [data-persona="DEMO02"]').click()
+    await participant.get_by_role("button", name="Open the invite link").click()
+    await participant.get_by_role("button", name="✅ Sí, estoy de acuerdo").click()
+    await expect(participant.locator(".msg.in").last).to_contain_text("edited")
+    await expect(participant.locator(".template-tag").last).to_have_text("consent (es) → consent_agreed (es)")
+    await page.screenshot(path=ARTIFACTS / "07-spanish.png")
+
+
+async def _what_people_type_is_never_markup(page) -> None:
+    """Shown as typed in the participant's chat, and in the study team's, where the bot passes it
+    on inside an approved template."""
+    from playwright.async_api import expect
+
+    participant = page.locator("#participant-phone")
+    staff = page.locator("#staff-phone")
+    await page.locator('#participant-tabs [data-persona="DEMO01"]').click()
+    typed = '<b>not bold</b> <img src=x onerror="window.pwned=1">'
+    box = participant.get_by_role("textbox")
+    await box.fill(typed)
+    await box.press("Enter")
+    mine = participant.locator(".msg.out").last
+    await expect(mine).to_contain_text(typed)
+    assert await mine.locator("b, img").count() == 0
+    passed_on = staff.locator(".msg.in", has_text="DEMO01 wrote").last
+    await expect(passed_on).to_contain_text(typed)
+    assert await passed_on.locator("img").count() == 0
+    assert await page.evaluate("window.pwned") is None

@@ -407,8 +407,7 @@ function renderLog(rows) {
     const cells = [
       [fmt(row.time, "UTC", SHORT), ""],
       [row.to, ""],
-      [row.template, "template"],
-      [row.language, ""],
+      [row.template + " (" + row.language + ")", "template"],
       [(row.approved ? "✓ " : "DRAFT ") + row.hash.slice(0, 8), "hash"],
       [row.via, ""],
     ];
