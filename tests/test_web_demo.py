@@ -32,7 +32,11 @@ ARTIFACTS = REPO / "artifacts" / "web-demo"
 DEMO_START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
 @pytest.fixture(autouse=True)
@@ -160,7 +164,7 @@ def _chromium() -> str:
     """The Debian chromium binary. Locally a machine without it skips the browser tests; in CI
     (CI set) a missing browser fails, so the end-to-end test cannot silently stop running."""
     path = os.environ.get("TRIALBOT_CHROMIUM") or shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+        str(DEBIAN_CHROMIUM) if DEBIAN_CHROMIUM.exists() else None)
     problem = None
     if path is None:
         problem = "no chromium (apt-get install -y chromium)"
@@ -170,10 +174,21 @@ def _chromium() -> str:
         except ImportError:
             problem = "playwright is not installed (pip install -e '.[dev]')"
     if problem:
-        if IN_CI:
+        if _in_ci():
             pytest.fail(f"CI is set but the browser test cannot run: {problem}")
         pytest.skip(problem)
     return path
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_without_chromium_the_browser_test_fails_in_ci_and_is_skipped_elsewhere(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str, outcome: type[BaseException]) -> None:
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.delenv("TRIALBOT_CHROMIUM", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(sys.modules[__name__], "DEBIAN_CHROMIUM", tmp_path / "no-chromium")
+    with pytest.raises(outcome, match="chromium"):
+        _chromium()
 
 
 @pytest.fixture
