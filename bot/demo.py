@@ -164,8 +164,8 @@ WEB_INTRO = """\
 trialbot demo: the real bot, talking to a local stand-in for Telegram. Nothing leaves this computer.
 
 Open {url} in a browser. Chat as the demo participants and the study team, move the simulated
-clock to see reminders, visits, pregnancy tests and digests, and see which approved template each
-message came from. Ctrl-C stops the demo (its database is thrown away).
+clock to see reminders, visits, pregnancy tests, check-ins, alerts and digests, and see which
+approved template each message came from. Ctrl-C stops the demo (its database is thrown away).
 """
 
 
