@@ -61,7 +61,9 @@ def plan_alert_followups(protocol: Protocol, open_alerts: list[tuple[int, dateti
         rounds = int(age / every)
         escalated = age >= escalate_after
         for staff_id, role in staff:
-            if rounds >= 1:
+            # Where a re-send falls on the escalation itself, investigators get the one message.
+            coincides = escalated and role == "investigator" and rounds * every == escalate_after
+            if rounds >= 1 and not coincides:
                 planned.append(_alert_message(f"alert:{alert_id}:r{rounds}:staff{staff_id}", alert_id, staff_id,
                                               reported_at + rounds * every, {**variables, "round": rounds,
                                                                               "escalated": escalated}))

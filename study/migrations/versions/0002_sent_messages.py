@@ -7,6 +7,8 @@ Create Date: 2026-11-24
 from alembic import op
 import sqlalchemy as sa
 
+from study.migrations.append_only import allow_changes, forbid_changes
+
 TABLE = "sent_messages"
 
 revision = '0002'
@@ -35,35 +37,14 @@ def upgrade() -> None:
     with op.batch_alter_table(TABLE, schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sent_messages_participant_id'), ['participant_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_sent_messages_staff_id'), ['staff_id'], unique=False)
-    _forbid_changes(TABLE)
+    forbid_changes(TABLE)
 
 
 def downgrade() -> None:
-    _allow_changes(TABLE)
+    allow_changes(TABLE)
     with op.batch_alter_table(TABLE, schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sent_messages_staff_id'))
         batch_op.drop_index(batch_op.f('ix_sent_messages_participant_id'))
     op.drop_table(TABLE)
 
 
-# As in 0001: the database itself refuses UPDATE and DELETE (PostgreSQL reuses 0001's function).
-def _forbid_changes(table: str) -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION trialbot_append_only()"
-        )
-    else:
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-            )
-
-
-def _allow_changes(table: str) -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-    else:
-        for verb in ("update", "delete"):
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{verb}")

@@ -7,6 +7,8 @@ Create Date: 2026-11-24
 from alembic import op
 import sqlalchemy as sa
 
+from study.migrations.append_only import allow_changes, forbid_changes
+
 
 revision = '0003'
 down_revision = "0002"
@@ -43,11 +45,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_participants_next_plan_at'), ['next_plan_at'], unique=False)
     # Participants who joined before reminders existed are reminded from their consent on.
     op.execute("UPDATE participants SET active_since = consented_at WHERE consented_at IS NOT NULL")
-    _forbid_changes("delivery_events")
+    forbid_changes("delivery_events")
 
 
 def downgrade() -> None:
-    _allow_changes("delivery_events")
+    allow_changes("delivery_events")
     with op.batch_alter_table('participants', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_participants_next_plan_at'))
         batch_op.drop_column('next_plan_at')
@@ -67,22 +69,3 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_delivery_events_outbox_id'))
 
     op.drop_table('delivery_events')
-
-
-def _forbid_changes(table: str) -> None:
-    """The same append-only guard as 0001 gives the clinical records."""
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                   "FOR EACH ROW EXECUTE FUNCTION trialbot_append_only()")
-    else:
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                       f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END")
-
-
-def _allow_changes(table: str) -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-    else:
-        for verb in ("update", "delete"):
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{verb}")

@@ -7,6 +7,8 @@ Create Date: 2026-11-24
 from alembic import op
 import sqlalchemy as sa
 
+from study.migrations.append_only import allow_changes, forbid_changes
+
 
 revision = '0004'
 down_revision = '0003'
@@ -52,11 +54,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('pregnancy_tests', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_pregnancy_tests_participant_id'), ['participant_id'], unique=False)
-    _forbid_changes("pregnancy_tests")
+    forbid_changes("pregnancy_tests")
 
 
 def downgrade() -> None:
-    _allow_changes("pregnancy_tests")
+    allow_changes("pregnancy_tests")
     with op.batch_alter_table('pregnancy_tests', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_pregnancy_tests_participant_id'))
     op.drop_table('pregnancy_tests')
@@ -64,22 +66,3 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_visits_scheduled_date'))
         batch_op.drop_index(batch_op.f('ix_visits_participant_id'))
     op.drop_table('visits')
-
-
-def _forbid_changes(table: str) -> None:
-    """The same append-only guard as 0001 gives the clinical records (0001 made the function)."""
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                   "FOR EACH ROW EXECUTE FUNCTION trialbot_append_only()")
-    else:
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                       f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END")
-
-
-def _allow_changes(table: str) -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-    else:
-        for verb in ("update", "delete"):
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{verb}")

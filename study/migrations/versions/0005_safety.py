@@ -7,6 +7,8 @@ Create Date: 2026-11-24
 from alembic import op
 import sqlalchemy as sa
 
+from study.migrations.append_only import allow_changes, forbid_changes
+
 
 revision = '0005'
 down_revision = '0004'
@@ -88,12 +90,12 @@ def upgrade() -> None:
 
 
     for table in ("checkins", "participant_messages"):
-        _forbid_changes(table)
+        forbid_changes(table)
 
 
 def downgrade() -> None:
     for table in ("checkins", "participant_messages"):
-        _allow_changes(table)
+        allow_changes(table)
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_alerts_status'))
         batch_op.drop_index(batch_op.f('ix_alerts_participant_id'))
@@ -108,22 +110,3 @@ def downgrade() -> None:
 
     op.drop_table('checkins')
     op.drop_table('checkin_drafts')
-
-
-def _forbid_changes(table: str) -> None:
-    """The same append-only guard as 0001 gives the clinical records."""
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                   "FOR EACH ROW EXECUTE FUNCTION trialbot_append_only()")
-    else:
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                       f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END")
-
-
-def _allow_changes(table: str) -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-    else:
-        for verb in ("update", "delete"):
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{verb}")
