@@ -6,10 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-postgres run lint-messages clean
+.PHONY: demo demo-terminal test test-postgres run lint-messages clean
 
-demo: $(INSTALLED)          ## try the bot: local Telegram stand-in, SQLite, a terminal chat
+demo: $(INSTALLED)          ## try the bot: local Telegram stand-in, SQLite, a web page at http://127.0.0.1:8080
 	$(BIN)/trialbot demo
+
+demo-terminal: $(INSTALLED) ## the same in a terminal chat
+	$(BIN)/trialbot demo --terminal
 
 test: $(INSTALLED)          ## the whole test suite (PostgreSQL too when TRIALBOT_TEST_DATABASE_URL is set)
 	$(BIN)/pytest

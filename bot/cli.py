@@ -109,14 +109,28 @@ async def _migrate_and_close(db) -> None:
 
 @app.command()
 def demo(
+    port: Annotated[int, typer.Option(help="The web page's port on 127.0.0.1.")] = 8080,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    terminal: Annotated[bool, typer.Option("--terminal", help="Chat in this terminal instead of a web page.")] = False,
     plain: Annotated[bool, typer.Option(help="No colours in the terminal chat.")] = False,
 ) -> None:
-    """Try trialbot without Telegram: a local stand-in, a demo participant and a terminal chat."""
-    from bot.demo import run_demo
+    """Try trialbot without Telegram: a web page with demo participants, the study team's chat and a
+    simulated clock (or, with --terminal, a chat in this terminal). Local only; never real Telegram."""
+    from bot.demo import run_demo, run_web_demo
     from bot.logging_setup import configure_logging
 
     configure_logging("WARNING")
-    asyncio.run(run_demo(color=not plain and sys.stdout.isatty()))
+    if terminal:
+        asyncio.run(run_demo(color=not plain and sys.stdout.isatty()))
+        return
+    if not 0 <= port <= 65535:
+        raise _fail("--port must be between 0 and 65535")
+    try:
+        asyncio.run(run_web_demo(port=port, open_browser=open_browser, write=typer.echo))
+    except KeyboardInterrupt:
+        typer.echo("\ndemo stopped; its database is gone.")
+    except OSError as exc:
+        raise _fail(f"cannot serve the demo on 127.0.0.1:{port} ({exc.strerror or exc}); try --port {port + 1}") from None
 
 
 @db_app.command("upgrade")

@@ -277,3 +277,4 @@ class SimUser:
         """Wake every waiter: set the current event and start a fresh one for the next change."""
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        self.world.chat_changed(self)

@@ -74,6 +74,7 @@ class TelegramWorld:
         self._updates_changed = asyncio.Event()
         self._pending_callbacks: dict[str, SimUser] = {}
         self._file_ids = itertools.count(1)
+        self._listeners: list[Callable[[SimUser], None]] = []
 
     # --- users --------------------------------------------------------------------------
 
@@ -103,6 +104,21 @@ class TelegramWorld:
     @property
     def users(self) -> list[SimUser]:
         return list(self._users.values())
+
+    # --- watching chats -----------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[SimUser], None]) -> None:
+        """Call `listener(user)` after every change to a chat (a message, an edit, a removal,
+        a callback answer). The web chat uses this to push updates to the page."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[SimUser], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def chat_changed(self, user: SimUser) -> None:
+        for listener in list(self._listeners):
+            listener(user)
 
     # --- clock and records --------------------------------------------------------------
 
