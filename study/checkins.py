@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import alerts, audit, red_flags
@@ -170,8 +170,6 @@ async def discard(session: AsyncSession, participant: Participant) -> None:
 
 async def last_submitted(session: AsyncSession, participant_ids: list[int]) -> dict[int, datetime]:
     """When each participant last completed a full check-in (for planning the next one)."""
-    from sqlalchemy import func
-
     query = (select(CheckIn.participant_id, func.max(CheckIn.submitted_at))
              .where(CheckIn.participant_id.in_(participant_ids), CheckIn.kind == "full")
              .group_by(CheckIn.participant_id))
