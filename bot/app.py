@@ -25,6 +25,7 @@ from telegram.ext import (
 
 from bot import callback_data as cb
 from bot.handlers import (
+    broadcast,
     checkin,
     conversation,
     diary,
@@ -40,6 +41,7 @@ from bot.handlers import (
 )
 from bot.services import Services
 from messages.renderer import MessageCatalog
+from scheduler.broadcast_progress import BroadcastProgress
 from scheduler.dispatcher import OutboxDispatcher
 from scheduler.tick import Tick
 from study.clock import Clock
@@ -90,6 +92,9 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CallbackQueryHandler(staff_alerts.acknowledge, pattern=cb.ACK_PATTERN))
     app.add_handler(CommandHandler("alerts", staff_alerts.list_open))
     app.add_handler(CommandHandler("reply", conversation.reply))
+    app.add_handler(CommandHandler("broadcast", broadcast.broadcast))
+    app.add_handler(CallbackQueryHandler(broadcast.confirm_or_cancel, pattern=cb.BROADCAST_CONFIRM_PATTERN))
+    app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))
 
     # Whatever is left: unknown buttons and commands, then free text (to the study team, or the
     # typed answer to a check-in question), photos, stickers...
@@ -161,6 +166,9 @@ async def _post_init(app: Application) -> None:
         default = language == svc.protocol.study.default_language
         await app.bot.set_my_commands(commands, language_code=None if default else language)
     dispatcher = OutboxDispatcher(app.bot, svc.db, svc.messages, svc.clock, svc.protocol, svc.study_variables())
+    progress = BroadcastProgress(app.bot, svc.db, svc.messages, svc.clock, svc.protocol, svc.study_variables())
+    dispatcher.after_batch = progress.run_once
+    app.bot_data["broadcast_progress"] = progress
     tick = Tick(svc.db, svc.protocol, svc.clock, svc.outbox_ready)
     app.bot_data["dispatcher"] = dispatcher
     app.bot_data["tick"] = tick
