@@ -32,6 +32,7 @@ from bot.handlers import (
     errors,
     info,
     onboarding,
+    oversight,
     pause,
     pregnancy,
     staff_alerts,
@@ -51,7 +52,8 @@ from study.strangers import WrongCodeLockout
 
 # The participant's command menu, in the order Telegram shows it. Descriptions come from the
 # `commands` template, like every other word participants see.
-PARTICIPANT_COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "help", "contact", "stop", "resume")
+PARTICIPANT_COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "nextvisit", "mystats", "help", "contact",
+                        "stop", "resume")
 TICK_SECONDS = 60
 
 
@@ -85,6 +87,8 @@ def register_handlers(app: Application) -> None:
 
     app.add_handler(CommandHandler("stop", pause.stop))
     app.add_handler(CommandHandler("resume", pause.resume))
+    app.add_handler(CommandHandler("nextvisit", oversight.nextvisit))
+    app.add_handler(CommandHandler("mystats", oversight.mystats))
     app.add_handler(CommandHandler("help", info.help_command))
     app.add_handler(CommandHandler("contact", info.contact))
 
@@ -92,6 +96,9 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CallbackQueryHandler(staff_alerts.acknowledge, pattern=cb.ACK_PATTERN))
     app.add_handler(CommandHandler("alerts", staff_alerts.list_open))
     app.add_handler(CommandHandler("reply", conversation.reply))
+    app.add_handler(CommandHandler("participants", oversight.participants_list))
+    app.add_handler(CommandHandler("visits", oversight.visits_week))
+    app.add_handler(CommandHandler("adherence", oversight.adherence_plot))
     app.add_handler(CommandHandler("broadcast", broadcast.broadcast))
     app.add_handler(CallbackQueryHandler(broadcast.confirm_or_cancel, pattern=cb.BROADCAST_CONFIRM_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))
