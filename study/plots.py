@@ -10,9 +10,9 @@ from datetime import date, timedelta
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402  (no pyplot: safe to draw in a worker thread)
 
 LABELS = ("title", "weekdays", "itch", "pain", "day", "no_scores")
 
@@ -32,11 +32,11 @@ def adherence_png(applied: dict[date, int], scores: list[tuple[date, int | None,
         offset = (day - start).days
         grid[offset % 7, offset // 7] = min(applied.get(day, 0), per_day)
         day += timedelta(days=1)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(4.0, 1.2 + 0.45 * weeks), 5.2),
-                                      gridspec_kw={"height_ratios": [3, 2]})
+    fig = Figure(figsize=(max(4.0, 1.2 + 0.45 * weeks), 5.2))
+    top, bottom = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 2]})
     palette = ["#f2d7d5", "#f5b041", "#1e8449"] if per_day == 2 else ["#f2d7d5", "#1e8449"] if per_day == 1 else None
     cmap = ListedColormap(palette) if palette else matplotlib.colormaps["Greens"].copy()
-    cmap.set_bad("#ffffff")
+    cmap = cmap.with_extremes(bad="#ffffff")
     top.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=per_day, aspect="equal")
     top.set_yticks(range(7), (labels["weekdays"].split() + [""] * 7)[:7], fontsize=7)
     top.set_xticks(range(weeks), [(start + timedelta(weeks=w)).strftime("%d %b") for w in range(weeks)],
@@ -58,5 +58,4 @@ def adherence_png(applied: dict[date, int], scores: list[tuple[date, int | None,
     fig.tight_layout()
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=110)
-    plt.close(fig)
     return out.getvalue()

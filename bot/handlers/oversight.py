@@ -3,6 +3,7 @@ their own (/nextvisit, /mystats). Read-only; every role may look (study/roles.py
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -73,7 +74,8 @@ async def _picture(context: CallbackContext, participant: Participant, language:
     first, today = oversight.start_day(participant), diary.local_today(participant, now)
     per_day = svc.protocol.treatment.applications_per_day
     labels = {name: svc.messages.render_block("plot_labels", language, f"label_{name}") for name in plots.LABELS}
-    png = plots.adherence_png(applied, scores, first=first, today=today, per_day=per_day, labels=labels)
+    png = await asyncio.to_thread(plots.adherence_png, applied, scores, first=first, today=today, per_day=per_day,
+                                  labels=labels)  # drawing takes a moment: not on the event loop
     days = (today - first).days + 1 if first else 0
     return png, {"days": days, "a7": oversight.adherence(applied, first, today, 7, per_day),
                  "a28": oversight.adherence(applied, first, today, 28, per_day)}
