@@ -151,3 +151,23 @@ async def test_restart_mid_broadcast_sends_to_everyone_exactly_once(trial: Trial
     [row] = await rows(trial, Broadcast)
     assert row.status == "done"
     await coordinator.wait_for(lambda c: "Finished: 5 sent" in (c.message(row.status_message_id).text or ""))
+
+
+async def test_audience_with_a_visit_in_the_next_days(trial: Trial) -> None:
+    from datetime import date
+
+    from study import participants as people_of, visits
+    from tests.trial import COORDINATOR
+
+    people = await participants(trial, 3)
+    async with trial.db.transaction() as session:
+        for study_id, baseline in (("P001", date(2026, 11, 26)), ("P002", date(2026, 12, 20))):
+            person = await people_of.by_study_id(session, study_id)
+            await visits.plan_schedule(session, trial.protocol, person, baseline=baseline, actor=COORDINATOR,
+                                       now=trial.clock.now())
+    coordinator = await trial.add_staff(5005, name="Dana")
+    await say(coordinator, "/broadcast closure visits:7", count=3)
+    assert "participants with a visit in the next 7 days (1 now)" in coordinator.last_bot_message.text
+    await press(coordinator, "✅ Confirm")
+    await trial.deliver()
+    assert [len(notices(p)) for p in people] == [1, 0, 0]
