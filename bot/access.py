@@ -15,7 +15,7 @@ from telegram.ext import CallbackContext
 
 from bot.replies import render, show
 from bot.services import services
-from study import participants, staff, strangers
+from study import participants, roles, staff, strangers
 from study.models import Participant, StaffMember
 
 ParticipantHandler = Callable[[Update, CallbackContext, Participant], Awaitable[None]]
@@ -85,3 +85,28 @@ def staff_only(handler: StaffHandler) -> Callable[[Update, CallbackContext], Awa
             await reply_to_stranger(update, context)
 
     return wrapper
+
+
+def staff_command(permission: str, what: str | None = None):
+    """`staff_only`, and the member's role must allow `permission` (study/roles.py). A refusal is
+    answered with the approved `staff_not_allowed` text and recorded in the audit trail."""
+
+    def decorate(handler: StaffHandler) -> Callable[[Update, CallbackContext], Awaitable[None]]:
+        name = what or handler.__name__
+
+        @staff_only
+        @functools.wraps(handler)
+        async def wrapper(update: Update, context: CallbackContext, member: StaffMember) -> None:
+            if not roles.allowed(member, permission):
+                svc = services(context)
+                async with svc.db.transaction() as session:
+                    await roles.record_refusal(session, member, what=name, permission=permission,
+                                               now=svc.clock.now())
+                await show(update, context, render(context, "staff_not_allowed", member.language,
+                                                   {"role": member.role}))
+                return
+            await handler(update, context, member)
+
+        return wrapper
+
+    return decorate

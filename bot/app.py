@@ -25,12 +25,14 @@ from telegram.ext import (
 
 from bot import callback_data as cb
 from bot.handlers import (
+    broadcast,
     checkin,
     conversation,
     diary,
     errors,
     info,
     onboarding,
+    oversight,
     pause,
     pregnancy,
     staff_alerts,
@@ -40,6 +42,7 @@ from bot.handlers import (
 )
 from bot.services import Services
 from messages.renderer import MessageCatalog
+from scheduler.broadcast_progress import BroadcastProgress
 from scheduler.dispatcher import OutboxDispatcher
 from scheduler.tick import Tick
 from study.clock import Clock
@@ -49,7 +52,8 @@ from study.strangers import WrongCodeLockout
 
 # The participant's command menu, in the order Telegram shows it. Descriptions come from the
 # `commands` template, like every other word participants see.
-PARTICIPANT_COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "help", "contact", "stop", "resume")
+PARTICIPANT_COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "nextvisit", "mystats", "help", "contact",
+                        "stop", "resume")
 TICK_SECONDS = 60
 
 
@@ -83,6 +87,8 @@ def register_handlers(app: Application) -> None:
 
     app.add_handler(CommandHandler("stop", pause.stop))
     app.add_handler(CommandHandler("resume", pause.resume))
+    app.add_handler(CommandHandler("nextvisit", oversight.nextvisit))
+    app.add_handler(CommandHandler("mystats", oversight.mystats))
     app.add_handler(CommandHandler("help", info.help_command))
     app.add_handler(CommandHandler("contact", info.contact))
 
@@ -90,6 +96,12 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CallbackQueryHandler(staff_alerts.acknowledge, pattern=cb.ACK_PATTERN))
     app.add_handler(CommandHandler("alerts", staff_alerts.list_open))
     app.add_handler(CommandHandler("reply", conversation.reply))
+    app.add_handler(CommandHandler("participants", oversight.participants_list))
+    app.add_handler(CommandHandler("visits", oversight.visits_week))
+    app.add_handler(CommandHandler("adherence", oversight.adherence_plot))
+    app.add_handler(CommandHandler("broadcast", broadcast.broadcast))
+    app.add_handler(CallbackQueryHandler(broadcast.confirm_or_cancel, pattern=cb.BROADCAST_CONFIRM_PATTERN))
+    app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))
 
     # Whatever is left: unknown buttons and commands, then free text (to the study team, or the
     # typed answer to a check-in question), photos, stickers...
@@ -161,6 +173,9 @@ async def _post_init(app: Application) -> None:
         default = language == svc.protocol.study.default_language
         await app.bot.set_my_commands(commands, language_code=None if default else language)
     dispatcher = OutboxDispatcher(app.bot, svc.db, svc.messages, svc.clock, svc.protocol, svc.study_variables())
+    progress = BroadcastProgress(app.bot, svc.db, svc.messages, svc.clock, svc.protocol, svc.study_variables())
+    dispatcher.after_batch = progress.run_once
+    app.bot_data["broadcast_progress"] = progress
     tick = Tick(svc.db, svc.protocol, svc.clock, svc.outbox_ready)
     app.bot_data["dispatcher"] = dispatcher
     app.bot_data["tick"] = tick

@@ -148,3 +148,6 @@ CHECKIN_CONTROL_PATTERN = r"^k:(save|later|resume|restart|start:full|start:score
 URGENT_PATTERN = r"^u:[a-z_]{1,20}$"
 # Staff: "a:<alert id>" acknowledges an alert.
 ACK_PATTERN = r"^a:\d{1,10}$"
+# Broadcasts: confirm / cancel (the author) and approve (a second staff member); b:<step>:<id>.
+BROADCAST_CONFIRM_PATTERN = r"^b:[sx]:\d{1,10}$"
+BROADCAST_APPROVE_PATTERN = r"^b:a:\d{1,10}$"

@@ -547,3 +547,30 @@ def visits_list(study_id: str) -> None:
         typer.echo(f"{study_id} has no visits yet. Plan them: trialbot visits plan {study_id} --baseline YYYY-MM-DD")
     for visit in rows:
         typer.echo(_visit_line(visit))
+
+
+@app.command()
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="csv (one file per dataset and a data dictionary) or redcap")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the files into")],
+    include_contact: Annotated[bool, typer.Option("--include-contact", help="Include Telegram ids (contact data)")] = False,
+) -> None:
+    """Export the study record (audited: who exported what, when)."""
+    from rich.progress import Progress
+
+    from study import export as exporting
+
+    if fmt not in exporting.FORMATS:
+        raise _fail(f"--format must be one of {', '.join(exporting.FORMATS)}")
+
+    async def work(db):
+        with Progress(transient=True) as progress:
+            task = progress.add_task("Exporting", total=exporting.STEPS)
+            return await exporting.run(db, fmt=fmt, out=out, include_contact=include_contact, actor=_operator(),
+                                       now=_now(), tick=lambda rows: progress.advance(task))
+
+    datasets, written = _with_database(work)
+    for ds in datasets:
+        typer.echo(f"{ds.name}: {len(ds.rows)} row(s)")
+    for path in written:
+        typer.echo(f"wrote {path}")

@@ -64,7 +64,7 @@ class Approval:
 @dataclass(frozen=True)
 class TemplateSpec:
     id: str
-    kind: str  # message | labels (shared button labels) | commands (the command menu)
+    kind: str  # message | labels (shared button labels) | commands (the command menu) | figure (words in a picture)
     audience: str  # participant | staff | stranger | anyone
     purpose: str
     sent: str
@@ -240,8 +240,8 @@ def _spec(template_id: str, raw: dict[str, Any]) -> TemplateSpec:
             raise ValueError(f"templates.{template_id}.approval.{language}.date must be a date (2026-11-24)")
         approvals[language] = Approval(str(a["sha256"]).lower(), str(a["irb_ref"]), when)
     kind = raw.get("kind", "message")
-    if kind not in ("message", "labels", "commands"):
-        raise ValueError(f"templates.{template_id}.kind must be message, labels or commands")
+    if kind not in ("message", "labels", "commands", "figure"):
+        raise ValueError(f"templates.{template_id}.kind must be message, labels, commands or figure")
     return TemplateSpec(
         id=template_id,
         kind=kind,

@@ -28,7 +28,8 @@ from sandbox.telegram_html import MAX_TEXT_LENGTH, parse_html, utf16_len
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_COMMAND_DESCRIPTION = 256
 MAX_BUTTON_LABEL = 64  # Telegram documents no limit; long labels are cut off on phones anyway
-COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "help", "contact", "stop", "resume")
+COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "nextvisit", "mystats", "help", "contact", "stop",
+            "resume")
 # The same as bot.app.PARTICIPANT_COMMANDS (messages/ may not import bot/; a test holds them equal).
 
 
@@ -113,6 +114,8 @@ def _lint_file(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec, l
         return _lint_labels(catalog, renderer, spec, language, rel, blocks)
     if spec.kind == "commands":
         return _lint_commands(renderer, spec, language, rel, blocks)
+    if spec.kind == "figure":
+        return _lint_figure(renderer, spec, language, rel, blocks)
 
     allowed = {"text"} | {f"button_{b}" for b in spec.buttons}
     if "text" not in blocks:
@@ -209,6 +212,25 @@ def _lint_commands(renderer: MessageCatalog, spec: TemplateSpec, language: str, 
             out.append(Finding(rel, f"/{name}: descriptions are plain text, without HTML"))
     for block in sorted(blocks - {f"command_{n}" for n in COMMANDS}):
         out.append(Finding(rel, f"block {block!r} is not a command the bot has"))
+    return out
+
+
+MAX_FIGURE_LABEL = 64
+
+
+def _lint_figure(renderer: MessageCatalog, spec: TemplateSpec, language: str, rel: str,
+                 blocks: set[str]) -> list[Finding]:
+    """The words drawn into a picture (axis labels, legend): `label_<name>` blocks of plain text."""
+    out = []
+    for block in sorted(blocks):
+        if not block.startswith("label_"):
+            out.append(Finding(rel, f"block {block!r}: words in a figure are `label_<name>` blocks"))
+            continue
+        text = renderer.render_block(spec.id, language, block).removeprefix("[DRAFT] ")
+        if not 1 <= len(text) <= MAX_FIGURE_LABEL:
+            out.append(Finding(rel, f"{block}: a label must be 1 to {MAX_FIGURE_LABEL} characters"))
+        if html.unescape(text) != text or "<" in text:
+            out.append(Finding(rel, f"{block}: figure labels are plain text, without HTML"))
     return out
 
 

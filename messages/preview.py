@@ -50,6 +50,10 @@ def build_preview(root: Path, template_id: str, language: str, *, study_globals:
         names = renderer.block_names(template_id, language)
         labels = [f"{b.removeprefix('button_')}: {renderer.render_block(template_id, language, b)}" for b in names]
         return Preview(template_id, language, spec.kind, "", draft, labels)
+    if spec.kind == "figure":
+        lines = [f"{b.removeprefix('label_')}: {renderer.render_block(template_id, language, b)}"
+                 for b in renderer.block_names(template_id, language)]
+        return Preview(template_id, language, spec.kind, "", draft, lines)
     if spec.kind == "commands":
         lines = [f"/{c}: {renderer.render_block(template_id, language, f'command_{c}')}" for c in COMMANDS]
         return Preview(template_id, language, spec.kind, "", draft, lines)

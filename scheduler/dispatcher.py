@@ -60,6 +60,8 @@ class OutboxDispatcher:
         # One delivery round at a time in this process: whoever asks for a round while one is
         # running waits for it, so "deliver_due() returned" means everything due was handled.
         self._round = asyncio.Lock()
+        # Called after each batch (the broadcast progress message reads what was just recorded).
+        self.after_batch = None
 
     async def run(self, wake: asyncio.Event, *, idle_seconds: float = 5.0) -> None:
         """Deliver whatever is due, then wait to be woken (or for the next look)."""
@@ -93,10 +95,20 @@ class OutboxDispatcher:
                 async with self.db.transaction() as session:
                     rows = await outbox.due(session, now=self.clock.now())
                 if not rows:
+                    await self._after_batch()
                     return handled
                 for row in rows:
                     await self._deliver(row.id)
                     handled += 1
+                await self._after_batch()
+
+    async def _after_batch(self) -> None:
+        if self.after_batch is None:
+            return
+        try:
+            await self.after_batch()
+        except Exception:  # noqa: BLE001 - progress display must never stop delivery
+            log.exception("after-batch hook failed")
 
     async def _deliver(self, row_id: int) -> None:
         now = self.clock.now()

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from scheduler.planner import ParticipantView, Plan, PlannedMessage
 from study.protocol import Protocol, parse_hhmm
+from study.roles import ESCALATION_ROLES
 from study.slots import instant
 
 CHECKIN_STALE_AFTER = timedelta(hours=10)
@@ -62,12 +63,12 @@ def plan_alert_followups(protocol: Protocol, open_alerts: list[tuple[int, dateti
         escalated = age >= escalate_after
         for staff_id, role in staff:
             # Where a re-send falls on the escalation itself, investigators get the one message.
-            coincides = escalated and role == "investigator" and rounds * every == escalate_after
+            coincides = escalated and role in ESCALATION_ROLES and rounds * every == escalate_after
             if rounds >= 1 and not coincides:
                 planned.append(_alert_message(f"alert:{alert_id}:r{rounds}:staff{staff_id}", alert_id, staff_id,
                                               reported_at + rounds * every, {**variables, "round": rounds,
                                                                               "escalated": escalated}))
-            if escalated and role == "investigator":
+            if escalated and role in ESCALATION_ROLES:
                 planned.append(_alert_message(f"alert:{alert_id}:escalated:staff{staff_id}", alert_id, staff_id,
                                               reported_at + escalate_after, {**variables, "round": rounds,
                                                                               "escalated": True}))

@@ -16,11 +16,11 @@ from enum import Enum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import audit, outbox
+from study import audit, outbox, roles
 from study.audit import Actor
 from study.models import Alert, Participant, StaffMember
 
-ACKNOWLEDGERS = ("coordinator", "investigator")
+ACKNOWLEDGERS = roles.roles_with(roles.ACKNOWLEDGE)
 
 
 def alert_variables(alert: Alert, participant: Participant) -> dict:

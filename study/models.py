@@ -356,3 +356,30 @@ class ParticipantMessage(Base):
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64))
+
+
+class Broadcast(Base):
+    """A notice to many participants, from its draft to its final report. Current state changed
+    in place (every change audited): draft -> awaiting_approval -> sending -> done, or cancelled.
+    `template_hashes` are the approved SHA-256 of the template in each language at confirmation;
+    `recipients` the study ids it was queued for (one outbox row each, key broadcast:<id>:<pid>)."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    approver_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    template_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str | None] = mapped_column(Text)  # the author's own words, for templates that wrap them
+    audience: Mapped[str] = mapped_column(String(32))  # all | wocbp | participant:P001 | visits:7
+    status: Mapped[str] = mapped_column(String(24), default="draft", index=True)
+    template_hashes: Mapped[dict | None] = mapped_column(JSON)
+    recipients: Mapped[list | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The one status message edited in place with progress, in the author's chat.
+    status_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    progress: Mapped[str | None] = mapped_column(String(64))  # the counts last shown

@@ -203,6 +203,13 @@ class EscalationSection(_Section):
     escalate_after_minutes: int = Field(ge=1, default=120)
 
 
+class BroadcastSection(_Section):
+    # A second, different staff member must approve a broadcast before anything is sent.
+    require_second_approval: bool = False
+    # The status message of a broadcast is edited at most this often while it is sending.
+    progress_every_seconds: int = Field(ge=1, default=5)
+
+
 class Protocol(_Section):
     study: StudySection
     treatment: TreatmentSection
@@ -214,6 +221,7 @@ class Protocol(_Section):
     checkins: CheckinSection = CheckinSection()
     escalation: EscalationSection = EscalationSection()
     safety: SafetySection = SafetySection()
+    broadcasts: BroadcastSection = BroadcastSection()
 
     @property
     def default_reminder_times(self) -> list[time]:

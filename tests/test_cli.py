@@ -141,3 +141,15 @@ def test_demo_runs_the_real_bot_in_a_terminal_chat(monkeypatch: pytest.MonkeyPat
     assert "You are all set" in output and "Saved" in output and "taken back" in output
     assert "DEMO01 agreed to messages" in output  # what the study team's chat received
     assert "correct diary_entry" in output  # the audit trail printed at the end
+
+
+def test_export_from_the_command_line_is_audited(cli, tmp_path: Path) -> None:
+    assert cli("enroll", "P001", "--timezone", "America/New_York", "--language", "en").exit_code == 0
+    result = cli("export", "--format", "csv", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "participants: 1 row(s)" in result.output and (tmp_path / "out" / "data_dictionary.csv").exists()
+    result = cli("export", "--format", "redcap", "--out", str(tmp_path / "rc"))
+    assert result.exit_code == 0 and (tmp_path / "rc" / "redcap_import.csv").exists()
+    assert cli("export", "--format", "xml", "--out", str(tmp_path / "x")).exit_code == 2
+    trail = cli("audit", "show").output
+    assert trail.count("export") >= 2

@@ -212,5 +212,5 @@ async def test_help_and_contact_give_the_study_team(trial: Trial) -> None:
     await user.send_text("/help")
     assert "/undo" in (await user.next_bot_event()).text
     commands = trial.world.commands_for()
-    assert [c["command"] for c in commands] == ["log", "today", "undo", "symptoms", "urgent", "times", "help", "contact",
-                                                 "stop", "resume"]
+    assert [c["command"] for c in commands] == ["log", "today", "undo", "symptoms", "urgent", "times", "nextvisit",
+                                                 "mystats", "help", "contact", "stop", "resume"]

@@ -113,7 +113,8 @@ def test_lint_checks_the_command_menu_the_bot_sets() -> None:
 def test_the_catalogs_callback_data_examples_are_what_the_handlers_accept() -> None:
     patterns = [cb.CONSENT_PATTERN, cb.NOW_PATTERN, cb.EARLIER_PATTERN, cb.MISSED_PATTERN, cb.TODAY_PATTERN,
                 cb.MENU_PATTERN, cb.TIMES_PATTERN, cb.TIMES_MENU_PATTERN, cb.VISIT_PATTERN, cb.PREGNANCY_PATTERN,
-                cb.CHECKIN_PATTERN, cb.CHECKIN_CONTROL_PATTERN, cb.URGENT_PATTERN, cb.ACK_PATTERN]
+                cb.CHECKIN_PATTERN, cb.CHECKIN_CONTROL_PATTERN, cb.URGENT_PATTERN, cb.ACK_PATTERN,
+                cb.BROADCAST_CONFIRM_PATTERN, cb.BROADCAST_APPROVE_PATTERN]
     for name, data in CATALOG.buttons.items():
         assert any(re.match(p, data) for p in patterns), f"{name}: {data!r} matches no handler"
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import CallbackContext
 
-from bot.access import participant_only, staff_only
+from bot.access import participant_only, staff_command
 from bot.handlers import checkin
 from bot.handlers.diary import diary_buttons
 from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button
-from study import alerts, checkins, conversation, outbox, participants, red_flags
+from study import alerts, checkins, conversation, outbox, participants, red_flags, roles
 from study.models import Participant, StaffMember
 
 TYPED_ANSWER_STEPS = ("itch", "pain", "new_problem")
@@ -57,15 +57,12 @@ async def participant_text(update: Update, context: CallbackContext, participant
                                        {"checkin_waiting": draft is not None}, buttons))
 
 
-@staff_only
+@staff_command(roles.MESSAGE, "reply")
 async def reply(update: Update, context: CallbackContext, member: StaffMember) -> None:
     """/reply P001 text: a message to one participant, inside the approved template."""
     svc = services(context)
     now = svc.clock.now()
     args = context.args or []
-    if member.role not in alerts.ACKNOWLEDGERS:
-        await show(update, context, render(context, "staff_not_allowed", member.language, {"role": member.role}))
-        return
     text = (update.effective_message.text or "").split(maxsplit=2)[2].strip() if len(args) >= 2 else ""
     if not args or not text:
         await show(update, context, render(context, "staff_reply_usage", member.language))

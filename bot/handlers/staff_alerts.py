@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 from telegram import Update
 from telegram.ext import CallbackContext
 
-from bot.access import staff_only
+from bot.access import staff_command
 from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button
-from study import alerts
+from study import alerts, roles
 from study.alerts import AckOutcome
 from study.models import Participant, StaffMember
 
@@ -20,7 +20,7 @@ def _in_study_zone(context: CallbackContext, moment):
     return moment.astimezone(ZoneInfo(services(context).protocol.study.default_timezone)) if moment else None
 
 
-@staff_only
+@staff_command(roles.ACKNOWLEDGE, "acknowledge")
 async def acknowledge(update: Update, context: CallbackContext, member: StaffMember) -> None:
     svc = services(context)
     now = svc.clock.now()
@@ -42,7 +42,7 @@ async def acknowledge(update: Update, context: CallbackContext, member: StaffMem
     }))
 
 
-@staff_only
+@staff_command(roles.OVERSEE, "alerts")
 async def list_open(update: Update, context: CallbackContext, member: StaffMember) -> None:
     svc = services(context)
     async with svc.db.transaction() as session:

@@ -1,0 +1,155 @@
+"""/broadcast: an approved notice to many participants, previewed, confirmed, maybe approved by
+a second staff member, then delivered by the outbox with one status message edited in place.
+
+`/broadcast notice AUDIENCE text` or `/broadcast closure AUDIENCE`; the draft lives in the
+`broadcasts` table (survives restarts); buttons carry only `b:<step>:<id>` and every press is
+checked against the row and the presser's role.
+"""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import CallbackContext
+
+from bot.access import staff_command
+from bot.replies import render, send, show
+from bot.services import services
+from messages.renderer import Button
+from study import audit, broadcasts, outbox, roles
+from study.audit import Actor
+from study.broadcasts import BroadcastError
+from study.models import Broadcast, StaffMember
+
+
+def _audience_variables(audience: str) -> dict:
+    kind, _, value = audience.partition(":")
+    return {"audience_kind": kind, "audience_value": value}
+
+
+async def _refuse(update: Update, context: CallbackContext, member: StaffMember, reason: str) -> None:
+    await show(update, context, render(context, "staff_broadcast_refused", member.language, {"reason": reason}))
+
+
+@staff_command(roles.BROADCAST, "broadcast")
+async def broadcast(update: Update, context: CallbackContext, member: StaffMember) -> None:
+    svc = services(context)
+    now = svc.clock.now()
+    args = context.args or []
+    template_id = broadcasts.SHORT_NAMES.get(args[0].lower()) if args else None
+    if template_id is None or len(args) < 2:
+        await show(update, context, render(context, "staff_broadcast_usage", member.language,
+                                           {"limit": broadcasts.TEXT_MAX}))
+        return
+    parts = (update.effective_message.text or "").split(maxsplit=3)
+    text = parts[3] if len(parts) > 3 else None
+    try:
+        audience = broadcasts.parse_audience(args[1])
+        async with svc.db.transaction() as session:
+            row = await broadcasts.create_draft(session, member, template_id=template_id, audience=audience,
+                                                text=text, now=now)
+            people = await broadcasts.audience_members(session, audience, now=now)
+    except BroadcastError as exc:
+        await _refuse(update, context, member, exc.code)
+        return
+    if not people:
+        await _refuse(update, context, member, "no_recipients")
+        return
+    by_language: dict[str, int] = {}
+    for person in people:
+        by_language[person.language] = by_language.get(person.language, 0) + 1
+    for language, count in sorted(by_language.items()):
+        await show(update, context, render(context, "staff_broadcast_preview", member.language,
+                                           {"language": language, "count": count}))
+        # Exactly what participants get: the same template, language and variables the outbox uses.
+        await show(update, context, render(context, row.template_id, language, broadcasts.variables(row)))
+    await show(update, context, render(context, "staff_broadcast_confirm", member.language, {
+        "broadcast_id": row.id, "template": row.template_id, **_audience_variables(audience), "count": len(people),
+        "needs_approval": svc.protocol.broadcasts.require_second_approval,
+    }, [[Button("broadcast_send", f"b:s:{row.id}"), Button("broadcast_cancel", f"b:x:{row.id}")]]))
+
+
+def _broadcast_id(update: Update) -> int | None:
+    data = update.callback_query.data or ""
+    tail = data.split(":")[-1]
+    return int(tail) if tail.isdigit() and len(tail) < 12 else None
+
+
+def _status_variables(row: Broadcast, state: str, progress=None, approver: str = "") -> dict:
+    counts = progress.as_variables() if progress else {"sent": 0, "failed": 0, "blocked": 0, "skipped": 0,
+                                                        "total": len(row.recipients or [])}
+    return {"broadcast_id": row.id, "state": state, "approver": approver, **counts}
+
+
+@staff_command(roles.BROADCAST, "broadcast_confirm")
+async def confirm_or_cancel(update: Update, context: CallbackContext, member: StaffMember) -> None:
+    svc = services(context)
+    now = svc.clock.now()
+    step, row_id = update.callback_query.data[2:3], _broadcast_id(update)
+    second = svc.protocol.broadcasts.require_second_approval
+    hashes = {}
+    try:
+        async with svc.db.transaction() as session:
+            row = await session.get(Broadcast, row_id) if row_id else None
+            if row is None or row.author_id != member.id:
+                raise BroadcastError("not_draft")
+            if step == "x":
+                await broadcasts.cancel(session, row, member, now=now)
+                state = "cancelled"
+            else:
+                for language in svc.protocol.study.languages:
+                    hashes[language] = svc.messages.render(row.template_id, language, {
+                        **svc.study_variables(), **broadcasts.variables(row)}).template_hash
+                await broadcasts.confirm(session, row, member, hashes=hashes, second_approval=second, now=now)
+                state = "awaiting_approval" if second else "sending"
+                if second:
+                    people = await broadcasts.audience_members(session, row.audience, now=now)
+                    for other in await _approvers(session, member):
+                        await outbox.enqueue(
+                            session, dedup_key=f"broadcast-approval:{row.id}:staff{other.id}",
+                            template_id="staff_broadcast_approval", now=now, staff_id=other.id,
+                            variables={"broadcast_id": row.id, "author": member.name, "template": row.template_id,
+                                       **_audience_variables(row.audience), "text": row.text or "",
+                                       "count": len(people)},
+                            buttons=[[["broadcast_approve", f"b:a:{row.id}", {}]]])
+            variables = _status_variables(row, state)
+    except BroadcastError as exc:
+        await _refuse(update, context, member, exc.code)
+        return
+    # The confirmation message becomes the broadcast's one status message, edited from now on.
+    await show(update, context, render(context, "staff_broadcast_status", member.language, variables))
+    if state != "cancelled":
+        async with svc.db.transaction() as session:
+            row = await session.get(Broadcast, row_id)
+            row.status_chat_id = update.effective_chat.id
+            row.status_message_id = update.callback_query.message.message_id
+        svc.outbox_ready.set()
+
+
+async def _approvers(session, author: StaffMember) -> list[StaffMember]:
+    from study import staff
+
+    return [m for m in await staff.on_duty(session) if m.id != author.id and roles.allowed(m, roles.APPROVE_BROADCAST)]
+
+
+@staff_command(roles.APPROVE_BROADCAST, "broadcast_approve")
+async def approve(update: Update, context: CallbackContext, member: StaffMember) -> None:
+    svc = services(context)
+    now = svc.clock.now()
+    row_id = _broadcast_id(update)
+    try:
+        async with svc.db.transaction() as session:
+            row = await session.get(Broadcast, row_id) if row_id else None
+            if row is None:
+                raise BroadcastError("not_awaiting")
+            await broadcasts.approve(session, row, member, now=now)
+            variables = _status_variables(row, "sending", approver=member.name)
+    except BroadcastError as exc:
+        if exc.code == "own":
+            async with svc.db.transaction() as session:
+                await audit.record(session, actor=Actor.staff(member.id), action="refused", entity="broadcast",
+                                   entity_id=row_id, now=now, new={"approver": member.name},
+                                   reason="the author may not approve their own broadcast")
+        await _refuse(update, context, member, exc.code)
+        return
+    svc.outbox_ready.set()
+    await show(update, context, render(context, "staff_broadcast_status", member.language, variables))

@@ -1,0 +1,346 @@
+"""Exports of the study record for the study's own systems (`trialbot export`).
+
+- csv: one file per dataset plus `data_dictionary.csv` describing every column.
+- redcap: `redcap_import.csv` for REDCap's Data Import Tool and `redcap_data_dictionary.csv` to
+  build the project from (Project Setup > Data Dictionary, then enable the repeating instruments
+  listed in `redcap_repeating_instruments.txt`). One record per participant (`record_id` = study
+  id); the diary, check-ins, visits and pregnancy tests are repeating instruments
+  (`redcap_repeat_instrument`, `redcap_repeat_instance`).
+
+Telegram ids are left out unless asked for (`include_contact`). Instants are UTC ISO 8601.
+Every export is itself recorded in the audit trail: who, what, when, how many rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from study import audit
+from study.audit import Actor
+from study.models import (
+    Alert,
+    AuditEntry,
+    CheckIn,
+    DiaryEntry,
+    Participant,
+    PregnancyTest,
+    SentMessage,
+    StaffMember,
+    Visit,
+)
+
+FORMATS = ("csv", "redcap")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # text | integer | boolean | date | datetime | json
+    description: str
+
+
+@dataclass
+class Dataset:
+    name: str
+    description: str
+    columns: list[Column]
+    rows: list[dict[str, Any]]
+
+
+def _c(name: str, type_: str, description: str) -> Column:
+    return Column(name, type_, description)
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return str(value)
+
+
+async def collect(session: AsyncSession, *, include_contact: bool = False,
+                  tick: Callable[[int], None] | None = None) -> list[Dataset]:
+    tick = tick or (lambda n: None)
+    people = {p.id: p for p in (await session.scalars(select(Participant).order_by(Participant.study_id))).all()}
+    sid = {pid: p.study_id for pid, p in people.items()}
+    staff = {m.id: m for m in (await session.scalars(select(StaffMember))).all()}
+    out: list[Dataset] = []
+
+    cols = [_c("study_id", "text", "Participant study id"), _c("status", "text", "invited | active | paused | withdrawn | completed"),
+            _c("timezone", "text", "IANA time zone"), _c("language", "text", "Language of messages"),
+            _c("wocbp", "boolean", "Woman of child-bearing potential (1 = yes)"),
+            _c("reminder_times", "text", "Local reminder times, comma-separated HH:MM"),
+            _c("enrolled_at", "datetime", "Enrolment (UTC)"), _c("consented_at", "datetime", "Consent in the bot (UTC)"),
+            _c("active_since", "datetime", "Since when the bot may write (UTC)"),
+            _c("unreachable_since", "datetime", "Telegram said they blocked the bot (UTC); empty = reachable")]
+    if include_contact:
+        cols += [_c("telegram_user_id", "integer", "Telegram user id (contact data)"),
+                 _c("telegram_chat_id", "integer", "Telegram chat id (contact data)")]
+    out.append(Dataset("participants", "One row per participant", cols,
+                       [{c.name: getattr(p, c.name) for c in cols} for p in people.values()]))
+    tick(len(people))
+
+    withdrawal = aliased(DiaryEntry)
+    diary = (await session.execute(
+        select(DiaryEntry, withdrawal.id).outerjoin(withdrawal, withdrawal.supersedes_id == DiaryEntry.id)
+        .order_by(DiaryEntry.id))).all()
+    diary_cols = [_c("entry_id", "integer", "Diary entry id"), _c("study_id", "text", "Participant study id"),
+                  _c("local_date", "date", "The participant's local day it belongs to"),
+                  _c("occurred_at", "datetime", "When the participant says it happened (UTC)"),
+                  _c("recorded_at", "datetime", "When it was recorded (UTC)"),
+                  _c("timezone", "text", "Participant's zone at recording"),
+                  _c("source", "text", "button | reminder | command | system"),
+                  _c("late", "boolean", "Recorded more than the allowed hours after it happened"),
+                  _c("withdrawn", "boolean", "Taken back by the participant with /undo"),
+                  _c("recorded_by", "text", "Actor")]
+
+    def diary_row(e: DiaryEntry, withdrawn_by: int | None) -> dict:
+        return {"entry_id": e.id, "study_id": sid.get(e.participant_id), "local_date": e.local_date,
+                "occurred_at": e.occurred_at, "recorded_at": e.recorded_at, "timezone": e.timezone,
+                "source": e.source, "late": e.late, "withdrawn": withdrawn_by is not None,
+                "recorded_by": e.recorded_by, "kind": e.kind, "missed_reason": e.missed_reason}
+
+    out.append(Dataset("applications", "Applications of the study cream (diary entries of kind applied)", diary_cols,
+                       [diary_row(e, w) for e, w in diary if e.kind == "applied"]))
+    missed_cols = diary_cols + [_c("kind", "text", "missed (said by the participant) | missing (nothing recorded)"),
+                                _c("missed_reason", "text", "Reason given for a missed dose")]
+    out.append(Dataset("missed_doses", "Doses said missed, or not recorded when the slot closed", missed_cols,
+                       [diary_row(e, w) for e, w in diary if e.kind in ("missed", "missing")]))
+    tick(len(diary))
+
+    checkins = (await session.scalars(select(CheckIn).order_by(CheckIn.id))).all()
+    ci_cols = [_c("checkin_id", "integer", "Check-in id"), _c("study_id", "text", "Participant study id"),
+               _c("kind", "text", "full | scores"), _c("local_date", "date", "Participant's local day"),
+               _c("submitted_at", "datetime", "Saved (UTC)"), _c("source", "text", "command | scheduled"),
+               _c("itch", "integer", "Worst itch, last 24 h, 0-10"), _c("pain", "integer", "Worst skin pain, last 24 h, 0-10"),
+               _c("new_problem", "text", "New health problem, participant's words"),
+               _c("medicines", "text", "no | medicines | other_cream | both"),
+               _c("red_flags", "json", "Red-flag codes reported")]
+    out.append(Dataset("checkins", "Symptom check-ins", ci_cols, [
+        {"checkin_id": c.id, "study_id": sid.get(c.participant_id), "kind": c.kind, "local_date": c.local_date,
+         "submitted_at": c.submitted_at, "source": c.source, "itch": c.itch, "pain": c.pain,
+         "new_problem": c.new_problem, "medicines": c.medicines, "red_flags": c.red_flags} for c in checkins]))
+    re_cols = [_c("checkin_id", "integer", "Check-in id"), _c("study_id", "text", "Participant study id"),
+               _c("local_date", "date", "Participant's local day"),
+               _c("reaction", "text", "redness | burning | itching | acne | other"),
+               _c("severity", "text", "mild | moderate | severe")]
+    out.append(Dataset("reactions", "Reactions where the cream goes, from check-ins", re_cols, [
+        {"checkin_id": c.id, "study_id": sid.get(c.participant_id), "local_date": c.local_date,
+         "reaction": c.reaction, "severity": c.reaction_severity}
+        for c in checkins if c.reaction and c.reaction != "none"]))
+    tick(len(checkins))
+
+    alerts = (await session.scalars(select(Alert).order_by(Alert.id))).all()
+    al_cols = [_c("alert_id", "integer", "Alert id"), _c("study_id", "text", "Participant study id"),
+               _c("source", "text", "checkin | urgent | message | pregnancy_test"),
+               _c("triggers", "json", "What was reported"), _c("reported_at", "datetime", "Reported (UTC)"),
+               _c("status", "text", "open | acknowledged"),
+               _c("acknowledged_by", "text", "Staff member who acknowledged"),
+               _c("acknowledged_at", "datetime", "Acknowledged (UTC)")]
+    out.append(Dataset("alerts", "Safety alerts and their acknowledgements", al_cols, [
+        {"alert_id": a.id, "study_id": sid.get(a.participant_id), "source": a.source, "triggers": a.triggers,
+         "reported_at": a.reported_at, "status": a.status,
+         "acknowledged_by": staff[a.acknowledged_by].name if a.acknowledged_by in staff else None,
+         "acknowledged_at": a.acknowledged_at} for a in alerts]))
+    tick(len(alerts))
+
+    sent = (await session.scalars(select(SentMessage).order_by(SentMessage.id))).all()
+    se_cols = [_c("sent_id", "integer", "Record id"), _c("sent_at", "datetime", "Sent (UTC)"),
+               _c("template_id", "text", "Catalog template"), _c("template_hash", "text", "SHA-256 of the text sent"),
+               _c("language", "text", "Language"), _c("recipient", "text", "participant | staff | stranger"),
+               _c("study_id", "text", "Participant study id, if to a participant"),
+               _c("staff_id", "integer", "Staff id, if to staff"), _c("via", "text", "reply | edit | outbox")]
+    out.append(Dataset("messages_sent", "Every message the bot sent (template and version, not the text)", se_cols, [
+        {"sent_id": m.id, "sent_at": m.sent_at, "template_id": m.template_id, "template_hash": m.template_hash,
+         "language": m.language, "recipient": m.recipient, "study_id": sid.get(m.participant_id),
+         "staff_id": m.staff_id, "via": m.via} for m in sent]))
+    tick(len(sent))
+
+    vis = (await session.scalars(select(Visit).order_by(Visit.id))).all()
+    vi_cols = [_c("visit_id", "integer", "Visit id"), _c("study_id", "text", "Participant study id"),
+               _c("name", "text", "Visit name"), _c("label", "text", "Visit label"),
+               _c("scheduled_date", "date", "Local date"), _c("scheduled_time", "text", "Local time HH:MM"),
+               _c("target_date", "date", "Protocol target date"), _c("window_days", "integer", "Allowed window ± days"),
+               _c("status", "text", "scheduled | confirmed | reschedule_requested | cancelled | done"),
+               _c("revision", "integer", "Times moved + 1")]
+    out.append(Dataset("visits", "Study visits", vi_cols, [
+        {"visit_id": v.id, "study_id": sid.get(v.participant_id), "name": v.name, "label": v.label,
+         "scheduled_date": v.scheduled_date,
+         "scheduled_time": v.scheduled_time.strftime("%H:%M") if v.scheduled_time else None,
+         "target_date": v.target_date, "window_days": v.window_days, "status": v.status, "revision": v.revision}
+        for v in vis]))
+    tick(len(vis))
+
+    tests = (await session.scalars(select(PregnancyTest).order_by(PregnancyTest.id))).all()
+    pt_cols = [_c("test_id", "integer", "Record id"), _c("study_id", "text", "Participant study id"),
+               _c("result", "text", "negative | positive | not_yet"), _c("local_date", "date", "Participant's local day"),
+               _c("recorded_at", "datetime", "Recorded (UTC)"), _c("source", "text", "reminder | staff")]
+    out.append(Dataset("pregnancy_tests", "Pregnancy-test results", pt_cols, [
+        {"test_id": t.id, "study_id": sid.get(t.participant_id), "result": t.result, "local_date": t.local_date,
+         "recorded_at": t.recorded_at, "source": t.source} for t in tests]))
+    tick(len(tests))
+
+    trail = (await session.scalars(select(AuditEntry).order_by(AuditEntry.seq))).all()
+    au_cols = [_c("seq", "integer", "Position in the chain"), _c("occurred_at", "datetime", "When (UTC)"),
+               _c("actor", "text", "Who"), _c("action", "text", "What"), _c("entity", "text", "Which kind of record"),
+               _c("entity_id", "text", "Which record"), _c("old_values", "json", "Before"),
+               _c("new_values", "json", "After"), _c("reason", "text", "Why"), _c("timezone", "text", "Zone"),
+               _c("prev_hash", "text", "Hash of the previous entry"), _c("hash", "text", "SHA-256 of this entry")]
+    out.append(Dataset("audit_trail", "The audit trail, hash-chained", au_cols,
+                       [{c.name: getattr(e, c.name) for c in au_cols} for e in trail]))
+    tick(len(trail))
+    return out
+
+
+def write_csv(out: Path, datasets: list[Dataset]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ds in datasets:
+        path = out / f"{ds.name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([c.name for c in ds.columns])
+            for row in ds.rows:
+                writer.writerow([cell(row.get(c.name)) for c in ds.columns])
+        written.append(path)
+    path = out / "data_dictionary.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "column", "type", "description", "dataset_description"])
+        for ds in datasets:
+            for c in ds.columns:
+                writer.writerow([f"{ds.name}.csv", c.name, c.type, c.description, ds.description])
+    written.append(path)
+    return written
+
+
+# -- REDCap ---------------------------------------------------------------------------------------
+# (instrument, dataset, repeating, [(field name, source column, type, label)])
+REDCAP_INSTRUMENTS: list[tuple[str, str, bool, list[tuple[str, str, str, str]]]] = [
+    ("participant", "participants", False, [
+        ("status", "status", "text", "Status"), ("timezone", "timezone", "text", "Time zone"),
+        ("language", "language", "text", "Language"), ("wocbp", "wocbp", "yesno", "Child-bearing potential"),
+        ("enrolled_at", "enrolled_at", "datetime", "Enrolled (UTC)"),
+        ("consented_at", "consented_at", "datetime", "Consented (UTC)")]),
+    ("application", "applications", True, [
+        ("app_date", "local_date", "date", "Local day"), ("app_occurred_at", "occurred_at", "datetime", "Applied at (UTC)"),
+        ("app_source", "source", "text", "Source"), ("app_late", "late", "yesno", "Recorded late"),
+        ("app_withdrawn", "withdrawn", "yesno", "Withdrawn by the participant")]),
+    ("missed_dose", "missed_doses", True, [
+        ("md_date", "local_date", "date", "Local day"), ("md_kind", "kind", "text", "missed or missing"),
+        ("md_reason", "missed_reason", "text", "Reason")]),
+    ("checkin", "checkins", True, [
+        ("ci_date", "local_date", "date", "Local day"), ("ci_itch", "itch", "integer", "Worst itch 0-10"),
+        ("ci_pain", "pain", "integer", "Worst skin pain 0-10"), ("ci_medicines", "medicines", "text", "Medicines changed")]),
+    ("reaction", "reactions", True, [
+        ("re_date", "local_date", "date", "Local day"), ("re_reaction", "reaction", "text", "Reaction"),
+        ("re_severity", "severity", "text", "Severity")]),
+    ("visit", "visits", True, [
+        ("visit_name", "name", "text", "Visit"), ("visit_date", "scheduled_date", "date", "Date"),
+        ("visit_status", "status", "text", "Status")]),
+    ("pregnancy_test", "pregnancy_tests", True, [
+        ("pt_date", "local_date", "date", "Local day"), ("pt_result", "result", "text", "Result")]),
+]
+REDCAP_DICTIONARY_HEADER = [
+    "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
+    "Choices, Calculations, OR Slider Labels", "Field Note", "Text Validation Type OR Show Slider Number",
+    "Text Validation Min", "Text Validation Max", "Identifier?", "Branching Logic (Show field only if...)",
+    "Required Field?", "Custom Alignment", "Question Number (surveys only)", "Matrix Group Name", "Matrix Ranking?",
+    "Field Annotation",
+]
+_VALIDATION = {"date": "date_ymd", "datetime": "datetime_seconds_ymd", "integer": "integer", "text": ""}
+
+
+def redcap_fields() -> list[str]:
+    return ["record_id"] + [f for _, _, _, fields in REDCAP_INSTRUMENTS for f, _, _, _ in fields]
+
+
+def _redcap_value(value: Any, type_: str) -> str:
+    if value is None:
+        return ""
+    if type_ == "yesno":
+        return "1" if value else "0"
+    if type_ == "datetime" and isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")  # REDCap: Y-M-D H:M:S, no zone (these are UTC)
+    return cell(value)
+
+
+def write_redcap(out: Path, datasets: list[Dataset]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    by_name = {ds.name: ds for ds in datasets}
+    dictionary = out / "redcap_data_dictionary.csv"
+    with dictionary.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(REDCAP_DICTIONARY_HEADER)
+        writer.writerow(["record_id", "participant", "", "text", "Study ID"] + [""] * 13)
+        for form, _, _, fields in REDCAP_INSTRUMENTS:
+            for name, _, type_, label in fields:
+                field_type = "yesno" if type_ == "yesno" else "text"
+                row = [name, form, "", field_type, label, "", "", _VALIDATION.get(type_, "")] + [""] * 10
+                writer.writerow(row)
+    columns = ["record_id", "redcap_repeat_instrument", "redcap_repeat_instance"] + redcap_fields()[1:]
+    data = out / "redcap_import.csv"
+    with data.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        for_record: dict[str, list[dict]] = {}
+        for form, dataset, repeating, fields in REDCAP_INSTRUMENTS:
+            counters: dict[str, int] = {}
+            for source in by_name[dataset].rows:
+                record = source["study_id"]
+                row = {"record_id": record}
+                if repeating:
+                    counters[record] = counters.get(record, 0) + 1
+                    row["redcap_repeat_instrument"] = form
+                    row["redcap_repeat_instance"] = str(counters[record])
+                for name, column, type_, _ in fields:
+                    row[name] = _redcap_value(source.get(column), type_)
+                for_record.setdefault(record, []).append(row)
+        writer.writeheader()
+        for record in sorted(for_record):
+            writer.writerows(for_record[record])
+    repeating = out / "redcap_repeating_instruments.txt"
+    repeating.write_text("Enable these as repeating instruments (Project Setup > Repeating instruments):\n" +
+                         "\n".join(form for form, _, rep, _ in REDCAP_INSTRUMENTS if rep) + "\n", encoding="utf-8")
+    return [dictionary, data, repeating]
+
+
+async def record_export(session: AsyncSession, *, actor: Actor, fmt: str, out: Path, include_contact: bool,
+                        datasets: list[Dataset], now: datetime) -> None:
+    await audit.record(session, actor=actor, action="export", entity="study_record", entity_id=fmt, now=now,
+                       new={"format": fmt, "out": str(out), "include_contact": include_contact,
+                            "rows": {ds.name: len(ds.rows) for ds in datasets}},
+                       reason="data exported" + (" with Telegram ids" if include_contact else ""))
+
+
+STEPS = 9  # the ticks `collect` makes, for a progress bar
+
+
+async def run(db, *, fmt: str, out: Path, include_contact: bool, actor: Actor, now: datetime,
+              tick: Callable[[int], None] | None = None) -> tuple[list[Dataset], list[Path]]:
+    """Read the record in one transaction, write the files, then audit the export."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    async with db.transaction() as session:
+        datasets = await collect(session, include_contact=include_contact, tick=tick)
+    written = write_csv(out, datasets) if fmt == "csv" else write_redcap(out, datasets)
+    async with db.transaction() as session:
+        await record_export(session, actor=actor, fmt=fmt, out=out, include_contact=include_contact,
+                            datasets=datasets, now=now)
+    return datasets, written

@@ -1,0 +1,57 @@
+"""Who on the study team may do what. One table, used by every staff command and button.
+
+- coordinator: everything.
+- investigator: everything, and receives escalations.
+- monitor: read-only: oversight (participants, visits, alerts, plots) and exports; no messaging,
+  no acknowledging, no broadcasts.
+
+A refusal is answered with the `staff_not_allowed` template and recorded in the audit trail
+(action "refused"), so a monitor's attempt to write to participants is on the record.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from study import audit
+from study.audit import Actor
+from study.models import StaffMember
+
+# What a staff member may do, by name.
+OVERSEE = "oversee"          # /participants, /visits, /alerts, /adherence
+EXPORT = "export"            # trialbot export (a server command; listed for completeness)
+MESSAGE = "message"          # /reply
+ACKNOWLEDGE = "acknowledge"  # the Acknowledge button on alerts
+BROADCAST = "broadcast"      # /broadcast: write and send
+APPROVE_BROADCAST = "approve_broadcast"  # the second approval of someone else's broadcast
+
+EVERYTHING = frozenset({OVERSEE, EXPORT, MESSAGE, ACKNOWLEDGE, BROADCAST, APPROVE_BROADCAST})
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "coordinator": EVERYTHING,
+    "investigator": EVERYTHING,
+    "monitor": frozenset({OVERSEE, EXPORT}),
+}
+# Who receives escalated alerts (after escalation.escalate_after_minutes).
+ESCALATION_ROLES = ("investigator",)
+
+
+def may(role: str, permission: str) -> bool:
+    return permission in PERMISSIONS.get(role, frozenset())
+
+
+def roles_with(permission: str) -> tuple[str, ...]:
+    return tuple(role for role, allowed in PERMISSIONS.items() if permission in allowed)
+
+
+def allowed(member: StaffMember, permission: str) -> bool:
+    return member.active and may(member.role, permission)
+
+
+async def record_refusal(session: AsyncSession, member: StaffMember, *, what: str, permission: str,
+                         now: datetime) -> None:
+    """A staff member tried something their role may not do: on the record."""
+    await audit.record(session, actor=Actor.staff(member.id), action="refused", entity="staff_command",
+                       entity_id=what, now=now, new={"role": member.role, "needs": permission},
+                       reason=f"role {member.role} may not {permission}")
