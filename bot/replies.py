@@ -108,6 +108,13 @@ async def show(update: Update, context: CallbackContext, rendered: RenderedMessa
         await answer_button(update)
 
 
+async def send_new(update: Update, context: CallbackContext, rendered: RenderedMessage) -> None:
+    """A further message in the same chat (a preview, a listing), even when a button was pressed."""
+    if update.effective_chat is not None:
+        message = await send(context, update.effective_chat.id, rendered)
+        await _record(update, context, rendered, via="reply", message_id=message.message_id)
+
+
 _TAG = re.compile(r"<[^>]+>")
 
 

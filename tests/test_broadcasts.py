@@ -171,3 +171,26 @@ async def test_audience_with_a_visit_in_the_next_days(trial: Trial) -> None:
     await press(coordinator, "✅ Confirm")
     await trial.deliver()
     assert [len(notices(p)) for p in people] == [1, 0, 0]
+
+
+async def test_a_broadcast_can_be_picked_with_buttons_from_a_phone(trial: Trial) -> None:
+    people = await participants(trial, 2)
+    coordinator = await trial.add_staff(5005, name="Dana")
+    await say(coordinator, "/broadcast")
+    assert coordinator.last_bot_message.button_labels == ["💬 Notice from the study team (your own short text)",
+                                                          "🏥 Clinic closure notice"]
+    await press(coordinator, "🏥 Clinic closure notice")
+    assert coordinator.last_bot_message.button_labels == [
+        "Everyone active", "Women who take pregnancy tests", "Everyone with a visit in the next 7 days"]
+    before = len(coordinator.bot_messages)
+    await press(coordinator, "Everyone active")
+    await coordinator.wait_for(lambda c: c.last_bot_message.button_labels == ["✅ Confirm", "✖️ Cancel"])
+    assert len(coordinator.bot_messages) == before + 3  # preview header, the notice itself, the confirmation
+    await press(coordinator, "✅ Confirm")
+    await trial.deliver()
+    assert all(len(notices(p)) == 1 for p in people)
+
+    await say(coordinator, "/broadcast")
+    await press(coordinator, "💬 Notice from the study team (your own short text)")
+    await press(coordinator, "Everyone with a visit in the next 7 days")
+    assert "/broadcast notice visits:7 your text" in coordinator.last_bot_message.text

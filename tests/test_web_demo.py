@@ -103,6 +103,8 @@ async def test_the_clock_steps_through_every_scheduled_moment(demo) -> None:
                                 json={"message_id": consent.message_id, "data": consent.buttons[0][0][1]})
         assert status == 200
         await maya.next_bot_event()
+        # The press is fully handled (its reply recorded) once the button is answered.
+        await maya.wait_for(lambda u: len(u.callback_answers) >= 1)
         status, gone = await _json(http, "POST", f"{demo.url}api/chats/DEMO01/press",
                                    json={"message_id": consent.message_id, "data": consent.buttons[0][0][1]})
         assert status == 409 and "no longer shown" in gone["error"]  # only shown buttons can be pressed

@@ -1,7 +1,8 @@
 """/broadcast: an approved notice to many participants, previewed, confirmed, maybe approved by
 a second staff member, then delivered by the outbox with one status message edited in place.
 
-`/broadcast notice AUDIENCE text` or `/broadcast closure AUDIENCE`; the draft lives in the
+`/broadcast` alone offers the notices and audiences as buttons; `/broadcast notice AUDIENCE text`
+or `/broadcast closure AUDIENCE` does it in one line. The draft lives in the
 `broadcasts` table (survives restarts); buttons carry only `b:<step>:<id>` and every press is
 checked against the row and the presser's role.
 """
@@ -12,7 +13,7 @@ from telegram import Update
 from telegram.ext import CallbackContext
 
 from bot.access import staff_command
-from bot.replies import render, send, show
+from bot.replies import answer_button, render, send_new, show
 from bot.services import services
 from messages.renderer import Button
 from study import audit, broadcasts, outbox, roles
@@ -32,18 +33,48 @@ async def _refuse(update: Update, context: CallbackContext, member: StaffMember,
 
 @staff_command(roles.BROADCAST, "broadcast")
 async def broadcast(update: Update, context: CallbackContext, member: StaffMember) -> None:
-    svc = services(context)
-    now = svc.clock.now()
     args = context.args or []
-    template_id = broadcasts.SHORT_NAMES.get(args[0].lower()) if args else None
+    if not args:  # from a phone: pick the notice, then the audience, with buttons
+        await show(update, context, render(context, "staff_broadcast_pick_notice", member.language, {},
+                                           [[Button("pick_notice", "b:p:notice")],
+                                            [Button("pick_closure", "b:p:closure")]]))
+        return
+    template_id = broadcasts.SHORT_NAMES.get(args[0].lower())
     if template_id is None or len(args) < 2:
         await show(update, context, render(context, "staff_broadcast_usage", member.language,
                                            {"limit": broadcasts.TEXT_MAX}))
         return
     parts = (update.effective_message.text or "").split(maxsplit=3)
-    text = parts[3] if len(parts) > 3 else None
+    await _draft_and_preview(update, context, member, template_id, args[1], parts[3] if len(parts) > 3 else None)
+
+
+@staff_command(roles.BROADCAST, "broadcast")
+async def pick(update: Update, context: CallbackContext, member: StaffMember) -> None:
+    """b:p:<notice> -> choose the audience; b:p:<notice>:<audience> -> the preview (a fixed
+    notice) or how to type the text (the team's own notice, which needs words)."""
+    _, _, rest = update.callback_query.data.split(":", 2)
+    short, _, audience = rest.partition(":")
+    if not audience:
+        await show(update, context, render(context, "staff_broadcast_pick_audience", member.language,
+                                           {"notice": short}, [
+            [Button("audience_all", f"b:p:{short}:all")],
+            [Button("audience_wocbp", f"b:p:{short}:wocbp")],
+            [Button("audience_visits", f"b:p:{short}:visits:7", {"days": 7})],
+        ]))
+        return
+    if short == "notice":
+        await show(update, context, render(context, "staff_broadcast_type_text", member.language,
+                                           {"audience": audience, "limit": broadcasts.TEXT_MAX}))
+        return
+    await _draft_and_preview(update, context, member, broadcasts.SHORT_NAMES[short], audience, None)
+
+
+async def _draft_and_preview(update: Update, context: CallbackContext, member: StaffMember, template_id: str,
+                             audience_text: str, text: str | None) -> None:
+    svc = services(context)
+    now = svc.clock.now()
     try:
-        audience = broadcasts.parse_audience(args[1])
+        audience = broadcasts.parse_audience(audience_text)
         async with svc.db.transaction() as session:
             row = await broadcasts.create_draft(session, member, template_id=template_id, audience=audience,
                                                 text=text, now=now)
@@ -58,14 +89,19 @@ async def broadcast(update: Update, context: CallbackContext, member: StaffMembe
     for person in people:
         by_language[person.language] = by_language.get(person.language, 0) + 1
     for language, count in sorted(by_language.items()):
-        await show(update, context, render(context, "staff_broadcast_preview", member.language,
-                                           {"language": language, "count": count}))
+        await send_new(update, context, render(context, "staff_broadcast_preview", member.language,
+                                               {"language": language, "count": count}))
         # Exactly what participants get: the same template, language and variables the outbox uses.
-        await show(update, context, render(context, row.template_id, language, broadcasts.variables(row)))
-    await show(update, context, render(context, "staff_broadcast_confirm", member.language, {
+        await send_new(update, context, render(context, row.template_id, language, broadcasts.variables(row)))
+    confirm = render(context, "staff_broadcast_confirm", member.language, {
         "broadcast_id": row.id, "template": row.template_id, **_audience_variables(audience), "count": len(people),
         "needs_approval": svc.protocol.broadcasts.require_second_approval,
-    }, [[Button("broadcast_send", f"b:s:{row.id}"), Button("broadcast_cancel", f"b:x:{row.id}")]]))
+    }, [[Button("broadcast_send", f"b:s:{row.id}"), Button("broadcast_cancel", f"b:x:{row.id}")]])
+    if update.callback_query is not None:  # picked with buttons: the question comes after the preview
+        await send_new(update, context, confirm)
+        await answer_button(update)
+    else:
+        await show(update, context, confirm)
 
 
 def _broadcast_id(update: Update) -> int | None:
