@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 from datetime import timedelta
 
 from telegram import BotCommand, Update
@@ -205,14 +207,36 @@ async def _post_stop(app: Application) -> None:
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
 
+@dataclass(frozen=True)
+class Webhook:
+    """Where Telegram should POST updates, where this process listens for them, and the secret
+    Telegram sends back in `X-Telegram-Bot-Api-Secret-Token` (requests without it get 403)."""
+
+    url: str
+    secret_token: str
+    listen: str = "127.0.0.1"
+    port: int = 8443
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path.lstrip("/")
+
+
 @contextlib.asynccontextmanager
-async def running(app: Application, *, poll_timeout: float = 10):
-    """Run the bot by long polling inside an `async with` (the demo and the tests use this;
-    `trialbot run` uses PTB's own run_polling, which calls the same post_init and post_stop)."""
+async def running(app: Application, *, poll_timeout: float = 10, webhook: Webhook | None = None):
+    """Run the bot inside an `async with`, by long polling or on a webhook (the demo and the
+    tests use this; `trialbot run` uses PTB's own run_polling / run_webhook, which call the same
+    post_init and post_stop)."""
     await app.initialize()
     await _post_init(app)
     await app.start()
-    await app.updater.start_polling(timeout=poll_timeout, allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False)
+    if webhook is None:
+        await app.updater.start_polling(timeout=poll_timeout, allowed_updates=ALLOWED_UPDATES,
+                                        drop_pending_updates=False)
+    else:
+        await app.updater.start_webhook(listen=webhook.listen, port=webhook.port, url_path=webhook.path,
+                                        webhook_url=webhook.url, secret_token=webhook.secret_token,
+                                        allowed_updates=ALLOWED_UPDATES)
     try:
         yield app
     finally:

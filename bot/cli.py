@@ -72,7 +72,10 @@ def _with_database(work, *, migrate: bool = True):
 
 
 @app.command()
-def run() -> None:
+def run(
+    webhook: Annotated[str | None, typer.Option(
+        help="Receive updates on this public HTTPS URL instead of polling (e.g. https://bot.example.org/telegram).")] = None,
+) -> None:
     """Run the bot against Telegram (needs TELEGRAM_BOT_TOKEN)."""
     from bot.app import ALLOWED_UPDATES, build_application
     from bot.logging_setup import configure_logging
@@ -80,6 +83,8 @@ def run() -> None:
     from study.database import Database
 
     settings, protocol, db = _context()
+    if webhook is not None and not webhook.startswith("https://"):
+        raise _fail("--webhook needs an https:// URL (Telegram only delivers to HTTPS).")
     if not settings.token:
         raise _fail(
             "TELEGRAM_BOT_TOKEN is not set, so trialbot cannot connect to Telegram.\n"
@@ -93,13 +98,24 @@ def run() -> None:
         messages.check_ready(protocol.study.languages)
     except MessageError as exc:
         raise _fail(f"trialbot will not start: {exc}\nSee `trialbot messages status` and `trialbot messages approve`.") from None
-    configure_logging(settings.log_level, secrets=[settings.token])
+    configured_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    configure_logging(settings.log_level, secrets=[settings.token, configured_secret])
     asyncio.run(_migrate_and_close(db))
     application = build_application(
         token=settings.token, base_url=settings.bot_base_url(), base_file_url=settings.bot_file_url(),
         protocol=protocol, db=Database(settings.database_url), clock=SystemClock(), messages=messages,
     )
-    application.run_polling(allowed_updates=ALLOWED_UPDATES)
+    if webhook is None:
+        application.run_polling(allowed_updates=ALLOWED_UPDATES)
+        return
+    import secrets
+    from urllib.parse import urlsplit
+
+    # Without a configured secret, a fresh one each start: setWebhook tells Telegram every time.
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
+    application.run_webhook(listen=settings.webhook_listen, port=settings.webhook_port,
+                            url_path=urlsplit(webhook).path.lstrip("/"), webhook_url=webhook, secret_token=secret,
+                            allowed_updates=ALLOWED_UPDATES)
 
 
 async def _migrate_and_close(db) -> None:

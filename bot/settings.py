@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     study_file: Path = Path("study.toml")
     log_level: str = "INFO"
+    # Webhook mode (`trialbot run --webhook URL`): where this process listens behind the proxy
+    # that terminates HTTPS, and the secret Telegram must send back with every update.
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+    webhook_secret: SecretStr | None = None
 
     @property
     def token(self) -> str | None:

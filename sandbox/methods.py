@@ -17,6 +17,7 @@ from sandbox.chat import ChatMessage, SimUser
 from sandbox.errors import ApiError, bad_request
 from sandbox.spec import UploadedFile
 from sandbox.telegram_html import MAX_CAPTION_LENGTH, MAX_TEXT_LENGTH, render_text
+from sandbox.webhook import check_url, conflict_with_webhook
 
 if TYPE_CHECKING:
     from sandbox.world import StoredFile, TelegramWorld
@@ -194,6 +195,8 @@ async def _get_me(world: TelegramWorld, params: Params) -> Any:
 
 @_handles("getUpdates")
 async def _get_updates(world: TelegramWorld, params: Params) -> Any:
+    if world.webhook is not None:
+        raise conflict_with_webhook()
     if "offset" in params:
         world.confirm_updates(params["offset"])
     if not world.pending_updates and params.get("timeout", 0) > 0:
@@ -202,8 +205,18 @@ async def _get_updates(world: TelegramWorld, params: Params) -> Any:
     return world.pending_updates[:limit]
 
 
+@_handles("setWebhook")
+async def _set_webhook(world: TelegramWorld, params: Params) -> Any:
+    check_url(params["url"])
+    if params.get("drop_pending_updates"):
+        world.drop_pending_updates()
+    await world.set_webhook(params["url"], params.get("secret_token"))
+    return True
+
+
 @_handles("deleteWebhook")
 async def _delete_webhook(world: TelegramWorld, params: Params) -> Any:
+    await world.set_webhook(None, None)
     if params.get("drop_pending_updates"):
         world.drop_pending_updates()
     return True
@@ -211,8 +224,11 @@ async def _delete_webhook(world: TelegramWorld, params: Params) -> Any:
 
 @_handles("getWebhookInfo")
 async def _get_webhook_info(world: TelegramWorld, params: Params) -> Any:
-    return {"url": "", "has_custom_certificate": False,
+    info = {"url": world.webhook.url if world.webhook else "", "has_custom_certificate": False,
             "pending_update_count": len(world.pending_updates)}
+    if world.webhook is not None and world.webhook.last_error:
+        info["last_error_message"] = world.webhook.last_error
+    return info
 
 
 @_handles("setMyCommands")

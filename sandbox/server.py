@@ -57,6 +57,7 @@ class BotApiServer:
     async def stop(self) -> None:
         """Stop listening, ending long polls and held (fault-injected) responses at once."""
         self._stopping.set()
+        await self.world.set_webhook(None, None)
         for task in list(self._in_flight):
             task.cancel()
         if self._runner is not None:

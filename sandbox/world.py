@@ -20,6 +20,7 @@ from sandbox.errors import ApiError
 from sandbox.faults import Fault, Faults
 from sandbox.ratelimit import RateLimiter, RateLimits
 from sandbox.spec import UploadedFile, canonical_method, validate_call
+from sandbox.webhook import WebhookDelivery
 
 Clock = Callable[[], dtm.datetime]
 
@@ -75,6 +76,8 @@ class TelegramWorld:
         self._pending_callbacks: dict[str, SimUser] = {}
         self._file_ids = itertools.count(1)
         self._listeners: list[Callable[[SimUser], None]] = []
+        #: Set by setWebhook: updates are then POSTed to the bot instead of served by getUpdates.
+        self.webhook: WebhookDelivery | None = None
 
     # --- users --------------------------------------------------------------------------
 
@@ -157,6 +160,13 @@ class TelegramWorld:
 
     def drop_pending_updates(self) -> None:
         self._updates.clear()
+
+    async def set_webhook(self, url: str | None, secret_token: str | None) -> None:
+        if self.webhook is not None:
+            await self.webhook.stop()
+            self.webhook = None
+        if url:
+            self.webhook = WebhookDelivery(self, url, secret_token)
 
     async def wait_for_updates(self, timeout: float) -> None:
         """Return once updates are pending or `timeout` seconds passed (long polling)."""

@@ -108,6 +108,11 @@ def test_audit_verify_passes_then_fails_after_tampering(cli, tmp_path: Path) -> 
     assert "FAILED" in failed.output and "entry 1: content was altered" in failed.output
 
 
+def test_a_webhook_must_be_https(cli) -> None:
+    result = cli("run", "--webhook", "http://bot.example.org/telegram")
+    assert result.exit_code == 2 and "needs an https:// URL" in result.output
+
+
 def test_run_without_a_token_fails_clearly(cli) -> None:
     result = cli("run")
     assert result.exit_code == 2
