@@ -125,6 +125,7 @@ def build_application(
     clock: Clock,
     messages: MessageCatalog | None = None,
     rate_limit_retries: int = 3,
+    rate_limited: bool = True,
     tick_seconds: float | None = TICK_SECONDS,
     outbox_poll_seconds: float = 5.0,
 ) -> Application:
@@ -157,7 +158,8 @@ def build_application(
     )
     # AIORateLimiter keeps sends inside Telegram's limits; with retries=0 a 429 reaches the outbox
     # dispatcher, which reschedules on the injected clock (what the tests use).
-    builder = builder.rate_limiter(AIORateLimiter(max_retries=rate_limit_retries))
+    if rate_limited:  # off only in benchmarks that measure the bot's own work, not Telegram's pace
+        builder = builder.rate_limiter(AIORateLimiter(max_retries=rate_limit_retries))
     app = builder.build()
     app.bot_data["services"] = services
     app.bot_data["tick_seconds"] = tick_seconds
