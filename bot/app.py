@@ -188,6 +188,7 @@ async def _post_init(app: Application) -> None:
     tick = Tick(svc.db, svc.protocol, svc.clock, svc.outbox_ready)
     app.bot_data["dispatcher"] = dispatcher
     app.bot_data["tick"] = tick
+    await dispatcher.recover_in_flight()  # before anything in this process can deliver
     app.bot_data["dispatcher_task"] = asyncio.get_running_loop().create_task(
         dispatcher.run(svc.outbox_ready, idle_seconds=app.bot_data["outbox_poll_seconds"]), name="outbox-dispatcher"
     )

@@ -83,7 +83,7 @@ def _consent_code(update: Update, rendered: RenderedMessage) -> str | None:
     return None
 
 
-async def show(update: Update, context: CallbackContext, rendered: RenderedMessage) -> None:
+async def show(update: Update, context: CallbackContext, rendered: RenderedMessage, *, answer: bool = True) -> None:
     """Answer the user: edit the message whose button they pressed, or send a new message.
 
     A pressed button is answered (its spinner stopped) only after the edit, so the answer also
@@ -100,7 +100,8 @@ async def show(update: Update, context: CallbackContext, rendered: RenderedMessa
                     raise
             else:
                 await _record(update, context, rendered, via="edit", message_id=query.message.message_id)
-        await answer_button(update)
+        if answer:  # a caller with more to do answers the button itself, when it is done
+            await answer_button(update)
         return
     if update.effective_chat is not None:
         message = await send(context, update.effective_chat.id, rendered)

@@ -44,6 +44,10 @@ class BroadcastProgress:
         now = self.clock.now()
         async with self.db.transaction() as session:
             row = await session.get(Broadcast, row_id)
+            if not row.status_chat_id or not row.status_message_id:
+                # The author's confirmation is still becoming the status message: report (and
+                # finish) only once it exists, or the final report would have nowhere to go.
+                return 0
             progress = await broadcasts.progress(session, row)
             if progress.key() == row.progress and not progress.done:
                 return 0
@@ -61,8 +65,6 @@ class BroadcastProgress:
             variables = {**self.study_variables, "broadcast_id": row.id, "state": "done" if progress.done else "sending",
                          "approver": approver.name if approver else "", **progress.as_variables()}
             language = author.language if author else "en"
-        if not chat_id or not message_id:
-            return 0
         rendered = self.messages.render("staff_broadcast_status", language, variables)
         try:
             await self.bot.edit_message_text(rendered.text, chat_id=chat_id, message_id=message_id)

@@ -64,8 +64,8 @@ class OutboxDispatcher:
         self.after_batch = None
 
     async def run(self, wake: asyncio.Event, *, idle_seconds: float = 5.0) -> None:
-        """Deliver whatever is due, then wait to be woken (or for the next look)."""
-        await self.recover_in_flight()
+        """Deliver whatever is due, then wait to be woken (or for the next look). Call
+        `recover_in_flight` first, before anything else can deliver."""
         while True:
             try:
                 await self.deliver_due()
@@ -79,7 +79,10 @@ class OutboxDispatcher:
 
     async def recover_in_flight(self) -> int:
         """Messages claimed by a process that died mid-send go back in the queue. Telegram may
-        have delivered some of them, so a crash can repeat at most the messages in flight."""
+        have delivered some of them, so a crash can repeat at most the messages in flight.
+
+        Only at start-up, before this process delivers anything: run while a delivery is under
+        way, it would put that message back in the queue and send it twice."""
         async with self.db.transaction() as session:
             result = await session.execute(
                 update(OutboxMessage).where(OutboxMessage.status == "sending").values(status="pending"))

@@ -9,6 +9,8 @@ checked against the row and the presser's role.
 
 from __future__ import annotations
 
+import logging
+
 from telegram import Update
 from telegram.ext import CallbackContext
 
@@ -20,6 +22,8 @@ from study import audit, broadcasts, outbox, roles
 from study.audit import Actor
 from study.broadcasts import BroadcastError
 from study.models import Broadcast, StaffMember
+
+log = logging.getLogger(__name__)
 
 
 def _audience_variables(audience: str) -> dict:
@@ -118,47 +122,57 @@ def _status_variables(row: Broadcast, state: str, progress=None, approver: str =
 
 @staff_command(roles.BROADCAST, "broadcast_confirm")
 async def confirm_or_cancel(update: Update, context: CallbackContext, member: StaffMember) -> None:
+    """The author's Confirm (or Cancel). The confirmation message first becomes the broadcast's
+    status message, and only then is anything queued: the progress edits and the final report
+    always have their message, and never race the author's own press."""
     svc = services(context)
     now = svc.clock.now()
     step, row_id = update.callback_query.data[2:3], _broadcast_id(update)
     second = svc.protocol.broadcasts.require_second_approval
-    hashes = {}
     try:
         async with svc.db.transaction() as session:
             row = await session.get(Broadcast, row_id) if row_id else None
-            if row is None or row.author_id != member.id:
+            if row is None or row.author_id != member.id or row.status != "draft":
                 raise BroadcastError("not_draft")
             if step == "x":
                 await broadcasts.cancel(session, row, member, now=now)
-                state = "cancelled"
+                variables = _status_variables(row, "cancelled")
             else:
-                for language in svc.protocol.study.languages:
-                    hashes[language] = svc.messages.render(row.template_id, language, {
-                        **svc.study_variables(), **broadcasts.variables(row)}).template_hash
-                await broadcasts.confirm(session, row, member, hashes=hashes, second_approval=second, now=now)
-                state = "awaiting_approval" if second else "sending"
-                if second:
-                    people = await broadcasts.audience_members(session, row.audience, now=now)
-                    for other in await _approvers(session, member):
-                        await outbox.enqueue(
-                            session, dedup_key=f"broadcast-approval:{row.id}:staff{other.id}",
-                            template_id="staff_broadcast_approval", now=now, staff_id=other.id,
-                            variables={"broadcast_id": row.id, "author": member.name, "template": row.template_id,
-                                       **_audience_variables(row.audience), "text": row.text or "",
-                                       "count": len(people)},
-                            buttons=[[["broadcast_approve", f"b:a:{row.id}", {}]]])
-            variables = _status_variables(row, state)
+                people = await broadcasts.audience_members(session, row.audience, now=now)
+                variables = {**_status_variables(row, "awaiting_approval" if second else "sending"),
+                             "total": len(people)}
     except BroadcastError as exc:
         await _refuse(update, context, member, exc.code)
         return
-    # The confirmation message becomes the broadcast's one status message, edited from now on.
-    await show(update, context, render(context, "staff_broadcast_status", member.language, variables))
-    if state != "cancelled":
+    await show(update, context, render(context, "staff_broadcast_status", member.language, variables),
+               answer=step == "x")
+    if step == "x":
+        return
+    hashes = {language: svc.messages.render(row.template_id, language, {
+        **svc.study_variables(), **broadcasts.variables(row)}).template_hash for language in svc.protocol.study.languages}
+    try:
         async with svc.db.transaction() as session:
             row = await session.get(Broadcast, row_id)
             row.status_chat_id = update.effective_chat.id
             row.status_message_id = update.callback_query.message.message_id
-        svc.outbox_ready.set()
+            # What the message says now, so progress is edited only when a count changes.
+            row.progress = broadcasts.Progress(total=variables["total"], sent=0, failed=0, blocked=0,
+                                               skipped=0).key()
+            await broadcasts.confirm(session, row, member, hashes=hashes, second_approval=second, now=now)
+            if second:
+                for other in await _approvers(session, member):
+                    await outbox.enqueue(
+                        session, dedup_key=f"broadcast-approval:{row.id}:staff{other.id}",
+                        template_id="staff_broadcast_approval", now=now, staff_id=other.id,
+                        variables={"broadcast_id": row.id, "author": member.name, "template": row.template_id,
+                                   **_audience_variables(row.audience), "text": row.text or "",
+                                   "count": variables["total"]},
+                        buttons=[[["broadcast_approve", f"b:a:{row.id}", {}]]])
+    except BroadcastError as exc:  # pressed twice at once: the first press confirmed it
+        log.info("broadcast %s not confirmed again: %s", row_id, exc.code)
+    finally:
+        await answer_button(update)  # only now is the press fully handled
+    svc.outbox_ready.set()
 
 
 async def _approvers(session, author: StaffMember) -> list[StaffMember]:
