@@ -153,10 +153,6 @@ async def resume(session: AsyncSession, participant: Participant, *, actor: Acto
     return True
 
 
-async def all_participants(session: AsyncSession) -> list[Participant]:
-    return list((await session.scalars(select(Participant).order_by(Participant.study_id))).all())
-
-
 FINAL_STATUSES = ("withdrawn", "completed")
 
 

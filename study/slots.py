@@ -57,12 +57,3 @@ def _slots_on(day: date, ordered: tuple[time, ...], zone: ZoneInfo) -> tuple[Slo
         Slot(day, t, instant(day, t, zone), _local(day, bounds[i], zone), _local(day, bounds[i + 1], zone))
         for i, t in enumerate(ordered)
     )
-
-
-def slot_of(moment: datetime, times: list[time], zone: ZoneInfo) -> Slot:
-    """The slot whose window holds `moment`."""
-    day = moment.astimezone(zone).date()
-    for slot in slots_on(day, times, zone):
-        if slot.window_start <= moment < slot.window_end:
-            return slot
-    return slots_on(day, times, zone)[-1]  # only reachable through a DST edge at midnight

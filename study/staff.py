@@ -45,14 +45,6 @@ async def add_or_update(
     return member
 
 
-async def deactivate(session: AsyncSession, member: StaffMember, *, actor: Actor, now: datetime) -> None:
-    if not member.active:
-        return
-    member.active = False
-    await audit.record(session, actor=actor, action="update", entity="staff", entity_id=member.id, now=now,
-                       old={"active": True}, new={"active": False}, reason="staff removed")
-
-
 async def by_telegram_id(session: AsyncSession, telegram_user_id: int) -> StaffMember | None:
     return await session.scalar(select(StaffMember).where(StaffMember.telegram_user_id == telegram_user_id))
 
