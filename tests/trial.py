@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -34,12 +34,14 @@ class Trial:
     server: BotApiServer
     app: object = None
     _running: object = None
+    #: More build_application arguments (the fault drills shorten `request_timeout`).
+    app_options: dict = field(default_factory=dict)
 
     @classmethod
     @contextlib.asynccontextmanager
     async def running(cls, *, db: Database, clock: ManualClock, protocol: Protocol,
-                      world: TelegramWorld, server: BotApiServer) -> AsyncIterator[Trial]:
-        trial = cls(db=db, clock=clock, protocol=protocol, world=world, server=server)
+                      world: TelegramWorld, server: BotApiServer, **app_options) -> AsyncIterator[Trial]:
+        trial = cls(db=db, clock=clock, protocol=protocol, world=world, server=server, app_options=app_options)
         await trial._start()
         try:
             yield trial
@@ -54,7 +56,7 @@ class Trial:
         self.app = build_application(token=self.world.token, base_url=self.server.base_url,
                                      base_file_url=self.server.base_file_url, protocol=self.protocol, db=self.db,
                                      clock=self.clock, tick_seconds=None, rate_limit_retries=0,
-                                     outbox_poll_seconds=3600)
+                                     outbox_poll_seconds=3600, **self.app_options)
         self._running = running(self.app, poll_timeout=2)
         await self._running.__aenter__()
 
