@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 from telegram import Message, Update
-from telegram.error import BadRequest
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
@@ -22,6 +22,7 @@ from study.invites import hash_code
 from study.models import Invite, Participant, StaffMember
 
 log = logging.getLogger(__name__)
+MAX_ALERT_CHARACTERS = 200  # Telegram's limit for a callback query's answer
 
 
 def render(
@@ -129,10 +130,27 @@ def _already_shown(message: object, rendered: RenderedMessage) -> bool:
 
 
 async def answer_button(update: Update, text: str | None = None) -> None:
-    """Stop the spinner on a pressed button. A query too old to answer is not worth failing for."""
+    """Stop the spinner on a pressed button. A query too old to answer, or an answer lost on the
+    way, is not worth failing for: what the press did is done and shown already."""
     if update.callback_query is None:
         return
     try:
         await update.callback_query.answer(text)
-    except BadRequest as exc:
-        log.info("callback query not answered: %s", exc)
+    except TelegramError as exc:
+        log.info("callback query not answered: %s", type(exc).__name__)
+
+
+async def alert(update: Update, context: CallbackContext, rendered: RenderedMessage) -> bool:
+    """Show `rendered` as the pressed button's answer (an alert to dismiss), leaving the message
+    and its buttons as they are. False when that cannot be done (no button pressed, a text too
+    long for an alert, the button answered already or too old): the caller sends a message."""
+    query = update.callback_query
+    plain = html.unescape(_TAG.sub("", rendered.text)).strip()
+    if query is None or len(plain) > MAX_ALERT_CHARACTERS:
+        return False
+    try:
+        await query.answer(plain, show_alert=True)
+    except BadRequest:
+        return False
+    await _record(update, context, rendered, via="alert", message_id=None)
+    return True

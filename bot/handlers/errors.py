@@ -11,7 +11,7 @@ from telegram.error import TelegramError
 from telegram.ext import CallbackContext
 
 from bot.access import stranger_language
-from bot.replies import render, show
+from bot.replies import alert, render, send_new
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,12 @@ async def on_error(update: object, context: CallbackContext) -> None:
     log.error("update %s failed with %s\n%s", update_id, type(error).__name__, frames)
     if not isinstance(update, Update) or update.effective_chat is None:
         return
+    rendered = render(context, "error_generic", stranger_language(update, context))
     try:
-        await show(update, context, render(context, "error_generic", stranger_language(update, context)))
+        # A pressed button gets the apology as its answer, never as an edit of its message: that
+        # message may already say "Saved" (only Telegram's answer to the edit was lost), and its
+        # buttons are how the participant tries again, with the same idempotency key.
+        if not await alert(update, context, rendered):
+            await send_new(update, context, rendered)
     except TelegramError as exc:
         log.warning("could not tell update %s about the error: %s", update_id, type(exc).__name__)
