@@ -18,6 +18,7 @@ from bot.services import services
 from messages import sent
 from messages.markup import inline_keyboard as keyboard
 from messages.renderer import Button, RenderedMessage
+from study.database import is_unavailable
 from study.invites import hash_code
 from study.models import Invite, Participant, StaffMember
 
@@ -49,8 +50,12 @@ async def _record(update: Update, context: CallbackContext, rendered: RenderedMe
             recipient = await _recipient(session, update, rendered)
             sent.add(session, rendered, recipient=recipient, via=via, telegram_message_id=message_id,
                      now=svc.clock.now())
-    except Exception:  # noqa: BLE001 - the message is out already; a lost record is logged loudly
-        log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
+    except Exception as error:  # noqa: BLE001 - the message is out already; a lost record is logged loudly
+        if not is_unavailable(error):
+            log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
+        else:  # the outage itself is logged once by the database; no traceback per message
+            log.warning("could not record sent message %s (%s, via %s): the database is unavailable",
+                        rendered.template_id, rendered.language, via)
 
 
 async def _recipient(session, update: Update, rendered: RenderedMessage) -> sent.Recipient:

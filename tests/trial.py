@@ -53,10 +53,10 @@ class Trial:
         # Rate-limit retries are off: a 429 reaches the outbox, which retries on the test's clock.
         # The dispatcher delivers when woken (a staff notice) or when the test says so, never by
         # itself on a wall-clock timer.
+        options = {"tick_seconds": None, "rate_limit_retries": 0, "outbox_poll_seconds": 3600, **self.app_options}
         self.app = build_application(token=self.world.token, base_url=self.server.base_url,
                                      base_file_url=self.server.base_file_url, protocol=self.protocol, db=self.db,
-                                     clock=self.clock, tick_seconds=None, rate_limit_retries=0,
-                                     outbox_poll_seconds=3600, **self.app_options)
+                                     clock=self.clock, **options)
         self._running = running(self.app, poll_timeout=2)
         await self._running.__aenter__()
 

@@ -12,6 +12,7 @@ from telegram.ext import CallbackContext
 
 from bot.access import stranger_language
 from bot.replies import alert, render, send_new
+from study.database import is_unavailable, outage_cause
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +20,15 @@ log = logging.getLogger(__name__)
 async def on_error(update: object, context: CallbackContext) -> None:
     error = context.error
     update_id = update.update_id if isinstance(update, Update) else None
-    # The traceback's frames, not the exception's message: messages can quote what was written.
-    frames = "".join(traceback.format_tb(error.__traceback__)) if error else ""
-    log.error("update %s failed with %s\n%s", update_id, type(error).__name__, frames)
+    what = f"update {update_id}" if update_id is not None else f"job {getattr(context.job, 'name', None)}"
+    if error is not None and is_unavailable(error):
+        # Expected while the database is away (logged once by study/database.py): one line each,
+        # no traceback, so the log shows the outage rather than drowning in it.
+        log.warning("%s not handled: the database is unavailable (%s)", what, outage_cause(error))
+    else:
+        # The traceback's frames, not the exception's message: messages can quote what was written.
+        frames = "".join(traceback.format_tb(error.__traceback__)) if error else ""
+        log.error("%s failed with %s\n%s", what, type(error).__name__, frames)
     if not isinstance(update, Update) or update.effective_chat is None:
         return
     rendered = render(context, "error_generic", stranger_language(update, context))
