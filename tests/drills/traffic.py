@@ -36,7 +36,7 @@ from study.audit import Actor
 from study.clock import ManualClock
 from study.consent import agree
 from study.database import Database
-from study.models import CheckIn, DiaryEntry, OutboxMessage
+from study.models import CheckIn, DeliveryEvent, DiaryEntry, OutboxMessage
 from study.participants import EnrolmentRequest
 from study.protocol import Protocol
 from tests.drills.participants import REMINDER_TEXT, Crowd, Participant
@@ -68,6 +68,7 @@ class TrafficConfig:
 class TrafficReport:
     config: TrafficConfig
     calls: int = 0
+    calls_exposed: int = 0  # calls of methods the faults were allowed to hit
     faults: Counter = field(default_factory=Counter)
     reminders_due: int = 0
     reminder_status: Counter = field(default_factory=Counter)
@@ -75,7 +76,11 @@ class TrafficReport:
     unexplained_reminders: int = 0
     reminder_copies: int = 0
     reminder_duplicates: int = 0
-    duplicate_bound: int = 0  # sends of a reminder whose answer was lost after delivery
+    # The bound, from the bot's own record: a reminder can repeat only after a send whose outcome
+    # it could not know (a timeout or a dropped connection: Telegram may have delivered it), once
+    # per such send. The stand-in's count of answers it lost after delivering is shown beside it.
+    duplicate_bound: int = 0
+    lost_answers: int = 0
     over_bound_chats: int = 0
     sent_but_not_received: int = 0
     received_yet_not_sent: int = 0  # delivered, the answer lost, then skipped once the dose was recorded
@@ -110,7 +115,7 @@ class TrafficReport:
             found.append(f"reminders: {self.unsettled_reminders} never settled, {self.unexplained_reminders} "
                          f"skipped/failed without a reason, {self.sent_but_not_received} marked sent, never received")
         if self.over_bound_chats:
-            found.append(f"reminder duplicates beyond the lost answers in {self.over_bound_chats} chat(s)")
+            found.append(f"reminder duplicates beyond the sends of unknown outcome in {self.over_bound_chats} chat(s)")
         if self.tick_errors:
             found.append(f"{self.tick_errors} scheduler rounds raised")
         if not all(self.alive.values()):
@@ -127,13 +132,14 @@ class TrafficReport:
         lines = [
             f"{c.participants} participants, {c.minutes} simulated minutes (+{self.drained_after_minutes} to settle), "
             f"faults at {c.fault_rate:.0%} (seed {c.seed}); {self.wall_seconds:.0f} s of wall time",
-            f"  Bot API calls: {self.calls}; faults injected: {faults} "
+            f"  Bot API calls: {self.calls} ({self.calls_exposed} exposed to faults); faults injected: {faults} "
             f"({', '.join(f'{k} {n}' for k, n in sorted(by_kind.items()))})",
             f"  reminders due: {self.reminders_due}; {dict(self.reminder_status)}; never settled: "
             f"{self.unsettled_reminders}; without a reason: {self.unexplained_reminders}",
             f"  reminder copies received: {self.reminder_copies}; duplicates: {self.reminder_duplicates} "
-            f"(bound: {self.duplicate_bound} sends delivered with the answer lost; chats over it: "
-            f"{self.over_bound_chats}); received though recorded skipped or failed: {self.received_yet_not_sent}",
+            f"(bound: {self.duplicate_bound} sends whose outcome the bot could not know; of them the stand-in "
+            f"delivered {self.lost_answers}); chats over the bound: {self.over_bound_chats}",
+            f"  received though recorded skipped or failed: {self.received_yet_not_sent}",
             f"  diary: {self.diary_intents} meant, {self.diary_confirmed} confirmed, {self.diary_stored} stored; "
             f"lost {self.diary_lost}, stored twice {self.diary_duplicates}, gave up {self.diary_gave_up}, "
             f"fell back to /log {self.fallbacks}",
@@ -200,6 +206,8 @@ async def run_traffic_drill(db: Database, protocol: Protocol, config: TrafficCon
             world.faults.clear()
             report.alive = await _alive(trial, people[0])
         report.calls = len(world.calls)
+        spared = {m.lower() for m in config.spare}
+        report.calls_exposed = sum(c.method.lower() not in spared for c in world.calls)
     await _account(db, world, people, report)
     report.half_written = await half_written(db)
     report.wall_seconds = wall.perf_counter() - started
@@ -247,10 +255,11 @@ async def _account(db: Database, world: TelegramWorld, people: list[Participant]
         entries = Counter((await session.scalars(select(DiaryEntry.participant_id).where(
             DiaryEntry.kind.in_(("applied", "missed"))))).all())
         checkins = Counter((await session.scalars(select(CheckIn.participant_id))).all())
-    lost_answers = Counter(
-        c.params.get("chat_id") for c in world.calls
+    report.lost_answers = sum(
+        1 for c in world.calls
         if c.method == "sendMessage" and c.injected and c.status == 200 and REMINDER_TEXT in str(c.params.get("text")))
-    report.duplicate_bound = sum(lost_answers.values())
+    unknown = await _unknown_outcomes(db)
+    report.duplicate_bound = sum(unknown.values())
     sent_rows = Counter()
     for row in reminders:
         report.reminders_due += 1
@@ -267,7 +276,7 @@ async def _account(db: Database, world: TelegramWorld, people: list[Participant]
         report.reminder_copies += copies
         extra = copies - len(received)  # one slot's reminder received more than once
         report.reminder_duplicates += extra
-        if extra > lost_answers[person.user.chat_id]:
+        if extra > unknown[person.participant_id]:
             report.over_bound_chats += 1
         if len(received) < sent_rows[person.participant_id]:
             report.sent_but_not_received += 1
@@ -290,6 +299,17 @@ async def _account(db: Database, world: TelegramWorld, people: list[Participant]
         report.checkins_gave_up += person.checkin_gave_up
     for call in world.rejected_calls:
         report.refused_by_telegram[f"{call.method}: {call.description}"[:80]] += 1
+
+
+async def _unknown_outcomes(db: Database) -> Counter:
+    """Per participant: reminder sends that ended in a timeout or a dropped connection (the
+    dispatcher's retry events say so), after which Telegram may or may not have delivered."""
+    async with db.transaction() as session:
+        rows = (await session.execute(
+            select(OutboxMessage.participant_id, DeliveryEvent.detail)
+            .join(DeliveryEvent, DeliveryEvent.outbox_id == OutboxMessage.id)
+            .where(OutboxMessage.kind == "reminder", DeliveryEvent.event.in_(("retry", "failed"))))).all()
+    return Counter(pid for pid, detail in rows if detail and (detail.startswith("TimedOut") or "httpx." in detail))
 
 
 def _reminder_text(message) -> str | None:
