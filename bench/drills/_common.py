@@ -26,9 +26,10 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def verdict(report) -> None:
+def verdict(report, scratch: Path) -> None:
     """Print the figures and PASS or FAIL with why; exit 1 on FAIL."""
     print(report.summary())
+    print(f"  logs (and a SQLite database, if used) kept in {scratch}")
     failures = report.failures()
     print("PASS" if not failures else "FAIL:\n  " + "\n  ".join(failures))
     sys.exit(1 if failures else 0)
@@ -36,8 +37,15 @@ def verdict(report) -> None:
 
 @contextlib.asynccontextmanager
 async def scratch_dir() -> AsyncIterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="trialbot-drill-") as scratch:
-        yield Path(scratch)
+    """A folder for the drill's files, kept afterwards so its logs can be read: drill.log from
+    this process (and an in-process bot, as `trialbot run` would log), bot.log from a
+    `trialbot run` process."""
+    from bot.logging_setup import configure_logging
+
+    scratch = Path(tempfile.mkdtemp(prefix="trialbot-drill-"))
+    with (scratch / "drill.log").open("a", encoding="utf-8") as log:
+        configure_logging("INFO", stream=log)
+        yield scratch
 
 
 @contextlib.asynccontextmanager

@@ -40,7 +40,7 @@ async def main() -> None:
                               cluster=tuple(args.cluster.split("/", 1)))
     async with scratch_dir() as scratch, scratch_database("postgresql", scratch, args.postgres_url) as url:
         report = await run_live_outage_drill(url, scratch, config)
-    verdict(report)
+    verdict(report, scratch)
 
 
 if __name__ == "__main__":

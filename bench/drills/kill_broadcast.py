@@ -26,7 +26,7 @@ async def main() -> None:
     config = CrashConfig(wave="broadcast", recipients=args.recipients, kills=args.kills, seed=args.seed)
     async with scratch_dir() as scratch, scratch_database(args.database, scratch, args.postgres_url) as url:
         report = await run_crash_drill(url, scratch, config)
-    verdict(report)
+    verdict(report, scratch)
 
 
 if __name__ == "__main__":

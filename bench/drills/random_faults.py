@@ -30,11 +30,11 @@ async def main() -> None:
                          help="the bot's wait for Telegram's answer (PTB's default is 5 s; each timeout costs it)")
     args = options.parse_args()
     config = TrafficConfig(participants=args.participants, minutes=args.minutes, fault_rate=args.rate, seed=args.seed,
-                           checkin_share=0.3, request_timeout=args.request_timeout, patience=2.5, at_once=20,
+                           checkin_share=0.3, request_timeout=args.request_timeout, patience=5.0, at_once=20,
                            minute_seconds=2.0)
     async with scratch_dir() as scratch, scratch_schema_database(args, scratch) as db:
         report = await run_traffic_drill(db, load_protocol(ROOT / "study.toml"), config)
-    verdict(report)
+    verdict(report, scratch)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import logging
 import traceback
 
 from telegram import Update
-from telegram.error import TelegramError
+from telegram.error import NetworkError, RetryAfter, TelegramError
 from telegram.ext import CallbackContext
 
 from bot.access import stranger_language
@@ -25,6 +25,10 @@ async def on_error(update: object, context: CallbackContext) -> None:
         # Expected while the database is away (logged once by study/database.py): one line each,
         # no traceback, so the log shows the outage rather than drowning in it.
         log.warning("%s not handled: the database is unavailable (%s)", what, outage_cause(error))
+    elif isinstance(error, (NetworkError, RetryAfter)):
+        # Telegram slow, failing or flood-limiting (TimedOut is a NetworkError): its weather, not
+        # a bug here, so one line; whatever was stored before the reply failed stays stored.
+        log.warning("%s: Telegram did not take the reply (%s)", what, type(error).__name__)
     else:
         # The traceback's frames, not the exception's message: messages can quote what was written.
         frames = "".join(traceback.format_tb(error.__traceback__)) if error else ""

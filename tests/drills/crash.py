@@ -58,9 +58,14 @@ class CrashConfig:
 
 @dataclass
 class Kill:
-    delivered: int  # messages of the wave Telegram had accepted when the process died
-    recorded: int  # of those, the ones the database had recorded as sent
+    reached: int  # recipients Telegram had accepted the wave's message for when the process died
+    recorded: int  # rows the database had recorded as sent
     in_flight: int  # rows 'sending' right after the kill
+
+    @property
+    def delivered_unrecorded(self) -> int:
+        """In flight and already with Telegram: these, and only these, go out twice."""
+        return self.reached - self.recorded
 
 
 @dataclass
@@ -105,8 +110,9 @@ class CrashReport:
                  f"stand-in limits {c.rate_limits.global_per_second:g}/s overall, "
                  f"{c.rate_limits.per_chat_per_second:g}/s per chat"]
         for n, kill in enumerate(self.kills, 1):
-            lines.append(f"  kill {n}: {kill.delivered} delivered, {kill.recorded} recorded sent, "
-                         f"{kill.in_flight} in flight ('sending')")
+            lines.append(f"  kill {n}: {kill.reached} recipients reached, {kill.recorded} recorded sent, "
+                         f"{kill.in_flight} in flight ('sending'), of which {kill.delivered_unrecorded} "
+                         f"already delivered")
         lines += [
             f"  after restart: outbox {dict(self.rows)}; finished in {self.seconds_to_finish:.1f} s",
             f"  recipients {c.recipients}, received {self.received}, missed {self.missed}, "
@@ -151,7 +157,7 @@ async def run_crash_drill(database_url: str, workdir: Path, config: CrashConfig)
                     # Anywhere between two sends, not only right after Telegram accepted one.
                     await asyncio.sleep(rng.uniform(0, 1 / config.rate_limits.global_per_second))
                     await bot.kill()
-                    await asyncio.sleep(0.05)  # a request written just before the kill still lands
+                    await asyncio.sleep(0.2)  # a request written just before the kill still lands
                     watch.update()
                     report.kills.append(Kill(watch.count, await _rows_sent(db, wave), await in_flight(db)))
                     await bot.start()
@@ -178,18 +184,23 @@ async def run_crash_drill(database_url: str, workdir: Path, config: CrashConfig)
 
 
 class _Deliveries:
-    """Counts the wave's messages Telegram accepted, reading the stand-in's call record as it grows."""
+    """Counts the recipients the wave has reached (Telegram accepted their message), reading the
+    stand-in's call record as it grows."""
 
     def __init__(self, world: TelegramWorld, marker: str) -> None:
         self.world, self.marker = world, marker
-        self.count = 0
+        self._reached: set = set()
         self._seen = 0
+
+    @property
+    def count(self) -> int:
+        return len(self._reached)
 
     def update(self) -> None:
         calls = self.world.calls
         for call in calls[self._seen:]:
             if call.method == "sendMessage" and call.status == 200 and self.marker in str(call.params.get("text")):
-                self.count += 1
+                self._reached.add(call.params.get("chat_id"))
         self._seen = len(calls)
 
     async def reach(self, target: int, bot: BotProcess, timeout: float) -> bool:
