@@ -86,7 +86,7 @@ class Participant:
         """/log, then the answer on the fresh menu: a new form, so a second entry if the first
         was stored without the participant being told."""
         for _ in range(self.tries):
-            menu = await self._command("/log", lambda m: any(d.startswith("d:n:") for d in _data(m)))
+            menu = await self.command("/log", lambda m: any(d.startswith("d:n:") for d in _data(m)))
             if menu is None:
                 continue
             for _ in range(self.tries):
@@ -113,7 +113,7 @@ class Participant:
                 return
             data = next((d for d in CHECKIN_ANSWERS if d in _data(shown)), None)
             if data is None:  # nothing to press: (re)start, as a person would
-                await self._command("/symptoms", lambda m: any(d.startswith("k:") for d in _data(m)))
+                await self.command("/symptoms", lambda m: any(d.startswith("k:") for d in _data(m)))
                 continue
             await self._press(data, shown.message_id)
         self.checkin_gave_up = True
@@ -139,7 +139,7 @@ class Participant:
         except BotEventTimeout:
             pass
 
-    async def _command(self, text: str, wanted) -> ChatMessage | None:
+    async def command(self, text: str, wanted) -> ChatMessage | None:
         """Send a command; the first new bot message that `wanted` accepts, if one comes in time."""
         before = len(self.user.bot_messages)
         await self.user.send_text(text)

@@ -98,7 +98,8 @@ class TrafficReport:
     checkin_duplicates: int = 0
     checkins_gave_up: int = 0
     tick_errors: int = 0
-    drained_after_minutes: int = 0
+    drained_after_minutes: int = 0  # simulated minutes after the traffic until every reminder was settled
+    crowd_tail_seconds: float = 0.0  # wall time participants still needed then, the clock standing still
     alive: dict = field(default_factory=dict)
     half_written: list = field(default_factory=list)
     refused_by_telegram: Counter = field(default_factory=Counter)
@@ -130,8 +131,10 @@ class TrafficReport:
         for (_, kind), n in self.faults.items():
             by_kind[kind] += n
         lines = [
-            f"{c.participants} participants, {c.minutes} simulated minutes (+{self.drained_after_minutes} to settle), "
-            f"faults at {c.fault_rate:.0%} (seed {c.seed}); {self.wall_seconds:.0f} s of wall time",
+            f"{c.participants} participants, {c.minutes} simulated minutes, faults at {c.fault_rate:.0%} "
+            f"(seed {c.seed}); {self.wall_seconds:.0f} s of wall time",
+            f"  afterwards: every reminder settled {self.drained_after_minutes} simulated minutes later; participants "
+            f"done {self.crowd_tail_seconds:.0f} s after that (the clock standing still)",
             f"  Bot API calls: {self.calls} ({self.calls_exposed} exposed to faults); faults injected: {faults} "
             f"({', '.join(f'{k} {n}' for k, n in sorted(by_kind.items()))})",
             f"  reminders due: {self.reminders_due}; {dict(self.reminder_status)}; never settled: "
@@ -193,15 +196,16 @@ async def run_traffic_drill(db: Database, protocol: Protocol, config: TrafficCon
             for minute in range(1, config.minutes + 1):
                 await _minute(trial, report, crowd, minute, timedelta(minutes=1))
                 await crowd.settle(timeout=config.minute_seconds)
-            # Faults still on: let the clock run until every reminder is settled and everyone done.
-            while not (crowd.idle and await _reminders_settled(db)):
-                if report.drained_after_minutes >= config.drain_minutes:
-                    break
+            # Faults still on: the clock runs on until every reminder is settled (retries wait on
+            # it); then it stands still while whoever is still busy finishes.
+            while not await _reminders_settled(db) and report.drained_after_minutes < config.drain_minutes:
                 step = timedelta(minutes=1) if not crowd.idle else await _until_next_retry(db, trial.clock.now())
                 report.drained_after_minutes += round(step / timedelta(minutes=1))
                 await _minute(trial, report, crowd, config.minutes + report.drained_after_minutes, step)
                 await crowd.settle(timeout=config.minute_seconds)
+            busy_from = wall.perf_counter()
             await crowd.settle()
+            report.crowd_tail_seconds = wall.perf_counter() - busy_from
             report.faults = Counter(world.faults.injected)
             world.faults.clear()
             report.alive = await _alive(trial, people[0])
@@ -244,7 +248,7 @@ async def _alive(trial: Trial, person: Participant) -> dict:
     """Still running, and answering: the faults are off now, so /today must be answered."""
     app = trial.app
     task = app.bot_data.get("dispatcher_task")
-    answered = await person._command("/today", lambda m: "today" in (m.text or "").lower()) is not None
+    answered = await person.command("/today", lambda m: "today" in (m.text or "").lower()) is not None
     return {"application": bool(app.running), "updater": bool(app.updater.running),
             "dispatcher": task is not None and not task.done(), "answers /today": answered}
 
