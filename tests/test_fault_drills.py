@@ -45,14 +45,15 @@ def _backend_or_skip(backend: str) -> None:
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-async def test_kill_9_twice_mid_broadcast_misses_nobody_and_repeats_only_what_was_in_flight(
+async def test_kill_9_mid_broadcast_misses_nobody_and_repeats_only_what_was_in_flight(
         backend: str, tmp_path: Path) -> None:
     _backend_or_skip(backend)
-    config = CrashConfig(wave="broadcast", recipients=60, kills=2, kill_between=(0.15, 0.35), rate_limits=RELAXED)
+    kills = 2 if backend == "sqlite" else 1  # a restart costs 2 s; once is enough to show PostgreSQL's side
+    config = CrashConfig(wave="broadcast", recipients=60, kills=kills, kill_between=(0.15, 0.35), rate_limits=RELAXED)
     async with scratch_database(backend, tmp_path, PG_URL) as url:
         report = await run_crash_drill(url, tmp_path, config)
     assert report.failures() == [], report.summary()
-    assert len(report.kills) == 2 and all(0 < k.reached < 60 for k in report.kills), report.summary()
+    assert len(report.kills) == kills and all(0 < k.reached < 60 for k in report.kills), report.summary()
     assert all(k.in_flight <= 1 for k in report.kills), "delivery is sequential: one message in flight at most"
     assert report.rows == {"sent": 60} and report.missed == 0
     assert report.received == 60 + report.duplicates and report.duplicates <= report.bound

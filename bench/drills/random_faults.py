@@ -31,7 +31,7 @@ async def main() -> None:
     args = options.parse_args()
     config = TrafficConfig(participants=args.participants, minutes=args.minutes, fault_rate=args.rate, seed=args.seed,
                            checkin_share=0.3, request_timeout=args.request_timeout, patience=5.0, at_once=20,
-                           minute_seconds=2.0)
+                           minute_seconds=30.0)
     async with scratch_dir() as scratch, scratch_schema_database(args, scratch) as db:
         report = await run_traffic_drill(db, load_protocol(ROOT / "study.toml"), config)
     verdict(report, scratch)

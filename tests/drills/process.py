@@ -78,7 +78,8 @@ async def scratch_database(backend: str, workdir: Path, admin_url: str | None = 
     if not admin_url:
         raise ValueError("a PostgreSQL drill needs a server URL")
     name = f"drill_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    # pool_pre_ping: a drill may have stopped and restarted the server in between.
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         async with admin.connect() as connection:
             await connection.execute(text(f"CREATE DATABASE {name}"))

@@ -59,7 +59,7 @@ class TrafficConfig:
     request_timeout: float = 1.0  # the bot's wait for an answer; a "timeout" fault holds twice that
     patience: float = 2.5  # wall seconds a participant waits for the spinner before looking again
     at_once: int = 10  # participants acting at the same moment
-    minute_seconds: float = 2.0  # wall time each simulated minute lasts (people still busy carry on)
+    minute_seconds: float = 2.0  # most wall time a simulated minute lasts: it ends once everyone is done
     drain_minutes: int = 90
     spare: tuple[str, ...] = ()  # methods never failed (the CI version spares getUpdates: see the README)
 
