@@ -38,6 +38,7 @@ class Database:
         elif schema:
             # Tests isolate themselves in a schema of their own on a shared PostgreSQL database.
             connect_args["server_settings"] = {"search_path": schema}
+        self._connect_args = connect_args
         # hide_parameters: errors must not carry participants' data into logs.
         self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args, hide_parameters=True)
         if self.is_sqlite:
@@ -53,6 +54,19 @@ class Database:
         """One unit of work: commits when the block ends, rolls back if it raises."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    async def dedicated_connection(self) -> Any:
+        """PostgreSQL only: an asyncpg connection of its own, outside the pool, with the engine's
+        settings (the scheduler leader holds its session-level lock on one; see
+        scheduler/leadership.py). The caller closes it."""
+        import asyncpg
+
+        if self.is_sqlite:
+            raise RuntimeError("a dedicated connection is for PostgreSQL")
+        _, options = self.engine.dialect.create_connect_args(self.url)
+        for sqlalchemy_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+            options.pop(sqlalchemy_only, None)
+        return await asyncpg.connect(**options, **self._connect_args)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""

@@ -134,14 +134,38 @@ async def notify_staff(
     return queued
 
 
-async def due(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[OutboxMessage]:
-    query = (
-        select(OutboxMessage)
-        .where(OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
-        .order_by(OutboxMessage.not_before, OutboxMessage.id)
-        .limit(limit)
-    )
-    return list((await session.scalars(query)).all())
+def _due(now: datetime):
+    return (select(OutboxMessage)
+            .where(OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
+            .order_by(OutboxMessage.not_before, OutboxMessage.id))
+
+
+async def claim_next(session: AsyncSession, *, now: datetime, only_if: Any = None) -> OutboxMessage | None:
+    """Claim the next message due (pending -> sending) for the caller to deliver, or None.
+
+    On PostgreSQL the row is taken with `FOR UPDATE SKIP LOCKED`, so two deliverers (a new
+    scheduler leader and an old one that has not noticed yet) each take a different row and
+    never wait on each other; on SQLite, BEGIN IMMEDIATE already lets one writer in at a time.
+    One row at a time, on purpose: a deliverer that dies holds at most one message in flight.
+    `only_if`, a SQL condition, fences the claim (the scheduler leader's "I still hold the lock")."""
+    query = _due(now).limit(1).with_for_update(skip_locked=True)
+    if only_if is not None:
+        query = query.where(only_if)
+    row = await session.scalar(query)
+    if row is not None:
+        row.status = "sending"
+        await session.flush()
+    return row
+
+
+async def claim(session: AsyncSession, row_id: int) -> OutboxMessage | None:
+    """Claim one given message if it is still pending; None if another deliverer has it."""
+    row = await session.scalar(select(OutboxMessage).where(OutboxMessage.id == row_id, OutboxMessage.status == "pending")
+                               .with_for_update(skip_locked=True))
+    if row is not None:
+        row.status = "sending"
+        await session.flush()
+    return row
 
 
 async def for_participant(session: AsyncSession, participant_id: int) -> list[OutboxMessage]:
