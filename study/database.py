@@ -32,6 +32,7 @@ def alembic_config(url: str | None = None) -> Config:
 class Database:
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = make_url(url)
+        self.schema = schema
         connect_args: dict[str, Any] = {}
         if self.is_sqlite:
             connect_args["timeout"] = 30
