@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from sandbox.errors import ApiError, too_many_requests
 
@@ -38,6 +38,12 @@ class _Pending:
     method: str | None
     fault: Fault
     remaining: int
+    chat_id: int | None = None
+
+    def matches(self, method: str, params: Mapping[str, Any]) -> bool:
+        if self.method is not None and self.method.lower() != method.lower():
+            return False
+        return self.chat_id is None or str(params.get("chat_id")) == str(self.chat_id)
 
 
 class Faults:
@@ -59,13 +65,15 @@ class Faults:
         retry_after: int | None = None,
         count: int = 1,
         mode: FaultMode = "error",
+        chat_id: int | None = None,
     ) -> None:
-        """Fail the next `count` calls of `method` (any method when None).
+        """Fail the next `count` calls of `method` (any method when None), only those to
+        `chat_id` if given.
 
         status 429 (or any status with retry_after) answers with Telegram's flood-control
         shape; "timeout" holds the response for `hold_seconds`; "drop" closes the connection.
         """
-        self._pending.append(_Pending(method, Fault(mode, _error(status, retry_after)), count))
+        self._pending.append(_Pending(method, Fault(mode, _error(status, retry_after)), count, chat_id))
 
     def random_failures(self, rate: float, seed: int, statuses: Sequence[int] = (500, 502, 429)) -> None:
         """Fail each call with probability `rate` (reproducibly from `seed`); rate 0 stops it."""
@@ -78,10 +86,10 @@ class Faults:
         self._pending.clear()
         self._rate = 0.0
 
-    def take(self, method: str) -> Fault | None:
+    def take(self, method: str, params: Mapping[str, Any] | None = None) -> Fault | None:
         """The fault to apply to this call of `method`, if any (consuming it)."""
         for pending in self._pending:
-            if pending.method is None or pending.method.lower() == method.lower():
+            if pending.matches(method, params or {}):
                 pending.remaining -= 1
                 if pending.remaining <= 0:
                     self._pending.remove(pending)

@@ -236,7 +236,7 @@ class TelegramWorld:
         raw = dict(params)
         if token != self.token:
             return self._refuse(name, raw, ApiError(401, "Unauthorized"))
-        fault = self.faults.take(name)
+        fault = self.faults.take(name, raw)
         if fault is not None:
             self._record(name, raw, fault.error.status, f"{fault.mode}: {fault.error.description}",
                          injected=True)

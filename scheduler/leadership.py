@@ -102,6 +102,7 @@ class AdvisoryLockLeadership:
         self.key: int | None = None
         self._connection = None  # asyncpg.Connection, this process's own
         self._closed = asyncio.Event()
+        self._said_standing_by = False
 
     async def run(self) -> None:
         """Compete until cancelled: lead while the lock is held, then compete again."""
@@ -134,8 +135,11 @@ class AdvisoryLockLeadership:
             await self._disconnect()
             return False
         if not got:
+            if not self._said_standing_by:  # once per change, not at every attempt
+                self._said_standing_by = True
+                log.info("another process is the scheduler leader; this one stands by")
             return False
-        self.is_leader = True
+        self.is_leader, self._said_standing_by = True, False
         log.info("this process is now the scheduler leader")
         try:
             await self.on_gain()
