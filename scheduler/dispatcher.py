@@ -36,7 +36,7 @@ from study.protocol import Protocol
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
-BATCH = 50  # the after-batch hook (broadcast progress) runs after this many messages, and at the end
+BATCH = 50  # messages looked up at once; the after-batch hook (broadcast progress) runs after each batch
 SLOT_KINDS = ("reminder", "nudge")
 
 
@@ -103,19 +103,24 @@ class OutboxDispatcher:
         return result.rowcount
 
     async def deliver_due(self, *, stop: asyncio.Event | None = None, fence: Any = None) -> int:
-        """Deliver every message due now, one at a time; returns how many were handled (sent,
-        skipped or failed). With `stop` set, it returns after the message under way. `fence` is a
-        SQL condition every claim must meet: the scheduler leader's lock is still held, so a
-        leader that lost it claims nothing more, even before it notices."""
+        """Deliver every message due now, one at a time; returns how many this deliverer handled
+        (sent, skipped or failed). With `stop` set, it returns after the message under way.
+        `fence` is a SQL condition every claim must meet: the scheduler leader's lock is still
+        held, so a leader that lost it claims nothing more, even before it notices."""
         handled = 0
         async with self._round:
             while stop is None or not stop.is_set():
-                if not await self._deliver(fence=fence):
+                async with self.db.transaction() as session:
+                    candidates = await outbox.due(session, now=self.clock.now(), limit=BATCH)
+                claimed = 0
+                for row_id in candidates:
+                    if stop is not None and stop.is_set():
+                        break
+                    claimed += await self._deliver(row_id, fence=fence)
+                handled += claimed
+                await self._after_batch()
+                if not claimed:  # nothing due, or nothing this deliverer may (or could) claim
                     break
-                handled += 1
-                if handled % BATCH == 0:
-                    await self._after_batch()
-            await self._after_batch()
         return handled
 
     async def _after_batch(self) -> None:
@@ -126,18 +131,15 @@ class OutboxDispatcher:
         except Exception:  # noqa: BLE001 - progress display must never stop delivery
             log.exception("after-batch hook failed")
 
-    async def _deliver(self, row_id: int | None = None, *, fence: Any = None) -> bool:
-        """Claim and deliver one message: the next due, or `row_id` if still pending. False when
-        there was nothing to claim."""
+    async def _deliver(self, row_id: int, *, fence: Any = None) -> bool:
+        """Claim and deliver one message; False if it was not this deliverer's to claim."""
         now = self.clock.now()
         async with self.db.transaction() as session:
             # Claim the row (pending -> sending) and commit before sending: of two deliverers
             # racing for it, only one gets it, and a crash leaves it marked as in flight.
-            row = await (outbox.claim_next(session, now=now, only_if=fence) if row_id is None
-                         else outbox.claim(session, row_id))
+            row = await outbox.claim(session, row_id, only_if=fence)
             if row is None:
                 return False
-            row_id = row.id
             recipient = await session.get(Participant if row.participant_id else StaffMember,
                                           row.participant_id or row.staff_id)
             chat_id, language, zone, why_not = _address(recipient, ZoneInfo(self.protocol.study.default_timezone))

@@ -134,34 +134,29 @@ async def notify_staff(
     return queued
 
 
-def _due(now: datetime):
-    return (select(OutboxMessage)
-            .where(OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
-            .order_by(OutboxMessage.not_before, OutboxMessage.id))
+async def due(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[int]:
+    """The ids of the next messages due, oldest first: candidates to `claim`, not claimed."""
+    query = (select(OutboxMessage.id)
+             .where(OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
+             .order_by(OutboxMessage.not_before, OutboxMessage.id)
+             .limit(limit))
+    return list((await session.scalars(query)).all())
 
 
-async def claim_next(session: AsyncSession, *, now: datetime, only_if: Any = None) -> OutboxMessage | None:
-    """Claim the next message due (pending -> sending) for the caller to deliver, or None.
+async def claim(session: AsyncSession, row_id: int, *, only_if: Any = None) -> OutboxMessage | None:
+    """Claim one message (pending -> sending) for the caller to deliver; None if it is no longer
+    pending, or if another deliverer is claiming it this moment.
 
-    On PostgreSQL the row is taken with `FOR UPDATE SKIP LOCKED`, so two deliverers (a new
-    scheduler leader and an old one that has not noticed yet) each take a different row and
-    never wait on each other; on SQLite, BEGIN IMMEDIATE already lets one writer in at a time.
-    One row at a time, on purpose: a deliverer that dies holds at most one message in flight.
-    `only_if`, a SQL condition, fences the claim (the scheduler leader's "I still hold the lock")."""
-    query = _due(now).limit(1).with_for_update(skip_locked=True)
+    On PostgreSQL the row is read `FOR UPDATE SKIP LOCKED`: a second deliverer (a new scheduler
+    leader beside an old one that has not stopped yet) passes over a row being claimed instead of
+    waiting for it, and finds it claimed when it looks again. On SQLite, BEGIN IMMEDIATE already
+    lets one writer in at a time. `only_if`, a SQL condition, fences the claim: the scheduler
+    leader's "I still hold the lock"."""
+    query = (select(OutboxMessage).where(OutboxMessage.id == row_id, OutboxMessage.status == "pending")
+             .with_for_update(skip_locked=True))
     if only_if is not None:
         query = query.where(only_if)
     row = await session.scalar(query)
-    if row is not None:
-        row.status = "sending"
-        await session.flush()
-    return row
-
-
-async def claim(session: AsyncSession, row_id: int) -> OutboxMessage | None:
-    """Claim one given message if it is still pending; None if another deliverer has it."""
-    row = await session.scalar(select(OutboxMessage).where(OutboxMessage.id == row_id, OutboxMessage.status == "pending")
-                               .with_for_update(skip_locked=True))
     if row is not None:
         row.status = "sending"
         await session.flush()
