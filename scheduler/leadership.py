@@ -98,6 +98,11 @@ class AdvisoryLockLeadership:
         self.db = db
         self.on_gain, self.on_loss = on_gain, on_loss
         self.retry_seconds = retry_seconds
+        # How long the database may take to answer before the connection counts as lost. Not
+        # shorter than a few seconds, whatever the retry interval: a slow moment must not make
+        # a leader step down. (Stepping down late is safe: while the server still holds the lock
+        # for this connection, nobody else can lead.)
+        self.answer_seconds = max(retry_seconds, 5.0)
         self.is_leader = False
         self.key: int | None = None
         self._connection = None  # asyncpg.Connection, this process's own
@@ -129,7 +134,7 @@ class AdvisoryLockLeadership:
         try:
             connection = await self._connect()
             got = await asyncio.wait_for(connection.fetchval("SELECT pg_try_advisory_lock($1)", self.key),
-                                         self.retry_seconds)
+                                         self.answer_seconds)
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, try again later
             log.warning("scheduler leadership: cannot reach the database (%s); trying again", type(exc).__name__)
             await self._disconnect()
@@ -152,7 +157,7 @@ class AdvisoryLockLeadership:
     async def _connect(self):
         if self._connection is None or self._connection.is_closed():
             self._closed = asyncio.Event()
-            self._connection = await asyncio.wait_for(self.db.dedicated_connection(), self.retry_seconds)
+            self._connection = await asyncio.wait_for(self.db.dedicated_connection(), self.answer_seconds)
             self._connection.add_termination_listener(lambda _connection: self._closed.set())
             database, schema = await self._connection.fetchrow("SELECT current_database(), current_schema()")
             self.key = lock_key(database, schema)
@@ -166,7 +171,7 @@ class AdvisoryLockLeadership:
                 await asyncio.wait_for(self._closed.wait(), self.retry_seconds)
                 return
             try:
-                held = await asyncio.wait_for(self._connection.fetchval(_HOLDS_LOCK, high, low), self.retry_seconds)
+                held = await asyncio.wait_for(self._connection.fetchval(_HOLDS_LOCK, high, low), self.answer_seconds)
             except Exception:  # noqa: BLE001 - cannot tell: assume it is lost, and stop at once
                 held = False
             if not held:

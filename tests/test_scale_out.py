@@ -343,3 +343,48 @@ async def until(condition, timeout: float) -> None:
             await asyncio.sleep(0.1)
 
     await asyncio.wait_for(wait(), timeout)
+
+
+async def test_in_polling_mode_only_the_leader_polls_and_a_standby_takes_over(
+        db: Database, clock, protocol, telegram: TelegramWorld, bot_api: BotApiServer) -> None:
+    """Telegram serves getUpdates to one caller at a time, so a second process in polling mode
+    must not poll (it would draw 409 Conflict, over and over) until the leader is gone."""
+    if db.is_sqlite:
+        pytest.skip("several processes need PostgreSQL (SQLite is one process on one machine)")
+    from bot.app import build_application, running
+
+    other = Database(db.url.render_as_string(hide_password=False), schema=db.schema)
+
+    def process(database: Database):
+        return build_application(token=telegram.token, base_url=bot_api.base_url,
+                                 base_file_url=bot_api.base_file_url, protocol=protocol, db=database, clock=clock,
+                                 tick_seconds=None, rate_limit_retries=0, leader_retry_seconds=0.05)
+
+    async with db.transaction() as session:
+        person = await participants.enroll(session, protocol, EnrolmentRequest("P001", ZONE, "en"),
+                                           actor=COORDINATOR, now=clock.now())
+        code = (await invites.issue(session, person, valid_for=timedelta(days=1), actor=COORDINATOR,
+                                    now=clock.now())).code
+    first, second = process(db), process(other)
+    first_running, second_running = running(first, poll_timeout=1), running(second, poll_timeout=1)
+    try:
+        await first_running.__aenter__()
+        async with second_running:
+            assert first.bot_data["leadership"].is_leader and first.updater.running
+            assert not second.bot_data["leadership"].is_leader and not second.updater.running
+            user = telegram.add_user(user_id=1001, first_name=NAME)
+            await user.send_text(f"/start {code}")
+            await user.next_bot_event()
+            polls = sum(c.method == "getUpdates" for c in telegram.calls)
+            await first_running.__aexit__(None, None, None)  # the leader stops
+            first_running = None
+            await until(lambda: second.updater.running, timeout=10)
+            assert second.bot_data["leadership"].is_leader
+            await user.press("✅ Yes, I agree")
+            assert "You are all set" in (await user.next_bot_event()).text
+            assert sum(c.method == "getUpdates" for c in telegram.calls) > polls, "the standby polls now"
+    finally:
+        if first_running is not None:
+            await first_running.__aexit__(None, None, None)
+        await other.dispose()
+    assert telegram.rejected_calls == [], "no 409 Conflict, nor any other refusal"
