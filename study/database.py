@@ -56,6 +56,14 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        async with self.engine.begin() as connection:
+            await connection.run_sync(_upgrade_to_head)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
     async def dedicated_connection(self) -> Any:
         """PostgreSQL only: an asyncpg connection of its own, outside the pool, with the engine's
         settings (the scheduler leader holds its session-level lock on one; see
@@ -68,14 +76,6 @@ class Database:
         for sqlalchemy_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
             options.pop(sqlalchemy_only, None)
         return await asyncpg.connect(**options, **self._connect_args)
-
-    async def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
-        async with self.engine.begin() as connection:
-            await connection.run_sync(_upgrade_to_head)
-
-    async def dispose(self) -> None:
-        await self.engine.dispose()
 
 
 def _upgrade_to_head(connection: Connection) -> None:
