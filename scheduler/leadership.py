@@ -133,8 +133,8 @@ class AdvisoryLockLeadership:
         """One attempt: True if this process is now the leader (and its work has started)."""
         try:
             connection = await self._connect()
-            got = await asyncio.wait_for(connection.fetchval("SELECT pg_try_advisory_lock($1)", self.key),
-                                         self.answer_seconds)
+            async with asyncio.timeout(self.answer_seconds):
+                got = await connection.fetchval("SELECT pg_try_advisory_lock($1)", self.key)
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, try again later
             log.warning("scheduler leadership: cannot reach the database (%s); trying again", type(exc).__name__)
             await self._disconnect()
@@ -157,21 +157,26 @@ class AdvisoryLockLeadership:
     async def _connect(self):
         if self._connection is None or self._connection.is_closed():
             self._closed = asyncio.Event()
-            self._connection = await asyncio.wait_for(self.db.dedicated_connection(), self.answer_seconds)
-            self._connection.add_termination_listener(lambda _connection: self._closed.set())
-            database, schema = await self._connection.fetchrow("SELECT current_database(), current_schema()")
+            async with asyncio.timeout(self.answer_seconds):
+                self._connection = await self.db.dedicated_connection()
+                self._connection.add_termination_listener(lambda _connection: self._closed.set())
+                database, schema = await self._connection.fetchrow("SELECT current_database(), current_schema()")
             self.key = lock_key(database, schema)
         return self._connection
 
     async def _hold(self) -> None:
         """Return when the lock may no longer be ours: the connection closed, or a check failed."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as its timeout fires, and this loop would then outlive the process's stop.
         high, low = _halves(self.key)
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), self.retry_seconds)
+                async with asyncio.timeout(self.retry_seconds):
+                    await self._closed.wait()
                 return
             try:
-                held = await asyncio.wait_for(self._connection.fetchval(_HOLDS_LOCK, high, low), self.answer_seconds)
+                async with asyncio.timeout(self.answer_seconds):
+                    held = await self._connection.fetchval(_HOLDS_LOCK, high, low)
             except Exception:  # noqa: BLE001 - cannot tell: assume it is lost, and stop at once
                 held = False
             if not held:
@@ -195,7 +200,8 @@ class AdvisoryLockLeadership:
         if connection is None or connection.is_closed():
             return
         try:
-            await asyncio.wait_for(connection.close(), 2)
+            async with asyncio.timeout(2):
+                await connection.close()
         except Exception:  # noqa: BLE001 - a connection that will not close politely is cut
             connection.terminate()
 

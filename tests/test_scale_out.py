@@ -193,7 +193,20 @@ async def enrol_everyone(database_url: str) -> list[str]:
 
 async def make_reminders_due(db: Database, study_ids: list[str], *, minutes_ago: int) -> None:
     """Set their evening slot to a minute that has just passed (as if they chose that time) and
-    their start an hour back, so the next tick finds a reminder due now."""
+    their start an hour back, so the next tick finds a reminder due now.
+
+    First wait until the planner has looked at them since they joined: a tick that read them
+    before this change would otherwise write its next look over ours (on this branch's tick)."""
+    async def looked_at() -> None:
+        while True:
+            async with db.transaction() as session:
+                moments = (await session.scalars(select(Participant.next_plan_at).where(
+                    Participant.study_id.in_(study_ids)))).all()
+            if all(m is not None and m > datetime.now(UTC) for m in moments):
+                return
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(looked_at(), 20)
     local = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).astimezone(ZoneInfo(ZONE))
     times = f"{local:%H:%M},{local + timedelta(hours=12):%H:%M}"
     now = datetime.now(UTC)
