@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -59,6 +59,12 @@ class Database:
     async def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
         async with self.engine.begin() as connection:
+            if not self.is_sqlite:
+                # Several processes starting at once (one per machine) migrate one after the
+                # other: the second finds the schema at head. Keyed by database and schema.
+                await connection.execute(text(
+                    "SELECT pg_advisory_xact_lock(hashtextextended("
+                    "'trialbot migrations|' || current_database() || '|' || coalesce(current_schema(), ''), 0))"))
             await connection.run_sync(_upgrade_to_head)
 
     async def dispose(self) -> None:
