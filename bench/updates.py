@@ -6,24 +6,32 @@ not Telegram's pace). The trialbot path per update: the callback query in, one t
 writes the diary entry, its audit entry and the reminder's "answered" mark, then the reminder
 edited to "Saved" and the button answered. The echo bot answers each text with sendMessage.
 
-    python bench/updates.py [--updates 300]
+A third figure, for understanding rather than as the target's baseline: a bare PTB bot that answers
+a button press the way the tap must (edit the message, then answer the button) with no database,
+the floor of this path's Telegram traffic.
+
+    python bench/updates.py [--updates 300] [--database-url postgresql+asyncpg://...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import text  # noqa: E402
 from telegram import Update  # noqa: E402
-from telegram.ext import Application, MessageHandler, filters  # noqa: E402
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup  # noqa: E402
+from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters  # noqa: E402
 
 from bot.app import build_application, running  # noqa: E402
 from sandbox.server import BotApiServer  # noqa: E402
@@ -63,10 +71,66 @@ async def echo_rate(count: int) -> float:
     return count / elapsed
 
 
-async def trialbot_rate(count: int, scratch: Path) -> float:
+async def button_floor_rate(count: int) -> float:
+    """A bare PTB bot that edits the pressed message and answers the button, with no database."""
+    world = TelegramWorld()
+    async with BotApiServer(world) as server:
+        app = Application.builder().token(world.token).base_url(server.base_url).build()
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Applied", callback_data="applied")]])
+
+        async def offer(update: Update, _context) -> None:
+            await update.message.reply_text("Time for your cream", reply_markup=keyboard)
+
+        async def saved(update: Update, _context) -> None:
+            await update.callback_query.edit_message_text("Saved")
+            await update.callback_query.answer()
+
+        app.add_handler(MessageHandler(filters.TEXT, offer))
+        app.add_handler(CallbackQueryHandler(saved))
+        async with app:
+            await app.start()
+            await app.updater.start_polling(timeout=1)
+            users = [world.add_user(user_id=7000 + n, first_name="F") for n in range(count)]
+            for user in users:
+                await user.send_text("hello")
+            for user in users:
+                await user.wait_for(lambda u: len(u.bot_messages) == 1, timeout=60)
+            started = time.perf_counter()
+            for user in users:
+                await user.press("Applied", message_id=user.last_bot_message.message_id)
+            for user in users:
+                await user.wait_for(lambda u: len(u.callback_answers) == 1, timeout=60)
+            elapsed = time.perf_counter() - started
+            await app.updater.stop()
+            await app.stop()
+    return count / elapsed
+
+
+async def scratch_database(database_url: str | None, scratch: Path) -> Database:
+    """A fresh database: a SQLite file, or a schema of its own on the PostgreSQL given."""
+    if not database_url:
+        return Database(f"sqlite+aiosqlite:///{scratch / 'bench.db'}")
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = Database(database_url)
+    async with admin.engine.begin() as connection:
+        await connection.execute(text(f"CREATE SCHEMA {schema}"))
+    await admin.dispose()
+    return Database(database_url, schema=schema)
+
+
+async def drop_scratch_schema(db: Database) -> None:
+    schema = db.engine.dialect.name == "postgresql" and db.schema
+    if schema:
+        admin = Database(db.url.render_as_string(hide_password=False))
+        async with admin.engine.begin() as connection:
+            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        await admin.dispose()
+
+
+async def trialbot_rate(count: int, scratch: Path, database_url: str | None = None) -> float:
     protocol = load_protocol(ROOT / "study.toml")
     clock = ManualClock(START)
-    db = Database(f"sqlite+aiosqlite:///{scratch / 'bench.db'}")
+    db = await scratch_database(database_url, scratch)
     await db.migrate()
     actor = Actor.cli("bench")
     async with db.transaction() as session:
@@ -100,20 +164,27 @@ async def trialbot_rate(count: int, scratch: Path) -> float:
             elapsed = time.perf_counter() - started
             assert all("Saved" in u.message(m.message_id).text for u, m in zip(users, reminders, strict=True))
     await db.dispose()
+    await drop_scratch_schema(db)
     return count / elapsed
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=300)
+    parser.add_argument("--database-url", default=os.environ.get("TRIALBOT_BENCH_DATABASE_URL"),
+                        help="PostgreSQL to use (a schema of its own is made); SQLite by default")
     args = parser.parse_args()
     echo = await echo_rate(args.updates)
+    floor = await button_floor_rate(args.updates)
     with tempfile.TemporaryDirectory() as scratch:
-        applied = await trialbot_rate(args.updates, Path(scratch))
-    print(f"{args.updates} updates each, sequential processing, no rate limiter, SQLite")
-    print(f"  bare PTB echo bot:            {echo:7.1f} updates/s")
-    print(f"  tap Applied on a reminder:    {applied:7.1f} updates/s")
-    print(f"  ratio (target at least 0.5):  {applied / echo:7.2f}")
+        applied = await trialbot_rate(args.updates, Path(scratch), args.database_url)
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"{args.updates} updates each, sequential processing, no rate limiter, {backend}")
+    print(f"  bare PTB echo bot (baseline):           {echo:7.1f} updates/s")
+    print(f"  bare PTB button bot, edit + answer:     {floor:7.1f} updates/s")
+    print(f"  tap Applied on a reminder:              {applied:7.1f} updates/s")
+    print(f"  ratio to the echo bot (target >= 0.5):  {applied / echo:7.2f}")
+    print(f"  ratio to the button bot:                {applied / floor:7.2f}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_READ_ONLY = "trialbot_read_only"
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -32,6 +33,7 @@ def alembic_config(url: str | None = None) -> Config:
 class Database:
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = make_url(url)
+        self.schema = schema
         connect_args: dict[str, Any] = {}
         if self.is_sqlite:
             connect_args["timeout"] = 30
@@ -43,6 +45,10 @@ class Database:
         if self.is_sqlite:
             _serialise_sqlite_writers(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Reads take no write lock: on SQLite they begin DEFERRED, so they neither wait for nor
+        # hold up the writers (every update starts with one: who is writing?).
+        self._read_sessions = async_sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
+                                                 expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -52,6 +58,13 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits when the block ends, rolls back if it raises."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that only reads (writing in it is a mistake; SQLite would refuse it
+        only when another writer holds the lock, so don't)."""
+        async with self._read_sessions() as session, session.begin():
             yield session
 
     async def migrate(self) -> None:
@@ -81,7 +94,8 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *, unique: str,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -107,14 +107,20 @@ async def cancel_pending_alert(session: AsyncSession, alert_id: int, *, now: dat
 
 
 async def mark_answered(session: AsyncSession, participant_id: int, telegram_message_id: int, *,
-                        now: datetime) -> OutboxMessage | None:
-    """If the message a participant answered was one the bot started (a reminder), note it."""
-    row = await session.scalar(select(OutboxMessage).where(
-        OutboxMessage.participant_id == participant_id, OutboxMessage.telegram_message_id == telegram_message_id))
-    if row is not None and row.answered_at is None:
-        row.answered_at = now
-        await record_event(session, row.id, "answered", now=now)
-    return row
+                        now: datetime) -> int | None:
+    """If the message a participant answered was one the bot started (a reminder), note it, the
+    first time only. Returns the outbox row's id, if one was marked."""
+    marked = await session.scalar(
+        update(OutboxMessage)
+        .where(OutboxMessage.participant_id == participant_id,
+               OutboxMessage.telegram_message_id == telegram_message_id,
+               OutboxMessage.answered_at.is_(None))
+        .values(answered_at=now)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False))
+    if marked is not None:
+        await record_event(session, marked, "answered", now=now)
+    return marked
 
 
 async def events_for(session: AsyncSession, outbox_ids: list[int]) -> list[DeliveryEvent]:
