@@ -245,11 +245,12 @@ async def record_missing(
     return len(inserted)
 
 
-async def standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list[DiaryEntry]:
-    """Standing applied, missed and missing entries of many participants from `since` on."""
+async def standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list:
+    """Standing applied, missed and missing entries of many participants from `since` on, as rows
+    of (participant_id, kind, local_date, occurred_at): all the planners need."""
     withdrawal = aliased(DiaryEntry)
     query = (
-        select(DiaryEntry)
+        select(DiaryEntry.participant_id, DiaryEntry.kind, DiaryEntry.local_date, DiaryEntry.occurred_at)
         .outerjoin(withdrawal, withdrawal.supersedes_id == DiaryEntry.id)
         .where(
             DiaryEntry.participant_id.in_(participant_ids),
@@ -258,4 +259,4 @@ async def standing_facts(session: AsyncSession, participant_ids: list[int], sinc
             withdrawal.id.is_(None),
         )
     )
-    return list((await session.scalars(query)).all())
+    return list((await session.execute(query)).all())

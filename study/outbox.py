@@ -47,8 +47,7 @@ async def enqueue(
             await session.flush()
     except IntegrityError:
         return None
-    await record_event(session, row.id, "queued", now=now)
-    return row
+    return row  # queued: its created_at says when
 
 
 async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime) -> tuple[int, int]:
@@ -72,11 +71,12 @@ async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime
     table = OutboxMessage.__table__
     inserted = await insert_new(session, table, rows, unique="dedup_key",
                                 returning=(table.c.id, table.c.status, table.c.last_error))
-    if inserted:
-        await session.execute(insert(DeliveryEvent), [
-            dict(outbox_id=row_id, at=now, event="skipped" if status == "skipped" else "queued", detail=detail)
-            for row_id, status, detail in inserted
-        ])
+    # A row's created_at is when it was queued (its first event); only what is not plain queueing,
+    # a message stale before it could be sent, gets an event, so a wave of thousands writes one table.
+    skipped = [dict(outbox_id=row_id, at=now, event="skipped", detail=detail)
+               for row_id, status, detail in inserted if status == "skipped"]
+    if skipped:
+        await session.execute(insert(DeliveryEvent), skipped)
     stale_count = sum(status == "skipped" for _, status, _ in inserted)
     return len(inserted) - stale_count, stale_count
 
