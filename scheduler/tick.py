@@ -31,7 +31,7 @@ from study import alerts, checkins, diary, outbox, pregnancy_tests, visits
 from study.models import Visit
 from study.pregnancy_tests import PregnancyFact
 from study.clock import Clock
-from study.database import Database
+from study.database import Database, among
 from study.models import Participant
 from study.participants import parse_times
 from study.protocol import Protocol
@@ -147,7 +147,7 @@ class Tick:
         async with self.db.read() as session:
             # Plain rows, not ORM objects: a morning wave is tens of thousands of participants,
             # and the planner wants snapshots anyway.
-            rows = (await session.execute(select(*_VIEW_COLUMNS).where(Participant.id.in_(ids)))).all()
+            rows = (await session.execute(select(*_VIEW_COLUMNS).where(among(session, Participant.id, ids)))).all()
             since = (now - timedelta(days=3)).date()
             facts: dict[int, list[DiaryFact]] = {}
             for entry in await diary.standing_facts(session, ids, since):
@@ -179,7 +179,7 @@ class Tick:
             for (was, moment), same in batch.next_plan.items():
                 await session.execute(
                     update(Participant)
-                    .where(Participant.id.in_(same), Participant.next_plan_at.is_not_distinct_from(was))
+                    .where(among(session, Participant.id, same), Participant.next_plan_at.is_not_distinct_from(was))
                     .values(next_plan_at=moment)
                     .execution_options(synchronize_session=False))
         report.participants += sum(len(same) for same in batch.next_plan.values())

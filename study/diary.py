@@ -18,7 +18,7 @@ from sqlalchemy.orm import aliased
 
 from study import audit
 from study.audit import Actor
-from study.database import insert_new
+from study.database import among, insert_new
 from study.models import DiaryEntry, Participant
 from study.protocol import DiarySection
 
@@ -253,7 +253,7 @@ async def standing_facts(session: AsyncSession, participant_ids: list[int], sinc
         select(DiaryEntry.participant_id, DiaryEntry.kind, DiaryEntry.local_date, DiaryEntry.occurred_at)
         .outerjoin(withdrawal, withdrawal.supersedes_id == DiaryEntry.id)
         .where(
-            DiaryEntry.participant_id.in_(participant_ids),
+            among(session, DiaryEntry.participant_id, participant_ids),
             DiaryEntry.kind.in_(("applied", "missed", "missing")),
             DiaryEntry.local_date >= since,
             withdrawal.id.is_(None),
