@@ -128,7 +128,8 @@ def plan_applications(
     today = now.astimezone(zone).date()
     days = [today - timedelta(days=1), today]
     by_day = {day: slots_on(day, list(participant.reminder_times), zone) for day in (*days, today + timedelta(days=1))}
-    accounted = accounted_slots(participant, facts, days, by_day)
+    facts = list(facts)
+    accounted = accounted_slots(participant, facts, days, by_day) if facts else set()
     plan = Plan()
     for slots in by_day.values():
         for slot in slots:
