@@ -43,6 +43,7 @@ from bot.handlers import (
     visits,
 )
 from bot.services import Services
+from bot.update_order import OneChatAtATime
 from messages.renderer import MessageCatalog
 from scheduler.broadcast_progress import BroadcastProgress
 from scheduler.dispatcher import OutboxDispatcher
@@ -60,6 +61,8 @@ TICK_SECONDS = 60
 # Telegram allows about 30 messages a second; at exactly 30 a burst at a second's edge draws the
 # odd 429 (bench/broadcast.py saw 4 in 1,000). One under keeps a broadcast free of them.
 OVERALL_MESSAGES_PER_SECOND = 29
+# Updates handled at once, from different chats (bot/update_order.py); each chat's in order.
+CONCURRENT_UPDATES = 32
 
 
 def register_handlers(app: Application) -> None:
@@ -158,6 +161,7 @@ def build_application(
         .defaults(Defaults(parse_mode=ParseMode.HTML))
         .post_init(_post_init)
         .post_stop(_post_stop)
+        .concurrent_updates(OneChatAtATime(CONCURRENT_UPDATES))
     )
     # AIORateLimiter keeps sends inside Telegram's limits; with retries=0 a 429 reaches the outbox
     # dispatcher, which reschedules on the injected clock (what the tests use).
