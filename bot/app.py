@@ -44,6 +44,7 @@ from bot.handlers import (
     visits,
 )
 from bot.services import Services
+from bot.update_order import OneChatAtATime
 from messages.renderer import MessageCatalog
 from scheduler.broadcast_progress import BroadcastProgress
 from scheduler.dispatcher import OutboxDispatcher
@@ -62,6 +63,8 @@ TICK_SECONDS = 60
 # Telegram allows about 30 messages a second; at exactly 30 a burst at a second's edge draws the
 # odd 429 (bench/broadcast.py saw 4 in 1,000). One under keeps a broadcast free of them.
 OVERALL_MESSAGES_PER_SECOND = 29
+# Updates handled at once, from different chats (bot/update_order.py); each chat's in order.
+CONCURRENT_UPDATES = 32
 # A leader stepping down lets the message being sent finish (so it is recorded, not repeated by
 # the successor); a send still under way after this long is abandoned.
 DISPATCHER_STOP_SECONDS = 30
@@ -165,6 +168,7 @@ def build_application(
         .base_url(base_url)
         .base_file_url(base_file_url)
         .defaults(Defaults(parse_mode=ParseMode.HTML))
+        .concurrent_updates(OneChatAtATime(CONCURRENT_UPDATES))
     )
     # AIORateLimiter keeps sends inside Telegram's limits; with retries=0 a 429 reaches the outbox
     # dispatcher, which reschedules on the injected clock (what the tests use).

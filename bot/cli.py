@@ -402,6 +402,7 @@ def deliveries(
         due = row.due_at or row.created_at
         typer.echo(f"{row.dedup_key}  {row.template_id}  due {due:%Y-%m-%d %H:%M} UTC / "
                    f"{due.astimezone(zone):%H:%M %Z}  [{row.status}]")
+        typer.echo(f"    {row.created_at:%Y-%m-%d %H:%M:%S} UTC  queued")
         for event in (e for e in events if e.outbox_id == row.id):
             typer.echo(f"    {event.at:%Y-%m-%d %H:%M:%S} UTC  {event.event}  {event.detail or ''}")
 

@@ -77,6 +77,8 @@ class BotApiServer:
         self._in_flight.add(task)
         try:
             params, files = await _read_params(request)
+            if self.world.latency_seconds and request.match_info["method"].lower() != "getupdates":
+                await asyncio.sleep(self.world.latency_seconds)
             outcome = await self.world.handle_call(
                 request.match_info["token"], request.match_info["method"], params, files
             )

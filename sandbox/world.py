@@ -65,6 +65,9 @@ class TelegramWorld:
         self._clock = now or (lambda: dtm.datetime.now(dtm.timezone.utc))
         self.rate_limiter = RateLimiter(rate_limits) if rate_limits else None
         self.faults = Faults()
+        #: A network round trip added to every call but getUpdates, as a real Bot API call takes
+        #: tens of milliseconds (benchmarks only; wall-clock time, so never in tests).
+        self.latency_seconds: float = 0.0
         self.calls: list[CallRecord] = []
         #: setMyCommands results keyed by (scope as sorted JSON-like tuple, language_code).
         self.bot_commands: dict[methods.CommandKey, list[dict[str, str]]] = {}

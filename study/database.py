@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_READ_ONLY = "trialbot_read_only"
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -45,6 +46,10 @@ class Database:
         if self.is_sqlite:
             _serialise_sqlite_writers(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Reads take no write lock: on SQLite they begin DEFERRED, so they neither wait for nor
+        # hold up the writers (every update starts with one: who is writing?).
+        self._read_sessions = async_sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
+                                                 expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -54,6 +59,13 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits when the block ends, rolls back if it raises."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that only reads (writing in it is a mistake; SQLite would refuse it
+        only when another writer holds the lock, so don't)."""
+        async with self._read_sessions() as session, session.begin():
             yield session
 
     async def migrate(self) -> None:
@@ -102,7 +114,8 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *, unique: str,
@@ -118,3 +131,14 @@ async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any
         from sqlalchemy.dialects.sqlite import insert
     statement = insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(*returning)
     return list((await session.execute(statement, rows)).all())
+
+
+def among(session: AsyncSession, column: Any, ids: list[int]) -> Any:
+    """`column IN ids` for the planner's batches of thousands. On PostgreSQL as `= ANY(array)`:
+    one parameter rather than thousands, which asyncpg would otherwise prepare a statement for."""
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy import Integer, any_, bindparam
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(ids)

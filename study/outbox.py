@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,8 +47,7 @@ async def enqueue(
             await session.flush()
     except IntegrityError:
         return None
-    await record_event(session, row.id, "queued", now=now)
-    return row
+    return row  # queued: its created_at says when
 
 
 async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime) -> tuple[int, int]:
@@ -72,11 +71,12 @@ async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime
     table = OutboxMessage.__table__
     inserted = await insert_new(session, table, rows, unique="dedup_key",
                                 returning=(table.c.id, table.c.status, table.c.last_error))
-    if inserted:
-        await session.execute(insert(DeliveryEvent), [
-            dict(outbox_id=row_id, at=now, event="skipped" if status == "skipped" else "queued", detail=detail)
-            for row_id, status, detail in inserted
-        ])
+    # A row's created_at is when it was queued (its first event); only what is not plain queueing,
+    # a message stale before it could be sent, gets an event, so a wave of thousands writes one table.
+    skipped = [dict(outbox_id=row_id, at=now, event="skipped", detail=detail)
+               for row_id, status, detail in inserted if status == "skipped"]
+    if skipped:
+        await session.execute(insert(DeliveryEvent), skipped)
     stale_count = sum(status == "skipped" for _, status, _ in inserted)
     return len(inserted) - stale_count, stale_count
 
@@ -107,14 +107,20 @@ async def cancel_pending_alert(session: AsyncSession, alert_id: int, *, now: dat
 
 
 async def mark_answered(session: AsyncSession, participant_id: int, telegram_message_id: int, *,
-                        now: datetime) -> OutboxMessage | None:
-    """If the message a participant answered was one the bot started (a reminder), note it."""
-    row = await session.scalar(select(OutboxMessage).where(
-        OutboxMessage.participant_id == participant_id, OutboxMessage.telegram_message_id == telegram_message_id))
-    if row is not None and row.answered_at is None:
-        row.answered_at = now
-        await record_event(session, row.id, "answered", now=now)
-    return row
+                        now: datetime) -> int | None:
+    """If the message a participant answered was one the bot started (a reminder), note it, the
+    first time only. Returns the outbox row's id, if one was marked."""
+    marked = await session.scalar(
+        update(OutboxMessage)
+        .where(OutboxMessage.participant_id == participant_id,
+               OutboxMessage.telegram_message_id == telegram_message_id,
+               OutboxMessage.answered_at.is_(None))
+        .values(answered_at=now)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False))
+    if marked is not None:
+        await record_event(session, marked, "answered", now=now)
+    return marked
 
 
 async def events_for(session: AsyncSession, outbox_ids: list[int]) -> list[DeliveryEvent]:
