@@ -195,8 +195,9 @@ async def make_reminders_due(db: Database, study_ids: list[str], *, minutes_ago:
     """Set their evening slot to a minute that has just passed (as if they chose that time) and
     their start an hour back, so the next tick finds a reminder due now.
 
-    First wait until the planner has looked at them since they joined: a tick that read them
-    before this change would otherwise write its next look over ours (on this branch's tick)."""
+    First wait until the planner has looked at them since they joined, so that what the test
+    changes is not racing the tick's first look (the tick keeps a change made while it planned,
+    scheduler/tick.py; an older tick did not, and this wait kept the test honest about it)."""
     async def looked_at() -> None:
         while True:
             async with db.transaction() as session:
