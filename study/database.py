@@ -133,6 +133,28 @@ async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any
     return list((await session.execute(statement, rows)).all())
 
 
+async def insert_new_counted(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *, unique: str) -> int:
+    """`insert_new` when only how many rows were new matters (a wave's reminders). On PostgreSQL
+    the keys taken are looked up first (one array parameter) and the rest go in as a plain
+    batch, which asyncpg sends far faster than a RETURNING statement; should another writer
+    take a key in between, ON CONFLICT still skips it and only the count is off by that."""
+    if not rows:
+        return 0
+    if session.bind.dialect.name != "postgresql":
+        return len(await insert_new(session, table, rows, unique=unique, returning=(table.c[unique],)))
+    from sqlalchemy import String, any_, bindparam, select
+    from sqlalchemy.dialects.postgresql import ARRAY, insert
+
+    column = table.c[unique]
+    keys = [row[unique] for row in rows]
+    taken = set((await session.scalars(
+        select(column).where(column == any_(bindparam(None, keys, type_=ARRAY(String)))))).all())
+    new = [row for row in rows if row[unique] not in taken]
+    if new:
+        await session.execute(insert(table).on_conflict_do_nothing(index_elements=[unique]), new)
+    return len(new)
+
+
 def among(session: AsyncSession, column: Any, ids: list[int]) -> Any:
     """`column IN ids` for the planner's batches of thousands. On PostgreSQL as `= ANY(array)`:
     one parameter rather than thousands, which asyncpg would otherwise prepare a statement for."""

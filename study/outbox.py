@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
-from study.database import insert_new
+from study.database import insert_new, insert_new_counted
 from study.models import DeliveryEvent, OutboxMessage
 
 
@@ -69,16 +69,16 @@ async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime
     # One multi-row insert that skips keys queued before: a time zone's morning wave is
     # thousands of rows, and most ticks re-plan things already queued.
     table = OutboxMessage.__table__
-    inserted = await insert_new(session, table, rows, unique="dedup_key",
-                                returning=(table.c.id, table.c.status, table.c.last_error))
+    queued = await insert_new_counted(session, table, [r for r in rows if r["status"] == "pending"],
+                                      unique="dedup_key")
     # A row's created_at is when it was queued (its first event); only what is not plain queueing,
     # a message stale before it could be sent, gets an event, so a wave of thousands writes one table.
-    skipped = [dict(outbox_id=row_id, at=now, event="skipped", detail=detail)
-               for row_id, status, detail in inserted if status == "skipped"]
-    if skipped:
-        await session.execute(insert(DeliveryEvent), skipped)
-    stale_count = sum(status == "skipped" for _, status, _ in inserted)
-    return len(inserted) - stale_count, stale_count
+    stale = await insert_new(session, table, [r for r in rows if r["status"] == "skipped"], unique="dedup_key",
+                             returning=(table.c.id, table.c.last_error))
+    if stale:
+        await session.execute(insert(DeliveryEvent), [dict(outbox_id=row_id, at=now, event="skipped", detail=detail)
+                                                       for row_id, detail in stale])
+    return queued, len(stale)
 
 
 async def record_event(session: AsyncSession, outbox_id: int, event: str, *, now: datetime,
