@@ -1,31 +1,43 @@
 """Benchmark: the full "tap Applied on a reminder" path against a bare python-telegram-bot echo bot.
 
-Both run over real HTTP against the same Bot API stand-in, in the same process and run, with
-PTB's default sequential update processing and no rate limiter (this measures the bot's own work,
-not Telegram's pace). The trialbot path per update: the callback query in, one transaction that
-writes the diary entry, its audit entry and the reminder's "answered" mark, then the reminder
-edited to "Saved" and the button answered. The echo bot answers each text with sendMessage.
+All over real HTTP against the same Bot API stand-in, in the same process and run, no rate
+limiter. The trialbot path per update: the callback query in; who is writing (a read); one
+transaction writing the diary entry, its audit entry and the reminder's "answered" mark; the
+reminder edited to "Saved"; the record of what was sent; the button answered. trialbot handles
+updates of different chats concurrently (bot/update_order.py), each chat's in order.
 
-    python bench/updates.py [--updates 300]
+Baselines in the same run: the echo bot (answers each text with sendMessage) as PTB runs it by
+default, one update at a time, and with the same concurrency as trialbot (the ratio is taken
+against the faster of the two); and, for understanding, a bare PTB bot that answers a button the
+way the tap must (edit, then answer) with no database: the floor of this path's Telegram traffic.
+
+Each is run with no network delay (CPU-bound: everything, the stand-in included, shares this
+process) and with a round trip added to each Bot API call, as over the internet to Telegram.
+
+    python bench/updates.py [--updates 300] [--latency-ms 0,25] [--database-url postgresql+asyncpg://...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import text  # noqa: E402
 from telegram import Update  # noqa: E402
-from telegram.ext import Application, MessageHandler, filters  # noqa: E402
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup  # noqa: E402
+from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters  # noqa: E402
 
-from bot.app import build_application, running  # noqa: E402
+from bot.app import CONCURRENT_UPDATES, build_application, running  # noqa: E402
 from sandbox.server import BotApiServer  # noqa: E402
 from sandbox.world import TelegramWorld  # noqa: E402
 from study import invites, participants  # noqa: E402
@@ -39,10 +51,11 @@ from study.protocol import load_protocol  # noqa: E402
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 in New York
 
 
-async def echo_rate(count: int) -> float:
+async def echo_rate(count: int, latency: float, concurrent: int | bool = False) -> float:
     world = TelegramWorld()
+    world.latency_seconds = latency
     async with BotApiServer(world) as server:
-        app = Application.builder().token(world.token).base_url(server.base_url).build()
+        app = Application.builder().token(world.token).base_url(server.base_url).concurrent_updates(concurrent).build()
 
         async def echo(update: Update, _context) -> None:
             await update.message.reply_text(update.message.text)
@@ -63,10 +76,67 @@ async def echo_rate(count: int) -> float:
     return count / elapsed
 
 
-async def trialbot_rate(count: int, scratch: Path) -> float:
+async def button_floor_rate(count: int, latency: float, concurrent: int | bool = False) -> float:
+    """A bare PTB bot that edits the pressed message and answers the button, with no database."""
+    world = TelegramWorld()
+    world.latency_seconds = latency
+    async with BotApiServer(world) as server:
+        app = Application.builder().token(world.token).base_url(server.base_url).concurrent_updates(concurrent).build()
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Applied", callback_data="applied")]])
+
+        async def offer(update: Update, _context) -> None:
+            await update.message.reply_text("Time for your cream", reply_markup=keyboard)
+
+        async def saved(update: Update, _context) -> None:
+            await update.callback_query.edit_message_text("Saved")
+            await update.callback_query.answer()
+
+        app.add_handler(MessageHandler(filters.TEXT, offer))
+        app.add_handler(CallbackQueryHandler(saved))
+        async with app:
+            await app.start()
+            await app.updater.start_polling(timeout=1)
+            users = [world.add_user(user_id=7000 + n, first_name="F") for n in range(count)]
+            for user in users:
+                await user.send_text("hello")
+            for user in users:
+                await user.wait_for(lambda u: len(u.bot_messages) == 1, timeout=60)
+            started = time.perf_counter()
+            for user in users:
+                await user.press("Applied", message_id=user.last_bot_message.message_id)
+            for user in users:
+                await user.wait_for(lambda u: len(u.callback_answers) == 1, timeout=60)
+            elapsed = time.perf_counter() - started
+            await app.updater.stop()
+            await app.stop()
+    return count / elapsed
+
+
+async def scratch_database(database_url: str | None, scratch: Path) -> Database:
+    """A fresh database: a SQLite file, or a schema of its own on the PostgreSQL given."""
+    if not database_url:
+        return Database(f"sqlite+aiosqlite:///{scratch / 'bench.db'}")
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = Database(database_url)
+    async with admin.engine.begin() as connection:
+        await connection.execute(text(f"CREATE SCHEMA {schema}"))
+    await admin.dispose()
+    return Database(database_url, schema=schema)
+
+
+async def drop_scratch_schema(db: Database) -> None:
+    schema = db.engine.dialect.name == "postgresql" and db.schema
+    if schema:
+        admin = Database(db.url.render_as_string(hide_password=False))
+        async with admin.engine.begin() as connection:
+            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        await admin.dispose()
+
+
+async def trialbot_rate(count: int, scratch: Path, database_url: str | None, latency: float) -> float:
     protocol = load_protocol(ROOT / "study.toml")
     clock = ManualClock(START)
-    db = Database(f"sqlite+aiosqlite:///{scratch / 'bench.db'}")
+    db = await scratch_database(database_url, scratch)
     await db.migrate()
     actor = Actor.cli("bench")
     async with db.transaction() as session:
@@ -83,6 +153,7 @@ async def trialbot_rate(count: int, scratch: Path) -> float:
                                 outbox_poll_seconds=3600)
         async with running(app, poll_timeout=1):
             users = [world.add_user(user_id=10_000 + n, first_name="P") for n in range(count)]
+            world.latency_seconds = latency  # from here on: the set-up above needs no realism
             for user in users:  # a chat exists once its user has written
                 await user.send_text("/help")
             for user in users:
@@ -100,20 +171,34 @@ async def trialbot_rate(count: int, scratch: Path) -> float:
             elapsed = time.perf_counter() - started
             assert all("Saved" in u.message(m.message_id).text for u, m in zip(users, reminders, strict=True))
     await db.dispose()
+    await drop_scratch_schema(db)
     return count / elapsed
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=300)
+    parser.add_argument("--database-url", default=os.environ.get("TRIALBOT_BENCH_DATABASE_URL"),
+                        help="PostgreSQL to use (a schema of its own is made); SQLite by default")
+    parser.add_argument("--latency-ms", default="0,25",
+                        help="round trips the stand-in adds to each call, comma-separated runs (default 0,25)")
     args = parser.parse_args()
-    echo = await echo_rate(args.updates)
-    with tempfile.TemporaryDirectory() as scratch:
-        applied = await trialbot_rate(args.updates, Path(scratch))
-    print(f"{args.updates} updates each, sequential processing, no rate limiter, SQLite")
-    print(f"  bare PTB echo bot:            {echo:7.1f} updates/s")
-    print(f"  tap Applied on a reminder:    {applied:7.1f} updates/s")
-    print(f"  ratio (target at least 0.5):  {applied / echo:7.2f}")
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    for latency_ms in (float(v) for v in args.latency_ms.split(",")):
+        latency = latency_ms / 1000
+        echo = await echo_rate(args.updates, latency)
+        echo_concurrent = await echo_rate(args.updates, latency, CONCURRENT_UPDATES)
+        floor = await button_floor_rate(args.updates, latency)
+        with tempfile.TemporaryDirectory() as scratch:
+            applied = await trialbot_rate(args.updates, Path(scratch), args.database_url, latency)
+        best_echo = max(echo, echo_concurrent)
+        print(f"{args.updates} updates each, {latency_ms:g} ms per Bot API call, no rate limiter, {backend}")
+        print(f"  bare PTB echo bot, PTB's default (one update at a time):  {echo:7.1f} updates/s")
+        print(f"  the same echo bot, {CONCURRENT_UPDATES} updates at a time:               {echo_concurrent:7.1f} updates/s")
+        print(f"  bare PTB button bot (edit + answer, no database):        {floor:7.1f} updates/s")
+        print(f"  trialbot: tap Applied on a reminder:                     {applied:7.1f} updates/s")
+        print(f"  ratio to the faster echo bot (target >= 0.5):            {applied / best_echo:7.2f}")
+        print(f"  ratio to the default echo bot:                           {applied / echo:7.2f}")
 
 
 if __name__ == "__main__":

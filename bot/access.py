@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from telegram import Update
 from telegram.ext import CallbackContext
 
-from bot.replies import render, show
+from bot.replies import render, replying_to, show
 from bot.services import services
+from messages.sent import Recipient
 from study import participants, roles, staff, strangers
 from study.models import Participant, StaffMember
 
@@ -41,7 +42,7 @@ def participant_only(handler: ParticipantHandler) -> Callable[[Update, CallbackC
         if chat is None or user is None or chat.type != "private":
             return  # the bot lives in private chats only; group traffic is ignored
         svc = services(context)
-        async with svc.db.transaction() as session:
+        async with svc.db.read() as session:
             participant = await participants.by_chat(session, chat.id)
             member = await staff.by_telegram_id(session, user.id) if participant is None else None
         if participant is None or participant.telegram_user_id != user.id:
@@ -53,10 +54,11 @@ def participant_only(handler: ParticipantHandler) -> Callable[[Update, CallbackC
         if participant.unreachable_since is not None:
             async with svc.db.transaction() as session:
                 (await session.merge(participant)).unreachable_since = None  # they wrote: reachable again
-        if participant.status not in participants.SERVED_STATUSES:
-            await show(update, context, render(context, "not_active", participant.language))
-            return
-        await handler(update, context, participant)
+        with replying_to(Recipient.participant(participant.id)):
+            if participant.status not in participants.SERVED_STATUSES:
+                await show(update, context, render(context, "not_active", participant.language))
+                return
+            await handler(update, context, participant)
 
     return wrapper
 
@@ -74,11 +76,12 @@ def staff_only(handler: StaffHandler) -> Callable[[Update, CallbackContext], Awa
         if chat is None or user is None or chat.type != "private":
             return
         svc = services(context)
-        async with svc.db.transaction() as session:
+        async with svc.db.read() as session:
             member = await staff.by_telegram_id(session, user.id)
             participant = await participants.by_chat(session, chat.id) if member is None else None
         if member is not None and member.active:
-            await handler(update, context, member)
+            with replying_to(Recipient.staff(member.id)):
+                await handler(update, context, member)
         elif participant is not None and participant.status in participants.SERVED_STATUSES:
             await show(update, context, render(context, "unknown_input", participant.language))
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 from datetime import timedelta
@@ -43,9 +44,11 @@ from bot.handlers import (
     visits,
 )
 from bot.services import Services
+from bot.update_order import OneChatAtATime
 from messages.renderer import MessageCatalog
 from scheduler.broadcast_progress import BroadcastProgress
 from scheduler.dispatcher import OutboxDispatcher
+from scheduler.leadership import leadership_for
 from scheduler.tick import Tick
 from study.clock import Clock
 from study.database import Database
@@ -60,6 +63,12 @@ TICK_SECONDS = 60
 # Telegram allows about 30 messages a second; at exactly 30 a burst at a second's edge draws the
 # odd 429 (bench/broadcast.py saw 4 in 1,000). One under keeps a broadcast free of them.
 OVERALL_MESSAGES_PER_SECOND = 29
+# Updates handled at once, from different chats (bot/update_order.py); each chat's in order.
+CONCURRENT_UPDATES = 32
+# A leader stepping down lets the message being sent finish (so it is recorded, not repeated by
+# the successor); a send still under way after this long is abandoned.
+DISPATCHER_STOP_SECONDS = 30
+log = logging.getLogger(__name__)
 
 
 def register_handlers(app: Application) -> None:
@@ -131,11 +140,14 @@ def build_application(
     rate_limited: bool = True,
     tick_seconds: float | None = TICK_SECONDS,
     outbox_poll_seconds: float = 5.0,
+    leader_retry_seconds: float = 5.0,
     request_timeout: float | None = None,
 ) -> Application:
     """`tick_seconds=None` leaves planning to the caller (tests call the tick after moving the clock);
-    the dispatcher delivers when woken, and looks on its own every `outbox_poll_seconds`.
-    `request_timeout` (seconds) replaces PTB's 5 s waits for the Bot API (fault drills shorten it)."""
+    the dispatcher delivers when woken, and looks on its own every `outbox_poll_seconds`; a
+    process that is not the scheduler leader tries to become it every `leader_retry_seconds`.
+    `request_timeout` (seconds) replaces PTB's 5 s waits for the Bot API (fault drills shorten it).
+    Run the result with `running` (which starts and stops what PTB's run_polling would)."""
     enrolment = protocol.enrolment
     messages = messages or MessageCatalog(default_language=protocol.study.default_language)
     # Fail closed: no start while a template the bot may send is missing, unapproved or changed
@@ -158,8 +170,7 @@ def build_application(
         .base_url(base_url)
         .base_file_url(base_file_url)
         .defaults(Defaults(parse_mode=ParseMode.HTML))
-        .post_init(_post_init)
-        .post_stop(_post_stop)
+        .concurrent_updates(OneChatAtATime(CONCURRENT_UPDATES))
     )
     # AIORateLimiter keeps sends inside Telegram's limits; with retries=0 a 429 reaches the outbox
     # dispatcher, which reschedules on the injected clock (what the tests use).
@@ -174,11 +185,13 @@ def build_application(
     app.bot_data["services"] = services
     app.bot_data["tick_seconds"] = tick_seconds
     app.bot_data["outbox_poll_seconds"] = outbox_poll_seconds
+    app.bot_data["leader_retry_seconds"] = leader_retry_seconds
     register_handlers(app)
     return app
 
 
-async def _post_init(app: Application) -> None:
+async def _prepare(app: Application) -> None:
+    """The bot's command menu, and the scheduler's parts (built in every process; run by the leader)."""
     svc: Services = app.bot_data["services"]
     for language in svc.protocol.study.languages:
         commands = [
@@ -191,30 +204,65 @@ async def _post_init(app: Application) -> None:
     progress = BroadcastProgress(app.bot, svc.db, svc.messages, svc.clock, svc.protocol, svc.study_variables())
     dispatcher.after_batch = progress.run_once
     app.bot_data["broadcast_progress"] = progress
-    tick = Tick(svc.db, svc.protocol, svc.clock, svc.outbox_ready)
+    app.bot_data["tick"] = Tick(svc.db, svc.protocol, svc.clock, svc.outbox_ready)
     app.bot_data["dispatcher"] = dispatcher
-    app.bot_data["tick"] = tick
-    await dispatcher.recover_in_flight()  # before anything in this process can deliver
+    app.bot_data["leadership"] = leadership_for(svc.db, on_gain=lambda: _start_leading(app),
+                                                on_loss=lambda: _stop_leading(app),
+                                                retry_seconds=app.bot_data["leader_retry_seconds"])
+
+
+async def _start_leading(app: Application) -> None:
+    """This process became the scheduler leader (scheduler/leadership.py): plan, deliver, and, in
+    polling mode, fetch updates. Every process answers the updates it is given."""
+    svc: Services = app.bot_data["services"]
+    dispatcher: OutboxDispatcher = app.bot_data["dispatcher"]
+    leadership = app.bot_data["leadership"]
+    # The lock is ours, so no other process is delivering: what is marked in flight was left by a
+    # leader that is gone (or cut off; see recover_in_flight for the one message that can repeat).
+    await dispatcher.recover_in_flight()
+    stop = app.bot_data["leader_stop"] = asyncio.Event()
     app.bot_data["dispatcher_task"] = asyncio.get_running_loop().create_task(
-        dispatcher.run(svc.outbox_ready, idle_seconds=app.bot_data["outbox_poll_seconds"]), name="outbox-dispatcher"
-    )
+        dispatcher.run(svc.outbox_ready, idle_seconds=app.bot_data["outbox_poll_seconds"], stop=stop,
+                       fence=leadership.fence()),
+        name="outbox-dispatcher")
     # APScheduler (through PTB's JobQueue) is only the metronome: what is due is decided from the
-    # database each time, so a missed or doubled tick changes nothing.
+    # database each time, so a missed or doubled tick (even one by a leader that is stepping down)
+    # changes nothing.
     if app.bot_data["tick_seconds"]:
-        app.job_queue.run_repeating(_tick, interval=app.bot_data["tick_seconds"], first=1, name="planner-tick",
-                                    job_kwargs={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        app.bot_data["tick_job"] = app.job_queue.run_repeating(
+            _tick, interval=app.bot_data["tick_seconds"], first=1, name="planner-tick",
+            job_kwargs={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+    # Telegram answers only one getUpdates caller at a time (409 to the others): in polling mode
+    # only the leader polls, and the other processes stand by.
+    polling = app.bot_data.get("polling")
+    if polling is not None and not app.updater.running:
+        await app.updater.start_polling(timeout=polling, allowed_updates=ALLOWED_UPDATES,
+                                        drop_pending_updates=False)
+
+
+async def _stop_leading(app: Application) -> None:
+    """Stop planning, delivering and polling (the message being sent is finished first)."""
+    if app.bot_data.get("polling") is not None and app.updater.running:
+        await app.updater.stop()
+    job = app.bot_data.pop("tick_job", None)
+    if job is not None:
+        job.schedule_removal()
+    stop = app.bot_data.pop("leader_stop", None)
+    if stop is not None:
+        stop.set()
+        app.bot_data["services"].outbox_ready.set()  # wake an idle dispatcher so it sees `stop`
+    task = app.bot_data.pop("dispatcher_task", None)
+    if task is not None:
+        _, still_running = await asyncio.wait({task}, timeout=DISPATCHER_STOP_SECONDS)
+        if still_running:  # a send stuck beyond its own timeouts
+            log.warning("the outbox dispatcher did not stop in time and was cancelled")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _tick(context) -> None:
     await context.application.bot_data["tick"].run_once()
-
-
-async def _post_stop(app: Application) -> None:
-    task = app.bot_data.pop("dispatcher_task", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
@@ -237,23 +285,37 @@ class Webhook:
 
 @contextlib.asynccontextmanager
 async def running(app: Application, *, poll_timeout: float = 10, webhook: Webhook | None = None):
-    """Run the bot inside an `async with`, by long polling or on a webhook (the demo and the
-    tests use this; `trialbot run` uses PTB's own run_polling / run_webhook, which call the same
-    post_init and post_stop)."""
+    """Run the bot inside an `async with`, by long polling or on a webhook; `trialbot run`, the
+    demo and the tests all run it this way.
+
+    Whether this process plans and delivers is decided by the scheduler leadership: the first
+    attempt is made before the block starts (on SQLite, or when no other process leads, this
+    process leads from the start), then it competes in the background until the block ends. In
+    polling mode only the leader polls; in webhook mode every process serves the webhook."""
     await app.initialize()
-    await _post_init(app)
+    await _prepare(app)
     await app.start()
-    if webhook is None:
-        await app.updater.start_polling(timeout=poll_timeout, allowed_updates=ALLOWED_UPDATES,
-                                        drop_pending_updates=False)
-    else:
+    app.bot_data["polling"] = poll_timeout if webhook is None else None
+    if webhook is not None:
         await app.updater.start_webhook(listen=webhook.listen, port=webhook.port, url_path=webhook.path,
                                         webhook_url=webhook.url, secret_token=webhook.secret_token,
                                         allowed_updates=ALLOWED_UPDATES)
+    leadership = app.bot_data["leadership"]
+    competing = None
     try:
+        await leadership.try_to_lead()
+        competing = asyncio.get_running_loop().create_task(leadership.run(), name="scheduler-leadership")
         yield app
     finally:
-        await app.updater.stop()
+        # Leading stops first (polling, tick and delivery end, then the lock is let go), so a
+        # successor never overlaps; then the webhook server and the update processing.
+        if competing is not None:
+            competing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await competing
+        elif leadership.is_leader:
+            await _stop_leading(app)
+        if app.updater.running:
+            await app.updater.stop()
         await app.stop()
-        await _post_stop(app)
         await app.shutdown()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,14 +78,14 @@ def run(
         help="Receive updates on this public HTTPS URL instead of polling (e.g. https://bot.example.org/telegram).")] = None,
 ) -> None:
     """Run the bot against Telegram (needs TELEGRAM_BOT_TOKEN)."""
-    from bot.app import ALLOWED_UPDATES, build_application
+    from bot.app import Webhook, build_application, running
     from bot.logging_setup import configure_logging
     from study.clock import SystemClock
-    from study.database import Database
 
     settings, protocol, db = _context()
-    if webhook is not None and not webhook.startswith("https://"):
-        raise _fail("--webhook needs an https:// URL (Telegram only delivers to HTTPS).")
+    if webhook is not None and not _webhook_url_ok(webhook):
+        raise _fail("--webhook needs an https:// URL (Telegram only delivers to HTTPS; plain http:// only to "
+                    "this machine, for a Bot API server of your own).")
     if not settings.token:
         raise _fail(
             "TELEGRAM_BOT_TOKEN is not set, so trialbot cannot connect to Telegram.\n"
@@ -98,29 +99,50 @@ def run(
         messages.check_ready(protocol.study.languages)
     except MessageError as exc:
         raise _fail(f"trialbot will not start: {exc}\nSee `trialbot messages status` and `trialbot messages approve`.") from None
-    configured_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
-    configure_logging(settings.log_level, secrets=[settings.token, configured_secret])
-    asyncio.run(_migrate_and_close(db))
-    application = build_application(
-        token=settings.token, base_url=settings.bot_base_url(), base_file_url=settings.bot_file_url(),
-        protocol=protocol, db=Database(settings.database_url), clock=SystemClock(), messages=messages,
-    )
-    if webhook is None:
-        application.run_polling(allowed_updates=ALLOWED_UPDATES)
-        return
-    import secrets
+    secret = settings.webhook_secret_value()
+    configure_logging(settings.log_level, secrets=[settings.token, secret])
+    hook = None
+    if webhook is not None:
+        hook = Webhook(url=webhook, secret_token=secret, listen=settings.webhook_listen, port=settings.webhook_port)
+
+    async def serve() -> None:
+        await db.migrate()
+        application = build_application(
+            token=settings.token, base_url=settings.bot_base_url(), base_file_url=settings.bot_file_url(),
+            protocol=protocol, db=db, clock=SystemClock(), messages=messages,
+            tick_seconds=settings.scheduler_tick_seconds, outbox_poll_seconds=settings.outbox_poll_seconds,
+            leader_retry_seconds=settings.leader_retry_seconds,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            async with running(application, webhook=hook):
+                await stop.wait()
+        finally:
+            await db.dispose()
+
+    asyncio.run(serve())
+
+
+def _webhook_url_ok(url: str) -> bool:
+    """HTTPS, as Telegram requires; or plain HTTP to this machine, which only a Bot API server of
+    your own (TELEGRAM_API_URL) can reach."""
+    import ipaddress
     from urllib.parse import urlsplit
 
-    # Without a configured secret, a fresh one each start: setWebhook tells Telegram every time.
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
-    application.run_webhook(listen=settings.webhook_listen, port=settings.webhook_port,
-                            url_path=urlsplit(webhook).path.lstrip("/"), webhook_url=webhook, secret_token=secret,
-                            allowed_updates=ALLOWED_UPDATES)
-
-
-async def _migrate_and_close(db) -> None:
-    await db.migrate()
-    await db.dispose()
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command()
@@ -380,6 +402,7 @@ def deliveries(
         due = row.due_at or row.created_at
         typer.echo(f"{row.dedup_key}  {row.template_id}  due {due:%Y-%m-%d %H:%M} UTC / "
                    f"{due.astimezone(zone):%H:%M %Z}  [{row.status}]")
+        typer.echo(f"    {row.created_at:%Y-%m-%d %H:%M:%S} UTC  queued")
         for event in (e for e in events if e.outbox_id == row.id):
             typer.echo(f"    {event.at:%Y-%m-%d %H:%M:%S} UTC  {event.event}  {event.detail or ''}")
 

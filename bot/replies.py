@@ -5,7 +5,9 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import select
@@ -41,13 +43,27 @@ async def send(context: CallbackContext, chat_id: int, rendered: RenderedMessage
     return await context.bot.send_message(chat_id, rendered.text, reply_markup=keyboard(rendered), **kwargs)
 
 
+# Who the update being handled comes from, once `bot.access` has established it: the record of
+# each reply then needs no look-up of its own.
+_known_recipient: ContextVar[sent.Recipient | None] = ContextVar("known_recipient", default=None)
+
+
+@contextmanager
+def replying_to(recipient: sent.Recipient) -> Iterator[None]:
+    token = _known_recipient.set(recipient)
+    try:
+        yield
+    finally:
+        _known_recipient.reset(token)
+
+
 async def _record(update: Update, context: CallbackContext, rendered: RenderedMessage, *, via: str,
                   message_id: int | None) -> None:
     """Write down what was just sent, and to whom (see messages/sent.py)."""
     svc = services(context)
     try:
-        async with svc.db.transaction() as session:  # one short transaction: who, then one insert
-            recipient = await _recipient(session, update, rendered)
+        async with svc.db.transaction() as session:  # one short transaction: (who, then) one insert
+            recipient = _known_recipient.get() or await _recipient(session, update, rendered)
             sent.add(session, rendered, recipient=recipient, via=via, telegram_message_id=message_id,
                      now=svc.clock.now())
     except Exception as error:  # noqa: BLE001 - the message is out already; a lost record is logged loudly

@@ -6,9 +6,12 @@ up in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///trialbot.db"
@@ -29,10 +32,27 @@ class Settings(BaseSettings):
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
     webhook_secret: SecretStr | None = None
+    # The scheduler: how often the planner looks at what is due, how often the outbox is looked
+    # at besides being woken, and how often a process that is not the scheduler leader tries to
+    # become it (with PostgreSQL, several processes may run; one plans and delivers).
+    scheduler_tick_seconds: float = Field(default=60, gt=0)
+    outbox_poll_seconds: float = Field(default=5, gt=0)
+    leader_retry_seconds: float = Field(default=5, gt=0)
 
     @property
     def token(self) -> str | None:
         return self.telegram_bot_token.get_secret_value() if self.telegram_bot_token else None
+
+    def webhook_secret_value(self) -> str:
+        """WEBHOOK_SECRET, or one derived from the token: every process of one bot derives the
+        same, so several processes behind one webhook URL agree on what Telegram must send, and
+        nobody without the token can work it out."""
+        if self.webhook_secret:
+            return self.webhook_secret.get_secret_value()
+        if not self.token:
+            return ""
+        digest = hmac.new(self.token.encode(), b"trialbot webhook secret", hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def bot_base_url(self) -> str:
         return self.telegram_api_url.rstrip("/") + "/bot"

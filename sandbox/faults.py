@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from sandbox.errors import ApiError, too_many_requests
 
@@ -56,6 +56,12 @@ class _Pending:
     method: str | None
     fault: Fault
     remaining: int
+    chat_id: int | None = None
+
+    def matches(self, method: str, params: Mapping[str, Any]) -> bool:
+        if self.method is not None and self.method.lower() != method.lower():
+            return False
+        return self.chat_id is None or str(params.get("chat_id")) == str(self.chat_id)
 
 
 class Faults:
@@ -81,9 +87,11 @@ class Faults:
         retry_after: int | None = None,
         count: int = 1,
         mode: FaultMode = "error",
+        chat_id: int | None = None,
         after: bool = False,
     ) -> None:
-        """Fail the next `count` calls of `method` (any method when None).
+        """Fail the next `count` calls of `method` (any method when None), only those to
+        `chat_id` if given.
 
         status 429 (or any status with retry_after) answers with Telegram's flood-control
         shape; "timeout" holds the response for `hold_seconds`; "drop" closes the connection;
@@ -91,7 +99,7 @@ class Faults:
         """
         if after and mode == "error":
             raise ValueError("only a timeout or a drop can lose the answer of a call carried out")
-        self._pending.append(_Pending(method, Fault(mode, _error(status, retry_after), after), count))
+        self._pending.append(_Pending(method, Fault(mode, _error(status, retry_after), after), count, chat_id))
 
     def random_failures(self, rate: float, seed: int, kinds: Sequence[FaultKind] = (500, 502, 429), *,
                         spare: Sequence[str] = (), max_retry_after: int = 1) -> None:
@@ -109,16 +117,16 @@ class Faults:
         self._pending.clear()
         self._rate = 0.0
 
-    def take(self, method: str) -> Fault | None:
+    def take(self, method: str, params: Mapping[str, Any] | None = None) -> Fault | None:
         """The fault to apply to this call of `method`, if any (consuming it)."""
-        fault = self._queued(method) or self._at_random(method)
+        fault = self._queued(method, params or {}) or self._at_random(method)
         if fault is not None:
             self.injected[(method, fault.kind)] += 1
         return fault
 
-    def _queued(self, method: str) -> Fault | None:
+    def _queued(self, method: str, params: Mapping[str, Any]) -> Fault | None:
         for pending in self._pending:
-            if pending.method is None or pending.method.lower() == method.lower():
+            if pending.matches(method, params):
                 pending.remaining -= 1
                 if pending.remaining <= 0:
                     self._pending.remove(pending)

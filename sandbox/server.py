@@ -80,6 +80,8 @@ class BotApiServer:
                 params, files = await _read_params(request)
             except ConnectionResetError:  # the client died mid-request (a drill's kill -9): nobody to answer
                 return web.Response(status=400)
+            if self.world.latency_seconds and request.match_info["method"].lower() != "getupdates":
+                await asyncio.sleep(self.world.latency_seconds)
             outcome = await self.world.handle_call(
                 request.match_info["token"], request.match_info["method"], params, files
             )

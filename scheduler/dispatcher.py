@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from telegram import Bot, Message
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
@@ -38,6 +38,7 @@ from study.protocol import Protocol
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
+BATCH = 50  # messages looked up at once; the after-batch hook (broadcast progress) runs after each batch
 SLOT_KINDS = ("reminder", "nudge")
 
 
@@ -65,19 +66,24 @@ class OutboxDispatcher:
         # Called after each batch (the broadcast progress message reads what was just recorded).
         self.after_batch = None
         # What Telegram did with messages whose record the database could not take at the time.
-        self._unwritten: list[Callable[[], Awaitable[None]]] = []
+        self._unwritten: list[tuple[int, Callable[[], Awaitable[None]]]] = []
 
-    async def run(self, wake: asyncio.Event, *, idle_seconds: float = 5.0) -> None:
-        """Deliver whatever is due, then wait to be woken (or for the next look). Call
-        `recover_in_flight` first, before anything else can deliver."""
-        while True:
+    async def run(self, wake: asyncio.Event, *, idle_seconds: float = 5.0, stop: asyncio.Event | None = None,
+                  fence: Any = None) -> None:
+        """Deliver whatever is due, then wait to be woken (or for the next look), until `stop` is
+        set (then the message being sent is finished, and no other is claimed). Call
+        `recover_in_flight` first, before anything else can deliver. `fence`: see `deliver_due`."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
             try:
-                await self.deliver_due()
+                await self.deliver_due(stop=stop, fence=fence)
             except Exception as exc:  # noqa: BLE001 - the dispatcher must outlive a bad moment of the database
                 if is_unavailable(exc):  # logged once by the database; every round would be a flood
                     log.debug("outbox delivery round failed: database unavailable; will try again")
                 else:
                     log.exception("outbox delivery round failed; will try again")
+            if stop.is_set():
+                return
             try:
                 await asyncio.wait_for(wake.wait(), timeout=idle_seconds)
             except TimeoutError:
@@ -88,30 +94,46 @@ class OutboxDispatcher:
         """Messages claimed by a process that died mid-send go back in the queue. Telegram may
         have delivered some of them, so a crash can repeat at most the messages in flight.
 
-        Only at start-up, before this process delivers anything: run while a delivery is under
-        way, it would put that message back in the queue and send it twice."""
+        Only when no other process can be delivering: at start-up, when this process becomes the
+        scheduler leader (scheduler/leadership.py), before it delivers anything. Run while a
+        delivery is under way, it would put that message back in the queue and send it twice.
+        With several processes, one case remains: a leader cut off from the database but still
+        alive may be finishing the one message it claimed (delivery is one message at a time)
+        when its successor puts that message back; so a change of leader repeats at most one
+        message per leader lost, and only if it was in flight at that moment.
+
+        What this process itself knows happened (outcomes it could not record while the database
+        was away) is written first: only messages nobody can account for go back in the queue."""
+        await self._write_down_kept()
         async with self.db.transaction() as session:
             result = await session.execute(
                 update(OutboxMessage).where(OutboxMessage.status == "sending").values(status="pending"))
         if result.rowcount:
-            log.warning("%s message(s) were being sent when the bot stopped; sending again", result.rowcount)
+            log.warning("%s message(s) were being sent when the last deliverer stopped; sending again",
+                        result.rowcount)
         return result.rowcount
 
-    async def deliver_due(self) -> int:
-        """Deliver every message due now; returns how many were handled (sent, skipped or failed)."""
+    async def deliver_due(self, *, stop: asyncio.Event | None = None, fence: Any = None) -> int:
+        """Deliver every message due now, one at a time; returns how many this deliverer handled
+        (sent, skipped or failed). With `stop` set, it returns after the message under way.
+        `fence` is a SQL condition every claim must meet: the scheduler leader's lock is still
+        held, so a leader that lost it claims nothing more, even before it notices."""
         handled = 0
         async with self._round:
             await self._write_down_kept()
-            while True:
+            while stop is None or not stop.is_set():
                 async with self.db.transaction() as session:
-                    rows = await outbox.due(session, now=self.clock.now())
-                if not rows:
-                    await self._after_batch()
-                    return handled
-                for row in rows:
-                    await self._deliver(row.id)
-                    handled += 1
+                    candidates = await outbox.due(session, now=self.clock.now(), limit=BATCH)
+                claimed = 0
+                for row_id in candidates:
+                    if stop is not None and stop.is_set():
+                        break
+                    claimed += await self._deliver(row_id, fence=fence)
+                handled += claimed
                 await self._after_batch()
+                if not claimed:  # nothing due, or nothing this deliverer may (or could) claim
+                    break
+        return handled
 
     async def _after_batch(self) -> None:
         if self.after_batch is None:
@@ -121,15 +143,15 @@ class OutboxDispatcher:
         except Exception:  # noqa: BLE001 - progress display must never stop delivery
             log.exception("after-batch hook failed")
 
-    async def _deliver(self, row_id: int) -> None:
+    async def _deliver(self, row_id: int, *, fence: Any = None) -> bool:
+        """Claim and deliver one message; False if it was not this deliverer's to claim."""
         now = self.clock.now()
         async with self.db.transaction() as session:
-            # Claim the row: of two deliverers racing for it, only one sees pending -> sending.
-            claimed = await session.execute(update(OutboxMessage).where(
-                OutboxMessage.id == row_id, OutboxMessage.status == "pending").values(status="sending"))
-            if claimed.rowcount != 1:
-                return
-            row = await session.get(OutboxMessage, row_id)
+            # Claim the row (pending -> sending) and commit before sending: of two deliverers
+            # racing for it, only one gets it, and a crash leaves it marked as in flight.
+            row = await outbox.claim(session, row_id, only_if=fence)
+            if row is None:
+                return False
             recipient = await session.get(Participant if row.participant_id else StaffMember,
                                           row.participant_id or row.staff_id)
             chat_id, language, zone, why_not = _address(recipient, ZoneInfo(self.protocol.study.default_timezone))
@@ -148,7 +170,7 @@ class OutboxDispatcher:
             if why_not is not None:
                 row.status, row.last_error = "skipped", why_not
                 await outbox.record_event(session, row.id, "skipped", now=now, detail=why_not)
-                return
+                return True
             variables = {**self.study_variables, **_localised(row.variables, zone),
                          "late": row.late_after is not None and now > row.late_after}
             buttons = [[Button(name, data, vars_) for name, data, vars_ in r] for r in (row.buttons or [])]
@@ -173,9 +195,10 @@ class OutboxDispatcher:
             outcome = partial(self._retry, row_id, f"{type(exc).__name__}: {exc.message}"[:200], None)
         else:
             outcome = partial(self._sent, row_id, sent, rendered, quiet)
-        await self._write_down(partial(outcome, at=self.clock.now()))
+        await self._write_down(row_id, partial(outcome, at=self.clock.now()))
+        return True
 
-    async def _write_down(self, outcome: Callable[[], Awaitable[None]]) -> None:
+    async def _write_down(self, row_id: int, outcome: Callable[[], Awaitable[None]]) -> None:
         """Record what happened to a message handed to Telegram. With the database away, the
         outcome is kept and written at the start of the next round: the row stays 'sending'
         meanwhile, so nothing else sends it, and what Telegram did is not forgotten."""
@@ -183,13 +206,20 @@ class OutboxDispatcher:
             await outcome()
         except Exception as exc:
             if is_unavailable(exc):
-                self._unwritten.append(outcome)
+                self._unwritten.append((row_id, outcome))
             raise
 
     async def _write_down_kept(self) -> None:
-        """Outcomes kept while the database was away, oldest first (raises if it still is)."""
+        """Outcomes kept while the database was away, oldest first (raises if it still is). One
+        whose row another leader settled meanwhile is dropped: that leader's record stands."""
         while self._unwritten:
-            await self._unwritten[0]()
+            row_id, outcome = self._unwritten[0]
+            async with self.db.transaction() as session:
+                status = await session.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row_id))
+            if status in ("sending", "pending"):
+                await outcome()
+            else:
+                log.warning("outbox %s was settled by another deliverer; what this one saw is not recorded", row_id)
             self._unwritten.pop(0)
 
     async def _sent(self, row_id: int, message: Message, rendered: RenderedMessage, quiet: bool, *, at: datetime) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from study.pregnancy_tests import PregnancyFact, due_date
@@ -127,12 +128,16 @@ def plan_applications(
     today = now.astimezone(zone).date()
     days = [today - timedelta(days=1), today]
     by_day = {day: slots_on(day, list(participant.reminder_times), zone) for day in (*days, today + timedelta(days=1))}
-    accounted = accounted_slots(participant, facts, days, by_day)
+    facts = list(facts)
+    accounted = accounted_slots(participant, facts, days, by_day) if facts else set()
     plan = Plan()
     for slots in by_day.values():
         for slot in slots:
             # A dose due before they joined (or resumed) is neither reminded nor recorded missing.
             if slot.at < participant.active_since or slot.key in accounted:
+                continue
+            if slot.at > now:  # nothing of this slot is due yet; its reminder comes first
+                plan.look_again_at(slot.at)
                 continue
             nudge_at = slot.at + timedelta(minutes=rules.nudge_after_minutes)
             for kind, template, at, stale in (
@@ -154,19 +159,28 @@ def plan_applications(
 
 def _slot_message(protocol: Protocol, participant: ParticipantView, slot: Slot, kind: str, template: str,
                   at: datetime, stale: datetime) -> PlannedMessage:
-    form = slot_form(slot)
+    variables, buttons = _slot_payload(slot)
     return PlannedMessage(
         key=f"{kind}:{participant.id}:{slot.key}",
         kind=kind,
         template_id=template,
         due_at=at,
-        variables={"slot_at": slot.at.isoformat(), "slot_date": slot.local_date.isoformat()},
-        buttons=[[[name, f"d:{code}:{form}", {}]] for name, code in
-                 (("applied_now", "n"), ("applied_earlier", "e"), ("missed", "m"))],
+        variables=variables,
+        buttons=buttons,
         late_after=at + timedelta(minutes=protocol.reminders.late_after_minutes),
         stale_after=stale,
         participant_id=participant.id,
     )
+
+
+@lru_cache(maxsize=4096)
+def _slot_payload(slot: Slot) -> tuple[dict, list]:
+    """A slot's reminder variables and buttons: the same for everyone whose slot it is, so a wave
+    of thousands shares them (they are only ever read)."""
+    form = slot_form(slot)
+    return ({"slot_at": slot.at.isoformat(), "slot_date": slot.local_date.isoformat()},
+            [[[name, f"d:{code}:{form}", {}]] for name, code in
+             (("applied_now", "n"), ("applied_earlier", "e"), ("missed", "m"))])
 
 
 # --- Study visits ---------------------------------------------------------------------------

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.planner import (
@@ -31,13 +31,15 @@ from study import alerts, checkins, diary, outbox, pregnancy_tests, visits
 from study.models import Visit
 from study.pregnancy_tests import PregnancyFact
 from study.clock import Clock
-from study.database import Database
+from study.database import Database, among
 from study.models import Participant
-from study.participants import reminder_times
+from study.participants import parse_times
 from study.protocol import Protocol
 
 log = logging.getLogger(__name__)
-BATCH = 500
+# Participants planned per transaction: big enough that a wave costs few statements, small
+# enough that a batch's IN lists and rows stay modest.
+BATCH = 5000
 
 
 @dataclass
@@ -51,7 +53,7 @@ class TickReport:
 def view_of(participant: Participant) -> ParticipantView:
     return ParticipantView(
         id=participant.id, study_id=participant.study_id, timezone=participant.timezone,
-        reminder_times=tuple(reminder_times(participant)),
+        reminder_times=parse_times(participant.reminder_times),
         active_since=participant.active_since or participant.consented_at or participant.enrolled_at,
         wocbp=participant.wocbp, consented_at=participant.consented_at,
     )
@@ -70,6 +72,16 @@ class Records:
     visits: Sequence[VisitFact] = ()
     pregnancy_tests: Sequence[PregnancyFact] = ()
     last_full_checkin: datetime | None = None
+
+
+async def _due_for_planning(session: AsyncSession, now: datetime) -> list[int]:
+    """Active participants whose next look has come, or who were never looked at. Two indexed
+    look-ups rather than one OR, which SQLite answers by reading every participant."""
+    ids: set[int] = set()
+    for due in (Participant.next_plan_at.is_(None), Participant.next_plan_at <= now):
+        ids.update((await session.scalars(select(Participant.id).where(
+            due, Participant.status == "active", Participant.telegram_chat_id.is_not(None)))).all())
+    return sorted(ids)
 
 
 def plan_participant(protocol: Protocol, participant: ParticipantView, records: Records, now: datetime) -> Plan:
@@ -92,16 +104,25 @@ class Tick:
     async def run_once(self) -> TickReport:
         now = self.clock.now()
         report = TickReport()
-        async with self.db.transaction() as session:
-            due_ids = list((await session.scalars(
-                select(Participant.id).where(
-                    Participant.status == "active",
-                    Participant.telegram_chat_id.is_not(None),
-                    or_(Participant.next_plan_at.is_(None), Participant.next_plan_at <= now),
-                ).order_by(Participant.id))).all())
-        for start in range(0, len(due_ids), BATCH):
-            async with self.db.transaction() as session:
-                await self._plan_batch(session, due_ids[start:start + BATCH], now, report)
+        async with self.db.read() as session:
+            due_ids = await _due_for_planning(session, now)
+        # Batch by batch: read and plan the next batch while the one before is being written, so
+        # the database's work on a morning wave overlaps the planner's.
+        writing: asyncio.Task | None = None
+        try:
+            for start in range(0, len(due_ids), BATCH):
+                batch = await self._read_and_plan(due_ids[start:start + BATCH], now)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._write(batch, now, report))
+            if writing is not None:
+                await writing
+        finally:
+            # If planning failed, a write under way still finishes (what it holds is correct).
+            if writing is not None and not writing.done():
+                await asyncio.wait([writing])
+                if not writing.cancelled() and writing.exception() is not None:
+                    log.warning("tick: a batch could not be written: %s", type(writing.exception()).__name__)
         async with self.db.transaction() as session:
             study_wide = await plan_digests(session, self.protocol, now) + await self._alert_followups(session, now)
             queued, stale = await outbox.enqueue_planned(session, study_wide, now=now)
@@ -122,27 +143,68 @@ class Tick:
         return plan_alert_followups(self.protocol, [(a.id, a.reported_at, alerts.alert_variables(a, p))
                                                     for a, p in open_now], staff, now)
 
-    async def _plan_batch(self, session: AsyncSession, ids: list[int], now: datetime, report: TickReport) -> None:
-        people = (await session.scalars(select(Participant).where(Participant.id.in_(ids)))).all()
-        since = (now - timedelta(days=3)).date()
-        facts: dict[int, list[DiaryFact]] = {}
-        for entry in await diary.standing_facts(session, ids, since):
-            facts.setdefault(entry.participant_id, []).append(DiaryFact(entry.kind, entry.local_date, entry.occurred_at))
-        visit_facts: dict[int, list[VisitFact]] = {}
-        for visit in await visits.open_visits(session, ids, (now - timedelta(days=2)).date()):
-            visit_facts.setdefault(visit.participant_id, []).append(visit_fact(visit))
-        tests = await pregnancy_tests.facts_for(session, [p.id for p in people if p.wocbp])
-        last_checkins = await checkins.last_submitted(session, ids)
-        planned, missing = [], []
-        for person in people:
-            records = Records(facts.get(person.id, []), visit_facts.get(person.id, []), tests.get(person.id, []),
+    async def _read_and_plan(self, ids: list[int], now: datetime) -> PlannedBatch:
+        async with self.db.read() as session:
+            # Plain rows, not ORM objects: a morning wave is tens of thousands of participants,
+            # and the planner wants snapshots anyway.
+            rows = (await session.execute(select(*_VIEW_COLUMNS).where(among(session, Participant.id, ids)))).all()
+            since = (now - timedelta(days=3)).date()
+            facts: dict[int, list[DiaryFact]] = {}
+            for entry in await diary.standing_facts(session, ids, since):
+                facts.setdefault(entry.participant_id, []).append(
+                    DiaryFact(entry.kind, entry.local_date, entry.occurred_at))
+            visit_facts: dict[int, list[VisitFact]] = {}
+            for visit in await visits.open_visits(session, ids, (now - timedelta(days=2)).date()):
+                visit_facts.setdefault(visit.participant_id, []).append(visit_fact(visit))
+            tests = await pregnancy_tests.facts_for(session, [row.id for row in rows if row.wocbp])
+            last_checkins = await checkins.last_submitted(session, ids)
+        batch = PlannedBatch()
+        for row in rows:
+            person = _view_from_row(row)
+            records = Records(facts.get(person.id, ()), visit_facts.get(person.id, ()), tests.get(person.id, ()),
                               last_checkins.get(person.id))
-            plan = plan_participant(self.protocol, view_of(person), records, now)
-            planned += plan.messages
-            missing += [(person, m.slot.at, m.slot.local_date, m.slot.key) for m in plan.missing]
-            person.next_plan_at = plan.next_check
-        report.missing += await diary.record_missing(session, missing, now=now)
-        queued, stale = await outbox.enqueue_planned(session, planned, now=now)
-        report.participants += len(people)
+            plan = plan_participant(self.protocol, person, records, now)
+            batch.messages += plan.messages
+            batch.missing += [(person, m.slot.at, m.slot.local_date, m.slot.key) for m in plan.missing]
+            batch.next_plan.setdefault((row.next_plan_at, plan.next_check), []).append(person.id)
+        return batch
+
+    async def _write(self, batch: PlannedBatch, now: datetime, report: TickReport) -> None:
+        async with self.db.transaction() as session:
+            missing = await diary.record_missing(session, batch.missing, now=now)
+            queued, stale = await outbox.enqueue_planned(session, batch.messages, now=now)
+            # Participants who share a zone and reminder times share their next look: one UPDATE
+            # per (old, new) pair. Only where it is still what was read: a participant whose times
+            # or zone changed meanwhile was set to be looked at again, and stays so.
+            for (was, moment), same in batch.next_plan.items():
+                await session.execute(
+                    update(Participant)
+                    .where(among(session, Participant.id, same), Participant.next_plan_at.is_not_distinct_from(was))
+                    .values(next_plan_at=moment)
+                    .execution_options(synchronize_session=False))
+        report.participants += sum(len(same) for same in batch.next_plan.values())
+        report.missing += missing
         report.queued += queued
         report.stale += stale
+
+
+@dataclass
+class PlannedBatch:
+    """What planning one batch decided, waiting to be written."""
+
+    messages: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    next_plan: dict[tuple[datetime | None, datetime | None], list[int]] = field(default_factory=dict)
+
+
+_VIEW_COLUMNS = (Participant.id, Participant.study_id, Participant.timezone, Participant.reminder_times,
+                 Participant.active_since, Participant.consented_at, Participant.enrolled_at, Participant.wocbp,
+                 Participant.next_plan_at)
+
+
+def _view_from_row(row) -> ParticipantView:
+    return ParticipantView(
+        id=row.id, study_id=row.study_id, timezone=row.timezone, reminder_times=parse_times(row.reminder_times),
+        active_since=row.active_since or row.consented_at or row.enrolled_at, wocbp=row.wocbp,
+        consented_at=row.consented_at,
+    )

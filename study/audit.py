@@ -140,12 +140,9 @@ async def record_many(session: AsyncSession, changes: list[Change]) -> list[Audi
         )
         entry.hash = prev = _entry_hash(entry)
         entries.append(entry)
-    if len(entries) == 1:
-        session.add(entries[0])
-        await session.flush()
-    else:  # one multi-row INSERT rather than the unit of work's row-by-row bookkeeping
-        columns = [c.key for c in AuditEntry.__table__.columns]
-        await session.execute(AuditEntry.__table__.insert(), [{c: getattr(e, c) for c in columns} for e in entries])
+    # A Core INSERT rather than the unit of work's bookkeeping: entries are never changed after.
+    columns = [c.key for c in AuditEntry.__table__.columns if c.key != "id"]
+    await session.execute(AuditEntry.__table__.insert(), [{c: getattr(e, c) for c in columns} for e in entries])
     return entries
 
 

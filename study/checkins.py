@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import alerts, audit, red_flags
 from study.audit import Actor
+from study.database import among
 from study.diary import local_today
 from study.models import Alert, CheckIn, CheckinDraft, Participant
 from study.protocol import Protocol
@@ -171,6 +172,6 @@ async def discard(session: AsyncSession, participant: Participant) -> None:
 async def last_submitted(session: AsyncSession, participant_ids: list[int]) -> dict[int, datetime]:
     """When each participant last completed a full check-in (for planning the next one)."""
     query = (select(CheckIn.participant_id, func.max(CheckIn.submitted_at))
-             .where(CheckIn.participant_id.in_(participant_ids), CheckIn.kind == "full")
+             .where(among(session, CheckIn.participant_id, participant_ids), CheckIn.kind == "full")
              .group_by(CheckIn.participant_id))
     return {pid: at for pid, at in (await session.execute(query)).all()}

@@ -13,13 +13,12 @@ from enum import Enum
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from study import audit
 from study.audit import Actor
-from study.database import insert_new
+from study.database import among, insert_new
 from study.models import DiaryEntry, Participant
 from study.protocol import DiarySection
 
@@ -136,23 +135,20 @@ async def _append(
     actor: Actor | None = None,
 ) -> LogResult:
     scoped_key = f"{participant.id}:{key}" if key else None
-    if scoped_key:
-        existing = await session.scalar(select(DiaryEntry).where(DiaryEntry.idempotency_key == scoped_key))
-        if existing is not None:
-            return LogResult(LogStatus.ALREADY_LOGGED, existing)
     actor = actor or Actor.participant(participant.study_id)
     entry.timezone = participant.timezone
     entry.recorded_at = now
     entry.recorded_by = str(actor)
     entry.idempotency_key = scoped_key
-    try:
-        async with session.begin_nested():
-            session.add(entry)
-            await session.flush()
-    except IntegrityError:
-        # Another worker stored the same button press a moment ago; that entry stands.
+    # One statement that stores the entry unless this key was stored before: a press repeated, or
+    # the same press handled a moment ago elsewhere. (This is the hot path of every tap.)
+    table = DiaryEntry.__table__
+    inserted = await insert_new(session, table, [{c.key: getattr(entry, c.key) for c in table.columns if c.key != "id"}],
+                                unique="idempotency_key", returning=(table.c.id,))
+    if not inserted:
         existing = await session.scalar(select(DiaryEntry).where(DiaryEntry.idempotency_key == scoped_key))
         return LogResult(LogStatus.ALREADY_LOGGED, existing)
+    entry.id = inserted[0].id
     await audit.record(
         session, actor=actor, action="create", entity="diary_entry", entity_id=entry.id, now=now,
         new=_describe(entry), reason=f"diary entry via {entry.source}", timezone=participant.timezone,
@@ -249,17 +245,18 @@ async def record_missing(
     return len(inserted)
 
 
-async def standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list[DiaryEntry]:
-    """Standing applied, missed and missing entries of many participants from `since` on."""
+async def standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list:
+    """Standing applied, missed and missing entries of many participants from `since` on, as rows
+    of (participant_id, kind, local_date, occurred_at): all the planners need."""
     withdrawal = aliased(DiaryEntry)
     query = (
-        select(DiaryEntry)
+        select(DiaryEntry.participant_id, DiaryEntry.kind, DiaryEntry.local_date, DiaryEntry.occurred_at)
         .outerjoin(withdrawal, withdrawal.supersedes_id == DiaryEntry.id)
         .where(
-            DiaryEntry.participant_id.in_(participant_ids),
+            among(session, DiaryEntry.participant_id, participant_ids),
             DiaryEntry.kind.in_(("applied", "missed", "missing")),
             DiaryEntry.local_date >= since,
             withdrawal.id.is_(None),
         )
     )
-    return list((await session.scalars(query)).all())
+    return list((await session.execute(query)).all())

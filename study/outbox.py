@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
-from study.database import insert_new
+from study.database import insert_new, insert_new_counted
 from study.models import DeliveryEvent, OutboxMessage
 
 
@@ -47,8 +47,7 @@ async def enqueue(
             await session.flush()
     except IntegrityError:
         return None
-    await record_event(session, row.id, "queued", now=now)
-    return row
+    return row  # queued: its created_at says when
 
 
 async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime) -> tuple[int, int]:
@@ -70,15 +69,16 @@ async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime
     # One multi-row insert that skips keys queued before: a time zone's morning wave is
     # thousands of rows, and most ticks re-plan things already queued.
     table = OutboxMessage.__table__
-    inserted = await insert_new(session, table, rows, unique="dedup_key",
-                                returning=(table.c.id, table.c.status, table.c.last_error))
-    if inserted:
-        await session.execute(insert(DeliveryEvent), [
-            dict(outbox_id=row_id, at=now, event="skipped" if status == "skipped" else "queued", detail=detail)
-            for row_id, status, detail in inserted
-        ])
-    stale_count = sum(status == "skipped" for _, status, _ in inserted)
-    return len(inserted) - stale_count, stale_count
+    queued = await insert_new_counted(session, table, [r for r in rows if r["status"] == "pending"],
+                                      unique="dedup_key")
+    # A row's created_at is when it was queued (its first event); only what is not plain queueing,
+    # a message stale before it could be sent, gets an event, so a wave of thousands writes one table.
+    stale = await insert_new(session, table, [r for r in rows if r["status"] == "skipped"], unique="dedup_key",
+                             returning=(table.c.id, table.c.last_error))
+    if stale:
+        await session.execute(insert(DeliveryEvent), [dict(outbox_id=row_id, at=now, event="skipped", detail=detail)
+                                                       for row_id, detail in stale])
+    return queued, len(stale)
 
 
 async def record_event(session: AsyncSession, outbox_id: int, event: str, *, now: datetime,
@@ -107,14 +107,20 @@ async def cancel_pending_alert(session: AsyncSession, alert_id: int, *, now: dat
 
 
 async def mark_answered(session: AsyncSession, participant_id: int, telegram_message_id: int, *,
-                        now: datetime) -> OutboxMessage | None:
-    """If the message a participant answered was one the bot started (a reminder), note it."""
-    row = await session.scalar(select(OutboxMessage).where(
-        OutboxMessage.participant_id == participant_id, OutboxMessage.telegram_message_id == telegram_message_id))
-    if row is not None and row.answered_at is None:
-        row.answered_at = now
-        await record_event(session, row.id, "answered", now=now)
-    return row
+                        now: datetime) -> int | None:
+    """If the message a participant answered was one the bot started (a reminder), note it, the
+    first time only. Returns the outbox row's id, if one was marked."""
+    marked = await session.scalar(
+        update(OutboxMessage)
+        .where(OutboxMessage.participant_id == participant_id,
+               OutboxMessage.telegram_message_id == telegram_message_id,
+               OutboxMessage.answered_at.is_(None))
+        .values(answered_at=now)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False))
+    if marked is not None:
+        await record_event(session, marked, "answered", now=now)
+    return marked
 
 
 async def events_for(session: AsyncSession, outbox_ids: list[int]) -> list[DeliveryEvent]:
@@ -134,14 +140,33 @@ async def notify_staff(
     return queued
 
 
-async def due(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[OutboxMessage]:
-    query = (
-        select(OutboxMessage)
-        .where(OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
-        .order_by(OutboxMessage.not_before, OutboxMessage.id)
-        .limit(limit)
-    )
+async def due(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[int]:
+    """The ids of the next messages due, oldest first: candidates to `claim`, not claimed."""
+    query = (select(OutboxMessage.id)
+             .where(OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
+             .order_by(OutboxMessage.not_before, OutboxMessage.id)
+             .limit(limit))
     return list((await session.scalars(query)).all())
+
+
+async def claim(session: AsyncSession, row_id: int, *, only_if: Any = None) -> OutboxMessage | None:
+    """Claim one message (pending -> sending) for the caller to deliver; None if it is no longer
+    pending, or if another deliverer is claiming it this moment.
+
+    On PostgreSQL the row is read `FOR UPDATE SKIP LOCKED`: a second deliverer (a new scheduler
+    leader beside an old one that has not stopped yet) passes over a row being claimed instead of
+    waiting for it, and finds it claimed when it looks again. On SQLite, BEGIN IMMEDIATE already
+    lets one writer in at a time. `only_if`, a SQL condition, fences the claim: the scheduler
+    leader's "I still hold the lock"."""
+    query = (select(OutboxMessage).where(OutboxMessage.id == row_id, OutboxMessage.status == "pending")
+             .with_for_update(skip_locked=True))
+    if only_if is not None:
+        query = query.where(only_if)
+    row = await session.scalar(query)
+    if row is not None:
+        row.status = "sending"
+        await session.flush()
+    return row
 
 
 async def for_participant(session: AsyncSession, participant_id: int) -> list[OutboxMessage]:

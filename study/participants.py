@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -41,7 +42,13 @@ def format_times(times: tuple[time, ...] | list[time]) -> str:
 
 
 def reminder_times(participant: Participant) -> list[time]:
-    return [parse_hhmm(v) for v in participant.reminder_times.split(",") if v]
+    return list(parse_times(participant.reminder_times))
+
+
+@lru_cache(maxsize=1024)
+def parse_times(stored: str) -> tuple[time, ...]:
+    """"08:00,20:00" as sorted times (cached: most participants keep the protocol's times)."""
+    return tuple(sorted(parse_hhmm(v) for v in stored.split(",") if v))
 
 
 def _snapshot(p: Participant, fields: tuple[str, ...]) -> dict[str, Any]:

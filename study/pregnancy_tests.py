@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit
 from study.audit import Actor
+from study.database import among
 from study.models import Participant, PregnancyTest
 from study.protocol import PregnancyTestSection
 
@@ -50,7 +51,7 @@ async def facts_for(session: AsyncSession, participant_ids: list[int]) -> dict[i
     if not participant_ids:
         return {}
     rows = await session.execute(select(PregnancyTest.participant_id, PregnancyTest.result, PregnancyTest.local_date)
-                                 .where(PregnancyTest.participant_id.in_(participant_ids))
+                                 .where(among(session, PregnancyTest.participant_id, participant_ids))
                                  .order_by(PregnancyTest.id))
     facts: dict[int, list[PregnancyFact]] = {}
     for participant_id, result, day in rows.all():

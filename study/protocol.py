@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from datetime import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2}$")]
 
 
+@lru_cache(maxsize=256)
 def parse_hhmm(value: str) -> time:
     """'08:00' -> time(8, 0); raises ValueError with a plain explanation otherwise."""
     try:

@@ -19,11 +19,16 @@ from study.models import StrangerCount
 
 
 async def count(session: AsyncSession, kind: str, day: date) -> None:
-    row = await session.scalar(select(StrangerCount).where(StrangerCount.day == day, StrangerCount.kind == kind))
-    if row is None:
-        session.add(StrangerCount(day=day, kind=kind, count=1))
+    """Add one to the day's count, in one statement (INSERT ... ON CONFLICT DO UPDATE): with
+    several processes answering strangers at once, a read-then-write would lose counts, or
+    fail on the day's first two at the same moment."""
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
     else:
-        row.count += 1
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(StrangerCount).values(day=day, kind=kind, count=1)
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=["day", "kind"], set_={"count": StrangerCount.count + 1}))
 
 
 async def counts(session: AsyncSession) -> list[StrangerCount]:

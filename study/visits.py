@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit
 from study.audit import Actor
+from study.database import among
 from study.models import Participant, Visit
 from study.protocol import Protocol
 
@@ -164,7 +165,7 @@ async def open_visits(session: AsyncSession, participant_ids: list[int], since: 
     """Visits still to happen on or after `since`, for the planner."""
     if not participant_ids:
         return []
-    query = select(Visit).where(Visit.participant_id.in_(participant_ids), Visit.status.in_(OPEN_STATUSES),
+    query = select(Visit).where(among(session, Visit.participant_id, participant_ids), Visit.status.in_(OPEN_STATUSES),
                                 Visit.scheduled_date >= since).order_by(Visit.id)
     return list((await session.scalars(query)).all())
 

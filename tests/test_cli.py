@@ -111,6 +111,25 @@ def test_audit_verify_passes_then_fails_after_tampering(cli, tmp_path: Path) -> 
 def test_a_webhook_must_be_https(cli) -> None:
     result = cli("run", "--webhook", "http://bot.example.org/telegram")
     assert result.exit_code == 2 and "needs an https:// URL" in result.output
+    # Plain http only to this machine (a Bot API server of one's own): past the URL check, the
+    # missing token is what stops it here.
+    for local in ("http://127.0.0.1:8443/telegram", "http://localhost/telegram", "http://[::1]:80/t"):
+        result = cli("run", "--webhook", local)
+        assert result.exit_code == 2 and "TELEGRAM_BOT_TOKEN is not set" in result.output
+
+
+def test_without_a_webhook_secret_every_process_derives_the_same_one_from_the_token() -> None:
+    from bot.settings import Settings
+
+    def secret(token: str, configured: str | None = None) -> str:
+        return Settings(_env_file=None, telegram_bot_token=token, webhook_secret=configured).webhook_secret_value()
+
+    token = "123456789:AAExampleExampleExampleExample"
+    assert secret(token) == secret(token), "the same in every process"
+    assert secret(token) != secret("123456789:AAAnotherTokenAnotherToken")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32,256}", secret(token)), "what Telegram allows in a secret_token"
+    assert token not in secret(token) and "AAExample" not in secret(token)
+    assert secret(token, "configured-one") == "configured-one"
 
 
 def test_run_without_a_token_fails_clearly(cli) -> None:
