@@ -36,12 +36,15 @@ class Trial:
     _running: object = None
     #: More build_application arguments (the fault drills shorten `request_timeout`).
     app_options: dict = field(default_factory=dict)
+    #: Updates by webhook (bot.app.Webhook) instead of long polling.
+    webhook: object = None
 
     @classmethod
     @contextlib.asynccontextmanager
     async def running(cls, *, db: Database, clock: ManualClock, protocol: Protocol,
-                      world: TelegramWorld, server: BotApiServer, **app_options) -> AsyncIterator[Trial]:
-        trial = cls(db=db, clock=clock, protocol=protocol, world=world, server=server, app_options=app_options)
+                      world: TelegramWorld, server: BotApiServer, webhook=None, **app_options) -> AsyncIterator[Trial]:
+        trial = cls(db=db, clock=clock, protocol=protocol, world=world, server=server, app_options=app_options,
+                    webhook=webhook)
         await trial._start()
         try:
             yield trial
@@ -57,7 +60,7 @@ class Trial:
         self.app = build_application(token=self.world.token, base_url=self.server.base_url,
                                      base_file_url=self.server.base_file_url, protocol=self.protocol, db=self.db,
                                      clock=self.clock, **options)
-        self._running = running(self.app, poll_timeout=2)
+        self._running = running(self.app, poll_timeout=2, webhook=self.webhook)
         await self._running.__aenter__()
 
     async def restart(self) -> None:

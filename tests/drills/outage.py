@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import socket
 import time as wall
 import uuid
 from collections import Counter
@@ -32,7 +33,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.app import _tick
+from bot.app import Webhook, _tick
 from bot.logging_setup import RedactingFormatter
 from sandbox.chat import BotEventTimeout, SimUser
 from sandbox.server import BotApiServer
@@ -48,6 +49,8 @@ from tests.drills.traffic import START, TrafficConfig, enrol
 from tests.trial import Trial
 
 APOLOGY = "Sorry, something went wrong on our side"
+APPLIED_NOW = "✅ I put it on now"
+NO_ANSWER = "(no answer)"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class OutageConfig:
     participants: int = 20
     outage_seconds: float = 3.0
     cut_after_sends: int = 5
+    webhook: bool = False  # updates by webhook (every process serves them) rather than polling
 
 
 @dataclass
@@ -62,10 +66,13 @@ class OutageReport:
     config: OutageConfig
     in_flight_at_cut: int = 0
     delivered_before_cut: int = 0
+    updates_held: bool = False  # some went unanswered: polling stopped with the leadership
     tap_during: str = ""  # what the participant saw
     tap_kept_buttons: bool = False
     command_during: str = ""
     written_during: int = 0
+    held_tap_after: str | None = None  # updates held during the outage, handled after it
+    held_command_after: str | None = None
     tap_after: str = ""
     command_after: str = ""
     entries_after: int = 0
@@ -84,17 +91,29 @@ class OutageReport:
     recovered_in: float = 0.0
 
     def failures(self) -> list[str]:
+        """Each update during the outage is either answered with the apology at once (the process
+        still receives updates, as with a webhook) or held by Telegram and handled once after it
+        (polling stops while the process cannot lead); silence with nothing after is a failure."""
         found = []
-        if APOLOGY not in self.tap_during or not self.tap_kept_buttons:
+        if self.tap_during == NO_ANSWER:
+            if "Saved" not in (self.held_tap_after or ""):
+                found.append(f"the tap held during the outage got {self.held_tap_after!r} after it")
+        elif APOLOGY not in self.tap_during or not self.tap_kept_buttons:
             found.append(f"a tap during the outage got {self.tap_during!r} (buttons kept: {self.tap_kept_buttons})")
-        if APOLOGY not in self.command_during:
-            found.append(f"/symptoms during the outage got {self.command_during!r}")
+        if self.command_during == NO_ANSWER:
+            if "itch" not in (self.held_command_after or "").lower():
+                found.append(f"/symptoms held during the outage got {self.held_command_after!r} after it")
+            if "check-in" not in self.command_after.lower():  # the held one started it
+                found.append(f"/symptoms after recovery got {self.command_after!r}")
+        else:
+            if APOLOGY not in self.command_during:
+                found.append(f"/symptoms during the outage got {self.command_during!r}")
+            if "itch" not in self.command_after.lower():
+                found.append(f"after recovery /symptoms got {self.command_after!r}")
         if self.written_during:
             found.append(f"{self.written_during} record(s) written while the database was away")
         if "Saved" not in self.tap_after or self.entries_after != 1:
             found.append(f"after recovery the tap got {self.tap_after!r}, {self.entries_after} entries stored")
-        if "itch" not in self.command_after.lower():
-            found.append(f"after recovery /symptoms got {self.command_after!r}")
         if set(self.reminders) != {"sent"} or self.missed or self.duplicates > self.in_flight_at_cut:
             found.append(f"reminders {dict(self.reminders)}: missed {self.missed}, duplicates {self.duplicates} "
                          f"(in flight at the cut {self.in_flight_at_cut})")
@@ -110,10 +129,15 @@ class OutageReport:
     def summary(self) -> str:
         c = self.config
         return "\n".join([
-            f"database away for {c.outage_seconds:g} s (TCP proxy cut) mid reminder wave of {c.participants}",
+            f"database away for {c.outage_seconds:g} s (TCP proxy cut) mid reminder wave of {c.participants}, "
+            f"updates by {'webhook' if c.webhook else 'long polling'}",
             f"  at the cut: {self.delivered_before_cut} reminders delivered, {self.in_flight_at_cut} in flight",
             f"  during: tap -> {self.tap_during[:60]!r} (buttons kept: {self.tap_kept_buttons}); "
-            f"/symptoms -> {self.command_during[:60]!r}; records written: {self.written_during}",
+            f"/symptoms -> {self.command_during[:60]!r}; records written: {self.written_during}; updates "
+            + ("held by Telegram (polling stopped with the scheduler leadership)" if self.updates_held
+               else "still received"),
+            *([f"  held updates handled after it: tap -> {(self.held_tap_after or '')[:40]!r}; "
+               f"/symptoms -> {(self.held_command_after or '')[:40]!r}"] if self.updates_held else []),
             f"  after (recovered in {self.recovered_in:.1f} s, nobody's help): tap -> {self.tap_after[:40]!r}, "
             f"entries {self.entries_after}; /symptoms -> {self.command_after[:40]!r}",
             f"  reminders {dict(self.reminders)}; received {self.received}, missed {self.missed}, "
@@ -160,8 +184,11 @@ async def _drill(db: Database, proxy: PostgresProxy, protocol: Protocol, config:
         report.watch_for = [p.study_id for p in people] + [str(p.user.chat_id) for p in people]
         # The dispatcher looks for due messages by itself every second (every 5 s in production),
         # so nothing but its own loop delivers what the outage held up.
-        async with Trial.running(db=db, clock=clock, protocol=protocol, world=world, server=server,
-                                 outbox_poll_seconds=1) as trial:
+        port = _free_port()
+        hook = Webhook(url=f"http://127.0.0.1:{port}/telegram", secret_token="drill-secret", port=port) \
+            if config.webhook else None
+        async with Trial.running(db=db, clock=clock, protocol=protocol, world=world, server=server, webhook=hook,
+                                 outbox_poll_seconds=1, leader_retry_seconds=1) as trial:
             services = trial.app.bot_data["services"]
             cut = _CutWhenDelivered(world, proxy, config.cut_after_sends)
             clock.advance(timedelta(minutes=1))
@@ -175,18 +202,33 @@ async def _drill(db: Database, proxy: PostgresProxy, protocol: Protocol, config:
             tapper, writer = people[0], people[-1]
             await _wait(lambda: _reminders(tapper.user) > 0, "the first reminder")  # delivered before the cut
             reminder = next(m for m in tapper.user.bot_messages if REMINDER_TEXT in (m.text or ""))
-            report.tap_during = await _tap(tapper.user, reminder.message_id)
-            shown = tapper.user.message(reminder.message_id)
-            report.tap_kept_buttons = REMINDER_TEXT in (shown.text or "") and bool(shown.buttons)
-            report.command_during = await _command(writer.user, "/symptoms")
+            # In polling mode only the scheduler leader fetches updates (scheduler/leadership.py),
+            # and a leader cut off from the database steps down: then nothing is fetched until it
+            # leads again, and Telegram holds the updates meanwhile.
+            held_query = await tapper.user.press(APPLIED_NOW, message_id=reminder.message_id)
+            writer_before = len(writer.user.bot_messages)
+            await writer.user.send_text("/symptoms")
             trial.app.job_queue.run_once(_tick, 0, name="planner-tick")  # the minute's job, as scheduled
             services.outbox_ready.set()
-            await asyncio.sleep(max(0.0, config.outage_seconds - (wall.monotonic() - cut_at)))
+            await asyncio.sleep(max(1.0, config.outage_seconds - (wall.monotonic() - cut_at)))
+            report.tap_during = _answered(tapper.user, held_query, reminder.message_id) or NO_ANSWER
+            shown = tapper.user.message(reminder.message_id)
+            report.tap_kept_buttons = REMINDER_TEXT in (shown.text or "") and bool(shown.buttons)
+            report.command_during = _new_text(writer.user, writer_before) or NO_ANSWER
+            report.updates_held = NO_ANSWER in (report.tap_during, report.command_during)
 
             await proxy.restore()
             restored_at = wall.monotonic()
             report.written_during = await _written(db, tapper.participant_id, writer.participant_id)
-            report.tap_after = await _tap(tapper.user, reminder.message_id)
+            # What was held is handled once the process leads (and polls) again.
+            if report.tap_during == NO_ANSWER:
+                await _wait(lambda: _answered(tapper.user, held_query, reminder.message_id), "the held tap", 20)
+                report.held_tap_after = report.tap_after = _answered(tapper.user, held_query, reminder.message_id)
+            else:  # the same button again: the apology left it there
+                report.tap_after = await _tap(tapper.user, reminder.message_id)
+            if report.command_during == NO_ANSWER:
+                await _wait(lambda: _new_text(writer.user, writer_before), "the held /symptoms", 20)
+                report.held_command_after = _new_text(writer.user, writer_before)
             report.command_after = await _command(writer.user, "/symptoms")
             async with db.transaction() as session:
                 report.entries_after = await session.scalar(select(func.count()).where(
@@ -232,10 +274,30 @@ def _reminders(user: SimUser) -> int:
     return sum(REMINDER_TEXT in ((m.edits[0] if m.edits else m).text or "") for m in user.bot_messages)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _answered(user: SimUser, query_id: str, message_id: int) -> str | None:
+    """What the participant saw of a press: the alert it was answered with, or the message."""
+    for answered_id, alert_text, _ in user.callback_answers:
+        if answered_id == query_id:
+            return alert_text or user.message(message_id).text or ""
+    return None
+
+
+def _new_text(user: SimUser, before: int) -> str | None:
+    """The first bot message since `before` were there, if any."""
+    messages = user.bot_messages
+    return (messages[before].text or "") if len(messages) > before else None
+
+
 async def _tap(user: SimUser, message_id: int) -> str:
     """Press "I put it on now"; what the participant then sees (the alert, or the edited message)."""
     answers = len(user.callback_answers)
-    await user.press("✅ I put it on now", message_id=message_id)
+    await user.press(APPLIED_NOW, message_id=message_id)
     try:
         await user.wait_for(lambda u: len(u.callback_answers) > answers, timeout=15)
     except BotEventTimeout:

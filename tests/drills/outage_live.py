@@ -26,7 +26,7 @@ from sandbox.world import TelegramWorld
 from study.database import Database
 from study.models import DiaryEntry, OutboxMessage, Participant
 from tests.drills.crash import FIRST_CHAT, REMINDER_TEXT, _Deliveries, _populate, _reminder_due_now
-from tests.drills.outage import APOLOGY, _command, _reminders, _tap
+from tests.drills.outage import APOLOGY, APPLIED_NOW, NO_ANSWER, _answered, _command, _new_text, _reminders, _tap, _wait
 from tests.drills.pgproxy import PostgresProxy
 from tests.drills.process import TOKEN, BotProcess
 from tests.drills.records import half_written
@@ -46,8 +46,11 @@ class LiveOutageConfig:
 class LiveOutageReport:
     config: LiveOutageConfig
     delivered_at_cut: int = 0
+    updates_held: bool = False  # nothing answered during it: polling stopped with the leadership
     taps_during: list = field(default_factory=list)
     command_during: str = ""
+    held_taps_after: list = field(default_factory=list)  # held updates, handled after the outage
+    held_command_after: str | None = None
     written_during: int = 0
     taps_after: list = field(default_factory=list)
     entries_after: int = 0
@@ -68,17 +71,23 @@ class LiveOutageReport:
     half_written: list = field(default_factory=list)
 
     def failures(self) -> list[str]:
+        """As in tests/drills/outage.py: each update during the outage is answered with the
+        apology at once, or held by Telegram and handled once after it; never silence for good."""
         found = []
-        if not self.taps_during or not all(APOLOGY in t for t in self.taps_during):
-            found.append(f"taps during the outage got {self.taps_during}")
-        if APOLOGY not in self.command_during:
-            found.append(f"/symptoms during the outage got {self.command_during!r}")
+        for during, after in zip(self.taps_during, self.taps_after):
+            if (during != NO_ANSWER and APOLOGY not in during) or "Saved" not in (after or ""):
+                found.append(f"a tap got {during!r} during the outage and {after!r} after it")
+        if not self.taps_during:
+            found.append("nobody tapped during the outage")
+        if self.command_during == NO_ANSWER:
+            if "itch" not in (self.held_command_after or "").lower():
+                found.append(f"/symptoms held during the outage got {self.held_command_after!r} after it")
+        elif APOLOGY not in self.command_during or "itch" not in self.command_after.lower():
+            found.append(f"/symptoms got {self.command_during!r} during the outage, {self.command_after!r} after")
         if self.written_during:
             found.append(f"{self.written_during} diary entries written while the database was away")
-        if not all("Saved" in t for t in self.taps_after) or self.entries_after != len(self.taps_after):
-            found.append(f"after recovery taps got {self.taps_after}, {self.entries_after} entries stored")
-        if "itch" not in self.command_after.lower():
-            found.append(f"after recovery /symptoms got {self.command_after!r}")
+        if self.entries_after != len(self.taps_after):
+            found.append(f"{len(self.taps_after)} participants tapped, {self.entries_after} entries stored")
         if set(self.reminders) != {"sent"} or self.missed or self.duplicates:
             found.append(f"reminders {dict(self.reminders)}: missed {self.missed}, duplicates {self.duplicates}")
         if self.exit_code != 0:
@@ -99,11 +108,17 @@ class LiveOutageReport:
             f"  at the cut: {self.delivered_at_cut} reminders delivered",
             f"  during: {len(self.taps_during)} taps -> apology alert {sum(APOLOGY in t for t in self.taps_during)}; "
             f"/symptoms -> apology {APOLOGY in self.command_during}; diary entries written {self.written_during}; "
-            f"{self.log_lines_during} log lines",
+            f"{self.log_lines_during} log lines; updates "
+            + (f"held by Telegram for {len(self.held_taps_after)} taps"
+               f"{' and /symptoms' if self.held_command_after is not None else ''} (polling stopped with the "
+               "scheduler leadership)" if self.updates_held else "all answered at once"),
+            *([f"  held updates handled after it: taps saved {sum('Saved' in (t or '') for t in self.held_taps_after)} "
+               f"of {len(self.held_taps_after)}; /symptoms -> first question "
+               f"{'itch' in (self.held_command_after or '').lower()}"] if self.updates_held else []),
             f"  after: wave resumed {self.first_delivery_after and round(self.first_delivery_after, 1)} s and finished "
             f"{self.finished_after and round(self.finished_after, 1)} s after the database came back; taps saved "
             f"{sum('Saved' in t for t in self.taps_after)} of {len(self.taps_after)} ({self.entries_after} entries); "
-            f"/symptoms -> first question {'itch' in self.command_after.lower()}",
+            f"/symptoms -> {self.command_after[:40]!r}",
             f"  reminders {dict(self.reminders)}; received {self.received}, missed {self.missed}, "
             f"duplicates {self.duplicates}",
             f"  log: outage lines {self.outage_lines}, recovery lines {self.recovery_lines}, ERROR lines "
@@ -132,8 +147,8 @@ async def run_live_outage_drill(database_url: str, workdir: Path, config: LiveOu
                              log_path=workdir / "bot.log")
             await bot.start()
             try:
-                tappers, returned_at = await _outage(world, users, bot, proxy, config, report)
-                await _recovery(db, world, users, tappers, returned_at, config, report)
+                presses, returned_at = await _outage(world, users, bot, proxy, config, report)
+                await _recovery(db, world, users, presses, returned_at, config, report)
             finally:
                 report.exit_code = await bot.stop()
         counts = [_reminders(u) for u in users]
@@ -152,7 +167,7 @@ async def run_live_outage_drill(database_url: str, workdir: Path, config: LiveOu
 
 async def _outage(world, users, bot, proxy, config, report) -> tuple[list, float]:
     """Take the database away mid-wave; tap and write during the outage; bring it back.
-    Returns who tapped, and when the database came back."""
+    Returns the presses made during it, and when the database came back."""
     watch = _Deliveries(world, REMINDER_TEXT)
     if not await watch.reach(max(1, int(config.participants * config.cut_at_share)), bot, timeout=120):
         raise AssertionError("the reminder wave never got going")
@@ -160,23 +175,29 @@ async def _outage(world, users, bot, proxy, config, report) -> tuple[list, float
     await _take_away(proxy, config)
     report.delivered_at_cut = watch.count
     went = wall.monotonic()
-    tappers = [u for u in users if _reminders(u)][:config.tappers]
-    for n, user in enumerate(tappers):  # spread over the outage, as people come to their phones
-        await asyncio.sleep(max(0.0, went + config.outage_seconds * n / (len(tappers) + 1) - wall.monotonic()))
+    presses = []
+    for n, user in enumerate([u for u in users if _reminders(u)][:config.tappers]):
+        # spread over the outage, as people come to their phones
+        await asyncio.sleep(max(0.0, went + config.outage_seconds * n / (config.tappers + 1) - wall.monotonic()))
         reminder = next(m for m in user.bot_messages if REMINDER_TEXT in (m.text or ""))
-        report.taps_during.append(await _tap(user, reminder.message_id))
-    report.command_during = await _command(users[-1], "/symptoms")
-    await asyncio.sleep(max(0.0, went + config.outage_seconds - wall.monotonic()))
+        presses.append((user, await user.press(APPLIED_NOW, message_id=reminder.message_id), reminder.message_id))
+    writer_before = len(users[-1].bot_messages)
+    await users[-1].send_text("/symptoms")
+    await asyncio.sleep(max(2.0, went + config.outage_seconds - wall.monotonic()))
+    report.taps_during = [_answered(u, q, m) or NO_ANSWER for u, q, m in presses]
+    report.command_during = _new_text(users[-1], writer_before) or NO_ANSWER
+    report.updates_held = NO_ANSWER in (*report.taps_during, report.command_during)
     report.log_lines_during = len(bot.log()[log_before:].splitlines())
     await _bring_back(proxy, config)
-    return tappers, wall.monotonic()
+    return [(u, q, m, writer_before) for u, q, m in presses], wall.monotonic()
 
 
-async def _recovery(db: Database, world, users, tappers, returned_at: float, config, report) -> None:
-    """Nobody helps: the wave must resume and finish, and the same taps must now save."""
+async def _recovery(db: Database, world, users, presses, returned_at: float, config, report) -> None:
+    """Nobody helps: the wave must resume and finish, and what the participants did must count once."""
     watch = _Deliveries(world, REMINDER_TEXT)
     watch.update()
     resumed = watch.count
+    tappers = [u for u, _, _, _ in presses]
     report.written_during = await _entries(db, tappers)
     deadline = returned_at + 120
     while wall.monotonic() < deadline:
@@ -190,9 +211,17 @@ async def _recovery(db: Database, world, users, tappers, returned_at: float, con
             report.finished_after = wall.monotonic() - returned_at
             break
         await asyncio.sleep(0.2)
-    for user in tappers:
-        reminder = next(m for m in user.bot_messages if REMINDER_TEXT in ((m.edits[0] if m.edits else m).text or ""))
-        report.taps_after.append(await _tap(user, reminder.message_id))
+    writer_before = presses[0][3] if presses else len(users[-1].bot_messages)
+    for (user, query, message_id, _), during in zip(presses, report.taps_during):
+        if during == NO_ANSWER:  # held: handled now that the process leads (and polls) again
+            await _wait(lambda: _answered(user, query, message_id), "a held tap", 30)
+            report.held_taps_after.append(_answered(user, query, message_id))
+            report.taps_after.append(report.held_taps_after[-1])  # saved: its keyboard is gone
+        else:  # the same button again: the apology left it there
+            report.taps_after.append(await _tap(user, message_id))
+    if report.command_during == NO_ANSWER:
+        await _wait(lambda: _new_text(users[-1], writer_before), "the held /symptoms", 30)
+        report.held_command_after = _new_text(users[-1], writer_before)
     report.entries_after = await _entries(db, tappers)
     report.command_after = await _command(users[-1], "/symptoms")
 
