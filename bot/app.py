@@ -141,10 +141,12 @@ def build_application(
     tick_seconds: float | None = TICK_SECONDS,
     outbox_poll_seconds: float = 5.0,
     leader_retry_seconds: float = 5.0,
+    request_timeout: float | None = None,
 ) -> Application:
     """`tick_seconds=None` leaves planning to the caller (tests call the tick after moving the clock);
     the dispatcher delivers when woken, and looks on its own every `outbox_poll_seconds`; a
     process that is not the scheduler leader tries to become it every `leader_retry_seconds`.
+    `request_timeout` (seconds) replaces PTB's 5 s waits for the Bot API (fault drills shorten it).
     Run the result with `running` (which starts and stops what PTB's run_polling would)."""
     enrolment = protocol.enrolment
     messages = messages or MessageCatalog(default_language=protocol.study.default_language)
@@ -175,6 +177,10 @@ def build_application(
     if rate_limited:  # off only in benchmarks that measure the bot's own work, not Telegram's pace
         builder = builder.rate_limiter(AIORateLimiter(overall_max_rate=OVERALL_MESSAGES_PER_SECOND,
                                                       max_retries=rate_limit_retries))
+    if request_timeout is not None:
+        for setting in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout",
+                        "get_updates_connect_timeout", "get_updates_read_timeout", "get_updates_write_timeout"):
+            builder = getattr(builder, setting)(request_timeout)
     app = builder.build()
     app.bot_data["services"] = services
     app.bot_data["tick_seconds"] = tick_seconds

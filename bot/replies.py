@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 from telegram import Message, Update
-from telegram.error import BadRequest
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
@@ -20,10 +20,12 @@ from bot.services import services
 from messages import sent
 from messages.markup import inline_keyboard as keyboard
 from messages.renderer import Button, RenderedMessage
+from study.database import is_unavailable
 from study.invites import hash_code
 from study.models import Invite, Participant, StaffMember
 
 log = logging.getLogger(__name__)
+MAX_ALERT_CHARACTERS = 200  # Telegram's limit for a callback query's answer
 
 
 def render(
@@ -64,8 +66,12 @@ async def _record(update: Update, context: CallbackContext, rendered: RenderedMe
             recipient = _known_recipient.get() or await _recipient(session, update, rendered)
             sent.add(session, rendered, recipient=recipient, via=via, telegram_message_id=message_id,
                      now=svc.clock.now())
-    except Exception:  # noqa: BLE001 - the message is out already; a lost record is logged loudly
-        log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
+    except Exception as error:  # noqa: BLE001 - the message is out already; a lost record is logged loudly
+        if not is_unavailable(error):
+            log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
+        else:  # the outage itself is logged once by the database; no traceback per message
+            log.warning("could not record sent message %s (%s, via %s): the database is unavailable",
+                        rendered.template_id, rendered.language, via)
 
 
 async def _recipient(session, update: Update, rendered: RenderedMessage) -> sent.Recipient:
@@ -145,10 +151,27 @@ def _already_shown(message: object, rendered: RenderedMessage) -> bool:
 
 
 async def answer_button(update: Update, text: str | None = None) -> None:
-    """Stop the spinner on a pressed button. A query too old to answer is not worth failing for."""
+    """Stop the spinner on a pressed button. A query too old to answer, or an answer lost on the
+    way, is not worth failing for: what the press did is done and shown already."""
     if update.callback_query is None:
         return
     try:
         await update.callback_query.answer(text)
-    except BadRequest as exc:
-        log.info("callback query not answered: %s", exc)
+    except TelegramError as exc:
+        log.info("callback query not answered: %s", type(exc).__name__)
+
+
+async def alert(update: Update, context: CallbackContext, rendered: RenderedMessage) -> bool:
+    """Show `rendered` as the pressed button's answer (an alert to dismiss), leaving the message
+    and its buttons as they are. False when that cannot be done (no button pressed, a text too
+    long for an alert, the button answered already or too old): the caller sends a message."""
+    query = update.callback_query
+    plain = html.unescape(_TAG.sub("", rendered.text)).strip()
+    if query is None or len(plain) > MAX_ALERT_CHARACTERS:
+        return False
+    try:
+        await query.answer(plain, show_alert=True)
+    except BadRequest:
+        return False
+    await _record(update, context, rendered, via="alert", message_id=None)
+    return True

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messages.renderer import RenderedMessage
-from study.database import Database
+from study.database import Database, is_unavailable
 from study.models import Participant, SentMessage, StaffMember
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,12 @@ async def record(
     try:
         async with db.transaction() as session:
             add(session, rendered, recipient=recipient, via=via, telegram_message_id=telegram_message_id, now=now)
-    except Exception:  # noqa: BLE001 - logged with its traceback; the send itself succeeded
-        log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
+    except Exception as error:  # noqa: BLE001 - logged with its traceback; the send itself succeeded
+        if not is_unavailable(error):
+            log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
+        else:  # the outage itself is logged once by the database; no traceback per message
+            log.warning("could not record sent message %s (%s, via %s): the database is unavailable",
+                        rendered.template_id, rendered.language, via)
 
 
 @dataclass(frozen=True)

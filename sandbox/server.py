@@ -76,7 +76,10 @@ class BotApiServer:
         assert task is not None
         self._in_flight.add(task)
         try:
-            params, files = await _read_params(request)
+            try:
+                params, files = await _read_params(request)
+            except ConnectionResetError:  # the client died mid-request (a drill's kill -9): nobody to answer
+                return web.Response(status=400)
             if self.world.latency_seconds and request.match_info["method"].lower() != "getupdates":
                 await asyncio.sleep(self.world.latency_seconds)
             outcome = await self.world.handle_call(

@@ -240,7 +240,7 @@ class TelegramWorld:
         if token != self.token:
             return self._refuse(name, raw, ApiError(401, "Unauthorized"))
         fault = self.faults.take(name, raw)
-        if fault is not None:
+        if fault is not None and not fault.after:
             self._record(name, raw, fault.error.status, f"{fault.mode}: {fault.error.description}",
                          injected=True)
             return fault
@@ -254,6 +254,10 @@ class TelegramWorld:
             result = await methods.dispatch(self, name, checked)
         except ApiError as error:
             return self._refuse(name, checked, error)
+        if fault is not None:  # carried out; the answer is what gets lost
+            self._record(name, checked, 200, f"{fault.mode} after the call took effect: answer lost",
+                         injected=True)
+            return fault
         self._record(name, checked, 200, None)
         return result
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from telegram import Bot, Message
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
@@ -30,7 +32,7 @@ from scheduler.planner import DiaryFact, accounted_slots
 from scheduler.tick import view_of
 from study import diary, outbox, pregnancy_tests, visits
 from study.clock import Clock
-from study.database import Database
+from study.database import Database, is_unavailable
 from study.models import Alert, OutboxMessage, Participant, StaffMember, Visit
 from study.protocol import Protocol
 
@@ -63,6 +65,8 @@ class OutboxDispatcher:
         self._round = asyncio.Lock()
         # Called after each batch (the broadcast progress message reads what was just recorded).
         self.after_batch = None
+        # What Telegram did with messages whose record the database could not take at the time.
+        self._unwritten: list[tuple[int, Callable[[], Awaitable[None]]]] = []
 
     async def run(self, wake: asyncio.Event, *, idle_seconds: float = 5.0, stop: asyncio.Event | None = None,
                   fence: Any = None) -> None:
@@ -73,8 +77,11 @@ class OutboxDispatcher:
         while not stop.is_set():
             try:
                 await self.deliver_due(stop=stop, fence=fence)
-            except Exception:  # noqa: BLE001 - the dispatcher must outlive a bad moment of the database
-                log.exception("outbox delivery round failed; will try again")
+            except Exception as exc:  # noqa: BLE001 - the dispatcher must outlive a bad moment of the database
+                if is_unavailable(exc):  # logged once by the database; every round would be a flood
+                    log.debug("outbox delivery round failed: database unavailable; will try again")
+                else:
+                    log.exception("outbox delivery round failed; will try again")
             if stop.is_set():
                 return
             try:
@@ -93,7 +100,11 @@ class OutboxDispatcher:
         With several processes, one case remains: a leader cut off from the database but still
         alive may be finishing the one message it claimed (delivery is one message at a time)
         when its successor puts that message back; so a change of leader repeats at most one
-        message per leader lost, and only if it was in flight at that moment."""
+        message per leader lost, and only if it was in flight at that moment.
+
+        What this process itself knows happened (outcomes it could not record while the database
+        was away) is written first: only messages nobody can account for go back in the queue."""
+        await self._write_down_kept()
         async with self.db.transaction() as session:
             result = await session.execute(
                 update(OutboxMessage).where(OutboxMessage.status == "sending").values(status="pending"))
@@ -109,6 +120,7 @@ class OutboxDispatcher:
         held, so a leader that lost it claims nothing more, even before it notices."""
         handled = 0
         async with self._round:
+            await self._write_down_kept()
             while stop is None or not stop.is_set():
                 async with self.db.transaction() as session:
                     candidates = await outbox.due(session, now=self.clock.now(), limit=BATCH)
@@ -170,23 +182,48 @@ class OutboxDispatcher:
             sent = await self.bot.send_message(chat_id, rendered.text, reply_markup=inline_keyboard(rendered),
                                                disable_notification=quiet)
         except MessageError as exc:
-            await self._fail(row_id, f"template: {exc}")
+            outcome = partial(self._fail, row_id, f"template: {exc}")
         except Forbidden:
-            await self._blocked(row_id)
+            outcome = partial(self._blocked, row_id)
         except BadRequest as exc:
             # Telegram will refuse this the same way every time (for example "chat not found":
             # the person never opened the bot); retrying would only repeat it.
-            await self._fail(row_id, f"refused: {exc.message}")
+            outcome = partial(self._fail, row_id, f"refused: {exc.message}")
         except RetryAfter as exc:
-            await self._retry(row_id, "rate limited by Telegram", _retry_after(exc))
+            outcome = partial(self._retry, row_id, "rate limited by Telegram", _retry_after(exc))
         except TelegramError as exc:
-            await self._retry(row_id, f"{type(exc).__name__}: {exc.message}"[:200], None)
+            outcome = partial(self._retry, row_id, f"{type(exc).__name__}: {exc.message}"[:200], None)
         else:
-            await self._sent(row_id, sent, rendered, quiet)
+            outcome = partial(self._sent, row_id, sent, rendered, quiet)
+        await self._write_down(row_id, partial(outcome, at=self.clock.now()))
         return True
 
-    async def _sent(self, row_id: int, message: Message, rendered: RenderedMessage, quiet: bool) -> None:
-        now = self.clock.now()
+    async def _write_down(self, row_id: int, outcome: Callable[[], Awaitable[None]]) -> None:
+        """Record what happened to a message handed to Telegram. With the database away, the
+        outcome is kept and written at the start of the next round: the row stays 'sending'
+        meanwhile, so nothing else sends it, and what Telegram did is not forgotten."""
+        try:
+            await outcome()
+        except Exception as exc:
+            if is_unavailable(exc):
+                self._unwritten.append((row_id, outcome))
+            raise
+
+    async def _write_down_kept(self) -> None:
+        """Outcomes kept while the database was away, oldest first (raises if it still is). One
+        whose row another leader settled meanwhile is dropped: that leader's record stands."""
+        while self._unwritten:
+            row_id, outcome = self._unwritten[0]
+            async with self.db.transaction() as session:
+                status = await session.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row_id))
+            if status in ("sending", "pending"):
+                await outcome()
+            else:
+                log.warning("outbox %s was settled by another deliverer; what this one saw is not recorded", row_id)
+            self._unwritten.pop(0)
+
+    async def _sent(self, row_id: int, message: Message, rendered: RenderedMessage, quiet: bool, *, at: datetime) -> None:
+        now = at
         message_id = message.message_id
         async with self.db.transaction() as session:
             row = await session.get(OutboxMessage, row_id)
@@ -201,8 +238,8 @@ class OutboxDispatcher:
             detail = f"message {message_id}" + (", late" if late else "") + (", silent (quiet hours)" if quiet else "")
             await outbox.record_event(session, row.id, "sent", now=now, detail=detail)
 
-    async def _fail(self, row_id: int, why: str) -> None:
-        now = self.clock.now()
+    async def _fail(self, row_id: int, why: str, *, at: datetime) -> None:
+        now = at
         async with self.db.transaction() as session:
             row = await session.get(OutboxMessage, row_id)
             row.status, row.last_error = "failed", why[:256]
@@ -210,8 +247,8 @@ class OutboxDispatcher:
             await outbox.record_event(session, row.id, "failed", now=now, detail=why)
         log.warning("outbox %s failed: %s", row_id, why)
 
-    async def _blocked(self, row_id: int) -> None:
-        now = self.clock.now()
+    async def _blocked(self, row_id: int, *, at: datetime) -> None:
+        now = at
         async with self.db.transaction() as session:
             row = await session.get(OutboxMessage, row_id)
             row.status, row.last_error = "failed", "blocked by the user"
@@ -226,8 +263,8 @@ class OutboxDispatcher:
                                               variables={"study_id": participant.study_id}, now=now)
         log.warning("outbox %s failed: recipient blocked the bot", row_id)
 
-    async def _retry(self, row_id: int, why: str, delay: timedelta | None) -> None:
-        now = self.clock.now()
+    async def _retry(self, row_id: int, why: str, delay: timedelta | None, *, at: datetime) -> None:
+        now = at
         async with self.db.transaction() as session:
             row = await session.get(OutboxMessage, row_id)
             row.attempts += 1

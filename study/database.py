@@ -7,6 +7,8 @@ half-way with "database is locked"; on PostgreSQL the audit chain takes an advis
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _READ_ONLY = "trialbot_read_only"
+# How long to wait for PostgreSQL to accept a connection before calling it away (asyncpg's own
+# default is a minute, during which a participant's tap would hang).
+CONNECT_TIMEOUT_SECONDS = 10
+log = logging.getLogger(__name__)
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -37,12 +43,17 @@ class Database:
         connect_args: dict[str, Any] = {}
         if self.is_sqlite:
             connect_args["timeout"] = 30
-        elif schema:
-            # Tests isolate themselves in a schema of their own on a shared PostgreSQL database.
-            connect_args["server_settings"] = {"search_path": schema}
+        else:
+            connect_args["timeout"] = CONNECT_TIMEOUT_SECONDS
+            if schema:
+                # Tests isolate themselves in a schema of their own on a shared PostgreSQL database.
+                connect_args["server_settings"] = {"search_path": schema}
         self._connect_args = connect_args
-        # hide_parameters: errors must not carry participants' data into logs.
-        self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args, hide_parameters=True)
+        # hide_parameters: errors must not carry participants' data into logs. pool_pre_ping (a
+        # server's only): a pooled connection the server dropped while it was away is replaced
+        # when taken, so the first tap after an outage works instead of failing once more.
+        self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args, hide_parameters=True,
+                                                       pool_pre_ping=not self.is_sqlite)
         if self.is_sqlite:
             _serialise_sqlite_writers(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -50,6 +61,7 @@ class Database:
         # hold up the writers (every update starts with one: who is writing?).
         self._read_sessions = async_sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
                                                  expire_on_commit=False)
+        self.availability = Availability()
 
     @property
     def is_sqlite(self) -> bool:
@@ -58,15 +70,27 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits when the block ends, rolls back if it raises."""
-        async with self.sessions() as session, session.begin():
+        async with self._watched(self.sessions) as session:
             yield session
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A unit of work that only reads (writing in it is a mistake; SQLite would refuse it
         only when another writer holds the lock, so don't)."""
-        async with self._read_sessions() as session, session.begin():
+        async with self._watched(self._read_sessions) as session:
             yield session
+
+    @asynccontextmanager
+    async def _watched(self, sessions: async_sessionmaker) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, noting whether the database answered (see Availability)."""
+        try:
+            async with sessions() as session, session.begin():
+                yield session
+        except Exception as error:
+            if is_unavailable(error):
+                self.availability.failed(error)
+            raise
+        self.availability.answered()
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
@@ -164,3 +188,62 @@ def among(session: AsyncSession, column: Any, ids: list[int]) -> Any:
 
         return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
     return column.in_(ids)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Is this the database being away (connection refused, dropped, the server shutting down or
+    starting up) rather than something wrong with what was asked of it? Such an error says nothing
+    about the data, and passes when the server is back.
+
+    A bare OSError counts (asyncpg raises them while connecting); one inside another error only
+    when a database driver's error is there too, so a Telegram network error (an OSError inside
+    PTB's NetworkError) is never taken for the database."""
+    from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
+
+    if isinstance(error, OSError):
+        return True
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "connection_invalidated", False):
+            return True  # SQLAlchemy's verdict: the driver reported a disconnect
+        if isinstance(error, (PostgresConnectionError, OperatorInterventionError)):
+            return True  # connection lost, or the server shutting down / starting up (SQLSTATE 08, 57P)
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def outage_cause(error: BaseException) -> str:
+    """The innermost error's type, for a log line that says what happened and nothing else."""
+    seen: set[int] = set()
+    while (inner := error.__cause__ or error.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        error = inner
+    return type(error).__name__
+
+
+class Availability:
+    """Whether the database answered the last time it was asked. An outage is logged when it
+    starts and when it ends, not once for every operation that failed in between."""
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+        self.failures = 0
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def failed(self, error: BaseException) -> None:
+        self.failures += 1
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("database unavailable (%s): running degraded until it answers again; participants "
+                        "are told something went wrong, nothing is half-written, queued messages wait",
+                        outage_cause(error))
+
+    def answered(self) -> None:
+        if self.down_since is not None:
+            log.warning("database available again after %.0f s; %s operation(s) failed meanwhile",
+                        time.monotonic() - self.down_since, self.failures)
+            self.down_since, self.failures = None, 0

@@ -242,7 +242,7 @@ class SentMessage(Base):
     recipient: Mapped[str] = mapped_column(String(16))  # participant | staff | stranger
     participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), index=True)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
-    via: Mapped[str] = mapped_column(String(16))  # reply | edit | outbox
+    via: Mapped[str] = mapped_column(String(16))  # reply | edit | alert (a button's answer) | outbox
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -34,12 +34,17 @@ class Trial:
     server: BotApiServer
     app: object = None
     _running: object = None
+    #: More build_application arguments (the fault drills shorten `request_timeout`).
+    app_options: dict = field(default_factory=dict)
+    #: Updates by webhook (bot.app.Webhook) instead of long polling.
+    webhook: object = None
 
     @classmethod
     @contextlib.asynccontextmanager
     async def running(cls, *, db: Database, clock: ManualClock, protocol: Protocol,
-                      world: TelegramWorld, server: BotApiServer) -> AsyncIterator[Trial]:
-        trial = cls(db=db, clock=clock, protocol=protocol, world=world, server=server)
+                      world: TelegramWorld, server: BotApiServer, webhook=None, **app_options) -> AsyncIterator[Trial]:
+        trial = cls(db=db, clock=clock, protocol=protocol, world=world, server=server, app_options=app_options,
+                    webhook=webhook)
         await trial._start()
         try:
             yield trial
@@ -51,11 +56,11 @@ class Trial:
         # Rate-limit retries are off: a 429 reaches the outbox, which retries on the test's clock.
         # The dispatcher delivers when woken (a staff notice) or when the test says so, never by
         # itself on a wall-clock timer.
+        options = {"tick_seconds": None, "rate_limit_retries": 0, "outbox_poll_seconds": 3600, **self.app_options}
         self.app = build_application(token=self.world.token, base_url=self.server.base_url,
                                      base_file_url=self.server.base_file_url, protocol=self.protocol, db=self.db,
-                                     clock=self.clock, tick_seconds=None, rate_limit_retries=0,
-                                     outbox_poll_seconds=3600)
-        self._running = running(self.app, poll_timeout=2)
+                                     clock=self.clock, **options)
+        self._running = running(self.app, poll_timeout=2, webhook=self.webhook)
         await self._running.__aenter__()
 
     async def restart(self) -> None:

@@ -44,9 +44,13 @@ async def _note_answer(session, update: Update, participant: Participant, now: d
 
 
 def _entry_key(update: Update, form: str) -> str:
-    """The same keyboard pressed twice yields the same key, so only one entry is stored."""
+    """The same keyboard pressed twice yields the same key, so only one entry is stored. A
+    reminder's form is its slot, whatever message carries it: a reminder Telegram delivered
+    twice (its first answer lost on the way back) is still one keyboard."""
     message = update.callback_query.message if update.callback_query else None
     chat_id = update.effective_chat.id if update.effective_chat else 0
+    if cb.slot_day(form) is not None:
+        return f"tg:{chat_id}:{form}"
     return f"tg:{chat_id}:{message.message_id if message else 0}:{form}"
 
 

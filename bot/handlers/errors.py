@@ -7,11 +7,12 @@ import logging
 import traceback
 
 from telegram import Update
-from telegram.error import TelegramError
+from telegram.error import NetworkError, RetryAfter, TelegramError
 from telegram.ext import CallbackContext
 
 from bot.access import stranger_language
-from bot.replies import render, show
+from bot.replies import alert, render, send_new
+from study.database import is_unavailable, outage_cause
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +20,27 @@ log = logging.getLogger(__name__)
 async def on_error(update: object, context: CallbackContext) -> None:
     error = context.error
     update_id = update.update_id if isinstance(update, Update) else None
-    # The traceback's frames, not the exception's message: messages can quote what was written.
-    frames = "".join(traceback.format_tb(error.__traceback__)) if error else ""
-    log.error("update %s failed with %s\n%s", update_id, type(error).__name__, frames)
+    what = f"update {update_id}" if update_id is not None else f"job {getattr(context.job, 'name', None)}"
+    if error is not None and is_unavailable(error):
+        # Expected while the database is away (logged once by study/database.py): one line each,
+        # no traceback, so the log shows the outage rather than drowning in it.
+        log.warning("%s not handled: the database is unavailable (%s)", what, outage_cause(error))
+    elif isinstance(error, (NetworkError, RetryAfter)):
+        # Telegram slow, failing or flood-limiting (TimedOut is a NetworkError): its weather, not
+        # a bug here, so one line; whatever was stored before the reply failed stays stored.
+        log.warning("%s: Telegram did not take the reply (%s)", what, type(error).__name__)
+    else:
+        # The traceback's frames, not the exception's message: messages can quote what was written.
+        frames = "".join(traceback.format_tb(error.__traceback__)) if error else ""
+        log.error("%s failed with %s\n%s", what, type(error).__name__, frames)
     if not isinstance(update, Update) or update.effective_chat is None:
         return
+    rendered = render(context, "error_generic", stranger_language(update, context))
     try:
-        await show(update, context, render(context, "error_generic", stranger_language(update, context)))
+        # A pressed button gets the apology as its answer, never as an edit of its message: that
+        # message may already say "Saved" (only Telegram's answer to the edit was lost), and its
+        # buttons are how the participant tries again, with the same idempotency key.
+        if not await alert(update, context, rendered):
+            await send_new(update, context, rendered)
     except TelegramError as exc:
         log.warning("could not tell update %s about the error: %s", update_id, type(exc).__name__)

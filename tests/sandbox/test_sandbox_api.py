@@ -257,11 +257,40 @@ async def test_injected_timeout_is_held_until_server_stops(ana: SimUser, world: 
 
 async def test_random_failures_are_reproducible(world: TelegramWorld) -> None:
     def outcomes() -> list[bool]:
-        world.faults.random_failures(0.5, seed=42, statuses=[500])
+        world.faults.random_failures(0.5, seed=42, kinds=[500])
         return [world.faults.take("getMe") is not None for _ in range(20)]
 
     first = outcomes()
     assert first == outcomes() and any(first) and not all(first)
+
+
+async def test_a_lost_answer_means_telegram_did_it(bot: telegram.Bot, world: TelegramWorld, ana: SimUser) -> None:
+    world.faults.fail_next("sendMessage", mode="drop", after=True)
+    with pytest.raises(NetworkError):
+        await bot.send_message(ana.chat_id, "delivered, answer lost")
+    assert [m.text for m in ana.bot_messages] == ["delivered, answer lost"]
+    world.faults.fail_next("sendMessage", mode="drop")
+    with pytest.raises(NetworkError):
+        await bot.send_message(ana.chat_id, "never delivered")
+    assert [m.text for m in ana.bot_messages] == ["delivered, answer lost"]
+    assert world.faults.injected == {("sendMessage", "drop-after"): 1, ("sendMessage", "drop"): 1}
+    assert world.rejected_calls == []
+
+
+async def test_random_faults_of_every_kind_are_reproducible_and_spare_what_is_asked(world: TelegramWorld) -> None:
+    from sandbox.faults import EVERY_KIND
+
+    def kinds() -> list[str | None]:
+        world.faults.random_failures(0.5, seed=7, kinds=EVERY_KIND, spare=["getUpdates"], max_retry_after=3)
+        picked = [world.faults.take("sendMessage") for _ in range(200)]
+        assert all(world.faults.take("getUpdates") is None for _ in range(50))
+        return [f and (f.kind, f.error.retry_after) for f in picked]
+
+    first = kinds()
+    assert first == kinds()
+    assert {k for k, _ in filter(None, first)} == {"429", "500", "timeout", "drop", "timeout-after", "drop-after"}
+    assert {r for k, r in filter(None, first) if k == "429"} == {1, 2, 3}
+    assert 70 < sum(f is not None for f in first) < 130
 
 
 async def test_blocked_user_raw_shape(http: httpx.AsyncClient, ana: SimUser) -> None:
