@@ -11,7 +11,8 @@
 - With --day: the older whole-day run (2 reminders a day, nobody answering: reminders, nudges and
   missing-dose records), a tick every simulated minute.
 
-SQLite always; PostgreSQL too when TRIALBOT_BENCH_DATABASE_URL is set (a schema of its own).
+SQLite always; PostgreSQL too when TRIALBOT_BENCH_DATABASE_URL is set (a database of its own,
+dropped afterwards).
 
     python bench/reminder_wave.py [--participants 20000] [--idle-participants 100000] [--day]
 """
@@ -26,7 +27,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from study.clock import ManualClock  # noqa: E402
 from study.database import Database  # noqa: E402
 from study.models import OutboxMessage, Participant  # noqa: E402
 from study.protocol import load_protocol  # noqa: E402
+from tests.drills.process import scratch_database  # noqa: E402
 
 SAME_MINUTE_ZONES = ["America/New_York", "America/Toronto", "America/Detroit", "America/Nassau",
                      "America/Indiana/Indianapolis"]
@@ -148,29 +149,18 @@ async def day(label: str, db: Database, count: int) -> None:
 
 
 async def on_each_database(scenario, count: int) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        db = Database(f"sqlite+aiosqlite:///{scratch}/bench.db")
-        try:
-            await db.migrate()
-            await scenario("SQLite", db, count)
-        finally:
-            await db.dispose()
     url = os.environ.get("TRIALBOT_BENCH_DATABASE_URL")
-    if not url:
-        return
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = Database(url)
-    async with admin.engine.begin() as connection:
-        await connection.execute(text(f"CREATE SCHEMA {schema}"))
-    db = Database(url, schema=schema)
-    try:
-        await db.migrate()
-        await scenario("PostgreSQL", db, count)
-    finally:
-        await db.dispose()
-        async with admin.engine.begin() as connection:
-            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await admin.dispose()
+    for label, backend in (("SQLite", "sqlite"), ("PostgreSQL", "postgresql")):
+        if backend == "postgresql" and not url:
+            return
+        with tempfile.TemporaryDirectory() as scratch:
+            async with scratch_database(backend, Path(scratch), url) as database_url:
+                db = Database(database_url)
+                try:
+                    await db.migrate()
+                    await scenario(label, db, count)
+                finally:
+                    await db.dispose()
 
 
 async def main() -> None:

@@ -25,14 +25,12 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import text  # noqa: E402
 from telegram import Update  # noqa: E402
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup  # noqa: E402
 from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters  # noqa: E402
@@ -47,6 +45,7 @@ from study.consent import agree  # noqa: E402
 from study.database import Database  # noqa: E402
 from study.participants import EnrolmentRequest  # noqa: E402
 from study.protocol import load_protocol  # noqa: E402
+from tests.drills.process import scratch_database  # noqa: E402
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 in New York
 
@@ -112,31 +111,15 @@ async def button_floor_rate(count: int, latency: float, concurrent: int | bool =
     return count / elapsed
 
 
-async def scratch_database(database_url: str | None, scratch: Path) -> Database:
-    """A fresh database: a SQLite file, or a schema of its own on the PostgreSQL given."""
-    if not database_url:
-        return Database(f"sqlite+aiosqlite:///{scratch / 'bench.db'}")
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = Database(database_url)
-    async with admin.engine.begin() as connection:
-        await connection.execute(text(f"CREATE SCHEMA {schema}"))
-    await admin.dispose()
-    return Database(database_url, schema=schema)
-
-
-async def drop_scratch_schema(db: Database) -> None:
-    schema = db.engine.dialect.name == "postgresql" and db.schema
-    if schema:
-        admin = Database(db.url.render_as_string(hide_password=False))
-        async with admin.engine.begin() as connection:
-            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await admin.dispose()
-
-
 async def trialbot_rate(count: int, scratch: Path, database_url: str | None, latency: float) -> float:
+    backend = "postgresql" if database_url else "sqlite"
+    async with scratch_database(backend, scratch, database_url) as url:
+        return await _trialbot_rate(count, Database(url), latency)
+
+
+async def _trialbot_rate(count: int, db: Database, latency: float) -> float:
     protocol = load_protocol(ROOT / "study.toml")
     clock = ManualClock(START)
-    db = await scratch_database(database_url, scratch)
     await db.migrate()
     actor = Actor.cli("bench")
     async with db.transaction() as session:
@@ -171,7 +154,6 @@ async def trialbot_rate(count: int, scratch: Path, database_url: str | None, lat
             elapsed = time.perf_counter() - started
             assert all("Saved" in u.message(m.message_id).text for u, m in zip(users, reminders, strict=True))
     await db.dispose()
-    await drop_scratch_schema(db)
     return count / elapsed
 
 
@@ -179,7 +161,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--database-url", default=os.environ.get("TRIALBOT_BENCH_DATABASE_URL"),
-                        help="PostgreSQL to use (a schema of its own is made); SQLite by default")
+                        help="PostgreSQL server to use (a database of its own is made and dropped); SQLite by default")
     parser.add_argument("--latency-ms", default="0,25",
                         help="round trips the stand-in adds to each call, comma-separated runs (default 0,25)")
     args = parser.parse_args()
