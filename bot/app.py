@@ -45,6 +45,7 @@ from bot.handlers import (
 )
 from bot.services import Services
 from bot.update_order import OneChatAtATime
+from bot.webhook import WebhookServer
 from messages.renderer import MessageCatalog
 from scheduler.broadcast_progress import BroadcastProgress
 from scheduler.dispatcher import OutboxDispatcher
@@ -268,6 +269,12 @@ async def _tick(context) -> None:
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
 
+def receiving_updates(app: Application) -> bool:
+    """Is this process taking updates: polling for them, or serving the webhook?"""
+    server = app.bot_data.get("webhook_server")
+    return bool(app.updater.running or (server is not None and server.running))
+
+
 @dataclass(frozen=True)
 class Webhook:
     """Where Telegram should POST updates, where this process listens for them, and the secret
@@ -296,10 +303,13 @@ async def running(app: Application, *, poll_timeout: float = 10, webhook: Webhoo
     await _prepare(app)
     await app.start()
     app.bot_data["polling"] = poll_timeout if webhook is None else None
+    server = None
     if webhook is not None:
-        await app.updater.start_webhook(listen=webhook.listen, port=webhook.port, url_path=webhook.path,
-                                        webhook_url=webhook.url, secret_token=webhook.secret_token,
-                                        allowed_updates=ALLOWED_UPDATES)
+        server = WebhookServer(app, listen=webhook.listen, port=webhook.port, path=webhook.path,
+                               secret_token=webhook.secret_token)
+        await server.start()
+        app.bot_data["webhook_server"] = server
+        await app.bot.set_webhook(webhook.url, secret_token=webhook.secret_token, allowed_updates=ALLOWED_UPDATES)
     leadership = app.bot_data["leadership"]
     competing = None
     try:
@@ -307,8 +317,11 @@ async def running(app: Application, *, poll_timeout: float = 10, webhook: Webhoo
         competing = asyncio.get_running_loop().create_task(leadership.run(), name="scheduler-leadership")
         yield app
     finally:
-        # Leading stops first (polling, tick and delivery end, then the lock is let go), so a
-        # successor never overlaps; then the webhook server and the update processing.
+        # The webhook server first: the updates being handled finish (and are acknowledged)
+        # while this process still has everything they may need. Then leading stops (polling,
+        # tick and delivery end, then the lock is let go), so a successor never overlaps.
+        if server is not None:
+            await server.stop()
         if competing is not None:
             competing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -8,10 +8,11 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from telegram import Message, Update
+from telegram import CallbackQuery, Message, Update
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import CallbackContext
 
@@ -150,10 +151,55 @@ def _already_shown(message: object, rendered: RenderedMessage) -> bool:
     return shown_text == plain and getattr(message, "reply_markup", None) == keyboard(rendered)
 
 
+@dataclass
+class WebhookReply:
+    """The one Bot API method the acknowledgement of a webhook POST may carry (bot/webhook.py):
+    the pressed button's answer, given when the handler is done instead of by a call of its own."""
+
+    update: Update
+    method: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def put_answer(self, query: CallbackQuery, text: str | None, *, show_alert: bool = False) -> bool | None:
+        """True: the answer goes with the acknowledgement. False: the button was answered already
+        (as Telegram would refuse a second answer). None: it cannot go here (another query)."""
+        if self.update.callback_query is None or self.update.callback_query.id != query.id:
+            return None
+        if self.method is not None:
+            return False
+        self.method = "answerCallbackQuery"
+        self.params = {"callback_query_id": query.id, "text": text, "show_alert": show_alert or None}
+        return True
+
+
+_webhook_reply: ContextVar[WebhookReply | None] = ContextVar("webhook_reply", default=None)
+
+
+@contextmanager
+def webhook_reply(update: Update) -> Iterator[WebhookReply]:
+    """While `update` is handled, a button's answer is kept for the webhook's acknowledgement."""
+    reply = WebhookReply(update)
+    token = _webhook_reply.set(reply)
+    try:
+        yield reply
+    finally:
+        _webhook_reply.reset(token)
+
+
+def _answer_in_webhook_reply(query: CallbackQuery, text: str | None, *, show_alert: bool = False) -> bool | None:
+    reply = _webhook_reply.get()
+    return None if reply is None else reply.put_answer(query, text, show_alert=show_alert)
+
+
 async def answer_button(update: Update, text: str | None = None) -> None:
     """Stop the spinner on a pressed button. A query too old to answer, or an answer lost on the
     way, is not worth failing for: what the press did is done and shown already."""
     if update.callback_query is None:
+        return
+    placed = _answer_in_webhook_reply(update.callback_query, text)
+    if placed is not None:
+        if not placed:
+            log.info("callback query not answered: answered already")
         return
     try:
         await update.callback_query.answer(text)
@@ -169,9 +215,13 @@ async def alert(update: Update, context: CallbackContext, rendered: RenderedMess
     plain = html.unescape(_TAG.sub("", rendered.text)).strip()
     if query is None or len(plain) > MAX_ALERT_CHARACTERS:
         return False
-    try:
-        await query.answer(plain, show_alert=True)
-    except BadRequest:
+    placed = _answer_in_webhook_reply(query, plain, show_alert=True)
+    if placed is False:
         return False
+    if placed is None:
+        try:
+            await query.answer(plain, show_alert=True)
+        except BadRequest:
+            return False
     await _record(update, context, rendered, via="alert", message_id=None)
     return True

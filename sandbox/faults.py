@@ -11,6 +11,7 @@ that makes a retried sendMessage arrive twice). `after=True` says which.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ class Faults:
         self._max_retry_after = 1
         #: How long a "timeout" fault holds the response; longer than the client's timeout.
         self.hold_seconds: float = 30.0
+        #: Set to end every hold at once (a test that looks at the world while a call is held).
+        self.released = asyncio.Event()
         #: Every fault handed out, by (method, kind): what a drill reports and bounds against.
         self.injected: Counter[tuple[str, str]] = Counter()
 

@@ -17,7 +17,7 @@ from sandbox.chat import ChatMessage, SimUser
 from sandbox.errors import ApiError, bad_request
 from sandbox.spec import UploadedFile
 from sandbox.telegram_html import MAX_CAPTION_LENGTH, MAX_TEXT_LENGTH, render_text
-from sandbox.webhook import check_url, conflict_with_webhook
+from sandbox.webhook import DEFAULT_MAX_CONNECTIONS, check_url, conflict_with_webhook
 
 if TYPE_CHECKING:
     from sandbox.world import StoredFile, TelegramWorld
@@ -210,7 +210,9 @@ async def _set_webhook(world: TelegramWorld, params: Params) -> Any:
     check_url(params["url"])
     if params.get("drop_pending_updates"):
         world.drop_pending_updates()
-    await world.set_webhook(params["url"], params.get("secret_token"))
+    # Telegram takes 1-100 and brings other numbers into that range rather than refusing them.
+    connections = min(max(int(params.get("max_connections", DEFAULT_MAX_CONNECTIONS)), 1), 100)
+    await world.set_webhook(params["url"], params.get("secret_token"), connections)
     return True
 
 

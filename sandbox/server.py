@@ -103,10 +103,13 @@ class BotApiServer:
         if fault.mode == "error":
             return web.json_response(fault.error.to_json(), status=fault.error.status)
         if fault.mode == "timeout":
+            ends = [asyncio.ensure_future(self._stopping.wait()),
+                    asyncio.ensure_future(self.world.faults.released.wait())]
             try:
-                await asyncio.wait_for(self._stopping.wait(), self.world.faults.hold_seconds)
-            except TimeoutError:
-                pass
+                await asyncio.wait(ends, timeout=self.world.faults.hold_seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for end in ends:
+                    end.cancel()
         if request.transport is not None:
             request.transport.abort()
         raise asyncio.CancelledError

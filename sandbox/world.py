@@ -20,7 +20,7 @@ from sandbox.errors import ApiError
 from sandbox.faults import Fault, Faults
 from sandbox.ratelimit import RateLimiter, RateLimits
 from sandbox.spec import UploadedFile, canonical_method, validate_call
-from sandbox.webhook import WebhookDelivery
+from sandbox.webhook import DEFAULT_MAX_CONNECTIONS, WebhookDelivery
 
 Clock = Callable[[], dtm.datetime]
 
@@ -35,6 +35,8 @@ class CallRecord:
     description: str | None
     time: dtm.datetime
     injected: bool = False
+    #: Made by answering a webhook POST with the method in the body, not by a call of its own.
+    via_webhook_reply: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,15 +163,25 @@ class TelegramWorld:
         else:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
 
+    def confirm_update(self, update_id: int) -> None:
+        """A webhook POST was acknowledged: that update alone is done (others may be in flight)."""
+        self._updates = [u for u in self._updates if u["update_id"] != update_id]
+
+    @property
+    def updates_changed(self) -> asyncio.Event:
+        """Set when the next update is queued."""
+        return self._updates_changed
+
     def drop_pending_updates(self) -> None:
         self._updates.clear()
 
-    async def set_webhook(self, url: str | None, secret_token: str | None) -> None:
+    async def set_webhook(self, url: str | None, secret_token: str | None,
+                          max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         if self.webhook is not None:
             await self.webhook.stop()
             self.webhook = None
         if url:
-            self.webhook = WebhookDelivery(self, url, secret_token)
+            self.webhook = WebhookDelivery(self, url, secret_token, max_connections)
 
     async def wait_for_updates(self, timeout: float) -> None:
         """Return once updates are pending or `timeout` seconds passed (long polling)."""
@@ -229,6 +241,8 @@ class TelegramWorld:
         method: str,
         params: Mapping[str, Any],
         files: Mapping[str, UploadedFile] | None = None,
+        *,
+        via_webhook_reply: bool = False,
     ) -> Any | Fault:
         """Answer one Bot API call: its result, a Fault to act out, or raise ApiError.
 
@@ -238,34 +252,34 @@ class TelegramWorld:
         name = canonical_method(method) or method
         raw = dict(params)
         if token != self.token:
-            return self._refuse(name, raw, ApiError(401, "Unauthorized"))
+            return self._refuse(name, raw, ApiError(401, "Unauthorized"), via_webhook_reply)
         fault = self.faults.take(name, raw)
         if fault is not None and not fault.after:
             self._record(name, raw, fault.error.status, f"{fault.mode}: {fault.error.description}",
-                         injected=True)
+                         injected=True, via_webhook_reply=via_webhook_reply)
             return fault
         try:
             checked = validate_call(method, params, files)
         except ApiError as error:
-            return self._refuse(name, raw, error)
+            return self._refuse(name, raw, error, via_webhook_reply)
         try:
             if self.rate_limiter is not None and methods.is_rate_limited(name):
                 self.rate_limiter.admit(checked.get("chat_id"))
             result = await methods.dispatch(self, name, checked)
         except ApiError as error:
-            return self._refuse(name, checked, error)
+            return self._refuse(name, checked, error, via_webhook_reply)
         if fault is not None:  # carried out; the answer is what gets lost
             self._record(name, checked, 200, f"{fault.mode} after the call took effect: answer lost",
-                         injected=True)
+                         injected=True, via_webhook_reply=via_webhook_reply)
             return fault
-        self._record(name, checked, 200, None)
+        self._record(name, checked, 200, None, via_webhook_reply=via_webhook_reply)
         return result
 
-    def _refuse(self, method: str, params: dict[str, Any], error: ApiError) -> Any:
-        self._record(method, params, error.status, error.description)
+    def _refuse(self, method: str, params: dict[str, Any], error: ApiError, via_webhook_reply: bool = False) -> Any:
+        self._record(method, params, error.status, error.description, via_webhook_reply=via_webhook_reply)
         raise error
 
     def _record(self, method: str, params: dict[str, Any], status: int, description: str | None,
-                *, injected: bool = False) -> None:
-        self.calls.append(CallRecord(method, params, status, description, self.now(), injected))
+                *, injected: bool = False, via_webhook_reply: bool = False) -> None:
+        self.calls.append(CallRecord(method, params, status, description, self.now(), injected, via_webhook_reply))
 

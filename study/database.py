@@ -7,6 +7,7 @@ half-way with "database is locked"; on PostgreSQL the audit chain takes an advis
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -62,6 +63,10 @@ class Database:
         self._read_sessions = async_sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
                                                  expire_on_commit=False)
         self.availability = Availability()
+        # SQLite takes one writer at a time, and a writer refused the lock sleeps in SQLite's busy
+        # handler (1, 2, 5, 10... ms) however soon the lock is free. Writers of this process queue
+        # here instead and start the moment the one before them commits.
+        self._sqlite_writer = asyncio.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -70,7 +75,11 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits when the block ends, rolls back if it raises."""
-        async with self._watched(self.sessions) as session:
+        if self._sqlite_writer is None:
+            async with self._watched(self.sessions) as session:
+                yield session
+            return
+        async with self._sqlite_writer, self._watched(self.sessions) as session:
             yield session
 
     @asynccontextmanager

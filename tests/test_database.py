@@ -21,3 +21,33 @@ async def test_a_read_goes_on_while_a_write_transaction_is_open(db: Database) ->
                 return list((await session.scalars(select(Participant.id))).all())
 
         assert await asyncio.wait_for(read(), timeout=5) == []
+
+
+async def test_writers_of_one_process_queue_for_sqlite_instead_of_meeting_its_lock(tmp_path) -> None:
+    """SQLite lets one writer in at a time; a writer that finds the lock taken sleeps in SQLite's
+    busy handler (1, 2, 5, 10... ms, whenever the lock is freed). So the writers of this process
+    queue in order and each begins the moment the one before it ends. Shown with the busy wait
+    switched off: a writer meeting the lock would fail at once with "database is locked"."""
+    from sqlalchemy import event, text
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/queue.db")
+
+    @event.listens_for(db.engine.sync_engine, "connect")
+    def _no_busy_wait(dbapi_connection, _record) -> None:  # after the Database's own (30 s)
+        dbapi_connection.cursor().execute("PRAGMA busy_timeout=0")
+
+    await db.migrate()
+    order: list[tuple[str, int]] = []
+
+    async def writer(n: int) -> None:
+        async with db.transaction() as session:
+            order.append(("begin", n))
+            await session.execute(text("SELECT 1"))
+            await asyncio.sleep(0)  # let the others try to begin meanwhile
+            order.append(("end", n))
+
+    try:
+        await asyncio.gather(*(writer(n) for n in range(20)))
+    finally:
+        await db.dispose()
+    assert order == [(step, n) for n in range(20) for step in ("begin", "end")]

@@ -93,7 +93,9 @@ class RoundRobin:
                         self.answered[port] += 1
                     else:
                         self.refused.append(answer.status)
-                    return web.Response(status=answer.status)
+                    # The acknowledgement's body may carry a method for Telegram (a button's answer).
+                    return web.Response(status=answer.status, body=await answer.read(),
+                                        content_type=answer.content_type)
             except aiohttp.ClientError:
                 continue  # that process is down (or not listening yet): the next one
         return web.Response(status=502)
@@ -348,6 +350,7 @@ async def _scenario(world: TelegramWorld, db: Database, balancer: RoundRobin, fi
     shown = len(people[1].bot_messages)
     await people[1].send_text("/today")
     await people[1].wait_for(lambda u: len(u.bot_messages) > shown, timeout=20)
+    await until(lambda: not world.pending_updates, timeout=20)  # both acknowledged, once handled
     assert balancer.answered[second.port] == answered_before + 2
 
 

@@ -3,7 +3,9 @@ the secret token it registered with setWebhook."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -14,10 +16,11 @@ from sandbox.world import TelegramWorld
 from study.clock import ManualClock
 from study.database import Database
 from study.protocol import Protocol
-from tests.trial import COORDINATOR
+from tests.trial import COORDINATOR, Trial
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "s3cret-token_for-the-webhook"
+APPLIED_NOW = "✅ I put it on now"
 
 
 def free_port() -> int:
@@ -76,3 +79,59 @@ async def test_the_stand_in_refuses_polling_while_a_webhook_is_set_and_plain_htt
             await bot.get_updates()
         assert await bot.delete_webhook()
         assert list(await bot.get_updates(timeout=0)) == []
+
+
+@pytest.fixture
+async def webhook_trial(db: Database, clock: ManualClock, protocol: Protocol, telegram: TelegramWorld,
+                        bot_api: BotApiServer) -> AsyncIterator[Trial]:
+    port = free_port()
+    hook = Webhook(url=f"http://127.0.0.1:{port}/telegram", secret_token=SECRET, port=port)
+    async with Trial.running(db=db, clock=clock, protocol=protocol, world=telegram, server=bot_api,
+                             webhook=hook) as running_trial:
+        yield running_trial
+    assert telegram.rejected_calls == [], "the bot made calls Telegram would reject"
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    async def wait() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(wait(), timeout)
+
+
+async def test_a_pressed_button_is_answered_in_the_acknowledgement_of_its_update(
+        webhook_trial: Trial, telegram: TelegramWorld) -> None:
+    user = await webhook_trial.join()
+    await webhook_trial.advance(hours=10)  # 20:00 in New York: the evening reminder
+    reminder = user.last_bot_message
+    assert "Time for your study cream" in reminder.text
+    answers_before = len(user.callback_answers)
+
+    await user.press(APPLIED_NOW, message_id=reminder.message_id)
+    await user.wait_for(lambda u: len(u.callback_answers) == answers_before + 1)
+    assert "Saved" in user.message(reminder.message_id).text
+    answers = [c for c in telegram.calls if c.method == "answerCallbackQuery"]
+    assert answers and all(c.via_webhook_reply and c.status == 200 for c in answers), \
+        "every button (consent, the reminder) was answered in the webhook's acknowledgement, none by a call of its own"
+    assert [e.kind for e in await webhook_trial.diary()] == ["applied"]
+
+
+async def test_an_update_is_acknowledged_only_once_it_was_handled(
+        webhook_trial: Trial, telegram: TelegramWorld) -> None:
+    """So an update inside a process that dies is sent again by Telegram, not lost."""
+    user = await webhook_trial.join()
+    await webhook_trial.advance(hours=10)
+    reminder = user.last_bot_message
+    telegram.faults.fail_next("editMessageText", mode="timeout")  # Telegram slow to confirm the edit
+
+    await user.press(APPLIED_NOW, message_id=reminder.message_id)
+    await until(lambda: any(c.method == "editMessageText" and c.injected for c in telegram.calls))
+    assert [u.get("callback_query", {}).get("data", "")[:2] for u in telegram.pending_updates] == ["d:"], \
+        "while the tap is being handled, Telegram still holds it"
+    assert [e.kind for e in await webhook_trial.diary()] == ["applied"]
+
+    telegram.faults.released.set()  # the edit's answer never comes: the bot carries on without it
+    await until(lambda: not telegram.pending_updates)
+    await user.wait_for(lambda u: u.callback_answers)
+    assert [e.kind for e in await webhook_trial.diary()] == ["applied"]

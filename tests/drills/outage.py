@@ -33,7 +33,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.app import Webhook, _tick
+from bot.app import Webhook, _tick, receiving_updates
 from bot.logging_setup import RedactingFormatter
 from sandbox.chat import BotEventTimeout, SimUser
 from sandbox.server import BotApiServer
@@ -236,7 +236,7 @@ async def _drill(db: Database, proxy: PostgresProxy, protocol: Protocol, config:
             await _settle(db)
             report.recovered_in = wall.monotonic() - restored_at
             task = trial.app.bot_data.get("dispatcher_task")
-            report.alive = {"updater": bool(trial.app.updater.running),
+            report.alive = {"updates": receiving_updates(trial.app),
                             "dispatcher": task is not None and not task.done(),
                             "job queue": bool(trial.app.job_queue.scheduler.running)}
         counts = Counter({p.participant_id: _reminders(p.user) for p in people})

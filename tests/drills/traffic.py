@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from bot.app import receiving_updates
 from sandbox.faults import EVERY_KIND
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
@@ -249,7 +250,7 @@ async def _alive(trial: Trial, person: Participant) -> dict:
     app = trial.app
     task = app.bot_data.get("dispatcher_task")
     answered = await person.command("/today", lambda m: "today" in (m.text or "").lower()) is not None
-    return {"application": bool(app.running), "updater": bool(app.updater.running),
+    return {"application": bool(app.running), "updates": receiving_updates(app),
             "dispatcher": task is not None and not task.done(), "answers /today": answered}
 
 
