@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -35,7 +37,7 @@ from telegram import Update  # noqa: E402
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup  # noqa: E402
 from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters  # noqa: E402
 
-from bot.app import CONCURRENT_UPDATES, build_application, running  # noqa: E402
+from bot.app import CONCURRENT_UPDATES, Webhook, build_application, running  # noqa: E402
 from sandbox.server import BotApiServer  # noqa: E402
 from sandbox.world import TelegramWorld  # noqa: E402
 from study import invites, participants  # noqa: E402
@@ -50,7 +52,28 @@ from tests.drills.process import scratch_database  # noqa: E402
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 in New York
 
 
-async def echo_rate(count: int, latency: float, concurrent: int | bool = False) -> float:
+@contextlib.asynccontextmanager
+async def receiving(app: Application, transport: str):
+    """A bare PTB bot taking updates the way PTB does it: long polling, or PTB's own webhook server."""
+    if transport == "polling":
+        await app.updater.start_polling(timeout=1)
+    else:
+        port = free_port()
+        await app.updater.start_webhook(listen="127.0.0.1", port=port, url_path="bare",
+                                        webhook_url=f"http://127.0.0.1:{port}/bare")
+    try:
+        yield
+    finally:
+        await app.updater.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def echo_rate(count: int, latency: float, concurrent: int | bool = False, transport: str = "polling") -> float:
     world = TelegramWorld()
     world.latency_seconds = latency
     async with BotApiServer(world) as server:
@@ -62,20 +85,20 @@ async def echo_rate(count: int, latency: float, concurrent: int | bool = False) 
         app.add_handler(MessageHandler(filters.TEXT, echo))
         async with app:
             await app.start()
-            await app.updater.start_polling(timeout=1)
-            users = [world.add_user(user_id=5000 + n, first_name="E") for n in range(count)]
-            started = time.perf_counter()
-            for n, user in enumerate(users):
-                await user.send_text(f"hello {n}")
-            for user in users:
-                await user.wait_for(lambda u: len(u.bot_messages) == 1, timeout=60)
-            elapsed = time.perf_counter() - started
-            await app.updater.stop()
+            async with receiving(app, transport):
+                users = [world.add_user(user_id=5000 + n, first_name="E") for n in range(count)]
+                started = time.perf_counter()
+                for n, user in enumerate(users):
+                    await user.send_text(f"hello {n}")
+                for user in users:
+                    await user.wait_for(lambda u: len(u.bot_messages) == 1, timeout=60)
+                elapsed = time.perf_counter() - started
             await app.stop()
     return count / elapsed
 
 
-async def button_floor_rate(count: int, latency: float, concurrent: int | bool = False) -> float:
+async def button_floor_rate(count: int, latency: float, concurrent: int | bool = False,
+                            transport: str = "polling") -> float:
     """A bare PTB bot that edits the pressed message and answers the button, with no database."""
     world = TelegramWorld()
     world.latency_seconds = latency
@@ -94,30 +117,30 @@ async def button_floor_rate(count: int, latency: float, concurrent: int | bool =
         app.add_handler(CallbackQueryHandler(saved))
         async with app:
             await app.start()
-            await app.updater.start_polling(timeout=1)
-            users = [world.add_user(user_id=7000 + n, first_name="F") for n in range(count)]
-            for user in users:
-                await user.send_text("hello")
-            for user in users:
-                await user.wait_for(lambda u: len(u.bot_messages) == 1, timeout=60)
-            started = time.perf_counter()
-            for user in users:
-                await user.press("Applied", message_id=user.last_bot_message.message_id)
-            for user in users:
-                await user.wait_for(lambda u: len(u.callback_answers) == 1, timeout=60)
-            elapsed = time.perf_counter() - started
-            await app.updater.stop()
+            async with receiving(app, transport):
+                users = [world.add_user(user_id=7000 + n, first_name="F") for n in range(count)]
+                for user in users:
+                    await user.send_text("hello")
+                for user in users:
+                    await user.wait_for(lambda u: len(u.bot_messages) == 1, timeout=60)
+                started = time.perf_counter()
+                for user in users:
+                    await user.press("Applied", message_id=user.last_bot_message.message_id)
+                for user in users:
+                    await user.wait_for(lambda u: len(u.callback_answers) == 1, timeout=60)
+                elapsed = time.perf_counter() - started
             await app.stop()
     return count / elapsed
 
 
-async def trialbot_rate(count: int, scratch: Path, database_url: str | None, latency: float) -> float:
+async def trialbot_rate(count: int, scratch: Path, database_url: str | None, latency: float,
+                        transport: str = "polling") -> float:
     backend = "postgresql" if database_url else "sqlite"
     async with scratch_database(backend, scratch, database_url) as url:
-        return await _trialbot_rate(count, Database(url), latency)
+        return await _trialbot_rate(count, Database(url), latency, transport)
 
 
-async def _trialbot_rate(count: int, db: Database, latency: float) -> float:
+async def _trialbot_rate(count: int, db: Database, latency: float, transport: str) -> float:
     protocol = load_protocol(ROOT / "study.toml")
     clock = ManualClock(START)
     await db.migrate()
@@ -134,7 +157,9 @@ async def _trialbot_rate(count: int, db: Database, latency: float) -> float:
         app = build_application(token=world.token, base_url=server.base_url, base_file_url=server.base_file_url,
                                 protocol=protocol, db=db, clock=clock, tick_seconds=None, rate_limited=False,
                                 outbox_poll_seconds=3600)
-        async with running(app, poll_timeout=1):
+        port = free_port()
+        hook = Webhook(url=f"http://127.0.0.1:{port}/telegram", secret_token="bench-secret", port=port)
+        async with running(app, poll_timeout=1, webhook=hook if transport == "webhook" else None):
             users = [world.add_user(user_id=10_000 + n, first_name="P") for n in range(count)]
             world.latency_seconds = latency  # from here on: the set-up above needs no realism
             for user in users:  # a chat exists once its user has written
@@ -164,23 +189,31 @@ async def main() -> None:
                         help="PostgreSQL server to use (a database of its own is made and dropped); SQLite by default")
     parser.add_argument("--latency-ms", default="0,25",
                         help="round trips the stand-in adds to each call, comma-separated runs (default 0,25)")
+    parser.add_argument("--transports", default="polling,webhook",
+                        help="how updates reach the bots, comma-separated runs (default polling,webhook)")
     args = parser.parse_args()
     backend = "PostgreSQL" if args.database_url else "SQLite"
+    transports = args.transports.split(",")
     for latency_ms in (float(v) for v in args.latency_ms.split(",")):
         latency = latency_ms / 1000
-        echo = await echo_rate(args.updates, latency)
-        echo_concurrent = await echo_rate(args.updates, latency, CONCURRENT_UPDATES)
-        floor = await button_floor_rate(args.updates, latency)
-        with tempfile.TemporaryDirectory() as scratch:
-            applied = await trialbot_rate(args.updates, Path(scratch), args.database_url, latency)
-        best_echo = max(echo, echo_concurrent)
-        print(f"{args.updates} updates each, {latency_ms:g} ms per Bot API call, no rate limiter, {backend}")
-        print(f"  bare PTB echo bot, PTB's default (one update at a time):  {echo:7.1f} updates/s")
-        print(f"  the same echo bot, {CONCURRENT_UPDATES} updates at a time:               {echo_concurrent:7.1f} updates/s")
-        print(f"  bare PTB button bot (edit + answer, no database):        {floor:7.1f} updates/s")
-        print(f"  trialbot: tap Applied on a reminder:                     {applied:7.1f} updates/s")
-        print(f"  ratio to the faster echo bot (target >= 0.5):            {applied / best_echo:7.2f}")
-        print(f"  ratio to the default echo bot:                           {applied / echo:7.2f}")
+        echoes: dict[str, float] = {}
+        for transport in transports:
+            echo = await echo_rate(args.updates, latency, False, transport)
+            echo_concurrent = await echo_rate(args.updates, latency, CONCURRENT_UPDATES, transport)
+            floor = await button_floor_rate(args.updates, latency, False, transport)
+            with tempfile.TemporaryDirectory() as scratch:
+                applied = await trialbot_rate(args.updates, Path(scratch), args.database_url, latency, transport)
+            best_echo = echoes[transport] = max(echo, echo_concurrent)
+            print(f"{args.updates} updates each, {latency_ms:g} ms per Bot API call, no rate limiter, {backend}, "
+                  f"updates by {'long polling' if transport == 'polling' else 'webhook'}")
+            print(f"  bare PTB echo bot, PTB's default (one update at a time):  {echo:7.1f} updates/s")
+            print(f"  the same echo bot, {CONCURRENT_UPDATES} updates at a time:               {echo_concurrent:7.1f} updates/s")
+            print(f"  bare PTB button bot (edit + answer, no database):        {floor:7.1f} updates/s")
+            print(f"  trialbot: tap Applied on a reminder:                     {applied:7.1f} updates/s")
+            print(f"  ratio to the faster echo bot (target >= 0.5):            {applied / best_echo:7.2f}")
+            print(f"  ratio to the default echo bot:                           {applied / echo:7.2f}")
+            if len(echoes) > 1:
+                print(f"  ratio to the fastest echo bot of any transport:          {applied / max(echoes.values()):7.2f}")
 
 
 if __name__ == "__main__":

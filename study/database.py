@@ -26,6 +26,8 @@ _READ_ONLY = "trialbot_read_only"
 # How long to wait for PostgreSQL to accept a connection before calling it away (asyncpg's own
 # default is a minute, during which a participant's tap would hang).
 CONNECT_TIMEOUT_SECONDS = 10
+# How long a writer waits for another to finish on SQLite before giving up.
+SQLITE_BUSY_SECONDS = 30
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +45,7 @@ class Database:
         self.schema = schema
         connect_args: dict[str, Any] = {}
         if self.is_sqlite:
-            connect_args["timeout"] = 30
+            connect_args["timeout"] = SQLITE_BUSY_SECONDS
         else:
             connect_args["timeout"] = CONNECT_TIMEOUT_SECONDS
             if schema:
@@ -66,7 +68,7 @@ class Database:
         # SQLite takes one writer at a time, and a writer refused the lock sleeps in SQLite's busy
         # handler (1, 2, 5, 10... ms) however soon the lock is free. Writers of this process queue
         # here instead and start the moment the one before them commits.
-        self._sqlite_writer = asyncio.Lock() if self.is_sqlite else None
+        self._sqlite_writer = WriterQueue() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -79,7 +81,7 @@ class Database:
             async with self._watched(self.sessions) as session:
                 yield session
             return
-        async with self._sqlite_writer, self._watched(self.sessions) as session:
+        async with self._sqlite_writer.turn(), self._watched(self.sessions) as session:
             yield session
 
     @asynccontextmanager
@@ -129,6 +131,33 @@ class Database:
         return await asyncpg.connect(**options, **self._connect_args)
 
 
+class WriterQueue:
+    """SQLite's writers of this process, one at a time, in the order they came.
+
+    A transaction opened inside another by the same task (the outer one not yet begun, say) goes
+    straight on to SQLite's own lock, as it would without the queue. A writer that waits longer
+    than SQLite's busy timeout gets TimeoutError, as it would have got "database is locked"."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task | None = None
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and task is self._holder:
+            yield
+            return
+        async with asyncio.timeout(SQLITE_BUSY_SECONDS):
+            await self._lock.acquire()
+        self._holder = task
+        try:
+            yield
+        finally:
+            self._holder = None
+            self._lock.release()
+
+
 def _upgrade_to_head(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
@@ -142,7 +171,7 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -32,7 +32,7 @@ from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
 from study import invites, participants, staff
 from study.database import Database
-from study.models import Broadcast, OutboxMessage, Participant
+from study.models import Broadcast, DiaryEntry, OutboxMessage, Participant
 from study.participants import EnrolmentRequest
 from study.protocol import load_protocol
 from tests.test_webhook import free_port
@@ -79,6 +79,9 @@ class RoundRobin:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/telegram"
+
+    def send_next_to(self, port: int) -> None:
+        self._turn = self.ports.index(port)
 
     async def _forward(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -323,7 +326,19 @@ async def _scenario(world: TelegramWorld, db: Database, balancer: RoundRobin, fi
     await until(lambda: any(c.injected and c.params.get("chat_id") in (last.chat_id, str(last.chat_id))
                             for c in world.calls), timeout=20)
     assert [len(notices(u)) for u in people] == [1] * (PEOPLE - 1) + [0]
+    # Meanwhile a participant's tap is being handled by the same process: its entry is written,
+    # the edit to "Saved" hangs. An update is acknowledged only once handled, so when the
+    # process dies, Telegram still holds the tap and it is handled again, by the survivor.
+    tapper = people[2]  # P003 (P001 and P002 have their parts below)
+    tapped = reminders(tapper)[-1].message_id
+    world.faults.fail_next("editMessageText", chat_id=tapper.chat_id, mode="timeout")
+    balancer.send_next_to(first.port)
+    await tapper.press("✅ I put it on now", message_id=tapped)
+    await until(lambda: any(c.injected and c.method == "editMessageText" for c in world.calls), timeout=20)
+    assert await diary_entries(db, "P003") == 1
     await first.kill()
+    await tapper.wait_for(lambda u: "Saved" in (u.message(tapped).text or ""), timeout=20)
+    assert await diary_entries(db, "P003") == 1, "handled twice, stored once"
     await second.logged(LEADER)
     await second.logged("1 message(s) were being sent when the last deliverer stopped; sending again")
     await last.wait_for(lambda u: len(notices(u)) == 1, timeout=20)
@@ -352,6 +367,12 @@ async def _scenario(world: TelegramWorld, db: Database, balancer: RoundRobin, fi
     await people[1].wait_for(lambda u: len(u.bot_messages) > shown, timeout=20)
     await until(lambda: not world.pending_updates, timeout=20)  # both acknowledged, once handled
     assert balancer.answered[second.port] == answered_before + 2
+
+
+async def diary_entries(db: Database, study_id: str) -> int:
+    async with db.transaction() as session:
+        return await session.scalar(select(func.count()).select_from(DiaryEntry).join(Participant).where(
+            Participant.study_id == study_id)) or 0
 
 
 async def until(condition, timeout: float) -> None:
