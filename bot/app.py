@@ -209,6 +209,7 @@ async def _prepare(app: Application) -> None:
     app.bot_data["dispatcher"] = dispatcher
     app.bot_data["leadership"] = leadership_for(svc.db, on_gain=lambda: _start_leading(app),
                                                 on_loss=lambda: _stop_leading(app),
+                                                on_other_leader=lambda: _stop_polling(app),
                                                 retry_seconds=app.bot_data["leader_retry_seconds"])
 
 
@@ -234,17 +235,30 @@ async def _start_leading(app: Application) -> None:
             _tick, interval=app.bot_data["tick_seconds"], first=1, name="planner-tick",
             job_kwargs={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
     # Telegram answers only one getUpdates caller at a time (409 to the others): in polling mode
-    # only the leader polls, and the other processes stand by.
+    # the leader polls, and the other processes stand by (a leader that stepped down polls on
+    # until it sees another lead: see _stop_leading).
     polling = app.bot_data.get("polling")
     if polling is not None and not app.updater.running:
         await app.updater.start_polling(timeout=polling, allowed_updates=ALLOWED_UPDATES,
                                         drop_pending_updates=False)
 
 
-async def _stop_leading(app: Application) -> None:
-    """Stop planning, delivering and polling (the message being sent is finished first)."""
+async def _stop_polling(app: Application) -> None:
+    """Another process leads, and polls: Telegram serves one poller, so this one stops."""
     if app.bot_data.get("polling") is not None and app.updater.running:
+        log.info("another process polls for updates now; this one stops polling")
         await app.updater.stop()
+
+
+async def _stop_leading(app: Application) -> None:
+    """Stop planning and delivering (the message being sent is finished first).
+
+    Polling goes on until another process is seen leading (`_stop_polling`): a leader most often
+    loses its lock because the database went away, and then nobody can lead; a process that
+    went on polling answers every tap at once with the apology rather than leaving participants
+    with silence until the database is back. Should another process take the lead meanwhile,
+    the two poll side by side for a few seconds (Telegram answers one, 409 to the other; each
+    update is still handed out once) until this one's next attempt sees the new leader."""
     job = app.bot_data.pop("tick_job", None)
     if job is not None:
         job.schedule_removal()
@@ -298,7 +312,8 @@ async def running(app: Application, *, poll_timeout: float = 10, webhook: Webhoo
     Whether this process plans and delivers is decided by the scheduler leadership: the first
     attempt is made before the block starts (on SQLite, or when no other process leads, this
     process leads from the start), then it competes in the background until the block ends. In
-    polling mode only the leader polls; in webhook mode every process serves the webhook."""
+    polling mode the leader polls (and a leader that stepped down, until another leads: see
+    _stop_leading); in webhook mode every process serves the webhook."""
     await app.initialize()
     await _prepare(app)
     await app.start()

@@ -94,9 +94,14 @@ class AdvisoryLockLeadership:
     `on_gain` starts the leader's work and `on_loss` stops it; `on_loss` always runs before the
     lock is released, so a successor never starts while this process still works."""
 
-    def __init__(self, db: Database, *, on_gain: Duty, on_loss: Duty, retry_seconds: float = 5.0) -> None:
+    def __init__(self, db: Database, *, on_gain: Duty, on_loss: Duty, on_other_leader: Duty | None = None,
+                 retry_seconds: float = 5.0) -> None:
         self.db = db
         self.on_gain, self.on_loss = on_gain, on_loss
+        # Called at each attempt that finds another process leading (so the database answers and
+        # someone else holds the lock); not while the database cannot be reached at all.
+        self.on_other_leader = on_other_leader
+        self._unreachable = False
         self.retry_seconds = retry_seconds
         # How long the database may take to answer before the connection counts as lost. Not
         # shorter than a few seconds, whatever the retry interval: a slow moment must not make
@@ -136,13 +141,21 @@ class AdvisoryLockLeadership:
             async with asyncio.timeout(self.answer_seconds):
                 got = await connection.fetchval("SELECT pg_try_advisory_lock($1)", self.key)
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, try again later
-            log.warning("scheduler leadership: cannot reach the database (%s); trying again", type(exc).__name__)
+            if not self._unreachable:  # once per outage, not at every attempt
+                self._unreachable = True
+                log.warning("scheduler leadership: cannot reach the database (%s); trying again every %g s",
+                            type(exc).__name__, self.retry_seconds)
             await self._disconnect()
             return False
+        if self._unreachable:
+            self._unreachable = False
+            log.info("scheduler leadership: the database answers again")
         if not got:
             if not self._said_standing_by:  # once per change, not at every attempt
                 self._said_standing_by = True
                 log.info("another process is the scheduler leader; this one stands by")
+            if self.on_other_leader is not None:
+                await self.on_other_leader()
             return False
         self.is_leader, self._said_standing_by = True, False
         log.info("this process is now the scheduler leader")
@@ -206,8 +219,9 @@ class AdvisoryLockLeadership:
             connection.terminate()
 
 
-def leadership_for(db: Database, *, on_gain: Duty, on_loss: Duty,
+def leadership_for(db: Database, *, on_gain: Duty, on_loss: Duty, on_other_leader: Duty | None = None,
                    retry_seconds: float = 5.0) -> SoleProcess | AdvisoryLockLeadership:
     if db.is_sqlite:
         return SoleProcess(on_gain=on_gain, on_loss=on_loss)
-    return AdvisoryLockLeadership(db, on_gain=on_gain, on_loss=on_loss, retry_seconds=retry_seconds)
+    return AdvisoryLockLeadership(db, on_gain=on_gain, on_loss=on_loss, on_other_leader=on_other_leader,
+                                  retry_seconds=retry_seconds)

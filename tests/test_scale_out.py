@@ -426,3 +426,41 @@ async def test_in_polling_mode_only_the_leader_polls_and_a_standby_takes_over(
             await first_running.__aexit__(None, None, None)
         await other.dispose()
     assert telegram.rejected_calls == [], "no 409 Conflict, nor any other refusal"
+
+
+async def test_a_leader_cut_off_from_its_lock_polls_on_until_another_process_leads(
+        db: Database, clock, protocol, telegram: TelegramWorld, bot_api: BotApiServer) -> None:
+    """A leader most often loses its lock because the database went away, and then nobody can
+    lead: it goes on polling, so participants get an answer (the apology) instead of silence. Once
+    it sees another process lead (and poll), it stops, since Telegram serves one poller."""
+    if db.is_sqlite:
+        pytest.skip("several processes need PostgreSQL (SQLite is one process on one machine)")
+    from bot.app import build_application, running
+
+    other = Database(db.url.render_as_string(hide_password=False), schema=db.schema)
+
+    def process(database: Database, retry: float):
+        return build_application(token=telegram.token, base_url=bot_api.base_url,
+                                 base_file_url=bot_api.base_file_url, protocol=protocol, db=database, clock=clock,
+                                 tick_seconds=None, rate_limit_retries=0, leader_retry_seconds=retry)
+
+    first, second = process(db, 1.0), process(other, 0.05)  # the second competes more eagerly
+    try:
+        async with running(first, poll_timeout=1):
+            lock_connection = first.bot_data["leadership"]._connection
+            async with running(second, poll_timeout=1):
+                assert first.updater.running and not second.updater.running
+                async with db.engine.connect() as connection:  # a network cut, a database restart
+                    await connection.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                             {"pid": lock_connection.get_server_pid()})
+                await until(lambda: not first.bot_data["leadership"].is_leader, timeout=10)
+                assert first.updater.running, "stepped down, still polling"
+                await until(lambda: second.updater.running, timeout=10)
+                await until(lambda: not first.updater.running, timeout=10)
+                assert second.bot_data["leadership"].is_leader
+                user = telegram.add_user(user_id=1001, first_name=NAME)
+                await user.send_text("/help")
+                await user.next_bot_event()
+    finally:
+        await other.dispose()
+    assert telegram.rejected_calls == []

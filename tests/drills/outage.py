@@ -66,7 +66,7 @@ class OutageReport:
     config: OutageConfig
     in_flight_at_cut: int = 0
     delivered_before_cut: int = 0
-    updates_held: bool = False  # some went unanswered: polling stopped with the leadership
+    updates_held: bool = False  # some went unanswered during the outage (and were handled after it)
     tap_during: str = ""  # what the participant saw
     tap_kept_buttons: bool = False
     command_during: str = ""
@@ -91,10 +91,12 @@ class OutageReport:
     recovered_in: float = 0.0
 
     def failures(self) -> list[str]:
-        """Each update during the outage is either answered with the apology at once (the process
-        still receives updates, as with a webhook) or held by Telegram and handled once after it
-        (polling stops while the process cannot lead); silence with nothing after is a failure."""
+        """Each update during the outage is answered with the apology at once (the process still
+        receives updates, by webhook or by polling); one held by Telegram and handled after it is
+        reported as such, and is still a failure: the participant met silence."""
         found = []
+        if self.updates_held:
+            found.append("participants met silence during the outage (updates held, not answered)")
         if self.tap_during == NO_ANSWER:
             if "Saved" not in (self.held_tap_after or ""):
                 found.append(f"the tap held during the outage got {self.held_tap_after!r} after it")
@@ -134,7 +136,7 @@ class OutageReport:
             f"  at the cut: {self.delivered_before_cut} reminders delivered, {self.in_flight_at_cut} in flight",
             f"  during: tap -> {self.tap_during[:60]!r} (buttons kept: {self.tap_kept_buttons}); "
             f"/symptoms -> {self.command_during[:60]!r}; records written: {self.written_during}; updates "
-            + ("held by Telegram (polling stopped with the scheduler leadership)" if self.updates_held
+            + ("held by Telegram (nothing fetched them during the outage)" if self.updates_held
                else "still received"),
             *([f"  held updates handled after it: tap -> {(self.held_tap_after or '')[:40]!r}; "
                f"/symptoms -> {(self.held_command_after or '')[:40]!r}"] if self.updates_held else []),
@@ -202,9 +204,8 @@ async def _drill(db: Database, proxy: PostgresProxy, protocol: Protocol, config:
             tapper, writer = people[0], people[-1]
             await _wait(lambda: _reminders(tapper.user) > 0, "the first reminder")  # delivered before the cut
             reminder = next(m for m in tapper.user.bot_messages if REMINDER_TEXT in (m.text or ""))
-            # In polling mode only the scheduler leader fetches updates (scheduler/leadership.py),
-            # and a leader cut off from the database steps down: then nothing is fetched until it
-            # leads again, and Telegram holds the updates meanwhile.
+            # In polling mode the scheduler leader fetches updates (scheduler/leadership.py); a
+            # leader cut off from the database steps down but polls on while nobody else leads.
             held_query = await tapper.user.press(APPLIED_NOW, message_id=reminder.message_id)
             writer_before = len(writer.user.bot_messages)
             await writer.user.send_text("/symptoms")

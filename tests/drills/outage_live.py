@@ -46,7 +46,7 @@ class LiveOutageConfig:
 class LiveOutageReport:
     config: LiveOutageConfig
     delivered_at_cut: int = 0
-    updates_held: bool = False  # nothing answered during it: polling stopped with the leadership
+    updates_held: bool = False  # some went unanswered during it (nothing fetched them)
     taps_during: list = field(default_factory=list)
     command_during: str = ""
     held_taps_after: list = field(default_factory=list)  # held updates, handled after the outage
@@ -72,8 +72,10 @@ class LiveOutageReport:
 
     def failures(self) -> list[str]:
         """As in tests/drills/outage.py: each update during the outage is answered with the
-        apology at once, or held by Telegram and handled once after it; never silence for good."""
+        apology at once; one held by Telegram (handled once after it) is still a failure: silence."""
         found = []
+        if self.updates_held:
+            found.append("participants met silence during the outage (updates held, not answered)")
         for during, after in zip(self.taps_during, self.taps_after):
             if (during != NO_ANSWER and APOLOGY not in during) or "Saved" not in (after or ""):
                 found.append(f"a tap got {during!r} during the outage and {after!r} after it")
@@ -110,8 +112,8 @@ class LiveOutageReport:
             f"/symptoms -> apology {APOLOGY in self.command_during}; diary entries written {self.written_during}; "
             f"{self.log_lines_during} log lines; updates "
             + (f"held by Telegram for {len(self.held_taps_after)} taps"
-               f"{' and /symptoms' if self.held_command_after is not None else ''} (polling stopped with the "
-               "scheduler leadership)" if self.updates_held else "all answered at once"),
+               f"{' and /symptoms' if self.held_command_after is not None else ''} (nothing fetched them)"
+               if self.updates_held else "all answered at once"),
             *([f"  held updates handled after it: taps saved {sum('Saved' in (t or '') for t in self.held_taps_after)} "
                f"of {len(self.held_taps_after)}; /symptoms -> first question "
                f"{'itch' in (self.held_command_after or '').lower()}"] if self.updates_held else []),
