@@ -16,6 +16,11 @@ from study.protocol import Protocol, parse_hhmm
 from study.slots import instant
 
 STALE_AFTER = timedelta(hours=6)
+# One Telegram message holds 4,096 characters: the digest names at most this many participants
+# and visits (those needing attention first) and counts the rest. With the longest study ids and
+# visit labels the catalog allows, in Spanish, that stays inside the limit (messages lint checks).
+LISTED_PARTICIPANTS = 25
+LISTED_VISITS = 12
 
 
 async def plan_digests(session: AsyncSession, protocol: Protocol, now: datetime) -> list[PlannedMessage]:
@@ -33,23 +38,35 @@ async def plan_digests(session: AsyncSession, protocol: Protocol, now: datetime)
         return []
     yesterday = today - timedelta(days=1)
     rows = await adherence.on_day(session, protocol, yesterday)
+    listed = _needing_attention_first(rows)[:LISTED_PARTICIPANTS]
+    day_visits = await visits.on_day(session, today)
     summary = {
         "summary_date": yesterday.isoformat(),
         "participants": [
             {"study_id": r.study_id, "applied": r.applied, "expected": r.expected, "missed": r.missed,
              "missing": r.missing}
-            for r in rows
+            for r in listed
         ],
+        "participants_not_listed": len(rows) - len(listed),
         "fully_adherent": sum(r.applied >= r.expected for r in rows),
         "total": len(rows),
         "visits": [
             {"study_id": study_id, "label": visit.label, "status": visit.status,
              "time": visit.scheduled_time.strftime("%H:%M") if visit.scheduled_time else ""}
-            for study_id, visit in await visits.on_day(session, today)
+            for study_id, visit in day_visits[:LISTED_VISITS]
         ],
+        "visits_not_listed": max(len(day_visits) - LISTED_VISITS, 0),
     }
     return [
         PlannedMessage(key=key, kind="digest", template_id="staff_digest", due_at=due_at, variables=summary,
                        stale_after=due_at + STALE_AFTER, staff_id=member.id)
         for key, member in waiting.items()
     ]
+
+
+def _needing_attention_first(rows: list[adherence.DayAdherence]) -> list[adherence.DayAdherence]:
+    """Everyone in study-id order when all fit; otherwise who did not record every application
+    comes first (in study-id order), then the rest."""
+    if len(rows) <= LISTED_PARTICIPANTS:
+        return list(rows)
+    return sorted(rows, key=lambda r: r.applied >= r.expected)  # stable: study-id order within each

@@ -241,6 +241,32 @@ async def test_staff_get_a_morning_digest_of_yesterday(trial: Trial) -> None:
     assert len([m for m in coordinator.bot_messages if "Daily summary" in m.text]) == 1
 
 
+async def test_at_hundreds_of_participants_the_digest_still_fits_one_message(trial: Trial) -> None:
+    """Telegram takes 4,096 characters a message: past 25 participants the digest names those who
+    did not record every application first, and counts the rest."""
+    from study.models import Participant
+
+    coordinator = await trial.add_staff(5005)
+    adherent = await trial.join("P000")  # sorts first, but recorded everything: not named
+    await adherent.press(APPLIED_NOW)
+    await adherent.next_bot_event()
+    await trial.advance(hours=10)  # 20:00: the evening reminder
+    await adherent.press(APPLIED_NOW, message_id=adherent.last_bot_message.message_id)
+    await adherent.next_bot_event()
+    for n in range(1, 300):
+        await trial.enroll(f"P{n:03d}")
+    async with trial.db.transaction() as session:  # they all joined too (the digest counts the active)
+        await session.execute(update(Participant).where(Participant.status == "invited").values(status="active"))
+    trial.clock.set(datetime(2026, 11, 25, 12, 30, tzinfo=UTC))  # 07:30 New York
+    await trial.tick()
+    [digest] = [m for m in coordinator.bot_messages if "Daily summary" in m.text]
+    assert "of 300 participants" in digest.text
+    named = [line for line in digest.text.splitlines() if line.startswith("• P")]
+    assert len(named) == 25 and "P000" not in digest.text and named[0].startswith("• P001")
+    assert "…and 275 more not listed here" in digest.text
+    assert len(digest.text) <= 4096
+
+
 async def test_missing_entries_are_not_kept_for_slots_before_joining(trial: Trial) -> None:
     await trial.join()  # joined at 10:00, after the 08:00 slot's reminder
     await trial.advance(hours=5)  # 15:00, the morning window closed
