@@ -3,8 +3,13 @@
 All over real HTTP against the same Bot API stand-in, in the same process and run, no rate
 limiter. The trialbot path per update: the callback query in; who is writing (a read); one
 transaction writing the diary entry, its audit entry and the reminder's "answered" mark; the
-reminder edited to "Saved"; the record of what was sent; the button answered. trialbot handles
-updates of different chats concurrently (bot/update_order.py), each chat's in order.
+reminder edited to "Saved"; the record of what was sent; the button answered (by webhook, in the
+acknowledgement of the update: bot/webhook.py). trialbot handles updates of different chats
+concurrently (bot/update_order.py), each chat's in order.
+
+Each run is made for each transport: long polling (getUpdates), and webhook (the stand-in POSTs
+each update, as Telegram does: chats side by side, up to 40 at once). The bare PTB bots use PTB's
+own polling and webhook server; trialbot its own (`trialbot run` and `trialbot run --webhook`).
 
 Baselines in the same run: the echo bot (answers each text with sendMessage) as PTB runs it by
 default, one update at a time, and with the same concurrency as trialbot (the ratio is taken
@@ -14,7 +19,8 @@ way the tap must (edit, then answer) with no database: the floor of this path's 
 Each is run with no network delay (CPU-bound: everything, the stand-in included, shares this
 process) and with a round trip added to each Bot API call, as over the internet to Telegram.
 
-    python bench/updates.py [--updates 300] [--latency-ms 0,25] [--database-url postgresql+asyncpg://...]
+    python bench/updates.py [--updates 300] [--latency-ms 0,25] [--transports polling,webhook]
+                            [--database-url postgresql+asyncpg://...]
 """
 
 from __future__ import annotations
