@@ -43,6 +43,11 @@ def slot_day(form: str) -> date | None:
     return None
 
 
+def slot_key(form: str) -> str | None:
+    """A reminder's form token as its slot's key in outbox keys (yyyymmddHHMM), else None."""
+    return "20" + form[1:] if slot_day(form) is not None else None
+
+
 def new_form() -> str:
     return secrets.token_urlsafe(6)[:8]
 

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
-from telegram import Bot, Message
+from telegram import Bot
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from messages import sent as sent_record
@@ -39,7 +39,7 @@ from study.protocol import Protocol
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BATCH = 50  # messages looked up at once; the after-batch hook (broadcast progress) runs after each batch
-SLOT_KINDS = ("reminder", "nudge")
+SLOT_KINDS = outbox.SLOT_KINDS
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -155,19 +155,24 @@ class OutboxDispatcher:
             recipient = await session.get(Participant if row.participant_id else StaffMember,
                                           row.participant_id or row.staff_id)
             chat_id, language, zone, why_not = _address(recipient, ZoneInfo(self.protocol.study.default_timezone))
-            if why_not is None and row.stale_after is not None and now >= row.stale_after:
-                why_not = "stale: past its useful time when it could be sent (missed delivery)"
-            if why_not is None and row.kind == "alert":
-                alert = await session.get(Alert, row.variables.get("alert_id"))
-                if alert is not None and alert.status != "open":
-                    why_not = "alert acknowledged before this was sent"
-            if why_not is None and row.kind in SLOT_KINDS and await _slot_recorded(session, recipient, row):
-                why_not = "the dose was recorded before the reminder went out"
-            if why_not is None and row.kind == "visit_reminder":
-                why_not = await _visit_changed(session, recipient, row)
-            if why_not is None and row.kind == "pregnancy_reminder":
-                why_not = await _pregnancy_answered(session, self.protocol, recipient, row)
-            if why_not is not None:
+            # An earlier try reached the participant though Telegram's answer to it was lost: they
+            # answered that message (outbox.mark_answered learnt its id). It is recorded as sent,
+            # not sent again, whatever has happened since (a dose recorded, the reminder stale).
+            delivered_earlier = row.telegram_message_id if row.answered_at is not None else None
+            if delivered_earlier is None:
+                if why_not is None and row.stale_after is not None and now >= row.stale_after:
+                    why_not = "stale: past its useful time when it could be sent (missed delivery)"
+                if why_not is None and row.kind == "alert":
+                    alert = await session.get(Alert, row.variables.get("alert_id"))
+                    if alert is not None and alert.status != "open":
+                        why_not = "alert acknowledged before this was sent"
+                if why_not is None and row.kind in SLOT_KINDS and await _slot_recorded(session, recipient, row):
+                    why_not = "the dose was recorded before the reminder went out"
+                if why_not is None and row.kind == "visit_reminder":
+                    why_not = await _visit_changed(session, recipient, row)
+                if why_not is None and row.kind == "pregnancy_reminder":
+                    why_not = await _pregnancy_answered(session, self.protocol, recipient, row)
+            if why_not is not None and delivered_earlier is None:
                 row.status, row.last_error = "skipped", why_not
                 await outbox.record_event(session, row.id, "skipped", now=now, detail=why_not)
                 return True
@@ -179,6 +184,10 @@ class OutboxDispatcher:
             template_id = row.template_id
         try:
             rendered = self.messages.render(template_id, language, variables, buttons)
+            if delivered_earlier is not None:
+                await self._write_down(row_id, partial(self._sent, row_id, delivered_earlier, rendered, quiet,
+                                                       earlier=True, at=self.clock.now()))
+                return True
             sent = await self.bot.send_message(chat_id, rendered.text, reply_markup=inline_keyboard(rendered),
                                                disable_notification=quiet)
         except MessageError as exc:
@@ -194,7 +203,7 @@ class OutboxDispatcher:
         except TelegramError as exc:
             outcome = partial(self._retry, row_id, f"{type(exc).__name__}: {exc.message}"[:200], None)
         else:
-            outcome = partial(self._sent, row_id, sent, rendered, quiet)
+            outcome = partial(self._sent, row_id, sent.message_id, rendered, quiet)
         await self._write_down(row_id, partial(outcome, at=self.clock.now()))
         return True
 
@@ -222,20 +231,24 @@ class OutboxDispatcher:
                 log.warning("outbox %s was settled by another deliverer; what this one saw is not recorded", row_id)
             self._unwritten.pop(0)
 
-    async def _sent(self, row_id: int, message: Message, rendered: RenderedMessage, quiet: bool, *, at: datetime) -> None:
+    async def _sent(self, row_id: int, message_id: int, rendered: RenderedMessage, quiet: bool, *, at: datetime,
+                    earlier: bool = False) -> None:
+        """Telegram took the message. `earlier`: not now, but at a try whose answer was lost (the
+        participant answered it); `sent_at` is then when that came to light."""
         now = at
-        message_id = message.message_id
         async with self.db.transaction() as session:
             row = await session.get(OutboxMessage, row_id)
             row.status, row.sent_at, row.telegram_message_id = "sent", now, message_id
             row.language, row.template_hash, row.disable_notification = rendered.language, rendered.template_hash, quiet
-            row.attempts += 1
+            row.attempts += 0 if earlier else 1
             recipient = (sent_record.Recipient.participant(row.participant_id) if row.participant_id
                          else sent_record.Recipient.staff(row.staff_id))
             sent_record.add(session, rendered, recipient=recipient, via="outbox", telegram_message_id=message_id,
                             now=now)
-            late = row.late_after is not None and now > row.late_after
+            late = row.late_after is not None and now > row.late_after and not earlier
             detail = f"message {message_id}" + (", late" if late else "") + (", silent (quiet hours)" if quiet else "")
+            if earlier:
+                detail += ", delivered at an earlier try whose answer was lost (the participant answered it)"
             await outbox.record_event(session, row.id, "sent", now=now, detail=detail)
 
     async def _fail(self, row_id: int, why: str, *, at: datetime) -> None:

@@ -106,10 +106,24 @@ async def cancel_pending_alert(session: AsyncSession, alert_id: int, *, now: dat
     return len(rows)
 
 
+# The kinds of message that remind of one diary slot; their keys end with the slot's key.
+SLOT_KINDS = ("reminder", "nudge")
+
+
+def slot_keys(participant_id: int, slot_key: str) -> tuple[str, ...]:
+    """The outbox keys of every message planned for one of a participant's slots."""
+    return tuple(f"{kind}:{participant_id}:{slot_key}" for kind in SLOT_KINDS)
+
+
 async def mark_answered(session: AsyncSession, participant_id: int, telegram_message_id: int, *,
-                        now: datetime) -> int | None:
+                        now: datetime, slot_keys: tuple[str, ...] = ()) -> int | None:
     """If the message a participant answered was one the bot started (a reminder), note it, the
-    first time only. Returns the outbox row's id, if one was marked."""
+    first time only. Returns the outbox row's id, if one was marked.
+
+    `slot_keys`: the outbox keys of the reminder slot the pressed buttons belong to. A message
+    none of whose rows knows its id was sent by a try whose answer from Telegram was lost: the
+    earliest such try of the slot (tried, no message id) is the one that reached the participant,
+    and learns its message id here; the dispatcher then records it sent instead of trying again."""
     marked = await session.scalar(
         update(OutboxMessage)
         .where(OutboxMessage.participant_id == participant_id,
@@ -120,6 +134,27 @@ async def mark_answered(session: AsyncSession, participant_id: int, telegram_mes
         .execution_options(synchronize_session=False))
     if marked is not None:
         await record_event(session, marked, "answered", now=now)
+        return marked
+    if not slot_keys:
+        return None
+    delivered = await session.scalar(
+        select(OutboxMessage.id)
+        .where(OutboxMessage.participant_id == participant_id, OutboxMessage.dedup_key.in_(slot_keys),
+               OutboxMessage.telegram_message_id.is_(None), OutboxMessage.attempts > 0,
+               OutboxMessage.answered_at.is_(None))
+        .order_by(OutboxMessage.id).limit(1))
+    if delivered is None:
+        return None
+    marked = await session.scalar(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == delivered, OutboxMessage.telegram_message_id.is_(None))
+        .values(answered_at=now, telegram_message_id=telegram_message_id)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False))
+    if marked is not None:
+        await record_event(session, marked, "answered", now=now,
+                           detail=f"message {telegram_message_id}: an earlier try reached the participant, "
+                                  "though Telegram's answer to it was lost")
     return marked
 
 

@@ -13,12 +13,15 @@ import logging
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from telegram.error import NetworkError
 
 from sandbox.faults import EVERY_KIND
 from sandbox.ratelimit import RateLimits
+from study import outbox
 from study.database import Database, is_unavailable
+from study.models import OutboxMessage
 from study.protocol import Protocol
 from tests.conftest import PG_URL, REQUIRE_PG
 from tests.drills.crash import CrashConfig, run_crash_drill
@@ -169,6 +172,28 @@ async def test_two_copies_of_one_reminder_log_one_entry_whichever_is_pressed(tri
         await user.press(APPLIED_NOW, message_id=copy.message_id)
         await user.wait_for(lambda u, m=copy.message_id: "Saved" in (u.message(m).text or ""))
     assert [e.kind for e in await trial.diary()] == ["applied"]
+
+
+async def test_a_reminder_delivered_though_its_answer_was_lost_and_then_answered_is_recorded_sent(
+        trial: Trial) -> None:
+    """The answer to the send is lost, so the bot cannot know the reminder arrived; the participant
+    answers it before the retry. The record says sent (with its message), not 'skipped because the
+    dose was recorded before the reminder went out', and it is not sent again."""
+    user = await trial.join()
+    trial.world.faults.fail_next("sendMessage", mode="drop", after=True)
+    await trial.advance(hours=10)  # 20:00 in New York: delivered, the answer lost, a retry queued
+    [reminder] = [m for m in user.bot_messages if "Time for your study cream" in (m.text or "")]
+    await user.press(APPLIED_NOW, message_id=reminder.message_id)
+    await user.wait_for(lambda u: "Saved" in (u.message(reminder.message_id).text or ""))
+    shown = len(user.bot_messages)
+    await trial.advance(minutes=5)  # the retry's time
+    assert len(user.bot_messages) == shown, "not sent again"
+    async with trial.db.transaction() as session:
+        [row] = (await session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "reminder"))).all()
+        events = [(e.event, e.detail or "") for e in await outbox.events_for(session, [row.id])]
+    assert (row.status, row.telegram_message_id, row.answered_at is not None) == ("sent", reminder.message_id, True)
+    assert [kind for kind, _ in events] == ["retry", "answered", "sent"]
+    assert "earlier try whose answer was lost" in events[-1][1]
 
 
 def test_only_the_database_being_away_counts_as_an_outage() -> None:

@@ -40,7 +40,10 @@ async def _note_answer(session, update: Update, participant: Participant, now: d
     """A press on a reminder answers it: its delivery record says so."""
     message = update.callback_query.message if update.callback_query else None
     if message is not None:
-        await outbox.mark_answered(session, participant.id, message.message_id, now=now)
+        step = cb.DiaryStep.parse(update.callback_query.data or "")
+        slot = cb.slot_key(step.form) if step is not None else None
+        await outbox.mark_answered(session, participant.id, message.message_id, now=now,
+                                   slot_keys=outbox.slot_keys(participant.id, slot) if slot else ())
 
 
 def _entry_key(update: Update, form: str) -> str:
