@@ -63,7 +63,7 @@ class WebhookServer:
             return web.Response(status=403)
         try:
             update = Update.de_json(await request.json(), self.app.bot)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             # Not an update: nothing to handle, and asking Telegram to send it again would not help.
             log.warning("webhook: a request that is not an update was refused")
             return web.Response(status=400)

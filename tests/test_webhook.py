@@ -135,3 +135,15 @@ async def test_an_update_is_acknowledged_only_once_it_was_handled(
     await until(lambda: not telegram.pending_updates)
     await user.wait_for(lambda u: u.callback_answers)
     assert [e.kind for e in await webhook_trial.diary()] == ["applied"]
+
+
+async def test_a_request_that_is_not_an_update_is_refused_and_changes_nothing(
+        webhook_trial: Trial, telegram: TelegramWorld) -> None:
+    hook = webhook_trial.webhook
+    async with aiohttp.ClientSession() as http:
+        for body in (b"not json", b"[1, 2]", b'"text"', b'{"message": {}}'):
+            async with http.post(hook.url, data=body, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET,
+                                                               "Content-Type": "application/json"}) as response:
+                assert response.status == 400
+    user = await webhook_trial.join()  # and the bot still serves
+    assert user.last_bot_message is not None
