@@ -262,7 +262,7 @@ async def test_two_processes_share_updates_send_once_and_the_survivor_takes_over
         db = Database(database_url)
         async with BotApiServer(world) as server:
             env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "DATABASE_URL": database_url,
-                   "TELEGRAM_API_URL": server.base_url.removesuffix("/bot"), "STUDY_FILE": str(REPO / "study.toml"),
+                   "TELEGRAM_API_URL": server.base_url.removesuffix("/bot"), "STUDY_FILE": str(study_file_with_no_digest_due(tmp_path)),
                    "LOG_LEVEL": "INFO", "WEBHOOK_LISTEN": "127.0.0.1", "SCHEDULER_TICK_SECONDS": "0.5",
                    "OUTBOX_POLL_SECONDS": "0.3", "LEADER_RETRY_SECONDS": "0.3"}
             env.pop("WEBHOOK_SECRET", None)  # each process derives the same one from the token
@@ -287,6 +287,21 @@ async def test_two_processes_share_updates_send_once_and_the_survivor_takes_over
             assert secret_or_content not in output, f"{secret_or_content!r} in the logs"
         assert world.rejected_calls == [], "the bot made calls Telegram would reject"
         assert balancer.refused == [], "every process accepted the webhook secret"
+
+
+def study_file_with_no_digest_due(folder: Path) -> Path:
+    """The real study.toml with the staff digest later today. The processes run on the wall clock,
+    and a digest that falls due during the test would go to the coordinator before they open the
+    bot (Telegram: "chat not found"). Only the last two minutes before midnight, study time, are
+    left without a later time."""
+    zone = ZoneInfo(load_protocol(REPO / "study.toml").study.default_timezone)
+    now = datetime.now(zone)
+    later = min(now + timedelta(hours=1), now.replace(hour=23, minute=59))
+    text = (REPO / "study.toml").read_text()
+    assert 'staff_digest_time = "07:30"' in text
+    path = folder / "study.toml"
+    path.write_text(text.replace('staff_digest_time = "07:30"', f'staff_digest_time = "{later:%H:%M}"'))
+    return path
 
 
 async def _scenario(world: TelegramWorld, db: Database, balancer: RoundRobin, first: BotProcess,
