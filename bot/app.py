@@ -319,15 +319,15 @@ async def running(app: Application, *, poll_timeout: float = 10, webhook: Webhoo
     await app.start()
     app.bot_data["polling"] = poll_timeout if webhook is None else None
     server = None
-    if webhook is not None:
-        server = WebhookServer(app, listen=webhook.listen, port=webhook.port, path=webhook.path,
-                               secret_token=webhook.secret_token)
-        await server.start()
-        app.bot_data["webhook_server"] = server
-        await app.bot.set_webhook(webhook.url, secret_token=webhook.secret_token, allowed_updates=ALLOWED_UPDATES)
     leadership = app.bot_data["leadership"]
     competing = None
     try:
+        if webhook is not None:
+            server = app.bot_data["webhook_server"] = WebhookServer(
+                app, listen=webhook.listen, port=webhook.port, path=webhook.path, secret_token=webhook.secret_token)
+            await server.start()
+            await app.bot.set_webhook(webhook.url, secret_token=webhook.secret_token,
+                                      allowed_updates=ALLOWED_UPDATES)
         await leadership.try_to_lead()
         competing = asyncio.get_running_loop().create_task(leadership.run(), name="scheduler-leadership")
         yield app

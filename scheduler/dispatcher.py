@@ -39,7 +39,6 @@ from study.protocol import Protocol
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BATCH = 50  # messages looked up at once; the after-batch hook (broadcast progress) runs after each batch
-SLOT_KINDS = outbox.SLOT_KINDS
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -159,19 +158,8 @@ class OutboxDispatcher:
             # answered that message (outbox.mark_answered learnt its id). It is recorded as sent,
             # not sent again, whatever has happened since (a dose recorded, the reminder stale).
             delivered_earlier = row.telegram_message_id if row.answered_at is not None else None
-            if delivered_earlier is None:
-                if why_not is None and row.stale_after is not None and now >= row.stale_after:
-                    why_not = "stale: past its useful time when it could be sent (missed delivery)"
-                if why_not is None and row.kind == "alert":
-                    alert = await session.get(Alert, row.variables.get("alert_id"))
-                    if alert is not None and alert.status != "open":
-                        why_not = "alert acknowledged before this was sent"
-                if why_not is None and row.kind in SLOT_KINDS and await _slot_recorded(session, recipient, row):
-                    why_not = "the dose was recorded before the reminder went out"
-                if why_not is None and row.kind == "visit_reminder":
-                    why_not = await _visit_changed(session, recipient, row)
-                if why_not is None and row.kind == "pregnancy_reminder":
-                    why_not = await _pregnancy_answered(session, self.protocol, recipient, row)
+            if delivered_earlier is None and why_not is None:
+                why_not = await self._no_longer_wanted(session, row, recipient, now)
             if why_not is not None and delivered_earlier is None:
                 row.status, row.last_error = "skipped", why_not
                 await outbox.record_event(session, row.id, "skipped", now=now, detail=why_not)
@@ -230,6 +218,23 @@ class OutboxDispatcher:
             else:
                 log.warning("outbox %s was settled by another deliverer; what this one saw is not recorded", row_id)
             self._unwritten.pop(0)
+
+    async def _no_longer_wanted(self, session, row: OutboxMessage, recipient: Participant | StaffMember,
+                                now: datetime) -> str | None:
+        """Why a message should not be sent after all, now that its time has come; None to send."""
+        if row.stale_after is not None and now >= row.stale_after:
+            return "stale: past its useful time when it could be sent (missed delivery)"
+        if row.kind == "alert":
+            alert = await session.get(Alert, row.variables.get("alert_id"))
+            if alert is not None and alert.status != "open":
+                return "alert acknowledged before this was sent"
+        if row.kind in outbox.SLOT_KINDS and await _slot_recorded(session, recipient, row):
+            return "the dose was recorded before the reminder went out"
+        if row.kind == "visit_reminder":
+            return await _visit_changed(session, recipient, row)
+        if row.kind == "pregnancy_reminder":
+            return await _pregnancy_answered(session, self.protocol, recipient, row)
+        return None
 
     async def _sent(self, row_id: int, message_id: int, rendered: RenderedMessage, quiet: bool, *, at: datetime,
                     earlier: bool = False) -> None:

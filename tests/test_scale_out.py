@@ -37,6 +37,7 @@ from study.participants import EnrolmentRequest
 from study.protocol import load_protocol
 from tests.test_webhook import free_port
 from tests.trial import COORDINATOR
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(150)
 REPO = Path(__file__).resolve().parent.parent
@@ -388,14 +389,6 @@ async def diary_entries(db: Database, study_id: str) -> int:
     async with db.transaction() as session:
         return await session.scalar(select(func.count()).select_from(DiaryEntry).join(Participant).where(
             Participant.study_id == study_id)) or 0
-
-
-async def until(condition, timeout: float) -> None:
-    async def wait() -> None:
-        while not condition():
-            await asyncio.sleep(0.1)
-
-    await asyncio.wait_for(wait(), timeout)
 
 
 async def test_in_polling_mode_only_the_leader_polls_and_a_standby_takes_over(

@@ -3,9 +3,8 @@ the secret token it registered with setWebhook."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -17,6 +16,7 @@ from study.clock import ManualClock
 from study.database import Database
 from study.protocol import Protocol
 from tests.trial import COORDINATOR, Trial
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "s3cret-token_for-the-webhook"
@@ -90,14 +90,6 @@ async def webhook_trial(db: Database, clock: ManualClock, protocol: Protocol, te
                              webhook=hook) as running_trial:
         yield running_trial
     assert telegram.rejected_calls == [], "the bot made calls Telegram would reject"
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    async def wait() -> None:
-        while not condition():
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(wait(), timeout)
 
 
 async def test_a_pressed_button_is_answered_in_the_acknowledgement_of_its_update(

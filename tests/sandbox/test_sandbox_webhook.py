@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ import telegram
 from aiohttp import web
 
 from sandbox.world import TelegramWorld
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -67,14 +68,6 @@ class Receiver:
 async def receiver() -> AsyncIterator[Receiver]:
     async with Receiver() as running:
         yield running
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    async def wait() -> None:
-        while not condition():
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(wait(), timeout)
 
 
 async def test_chats_are_delivered_side_by_side_and_each_chat_in_order(
