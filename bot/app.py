@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from datetime import timedelta
 
 from telegram import BotCommand, Update
+from telegram.error import Conflict, TelegramError
 from telegram.constants import ParseMode
 from telegram.ext import (
     AIORateLimiter,
@@ -240,7 +241,19 @@ async def _start_leading(app: Application) -> None:
     polling = app.bot_data.get("polling")
     if polling is not None and not app.updater.running:
         await app.updater.start_polling(timeout=polling, allowed_updates=ALLOWED_UPDATES,
-                                        drop_pending_updates=False)
+                                        drop_pending_updates=False,
+                                        error_callback=lambda error: _polling_failed(app, error))
+
+
+def _polling_failed(app: Application, error: TelegramError) -> None:
+    """What getUpdates raised (PTB's polling loop tries again by itself). A 409 Conflict while
+    this process does not lead means another process polls now: the new leader, seen by Telegram
+    before this process could see it (cut off from the database, it cannot), so this one stops.
+    Anything else is one line in the log, not PTB's traceback per failed poll."""
+    if isinstance(error, Conflict) and not app.bot_data["leadership"].is_leader:
+        app.create_task(_stop_polling(app), name="stop-polling")
+        return
+    log.warning("polling for updates failed (%s); trying again", type(error).__name__)
 
 
 async def _stop_polling(app: Application) -> None:
@@ -257,8 +270,9 @@ async def _stop_leading(app: Application) -> None:
     loses its lock because the database went away, and then nobody can lead; a process that
     went on polling answers every tap at once with the apology rather than leaving participants
     with silence until the database is back. Should another process take the lead meanwhile,
-    the two poll side by side for a few seconds (Telegram answers one, 409 to the other; each
-    update is still handed out once) until this one's next attempt sees the new leader."""
+    the two poll side by side until this one sees it: at its next attempt to lead, or at the
+    first 409 Conflict from Telegram, which serves one poller (`_polling_failed`; each update is
+    still handed out once meanwhile)."""
     job = app.bot_data.pop("tick_job", None)
     if job is not None:
         job.schedule_removal()

@@ -199,8 +199,14 @@ async def _get_updates(world: TelegramWorld, params: Params) -> Any:
         raise conflict_with_webhook()
     if "offset" in params:
         world.confirm_updates(params["offset"])
+    # Telegram serves one poller: a getUpdates arriving while another waits ends the waiting one
+    # with 409 (two instances of one bot polling at once).
+    poll = world.start_poll()
     if not world.pending_updates and params.get("timeout", 0) > 0:
         await world.wait_for_updates(params["timeout"])
+    if not world.is_current_poll(poll):
+        raise ApiError(409, "Conflict: terminated by other getUpdates request; "
+                            "make sure that only one bot instance is running")
     limit = min(max(params.get("limit", 100), 1), 100)
     return world.pending_updates[:limit]
 

@@ -46,7 +46,9 @@ class BotApiServer:
         """Listen; with port 0 a free port is chosen and stored in `port`."""
         app = web.Application(client_max_size=_MAX_BODY_BYTES)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # A request whose client went away is dropped, as by Telegram: a long poll the bot
+        # cancelled (PTB does when it stops polling) is not waiting any more.
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

@@ -78,6 +78,7 @@ class TelegramWorld:
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._updates_changed = asyncio.Event()
+        self._polls = 0  # getUpdates calls so far; the newest is the one served
         self._pending_callbacks: dict[str, SimUser] = {}
         self._file_ids = itertools.count(1)
         self._listeners: list[Callable[[SimUser], None]] = []
@@ -183,11 +184,27 @@ class TelegramWorld:
         if url:
             self.webhook = WebhookDelivery(self, url, secret_token, max_connections)
 
+    def start_poll(self) -> int:
+        """A getUpdates call begins: it is the one served now, and a poll still waiting is not."""
+        self._polls += 1
+        changed, self._updates_changed = self._updates_changed, asyncio.Event()
+        changed.set()  # wakes the waiting poll, to be told it was overtaken
+        return self._polls
+
+    def is_current_poll(self, poll: int) -> bool:
+        return poll == self._polls
+
+    @property
+    def polls_begun(self) -> int:
+        """getUpdates calls that reached the stand-in, finished or not."""
+        return self._polls
+
     async def wait_for_updates(self, timeout: float) -> None:
-        """Return once updates are pending or `timeout` seconds passed (long polling)."""
+        """Return once updates are pending, another poll began, or `timeout` seconds passed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self._updates and (remaining := deadline - loop.time()) > 0:
+        polls = self._polls
+        while not self._updates and self._polls == polls and (remaining := deadline - loop.time()) > 0:
             try:
                 await asyncio.wait_for(self._updates_changed.wait(), remaining)
             except TimeoutError:

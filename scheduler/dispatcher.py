@@ -139,8 +139,9 @@ class OutboxDispatcher:
             return
         try:
             await self.after_batch()
-        except Exception:  # noqa: BLE001 - progress display must never stop delivery
-            log.exception("after-batch hook failed")
+        except Exception as error:  # noqa: BLE001 - progress display must never stop delivery
+            if not is_unavailable(error):  # an outage is logged once, by the database's Availability
+                log.exception("after-batch hook failed")
 
     async def _deliver(self, row_id: int, *, fence: Any = None) -> bool:
         """Claim and deliver one message; False if it was not this deliverer's to claim."""

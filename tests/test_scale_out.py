@@ -471,4 +471,43 @@ async def test_a_leader_cut_off_from_its_lock_polls_on_until_another_process_lea
                 await user.next_bot_event()
     finally:
         await other.dispose()
-    assert telegram.rejected_calls == []
+    refused = [(c.method, c.status) for c in telegram.rejected_calls]
+    assert set(refused) <= {("getUpdates", 409)}, "only the moment both polled"
+
+
+async def test_a_stepped_down_leader_cut_off_from_the_database_stops_polling_when_telegram_sees_another(
+        db: Database, clock, protocol, telegram: TelegramWorld, bot_api: BotApiServer) -> None:
+    """The first process loses the database (a network cut between it and the server) while the
+    second still reaches it and takes the lead. The first cannot see that, but Telegram can: it
+    answers one of the two pollers with 409 Conflict, and the one that does not lead stops."""
+    if db.is_sqlite:
+        pytest.skip("several processes need PostgreSQL (SQLite is one process on one machine)")
+    from bot.app import build_application, running
+    from tests.drills.pgproxy import PostgresProxy
+
+    url = db.url.render_as_string(hide_password=False)
+
+    def process(database: Database, retry: float):
+        return build_application(token=telegram.token, base_url=bot_api.base_url,
+                                 base_file_url=bot_api.base_file_url, protocol=protocol, db=database, clock=clock,
+                                 tick_seconds=None, rate_limit_retries=0, leader_retry_seconds=retry)
+
+    async with PostgresProxy.for_url(url) as proxy:
+        cut_off, other = Database(proxy.url(url), schema=db.schema), Database(url, schema=db.schema)
+        first, second = process(cut_off, 1.0), process(other, 0.05)
+        try:
+            async with running(first, poll_timeout=1), running(second, poll_timeout=1):
+                assert first.updater.running and not second.updater.running
+                proxy.cut()
+                await until(lambda: second.bot_data["leadership"].is_leader and second.updater.running)
+                await until(lambda: not first.updater.running)
+                assert proxy.is_cut and not first.bot_data["leadership"].is_leader
+                user = telegram.add_user(user_id=1001, first_name=NAME)
+                await user.send_text("/help")
+                await user.next_bot_event()
+                await proxy.restore()
+        finally:
+            await cut_off.dispose()
+            await other.dispose()
+    refused = [(c.method, c.status) for c in telegram.rejected_calls]
+    assert set(refused) <= {("getUpdates", 409)}, "only the moment both polled"

@@ -16,6 +16,7 @@ from sandbox.chat import SimUser
 from sandbox.ratelimit import RateLimits
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
+from tests.waiting import until
 
 NOT_MODIFIED = (
     "Message is not modified: specified new message content and reply markup are exactly the "
@@ -317,3 +318,17 @@ async def test_more_limits(http: httpx.AsyncClient, bot: telegram.Bot, ana: SimU
     assert empty_label.json()["description"] == "Bad Request: BUTTON_TEXT_INVALID"
     with pytest.raises(BadRequest, match="not supported by the sandbox"):
         await bot.send_message(ana.chat_id, "*x*", parse_mode="MarkdownV2")
+
+
+async def test_a_second_poller_ends_the_first_with_409_as_telegram_does(
+        server: BotApiServer, world: TelegramWorld) -> None:
+    """Telegram serves getUpdates to one caller at a time: two instances of a bot polling at once
+    is a mistake it reports to the one that was waiting."""
+    async with telegram.Bot(world.token, base_url=server.base_url) as first, \
+            telegram.Bot(world.token, base_url=server.base_url) as second:
+        waiting = asyncio.ensure_future(first.get_updates(timeout=5))
+        await until(lambda: world.polls_begun == 1)  # the first poll is waiting at the stand-in
+        assert list(await second.get_updates(timeout=0)) == []
+        with pytest.raises(telegram.error.Conflict, match="terminated by other getUpdates request"):
+            await waiting
+    assert [c.status for c in world.calls if c.method == "getUpdates"] == [200, 409]
