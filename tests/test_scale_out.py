@@ -14,9 +14,7 @@ import contextlib
 import os
 import signal
 import sys
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,8 +23,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select, text, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
@@ -35,6 +31,7 @@ from study.database import Database
 from study.models import Broadcast, DiaryEntry, OutboxMessage, Participant
 from study.participants import EnrolmentRequest
 from study.protocol import load_protocol
+from tests.drills.process import scratch_database
 from tests.test_webhook import free_port
 from tests.trial import COORDINATOR
 from tests.waiting import until
@@ -50,21 +47,6 @@ NOTICE = "The clinic is closed on Friday."
 LEADER = "this process is now the scheduler leader"
 NAME = "Philippa"  # the participants' Telegram first name: must never reach a log
 COORDINATOR_ID = 5005
-
-
-@contextlib.asynccontextmanager
-async def scratch_database() -> AsyncIterator[str]:
-    """A database of its own (the processes only get a DATABASE_URL), dropped afterwards."""
-    name = f"trialbot_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-        await admin.dispose()
 
 
 class RoundRobin:
@@ -257,7 +239,7 @@ def postgres() -> str:
 
 
 async def test_two_processes_share_updates_send_once_and_the_survivor_takes_over(postgres: str, tmp_path: Path) -> None:
-    async with scratch_database() as database_url:
+    async with scratch_database("postgresql", tmp_path, PG_URL) as database_url:
         codes = await enrol_everyone(database_url)
         world = TelegramWorld(token=TOKEN)
         db = Database(database_url)
