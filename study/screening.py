@@ -13,7 +13,7 @@ How a message is matched (docs/safety.md says the same for the study team):
 2. The file's `[variants]` replace misspellings and long forms word by word ("fevr" -> "fever",
    "can not" -> "cant"). No fuzzy matching: what is accepted is listed, so a real word such as
    "fewer" or "never" can never be taken for "fever".
-3. Every flag's terms, in every language, are tried at every word (an index by first word keeps
+3. Every flag's terms, in every language, are tried at every word (`_Index`, by first word, keeps
    that to a dictionary look-up per word). Overlapping hits are all kept.
 4. Each hit is negated or affirmed (`_negated`), and hits inside a flag's `exclude` phrases are
    dropped. A flag is raised when at least one of its hits is affirmed.
@@ -255,6 +255,36 @@ def _build_term(flag: str, phrase: str, language: str, where: str, variants: Map
     return _Term(flag, phrase, language, re.compile(source), frozenset(exact), tuple(prefixes), literal, bool(gaps))
 
 
+class _Index:
+    """Terms by their first word: a dictionary look-up per word of the message, plus the few
+    first-word prefixes ("bruis*") that share the word's first letters."""
+
+    def __init__(self, terms: Iterable[_Term]) -> None:
+        self._exact: dict[str, list[_Term]] = {}
+        self._prefixed: dict[str, list[tuple[str, _Term]]] = {}
+        for term in terms:
+            for form in term.first_exact:
+                self._exact.setdefault(form, []).append(term)
+            for prefix in term.first_prefixes:
+                self._prefixed.setdefault(prefix[:_PREFIX_MIN], []).append((prefix, term))
+
+    def candidates(self, token: str) -> Iterable[_Term]:
+        yield from self._exact.get(token, ())
+        for prefix, term in self._prefixed.get(token[:_PREFIX_MIN], ()):
+            if token.startswith(prefix):
+                yield term
+
+    def matches(self, tokens: list[str], joined: str, starts: list[int]) -> Iterable[tuple[int, int, _Term, re.Match[str]]]:
+        """(first word, last word, term, match) of every term found, overlaps included."""
+        for index, token in enumerate(tokens):
+            if token in _BOUNDARIES:
+                continue
+            for term in self.candidates(token):
+                match = term.regex.match(joined, starts[index])
+                if match:
+                    yield index, index + match.group(0).count(" "), term, match
+
+
 # -- The data file --------------------------------------------------------------------------------
 
 _CODE = re.compile(r"^[a-z_]{1,20}$")
@@ -299,7 +329,7 @@ class _FlagRules:
     flag: Flag
     order: int
     negatable: bool
-    excludes: tuple[_Term, ...]
+    excludes: _Index | None
 
 
 class Screener:
@@ -321,14 +351,7 @@ class Screener:
         self._phrase_variants = {k: variants[k] for k in phrases}
         self._phrase_regex = (re.compile(r"(?<![^ ])(?:" + "|".join(map(re.escape, phrases)) + r")(?![^ ])")
                               if phrases else None)
-        # The index: first word -> terms; first-word prefixes grouped by their first letters.
-        self._exact: dict[str, list[_Term]] = {}
-        self._prefixed: dict[str, list[tuple[str, _Term]]] = {}
-        for term in terms:
-            for form in term.first_exact:
-                self._exact.setdefault(form, []).append(term)
-            for prefix in term.first_prefixes:
-                self._prefixed.setdefault(prefix[:_PREFIX_MIN], []).append((prefix, term))
+        self._index = _Index(terms)
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -457,7 +480,7 @@ class Screener:
         if "label_es" in entry and not isinstance(entry["label_es"], str):
             raise ScreeningFileError(f"{where}.label_es: must be text")
         try:
-            action = Action(entry.get("action"))
+            action = Action(str(entry.get("action")))
         except ValueError:
             raise ScreeningFileError(f"{where}.action: {entry.get('action')!r} is not one of "
                                      f"{', '.join(a.value for a in URGENCY)}") from None
@@ -494,7 +517,7 @@ class Screener:
                 excludes.append(_build_term(code, phrase, language, f"{where}.exclude.{language}[{i}]", variants))
         flag = Flag(code=code, action=action, label=entry["label"].strip(),
                     terms=MappingProxyType(phrases), alerts=alerts)
-        return _FlagRules(flag, order, negatable, tuple(excludes)), terms
+        return _FlagRules(flag, order, negatable, _Index(excludes) if excludes else None), terms
 
     # -- screening ----------------------------------------------------------------------------
 
@@ -505,12 +528,6 @@ class Screener:
         joined = " ".join(tokens)
         replaced = self._phrase_regex.sub(lambda m: self._phrase_variants[m.group(0)], joined)
         return replaced.split() if replaced != joined else tokens
-
-    def _candidates(self, token: str) -> Iterable[_Term]:
-        yield from self._exact.get(token, ())
-        for prefix, term in self._prefixed.get(token[:_PREFIX_MIN], ()):
-            if token.startswith(prefix):
-                yield term
 
     def screen(self, text: str) -> Screening:
         """The flags in `text`, any string at all. Every language's terms are searched."""
@@ -523,24 +540,17 @@ class Screener:
         for token in tokens:
             starts.append(offset)
             offset += len(token) + 1
-        found: list[tuple[int, int, _Term, re.Match[str]]] = []
-        for index, token in enumerate(tokens):
-            if token in _BOUNDARIES:
-                continue
-            for term in self._candidates(token):
-                match = term.regex.match(joined, starts[index])
-                if match:
-                    found.append((index, index + match.group(0).count(" "), term, match))
         hits: list[Hit] = []
         excluded_spans: dict[str, list[tuple[int, int]]] = {}
-        for first, last, term, match in found:
+        for first, last, term, match in list(self._index.matches(tokens, joined, starts)):
             rule = self._rules[term.flag]
-            if rule.excludes:
+            if rule.excludes is not None:
                 spans = excluded_spans.get(term.flag)
                 if spans is None:
-                    spans = excluded_spans[term.flag] = self._spans(rule.excludes, tokens, joined, starts)
+                    spans = excluded_spans[term.flag] = [
+                        (start, end) for start, end, _, _ in rule.excludes.matches(tokens, joined, starts)]
                 if any(start <= last and first <= end for start, end in spans):
-                    continue
+                    continue  # a look-alike: "fever blister", "me ahogo al tragar"
             negated = rule.negatable and self._negated(tokens, first, last, term, match)
             hits.append(Hit(term.flag, term.phrase, term.language, negated))
         unique = tuple(dict.fromkeys(hits))
@@ -555,17 +565,6 @@ class Screener:
         negated_only = tuple(sorted(mentioned - affirmed, key=urgency))
         actions = most_urgent_first(self._rules[code].flag.action for code in flags)
         return Screening(unique, flags, negated_only, actions, self._alerting)
-
-    @staticmethod
-    def _spans(terms: Iterable[_Term], tokens: list[str], joined: str, starts: list[int]) -> list[tuple[int, int]]:
-        spans = []
-        for index, token in enumerate(tokens):
-            for term in terms:
-                if token in term.first_exact or any(token.startswith(p) for p in term.first_prefixes):
-                    match = term.regex.match(joined, starts[index])
-                    if match:
-                        spans.append((index, index + match.group(0).count(" ")))
-        return spans
 
     def _negated(self, tokens: list[str], first: int, last: int, term: _Term, match: re.Match[str]) -> bool:
         """Is this hit negated? See the header of screening.toml for the rules and their reasons."""

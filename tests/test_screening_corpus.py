@@ -6,7 +6,11 @@ rate (over benign and negated-only messages, the share told to call 911 or the c
 and, as extras, precision per flag, unexpected flags on benign messages, and how often the
 labelled negated mentions were reported as negated.
 
-`pytest tests/test_screening_corpus.py -s` prints the table; it is also written to
+The held-out set (tests/screening/holdout.toml, never tuned on) is measured and printed too, but
+not held to the bars: it estimates recall on phrasings nobody wrote terms for, and docs/safety.md
+reports it next to the corpus figures.
+
+`pytest tests/test_screening_corpus.py -s` prints the tables; it is also written to
 screening-corpus-report.txt in the test's tmp dir (the path is printed). docs/safety.md quotes it.
 """
 
@@ -23,6 +27,7 @@ from study.screening import Action, Screener
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "screening" / "corpus.toml"
+HOLDOUT = Path(__file__).resolve().parent / "screening" / "holdout.toml"
 
 MIN_OVERALL_RECALL = 0.98
 MAX_FALSE_EMERGENCY_RATE = 0.03
@@ -39,8 +44,8 @@ class Case:
     negated: frozenset[str]
 
 
-def load_corpus() -> list[Case]:
-    data = tomllib.loads(CORPUS.read_text(encoding="utf-8"))
+def load_corpus(path: Path = CORPUS) -> list[Case]:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
     return [Case(group["about"], case["lang"], case["text"], frozenset(case["flags"]),
                  frozenset(case.get("negated", ()))) for group in data["group"] for case in group["cases"]]
 
@@ -68,16 +73,17 @@ class Figures:
         return self.false_emergencies / self.benign
 
     def table(self) -> str:
-        lines = [f"corpus: {self.cases} messages ({', '.join(f'{k} {v}' for k, v in sorted(self.per_language.items()))}); "
-                 f"{self.flagged} with flags, {self.benign} benign or negated-only",
+        languages = ", ".join(f"{k} {v}" for k, v in sorted(self.per_language.items()))
+        lines = [f"corpus: {self.cases} messages ({languages}); {self.flagged} with flags, "
+                 f"{self.benign} benign or negated-only",
                  "", f"{'flag':<20} {'labelled':>8} {'raised':>7} {'recall':>7} {'precision':>9}"]
         for code, (labelled, hit, raised) in self.per_flag.items():
             recall = f"{hit / labelled:.3f}" if labelled else "-"
             precision = f"{hit / raised:.3f}" if raised else "-"
             lines.append(f"{code:<20} {labelled:>8} {hit:>7} {recall:>7} {precision:>9}")
         lines += ["", f"overall recall (every labelled flag raised): {self.recalled}/{self.flagged} = {self.recall:.3f}",
-                  f"false emergency rate (benign or negated-only told 911/crisis line): "
-                  f"{self.false_emergencies}/{self.benign} = {self.false_emergency_rate:.3f}",
+                  (f"false emergency rate (benign or negated-only told 911/crisis line): "
+                   f"{self.false_emergencies}/{self.benign} = {self.false_emergency_rate:.3f}"),
                   f"labelled negated mentions reported as negated: {self.negated_reported}/{self.negated_labelled}"]
         if self.misses:
             lines += ["", "missed (labelled flags not raised):", *self.misses]
@@ -150,3 +156,14 @@ def test_the_screening_meets_its_bars_on_the_corpus(figures: Figures, tmp_path_f
     low = {code: hit / labelled for code, (labelled, hit, _) in figures.per_flag.items()
            if labelled and hit / labelled < MIN_FLAG_RECALL}
     assert not low, report
+
+
+def test_the_held_out_set_is_measured_and_reported(tmp_path_factory: pytest.TempPathFactory) -> None:
+    cases = load_corpus(HOLDOUT)
+    figures = measure(Screener.load(REPO / "screening.toml"), cases)
+    report = figures.table()
+    path = tmp_path_factory.mktemp("screening") / "screening-holdout-report.txt"
+    path.write_text(report + "\n", encoding="utf-8")
+    print(f"\nHELD-OUT (not tuned on; reported, not gated)\n{report}\n(written to {path})")
+    assert figures.cases == len(cases) >= 40
+    assert not {code for case in cases for code in case.flags} - set(Screener.load(REPO / "screening.toml").flags)
