@@ -74,8 +74,8 @@ class Figures:
 
     def table(self) -> str:
         languages = ", ".join(f"{k} {v}" for k, v in sorted(self.per_language.items()))
-        lines = [f"corpus: {self.cases} messages ({languages}); {self.flagged} with flags, "
-                 f"{self.benign} benign or negated-only",
+        lines = [(f"corpus: {self.cases} messages ({languages}); {self.flagged} with flags, "
+                  f"{self.benign} benign or negated-only"),
                  "", f"{'flag':<20} {'labelled':>8} {'raised':>7} {'recall':>7} {'precision':>9}"]
         for code, (labelled, hit, raised) in self.per_flag.items():
             recall = f"{hit / labelled:.3f}" if labelled else "-"
