@@ -250,7 +250,7 @@ def review_packet_command(
     languages = _languages(language)
     protocol = _protocol()
     document = build_review_packet(_catalog().root, languages, study_globals=_study_globals(),
-                                   study_name=protocol.study.name)
+                                   study_name=protocol.study.name, screener=protocol.screener)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(document, encoding="utf-8")
     typer.echo(f"review packet written: {out} (open it in a browser; print to PDF if the IRB wants PDF)")

@@ -12,11 +12,14 @@ import html
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from messages.catalog import Catalog, State
 from messages.preview import build_preview
 from messages.renderer import DRAFT_MARK, MessageCatalog
+
+if TYPE_CHECKING:
+    from study.screening import Screener
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #111; }
@@ -61,8 +64,40 @@ def _diff(catalog: Catalog, template_id: str, language: str) -> str:
     return "<p>Changed since approval:</p><pre class='diff'>" + "\n".join(lines) + "</pre>"
 
 
+_ACTION_TEXT = {
+    "emergency": "Emergency: call the emergency number now (and the study team)",
+    "crisis": "Crisis: the crisis line and the emergency number",
+    "stop_cream_call_today": "Stop the study cream and call the study team today",
+    "call_today": "Call the study team today",
+    "message_team": "Nothing to do now; the study team is told",
+}
+
+
+def _screening_section(screener: Screener, languages: Sequence[str]) -> list[str]:
+    """The words that trigger safety messages, per flag and language, for the IRB."""
+    out = [
+        "<h2 id='screening'>Red-flag screening: the words that trigger safety messages</h2>",
+        ("<p>Every message a participant writes is screened for these warning signs (terms of every language "
+        "are searched in every message). Matching ignores case, accents and invisible characters, accepts "
+        "listed misspellings, and does not act on a negated mention (“no fever”), which the study team still "
+        "sees. In a term, <code>word*</code> means any word starting so, <code>a|b</code> either word, and "
+        "<code>..</code> up to three words in between. The screening routes messages; it does not diagnose. "
+        "Source: screening.toml, explained in docs/safety.md.</p>"),
+        ("<table><tr><th>Code</th><th>Warning sign (for staff)</th><th>What the participant is told</th>"
+        "<th>Team alerted</th>"), *[f"<th>Terms ({_e(language)})</th>" for language in languages], "</tr>",
+    ]
+    for code, flag in screener.flags.items():
+        cells = "".join(f"<td>{_e(', '.join(flag.terms.get(language, ())))}</td>" for language in languages)
+        out.append(f"<tr><td>{_e(code)}</td><td>{_e(flag.label)}</td><td>{_e(_ACTION_TEXT.get(flag.action.value, flag.action.value))}"
+                   f"</td><td>{'yes' if flag.alerts else 'no'}</td>{cells}</tr>")
+    out.append("</table>")
+    return out
+
+
 def build_review_packet(root: Path, languages: Sequence[str], *, study_globals: Mapping[str, Any] | None = None,
-                        study_name: str = "", now: datetime | None = None) -> str:
+                        study_name: str = "", now: datetime | None = None, screener: Screener | None = None) -> str:
+    """The packet's HTML. With `screener` (the protocol's red-flag screening), a last section lists
+    every flag with its action and its terms per language."""
     catalog = Catalog.load(root)
     renderer = MessageCatalog(root, allow_drafts=True)
     now = now or datetime.now(UTC)
@@ -71,9 +106,9 @@ def build_review_packet(root: Path, languages: Sequence[str], *, study_globals: 
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>Participant messages: review packet</title><style>{_STYLE}</style></head><body>",
         "<h1>Participant messages: review packet</h1>",
-        f"<p class='meta'>{_e(study_name)}<br>Generated {now:%Y-%m-%d %H:%M} UTC. Languages: {_e(', '.join(languages))}. "
+        (f"<p class='meta'>{_e(study_name)}<br>Generated {now:%Y-%m-%d %H:%M} UTC. Languages: {_e(', '.join(languages))}. "
         f"{len(ids)} templates. Each message is shown with sample values; the exact template text "
-        "(what the approval's SHA-256 covers) is under “Template text”.</p>",
+        "(what the approval's SHA-256 covers) is under “Template text”.</p>"),
         "<h2 style='page-break-before: avoid'>Summary</h2><table><tr><th>Template</th><th>Sent when</th>",
         *[f"<th>{_e(language)}</th>" for language in languages],
         "</tr>",
@@ -125,5 +160,7 @@ def build_review_packet(root: Path, languages: Sequence[str], *, study_globals: 
             out.append(f"<details><summary>Template text ({_e(language)}/{_e(tid)}.html.j2, sha256 {_e(status.sha256)})"
                        f"</summary><pre>{_e(source)}</pre></details></div>")
         out.append("</div>")
+    if screener is not None:
+        out += _screening_section(screener, languages)
     out.append("</body></html>")
     return "\n".join(out)

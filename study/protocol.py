@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
+
+from study.screening import Screener, ScreeningFileError
 
 LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2}$")]
 
@@ -196,8 +205,13 @@ RED_FLAG_CODE = Annotated[str, Field(pattern=r"^[a-z_]{1,20}$")]
 class SafetySection(_Section):
     itch_alert_at: int = Field(ge=0, le=11, default=9)
     pain_alert_at: int = Field(ge=0, le=11, default=9)
-    red_flags: list[RED_FLAG_CODE] = Field(default_factory=list)
+    red_flags: list[RED_FLAG_CODE] = Field(default_factory=list)  # the check-in buttons; flags of screening_file
     red_flag_words: dict[LanguageCode, list[str]] = Field(default_factory=dict)
+    # The red-flag screening's words (study/screening.py), relative to the folder of study.toml.
+    screening_file: str = Field(default="screening.toml", min_length=1, max_length=200)
+    # What participants are told to call, per site: the emergency number and the crisis line.
+    emergency_number: str = Field(default="911", pattern=r"^[0-9+][0-9 +-]{0,14}$")
+    crisis_line: str = Field(default="988", pattern=r"^[0-9+][0-9 +-]{0,14}$")
 
 
 class EscalationSection(_Section):
@@ -225,9 +239,19 @@ class Protocol(_Section):
     safety: SafetySection = SafetySection()
     broadcasts: BroadcastSection = BroadcastSection()
 
+    _screener: Screener | None = PrivateAttr(default=None)
+
     @property
     def default_reminder_times(self) -> list[time]:
         return [parse_hhmm(v) for v in self.treatment.reminder_times]
+
+    @property
+    def screener(self) -> Screener:
+        """The red-flag screening of [safety] screening_file, loaded by `load_protocol`."""
+        if self._screener is None:
+            raise ProtocolError("this Protocol has no red-flag screening: build it with load_protocol(path), "
+                                "which loads [safety] screening_file next to study.toml")
+        return self._screener
 
 
 class ProtocolError(Exception):
@@ -243,10 +267,36 @@ def load_protocol(path: Path | str) -> Protocol:
     except tomllib.TOMLDecodeError as exc:
         raise ProtocolError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return Protocol.model_validate(raw)
+        protocol = Protocol.model_validate(raw)
     except ValidationError as exc:
         problems = [f"  {_key(err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ProtocolError(f"{path} has {len(problems)} problem(s):\n" + "\n".join(problems)) from None
+    screening_path = path.parent / protocol.safety.screening_file
+    try:
+        screener = _load_screener(screening_path.resolve())
+    except ScreeningFileError as exc:
+        raise ProtocolError(f"{path}: safety.screening_file: {exc}") from None
+    unknown = [f"  safety.red_flags[{i}]: {code!r} is not a flag of {screening_path.name}"
+               for i, code in enumerate(protocol.safety.red_flags) if code not in screener.flags]
+    if unknown:
+        raise ProtocolError(f"{path} has {len(unknown)} problem(s):\n" + "\n".join(unknown))
+    protocol._screener = screener
+    return protocol
+
+
+def _load_screener(path: Path) -> Screener:
+    """Screener.load, remembered per file version: loading compiles every term (about a tenth of a
+    second), and tests and tools load the protocol many times. A changed file is read again."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return Screener.load(path)  # raises ScreeningFileError naming the missing file
+    return _load_screener_version(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _load_screener_version(path: Path, mtime_ns: int, size: int) -> Screener:
+    return Screener.load(path)
 
 
 def _key(loc: tuple) -> str:

@@ -317,3 +317,19 @@ def test_the_review_packet_contains_every_template_in_both_languages(cli, messag
     assert "+¡Qué bueno tenerle de vuelta! Los mensajes están encendidos otra vez." in packet
     assert "✅ Sí, estoy de acuerdo" in packet and "Me la puse ahora" in packet
     assert build_review_packet(messages_copy, LANGUAGES).count("<h2 id=") == len(CATALOG.templates)
+
+
+def test_the_review_packet_lists_the_screening_words(cli, tmp_path: Path) -> None:
+    from study.protocol import load_protocol
+
+    result = cli("messages", "review-packet", "--out", str(tmp_path / "packet.html"))
+    assert result.exit_code == 0, result.output
+    packet = (tmp_path / "packet.html").read_text(encoding="utf-8")
+    assert "<h2 id='screening'>" in packet
+    screener = load_protocol(REPO / "study.toml").screener
+    for code, flag in screener.flags.items():
+        assert f"<tr><td>{code}</td>" in packet
+        for language in LANGUAGES:
+            assert flag.terms[language][0].replace("'", "&#x27;") in packet, (code, language)
+    assert "Stop the study cream and call the study team today" in packet
+    assert "<h2 id='screening'>" not in build_review_packet(MESSAGES_ROOT, LANGUAGES)  # optional, as before

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from study.protocol import ProtocolError, load_protocol
+from study.protocol import Protocol, ProtocolError, load_protocol
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,3 +47,59 @@ def test_missing_and_malformed_files_are_explained(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("[study\nname=")
     with pytest.raises(ProtocolError, match="not valid TOML"):
         load_protocol(tmp_path / "bad.toml")
+
+
+# -- The red-flag screening ([safety] screening_file) ---------------------------------------------
+
+
+def _copy_study(tmp_path: Path, old: str = "", new: str = "", *, screening: str | None = None) -> Path:
+    text = (REPO / "study.toml").read_text()
+    if old:
+        assert old in text
+        text = text.replace(old, new, 1)
+    (tmp_path / "study.toml").write_text(text)
+    (tmp_path / "screening.toml").write_text(screening if screening is not None
+                                             else (REPO / "screening.toml").read_text(encoding="utf-8"),
+                                             encoding="utf-8")
+    return tmp_path / "study.toml"
+
+
+def test_the_protocol_loads_the_screening_next_to_it() -> None:
+    protocol = load_protocol(REPO / "study.toml")
+    assert protocol.safety.screening_file == "screening.toml"
+    assert (protocol.safety.emergency_number, protocol.safety.crisis_line) == ("911", "988")
+    assert set(protocol.safety.red_flags) <= set(protocol.screener.flags)
+    assert protocol.screener.screen("I can't breathe").emergency
+    assert protocol.model_copy().screener is protocol.screener  # copies keep it (tests use model_copy)
+
+
+def test_a_protocol_not_built_by_load_protocol_says_so() -> None:
+    protocol = load_protocol(REPO / "study.toml")
+    bare = Protocol.model_validate(protocol.model_dump())
+    with pytest.raises(ProtocolError, match="load_protocol"):
+        _ = bare.screener
+
+
+def test_a_red_flag_button_that_is_not_a_screening_flag_is_named(tmp_path: Path) -> None:
+    path = _copy_study(tmp_path, '"blistering_rash", "pregnancy_positive"]', '"blistering_rash", "pregnancy_test"]')
+    with pytest.raises(ProtocolError, match=r"safety\.red_flags\[6\]: 'pregnancy_test' is not a flag of screening\.toml"):
+        load_protocol(path)
+
+
+def test_a_missing_or_broken_screening_file_is_named(tmp_path: Path) -> None:
+    path = _copy_study(tmp_path, 'screening_file = "screening.toml"', 'screening_file = "words.toml"')
+    with pytest.raises(ProtocolError, match=r"safety\.screening_file: screening file not found: .*words\.toml"):
+        load_protocol(path)
+    shipped = (REPO / "screening.toml").read_text(encoding="utf-8")
+    broken = shipped.replace('action = "emergency"', 'action = "urgent"', 1)
+    path = _copy_study(tmp_path, screening=broken)
+    with pytest.raises(ProtocolError, match=r"safety\.screening_file: .*flag\[2\] \(breathing_chest\)\.action"):
+        load_protocol(path)
+
+
+def test_the_emergency_number_and_crisis_line_are_short_numbers(tmp_path: Path) -> None:
+    path = _copy_study(tmp_path, 'crisis_line = "988"', 'crisis_line = "call your mum"')
+    with pytest.raises(ProtocolError, match=r"safety\.crisis_line"):
+        load_protocol(path)
+    path = _copy_study(tmp_path, 'emergency_number = "911"', 'emergency_number = "112"')
+    assert load_protocol(path).safety.emergency_number == "112"

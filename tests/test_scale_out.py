@@ -284,6 +284,7 @@ def study_file_with_no_digest_due(folder: Path) -> Path:
     assert 'staff_digest_time = "07:30"' in text
     path = folder / "study.toml"
     path.write_text(text.replace('staff_digest_time = "07:30"', f'staff_digest_time = "{later:%H:%M}"'))
+    (folder / "screening.toml").write_text((REPO / "screening.toml").read_text(encoding="utf-8"), encoding="utf-8")
     return path
 
 
