@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import BodyPartReader, web
 
@@ -46,6 +46,7 @@ class BotApiServer:
         """Listen; with port 0 a free port is chosen and stored in `port`."""
         app = web.Application(client_max_size=_MAX_BODY_BYTES)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         # A request whose client went away is dropped, as by Telegram: a long poll the bot
         # cancelled (PTB does when it stops polling) is not waiting any more.
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
@@ -53,7 +54,7 @@ class BotApiServer:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server
-        assert server is not None and server.sockets  # started sites always have sockets
+        assert isinstance(server, asyncio.Server) and server.sockets  # started sites always have sockets
         self.port = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -66,7 +67,7 @@ class BotApiServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> BotApiServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -94,6 +95,15 @@ class BotApiServer:
         if isinstance(outcome, Fault):
             return await self._act_out(request, outcome)
         return web.json_response({"ok": True, "result": outcome})
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """A file by the path getFile gave (what PTB's File.download_* fetch)."""
+        if request.match_info["token"] != self.world.token:
+            return web.json_response(ApiError(401, "Unauthorized").to_json(), status=401)
+        stored = self.world.file_at(request.match_info["path"])
+        if stored is None:
+            return web.json_response(ApiError(404, "Not Found").to_json(), status=404)
+        return web.Response(body=stored.content, content_type=stored.mime_type)
 
     async def _act_out(self, request: web.Request, fault: Fault) -> web.StreamResponse:
         """Answer with the fault's error, or drop the connection without answering.

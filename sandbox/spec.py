@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sandbox.errors import ApiError, bad_request
 
@@ -26,6 +27,9 @@ _ARRAY_PREFIX = "Array of "
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _DISCRIMINATOR_RE = re.compile(r"must be (?:always )?[\"“*]?([A-Za-z_]+)")
 _ATTACH_PREFIX = "attach://"
+# Optional parameters whose empty value says something: copyMessage's empty caption removes the
+# original's (the Bot API replaces the caption whenever the parameter is present).
+_MEANINGFUL_WHEN_EMPTY = {"caption"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def validate_call(
     for field in load_spec()["methods"][canonical].get("fields", []):
         name = field["name"]
         value = params.get(name, files.get(name))
-        if value is None or value == "":
+        if value is None or (value == "" and (field["required"] or name not in _MEANINGFUL_WHEN_EMPTY)):
             if field["required"]:
                 raise _missing_parameter(name)
             continue
@@ -84,6 +88,19 @@ def validate_call(
         except _Mismatch as mismatch:
             raise _wrong_type(name, mismatch) from None
     return result
+
+
+def validate_object(value: Any, type_name: str) -> None:
+    """Check an object the sandbox sends (an update, a Message, ...) against the spec's type:
+    every required field there, no field the type lacks, every value of its declared type.
+
+    Raises ValueError naming the first offending path. For the sandbox's own tests: what the
+    bot receives must be what Telegram could send.
+    """
+    try:
+        _Checker({}, strict=True).check(value, [type_name])
+    except _Mismatch as mismatch:
+        raise ValueError(mismatch.where(type_name)) from None
 
 
 def _missing_parameter(name: str) -> ApiError:
@@ -120,8 +137,9 @@ class _Mismatch(Exception):
 class _Checker:
     """Coerces and checks values against spec type expressions, resolving attach:// files."""
 
-    def __init__(self, files: Mapping[str, UploadedFile]) -> None:
+    def __init__(self, files: Mapping[str, UploadedFile], *, strict: bool = False) -> None:
         self._files = files
+        self._strict = strict
 
     def check(self, value: Any, types: list[str]) -> Any:
         """Accept `value` as the first of the union `types` it fits, in spec order."""
@@ -140,7 +158,7 @@ class _Checker:
     def _check_one(self, value: Any, type_name: str) -> Any:
         if type_name.startswith(_ARRAY_PREFIX):
             return self._check_array(value, type_name.removeprefix(_ARRAY_PREFIX))
-        scalar = _SCALARS.get(type_name)
+        scalar = (_STRICT_SCALARS if self._strict else _SCALARS).get(type_name)
         if scalar is not None:
             return scalar(value)
         if type_name == "InputFile":
@@ -178,6 +196,11 @@ class _Checker:
         if "subtypes" in spec_type:
             return self._check_union(value, type_name, spec_type["subtypes"])
         checked: dict[str, Any] = {}
+        if self._strict:
+            known = {field["name"] for field in spec_type.get("fields", [])}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise _Mismatch(f'is an object of type {type_name} with unknown field "{unknown[0]}"')
         for field in spec_type.get("fields", []):
             name = field["name"]
             if value.get(name) is None:
@@ -277,3 +300,18 @@ def _string(value: Any) -> str:
 
 
 _SCALARS = {"Integer": _integer, "Float": _float, "Boolean": _boolean, "String": _string}
+
+
+def _native(kind: type | tuple[type, ...], name: str) -> Callable[[Any], Any]:
+    """A check that `value` already is of JSON type `kind` (bool counting only as Boolean)."""
+    def check(value: Any) -> Any:
+        if isinstance(value, kind) and (name == "Boolean" or not isinstance(value, bool)):
+            return value
+        raise _Mismatch(f"must be {name}")
+
+    return check
+
+
+# What the sandbox sends is JSON as Telegram writes it: no numbers or booleans as text.
+_STRICT_SCALARS = {"Integer": _native(int, "Integer"), "Float": _native((int, float), "Float"),
+                   "Boolean": _native(bool, "Boolean"), "String": _native(str, "String")}

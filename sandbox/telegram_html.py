@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.errors import bad_request
+from sandbox.errors import ApiError, bad_request
 
 MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sandbox.chat import ChatMessage, SimUser
 
@@ -28,13 +29,20 @@ _ANSI = {
 
 def render_for_terminal(message: ChatMessage, *, color: bool = False) -> str:
     """A bot message as terminal text: formatting as ANSI when `color`, links as "text (url)",
-    media announced, inline buttons numbered [1], [2], ... in keyboard order."""
+    media announced ("[photo: N bytes]", "[voice note 0:03]", ...) with the caption under it,
+    inline buttons numbered [1], [2], ... in keyboard order."""
     lines = []
     prefix = "bot (edited): " if message.edits else "bot: "
-    if message.photo is not None:
+    if message.forward_origin is not None:
+        lines.append("(forwarded)")
+    if message.reply_to_message_id is not None:
+        lines.append(f"(in reply to #{message.reply_to_message_id})")
+    if message.kind == "photo" and message.photo is not None:
         lines.append(f"[photo: {len(message.photo)} bytes]")
-    if message.document is not None:
+    elif message.kind == "document" and message.document is not None:
         lines.append(f"[document: {message.document_name}, {len(message.document)} bytes]")
+    elif message.media_label is not None:
+        lines.append(message.media_label)
     if message.text is not None:
         lines.append(_format(message.text, message.entities, color))
     if message.caption:

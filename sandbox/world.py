@@ -11,18 +11,24 @@ from __future__ import annotations
 import asyncio
 import datetime as dtm
 import itertools
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
 
-from sandbox import methods
+from sandbox import media, methods
 from sandbox.chat import ChatMessage, SimUser
 from sandbox.errors import ApiError
 from sandbox.faults import Fault, Faults
 from sandbox.ratelimit import RateLimiter, RateLimits
-from sandbox.spec import UploadedFile, canonical_method, validate_call
+from sandbox.spec import UploadedFile, canonical_method, load_spec, validate_call
 from sandbox.webhook import DEFAULT_MAX_CONNECTIONS, WebhookDelivery
 
 Clock = Callable[[], dtm.datetime]
+#: getFile's folders, as Telegram names them, by type of file.
+_FILE_FOLDERS = {"Photo": "photos", "Document": "documents", "VoiceNote": "voice", "Audio": "music",
+                 "Video": "videos", "VideoNote": "video_notes", "Sticker": "stickers",
+                 "Animation": "animations"}
 
 
 @dataclass(frozen=True)
@@ -41,11 +47,18 @@ class CallRecord:
 
 @dataclass(frozen=True)
 class StoredFile:
-    """A file the bot uploaded, so it can be re-sent by file_id."""
+    """A file on Telegram's servers (uploaded by the bot or sent by a user), by its file_id.
+
+    `file_type` is Telegram's own type of the file (as in "can't use file of type Photo as
+    Document"); `attributes` are what the file keeps when it is sent again by file_id
+    (duration, width, height, length, performer, title, and a sticker's emoji and format).
+    """
 
     content: bytes
     filename: str
     mime_type: str
+    file_type: str = "Document"
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 class TelegramWorld:
@@ -64,7 +77,7 @@ class TelegramWorld:
         self.bot_id = int(token.split(":", 1)[0])
         self.bot_username = bot_username
         self.bot_first_name = bot_first_name
-        self._clock = now or (lambda: dtm.datetime.now(dtm.timezone.utc))
+        self._clock = now or (lambda: dtm.datetime.now(dtm.UTC))
         self.rate_limiter = RateLimiter(rate_limits) if rate_limits else None
         self.faults = Faults()
         #: A network round trip added to every call but getUpdates, as a real Bot API call takes
@@ -74,6 +87,10 @@ class TelegramWorld:
         #: setMyCommands results keyed by (scope as sorted JSON-like tuple, language_code).
         self.bot_commands: dict[methods.CommandKey, list[dict[str, str]]] = {}
         self.files: dict[str, StoredFile] = {}
+        #: Every size of a photo (PhotoSize objects, smallest first) by the file_id of each size.
+        self.photos: dict[str, list[dict[str, Any]]] = {}
+        self._stickers: dict[str, str] = {}  # a SimUser's sticker file_id by emoji
+        self._downloadable: set[str] = set()  # file_ids getFile gave a path for
         self._users: dict[int, SimUser] = {}
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
@@ -221,10 +238,72 @@ class TelegramWorld:
 
     # --- files --------------------------------------------------------------------------
 
-    def store_file(self, kind: str, content: bytes, filename: str, mime_type: str) -> str:
+    def store_file(self, kind: str, content: bytes, filename: str, mime_type: str,
+                   **attributes: Any) -> str:
+        """Keep a file of `kind` ("document", "voice", "sticker", ...; see media.FILE_TYPES) under a
+        new file_id, with the attributes it keeps when sent again (duration, width, ...)."""
         file_id = f"sandbox-{kind}-{next(self._file_ids)}"
-        self.files[file_id] = StoredFile(content, filename, mime_type)
+        self.files[file_id] = StoredFile(content, filename, mime_type, media.FILE_TYPES.get(kind, "Document"),
+                                         {k: v for k, v in attributes.items() if v is not None})
         return file_id
+
+    def store_photo(self, content: bytes, filename: str = "photo.jpg",
+                    mime_type: str = "image/jpeg") -> list[dict[str, Any]]:
+        """Keep a photo as Telegram does, one file per size; returns its PhotoSize objects,
+        smallest first (the last is the photo itself). Every size's file holds `content`."""
+        width, height = media.image_size(content)
+        sizes: list[dict[str, Any]] = []
+        for size_width, size_height in media.photo_sizes(width, height):
+            file_id = self.store_file("photo", content, filename, mime_type, width=size_width, height=size_height)
+            sizes.append({"file_id": file_id, "file_unique_id": file_id, "width": size_width,
+                          "height": size_height, "file_size": len(content)})
+        for size in sizes:
+            self.photos[size["file_id"]] = sizes
+        return sizes
+
+    def sticker_file(self, emoji: str) -> str:
+        """The file_id of the one sticker simulated users send for `emoji` (a static WEBP
+        sticker Telegram already has, the same file every time, as a sticker from a set)."""
+        if emoji not in self._stickers:
+            self._stickers[emoji] = self.store_file(
+                "sticker", media.webp_sticker_placeholder(emoji), "sticker.webp", "image/webp",
+                type="regular", width=512, height=512, is_animated=False, is_video=False, emoji=emoji)
+        return self._stickers[emoji]
+
+    def file_download_path(self, file_id: str) -> str:
+        """The path getFile gives for `file_id`, "<folder>/<file_id><extension>" (folders named
+        as Telegram's); from then on the file can be downloaded there."""
+        self._downloadable.add(file_id)
+        return self._file_path(file_id)
+
+    def file_at(self, path: str) -> StoredFile | None:
+        """The file getFile gave `path` for (None for any other path)."""
+        file_id = PurePosixPath(path).stem
+        if file_id not in self._downloadable or self._file_path(file_id) != path:
+            return None
+        return self.files[file_id]
+
+    def _file_path(self, file_id: str) -> str:
+        stored = self.files[file_id]
+        return f"{_FILE_FOLDERS.get(stored.file_type, 'documents')}/{file_id}{PurePosixPath(stored.filename).suffix}"
+
+    def media_object(self, kind: str, file_id: str) -> dict[str, Any]:
+        """The Bot API object (Document, Voice, Video, ...) for the stored file `file_id` sent as
+        `kind`: the file's own attributes, only the fields the type has, and the type's
+        required fields that the file lacks as 0 or False (a sticker's type as "regular")."""
+        stored = self.files[file_id]
+        values: dict[str, Any] = {
+            "file_id": file_id, "file_unique_id": file_id, "file_size": len(stored.content),
+            "file_name": stored.filename, "mime_type": stored.mime_type, **stored.attributes,
+        }
+        result: dict[str, Any] = {}
+        for spec_field in load_spec()["types"][media.MEDIA_TYPES[kind]]["fields"]:
+            name = spec_field["name"]
+            if values.get(name) is not None:
+                result[name] = values[name]
+            elif spec_field["required"]:
+                result[name] = {"Integer": 0, "Boolean": False}.get(spec_field["types"][0], "regular")
+        return result
 
     # --- Bot API objects ----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import ipaddress
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from aiohttp import web
 
@@ -95,6 +95,10 @@ def message_json(message: ChatMessage) -> dict[str, Any]:
         "caption_entities": message.caption_entities,
         "photo": message.photo is not None,
         "document": message.document_name if message.document is not None else None,
+        "kind": message.kind,
+        "media": message.media_label,  # "[photo]", "[voice note 0:03]", ... or None for text
+        "reply_to": message.reply_to_message_id,
+        "forwarded": message.forward_origin is not None,
         "silent": message.disable_notification,
         "buttons": buttons,
     }
@@ -150,7 +154,7 @@ class WebChat:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server
-        assert server is not None and server.sockets
+        assert isinstance(server, asyncio.Server) and server.sockets
         self.port = server.sockets[0].getsockname()[1]
         self.world.add_listener(self._on_chat_changed)
 
@@ -162,7 +166,7 @@ class WebChat:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> WebChat:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -238,7 +242,8 @@ class WebChat:
     def _log_with_keys(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each log row with the persona whose chat it went to, so the page can tag the bubble."""
         by_chat = {p.user.chat_id: p.key for p in self.personas.values()}
-        return [{**row, "to_key": by_chat.get(row.get("chat_id"))} for row in rows]
+        return [{**row, "to_key": by_chat.get(row["chat_id"]) if isinstance(row.get("chat_id"), int) else None}
+                for row in rows]
 
     async def _state(self, request: web.Request) -> web.Response:
         return web.json_response(await self.state())

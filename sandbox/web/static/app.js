@@ -312,8 +312,9 @@ function messageElement(persona, message, templateIds) {
   wrap.dataset.messageId = String(message.id);
   const bubble = document.createElement("div");
   bubble.className = "bubble";
-  if (message.photo) { const m = document.createElement("div"); m.className = "media"; m.append("[photo]"); bubble.append(m); }
-  if (message.document) { const m = document.createElement("div"); m.className = "media"; m.append("[file: " + message.document + "]"); bubble.append(m); }
+  if (message.forwarded) { const m = document.createElement("div"); m.className = "media"; m.append("Forwarded message"); bubble.append(m); }
+  if (message.reply_to) { const m = document.createElement("div"); m.className = "media"; m.append("↩ reply to #" + message.reply_to); bubble.append(m); }
+  if (message.media) { const m = document.createElement("div"); m.className = "media"; m.append(message.media); bubble.append(m); }
   if (message.text !== null && message.text !== undefined) {
     const body = document.createElement("span");
     body.className = "text";
