@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from telegram import Update
 from telegram.ext import CallbackContext
 
+from bot import exactly_once
 from bot.replies import render, replying_to, show
 from bot.services import services
 from messages.sent import Recipient
@@ -30,6 +31,8 @@ def stranger_language(update: Update, context: CallbackContext) -> str:
 
 async def reply_to_stranger(update: Update, context: CallbackContext) -> None:
     svc = services(context)
+    if not svc.recent_strangers.first_time(update.update_id):
+        return  # the same update delivered again: counted and answered already
     async with svc.db.transaction() as session:
         await strangers.count(session, "message", svc.clock.now().date())
     await show(update, context, render(context, "stranger", stranger_language(update, context)))
@@ -42,23 +45,26 @@ def participant_only(handler: ParticipantHandler) -> Callable[[Update, CallbackC
         if chat is None or user is None or chat.type != "private":
             return  # the bot lives in private chats only; group traffic is ignored
         svc = services(context)
+        key = exactly_once.key_of(update, context)
         async with svc.db.read() as session:
             participant = await participants.by_chat(session, chat.id)
             member = await staff.by_telegram_id(session, user.id) if participant is None else None
+            seen = await exactly_once.seen_before(session, key, context) if participant is not None else None
         if participant is None or participant.telegram_user_id != user.id:
             if member is not None and member.active:
                 await show(update, context, render(context, "staff_not_participant", member.language))
             else:
                 await reply_to_stranger(update, context)
             return
-        if participant.unreachable_since is not None:
+        if participant.unreachable_since is not None and seen is None:
             async with svc.db.transaction() as session:
                 (await session.merge(participant)).unreachable_since = None  # they wrote: reachable again
         with replying_to(Recipient.participant(participant.id)):
             if participant.status not in participants.SERVED_STATUSES:
                 await show(update, context, render(context, "not_active", participant.language))
                 return
-            await handler(update, context, participant)
+            key = exactly_once.key_of(update, context, participant_id=participant.id)
+            await exactly_once.once(update, context, key, seen, lambda: handler(update, context, participant))
 
     return wrapper
 
@@ -76,12 +82,15 @@ def staff_only(handler: StaffHandler) -> Callable[[Update, CallbackContext], Awa
         if chat is None or user is None or chat.type != "private":
             return
         svc = services(context)
+        key = exactly_once.key_of(update, context)
         async with svc.db.read() as session:
             member = await staff.by_telegram_id(session, user.id)
             participant = await participants.by_chat(session, chat.id) if member is None else None
+            seen = await exactly_once.seen_before(session, key, context) if member is not None else None
         if member is not None and member.active:
             with replying_to(Recipient.staff(member.id)):
-                await handler(update, context, member)
+                key = exactly_once.key_of(update, context, staff_id=member.id)
+                await exactly_once.once(update, context, key, seen, lambda: handler(update, context, member))
         elif participant is not None and participant.status in participants.SERVED_STATUSES:
             await show(update, context, render(context, "unknown_input", participant.language))
         else:
@@ -102,11 +111,11 @@ def staff_command(permission: str, what: str | None = None):
         async def wrapper(update: Update, context: CallbackContext, member: StaffMember) -> None:
             if not roles.allowed(member, permission):
                 svc = services(context)
-                async with svc.db.transaction() as session:
-                    await roles.record_refusal(session, member, what=name, permission=permission,
+                async with exactly_once.effects(update, context) as fx:
+                    await roles.record_refusal(fx.session, member, what=name, permission=permission,
                                                now=svc.clock.now())
-                await show(update, context, render(context, "staff_not_allowed", member.language,
-                                                   {"role": member.role}))
+                    fx.reply = render(context, "staff_not_allowed", member.language, {"role": member.role})
+                await show(update, context, fx.reply)
                 return
             await handler(update, context, member)
 

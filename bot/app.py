@@ -62,6 +62,9 @@ from study.strangers import WrongCodeLockout
 PARTICIPANT_COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "nextvisit", "mystats", "help", "contact",
                         "stop", "resume")
 TICK_SECONDS = 60
+# What a participant may send the study team as it is (bot/handlers/conversation.py MEDIA_KINDS).
+PARTICIPANT_MEDIA = (filters.PHOTO | filters.Document.ALL | filters.VOICE | filters.AUDIO | filters.VIDEO
+                     | filters.VIDEO_NOTE | filters.ANIMATION)
 # Telegram allows about 30 messages a second; at exactly 30 a burst at a second's edge draws the
 # odd 429 (bench/broadcast.py saw 4 in 1,000). One under keeps a broadcast free of them.
 OVERALL_MESSAGES_PER_SECOND = 29
@@ -120,11 +123,14 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.pick, pattern=cb.BROADCAST_PICK_PATTERN))
 
-    # Whatever is left: unknown buttons and commands, then free text (to the study team, or the
-    # typed answer to a check-in question), photos, stickers...
+    # Whatever is left: unknown buttons and commands; then what participants send: text (to the
+    # study team, or the typed answer to a check-in question), media (to the study team as it
+    # is), stickers (kindly asked for words), anything else (what the bot understands).
     app.add_handler(CallbackQueryHandler(diary.stale_button))
     app.add_handler(MessageHandler(filters.COMMAND, diary.free_text))
     app.add_handler(MessageHandler(filters.TEXT, conversation.participant_text))
+    app.add_handler(MessageHandler(PARTICIPANT_MEDIA, conversation.participant_media))
+    app.add_handler(MessageHandler(filters.Sticker.ALL, conversation.sticker))
     app.add_handler(MessageHandler(filters.ALL, diary.free_text))
     app.add_error_handler(errors.on_error)
 

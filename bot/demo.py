@@ -35,7 +35,7 @@ from study import alerts, invites, participants, staff, visits
 from study.audit import Actor
 from study.clock import ManualClock, SystemClock
 from study.database import Database
-from study.models import OutboxMessage, Participant, SentMessage, StaffMember
+from study.models import CheckinDraft, OutboxMessage, Participant, SentMessage, StaffMember
 from study.participants import EnrolmentRequest
 from study.protocol import load_protocol, parse_hhmm
 from study.slots import instant
@@ -269,6 +269,9 @@ class WebDemo:
                 select(OutboxMessage.not_before, OutboxMessage.template_id).where(
                     OutboxMessage.status == "pending", OutboxMessage.not_before > now)
                 .order_by(OutboxMessage.not_before).limit(1))).first()
+            expiring = (await session.execute(
+                select(CheckinDraft.expires_at).where(CheckinDraft.expires_at > now)
+                .order_by(CheckinDraft.expires_at).limit(1))).first()
             staff_on_duty = bool(await staff.on_duty(session))
             open_alerts = await alerts.open_alerts(session)
         candidates = []
@@ -276,6 +279,8 @@ class WebDemo:
             candidates.append((planned[0], f"{planned[1]}'s schedule (a reminder, a nudge or a dose window closing)"))
         if queued:
             candidates.append((queued[0], f"queued message ({queued[1]})"))
+        if expiring:
+            candidates.append((expiring[0], "an unfinished check-in expires"))
         if staff_on_duty:
             candidates.append((self._next_digest(now), "the staff digest"))
         candidates += self._alert_followups(now, [(alert.reported_at, person.study_id) for alert, person in open_alerts])

@@ -44,9 +44,8 @@ def _languages(language: str | None) -> list[str]:
     return [language]
 
 
-def _study_globals() -> dict[str, str]:
-    study = _protocol().study
-    return {"study_name": study.short_name, "study_phone": study.phone, "study_email": study.email}
+def _study_globals() -> dict[str, object]:
+    return _protocol().template_globals()
 
 
 def _catalog():

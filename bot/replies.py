@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -17,10 +17,12 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
+from bot import exactly_once
 from bot.services import services
 from messages import sent
 from messages.markup import inline_keyboard as keyboard
 from messages.renderer import Button, RenderedMessage
+from study import processed_updates
 from study.database import is_unavailable
 from study.invites import hash_code
 from study.models import Invite, Participant, StaffMember
@@ -59,14 +61,21 @@ def replying_to(recipient: sent.Recipient) -> Iterator[None]:
 
 
 async def _record(update: Update, context: CallbackContext, rendered: RenderedMessage, *, via: str,
-                  message_id: int | None) -> None:
-    """Write down what was just sent, and to whom (see messages/sent.py)."""
+                  message_id: int | None, answers_update: bool = True) -> None:
+    """Write down what was just sent, and to whom (see messages/sent.py), and that the update
+    was answered (bot/exactly_once.py): delivered again, it is not answered again.
+    `answers_update=False` for the apology after a failure, which answers nothing."""
     svc = services(context)
     try:
         async with svc.db.transaction() as session:  # one short transaction: (who, then) one insert
             recipient = _known_recipient.get() or await _recipient(session, update, rendered)
             sent.add(session, rendered, recipient=recipient, via=via, telegram_message_id=message_id,
                      now=svc.clock.now())
+            key = exactly_once.current()
+            if answers_update and key is not None and recipient.kind != "stranger":
+                await processed_updates.answered(
+                    session, replace(key, participant_id=recipient.participant_id, staff_id=recipient.staff_id),
+                    exactly_once.answer_of(rendered), now=svc.clock.now())
     except Exception as error:  # noqa: BLE001 - the message is out already; a lost record is logged loudly
         if not is_unavailable(error):
             log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
@@ -132,11 +141,13 @@ async def show(update: Update, context: CallbackContext, rendered: RenderedMessa
         await answer_button(update)
 
 
-async def send_new(update: Update, context: CallbackContext, rendered: RenderedMessage) -> None:
+async def send_new(update: Update, context: CallbackContext, rendered: RenderedMessage, *,
+                   answers_update: bool = True) -> None:
     """A further message in the same chat (a preview, a listing), even when a button was pressed."""
     if update.effective_chat is not None:
         message = await send(context, update.effective_chat.id, rendered)
-        await _record(update, context, rendered, via="reply", message_id=message.message_id)
+        await _record(update, context, rendered, via="reply", message_id=message.message_id,
+                      answers_update=answers_update)
 
 
 _TAG = re.compile(r"<[^>]+>")
@@ -207,7 +218,8 @@ async def answer_button(update: Update, text: str | None = None) -> None:
         log.info("callback query not answered: %s", type(exc).__name__)
 
 
-async def alert(update: Update, context: CallbackContext, rendered: RenderedMessage) -> bool:
+async def alert(update: Update, context: CallbackContext, rendered: RenderedMessage, *,
+                answers_update: bool = True) -> bool:
     """Show `rendered` as the pressed button's answer (an alert to dismiss), leaving the message
     and its buttons as they are. False when that cannot be done (no button pressed, a text too
     long for an alert, the button answered already or too old): the caller sends a message."""
@@ -223,5 +235,5 @@ async def alert(update: Update, context: CallbackContext, rendered: RenderedMess
             await query.answer(plain, show_alert=True)
         except BadRequest:
             return False
-    await _record(update, context, rendered, via="alert", message_id=None)
+    await _record(update, context, rendered, via="alert", message_id=None, answers_update=answers_update)
     return True

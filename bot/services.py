@@ -11,7 +11,7 @@ from messages.renderer import MessageCatalog
 from study.clock import Clock
 from study.database import Database
 from study.protocol import Protocol
-from study.strangers import WrongCodeLockout
+from study.strangers import RecentUpdates, WrongCodeLockout
 
 
 @dataclass
@@ -23,10 +23,11 @@ class Services:
     lockout: WrongCodeLockout
     # Set whenever something is queued in the outbox, so the dispatcher delivers it at once.
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Strangers' updates seen lately (never written down): one delivered twice is answered once.
+    recent_strangers: RecentUpdates = field(default_factory=RecentUpdates)
 
-    def study_variables(self) -> dict[str, str]:
-        study = self.protocol.study
-        return {"study_name": study.short_name, "study_phone": study.phone, "study_email": study.email}
+    def study_variables(self) -> dict[str, object]:
+        return self.protocol.template_globals()
 
 
 def services(context: CallbackContext) -> Services:

@@ -285,7 +285,9 @@ async def _get_updates(world: TelegramWorld, params: Params) -> Any:
         raise ApiError(409, "Conflict: terminated by other getUpdates request; "
                             "make sure that only one bot instance is running")
     limit = min(max(params.get("limit", 100), 1), 100)
-    return world.pending_updates[:limit]
+    batch = world.pending_updates[:limit]
+    world.handed_out(batch)
+    return batch
 
 
 @_handles("setWebhook")

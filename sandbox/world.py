@@ -93,6 +93,10 @@ class TelegramWorld:
         self._downloadable: set[str] = set()  # file_ids getFile gave a path for
         self._users: dict[int, SimUser] = {}
         self._updates: list[dict[str, Any]] = []
+        # Every update ever queued, by id (to deliver one again), and those queued again and not
+        # yet handed out, which a poll's offset does not confirm away (their confirmation was lost).
+        self._delivered: dict[int, dict[str, Any]] = {}
+        self._again: set[int] = set()
         self._update_ids = itertools.count(1)
         self._updates_changed = asyncio.Event()
         self._polls = 0  # getUpdates calls so far; the newest is the one served
@@ -165,10 +169,34 @@ class TelegramWorld:
     def queue_update(self, update: dict[str, Any]) -> int:
         """Queue an update for getUpdates; returns its update_id."""
         update_id = next(self._update_ids)
-        self._updates.append({"update_id": update_id, **update})
+        self._delivered[update_id] = {"update_id": update_id, **update}
+        self._queue(self._delivered[update_id])
+        return update_id
+
+    def deliver_again(self, update_id: int) -> None:
+        """Telegram delivers at least once: it sends an update again when it is not sure the bot
+        took it (a webhook answer lost or late, a poll's confirmation lost, a process killed).
+        The same update, with the same update_id, is queued once more."""
+        update = self._delivered.get(update_id)
+        if update is None:
+            raise KeyError(f"no update {update_id} was ever delivered")
+        if all(pending["update_id"] != update_id for pending in self._updates):
+            self._again.add(update_id)
+            self._queue(update)
+
+    def handed_out(self, updates: list[dict[str, Any]]) -> None:
+        """A poll returned these: from now on its offset confirms them like any other."""
+        self._again.difference_update(u["update_id"] for u in updates)
+
+    @property
+    def delivered_update_ids(self) -> list[int]:
+        """Every update id queued so far, in order."""
+        return list(self._delivered)
+
+    def _queue(self, update: dict[str, Any]) -> None:
+        self._updates.append(update)
         changed, self._updates_changed = self._updates_changed, asyncio.Event()
         changed.set()
-        return update_id
 
     @property
     def pending_updates(self) -> list[dict[str, Any]]:
@@ -179,7 +207,7 @@ class TelegramWorld:
         if offset < 0:
             self._updates = self._updates[offset:]
         else:
-            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            self._updates = [u for u in self._updates if u["update_id"] >= offset or u["update_id"] in self._again]
 
     def confirm_update(self, update_id: int) -> None:
         """A webhook POST was acknowledged: that update alone is done (others may be in flight)."""

@@ -14,7 +14,9 @@ records what happened (sent with Telegram's message id, skipped with why, failed
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -22,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
-from telegram import Bot
+from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from messages import sent as sent_record
@@ -30,13 +32,25 @@ from messages.markup import inline_keyboard
 from messages.renderer import Button, MessageCatalog, MessageError, RenderedMessage
 from scheduler.planner import DiaryFact, accounted_slots
 from scheduler.tick import view_of
-from study import diary, outbox, pregnancy_tests, visits
+from study import conversation, diary, outbox, participant_text, pregnancy_tests, visits
 from study.clock import Clock
 from study.database import Database, is_unavailable
-from study.models import Alert, OutboxMessage, Participant, StaffMember, Visit
+from study.models import (
+    Alert,
+    OutboxMessage,
+    Participant,
+    ParticipantMessage,
+    StaffMember,
+    Visit,
+)
 from study.protocol import Protocol
 
 log = logging.getLogger(__name__)
+# Telegram's limit for one message's text, in UTF-16 units after entity parsing.
+MAX_TEXT = 4096
+_TAG = re.compile(r"<[^>]+>")
+# Messages a participant who paused (/stop) still gets: answers to what they themselves sent.
+WHILE_PAUSED = ("message_receipt",)
 MAX_ATTEMPTS = 8
 BATCH = 50  # messages looked up at once; the after-batch hook (broadcast progress) runs after each batch
 
@@ -76,7 +90,7 @@ class OutboxDispatcher:
         while not stop.is_set():
             try:
                 await self.deliver_due(stop=stop, fence=fence)
-            except Exception as exc:  # noqa: BLE001 - the dispatcher must outlive a bad moment of the database
+            except Exception as exc:
                 if is_unavailable(exc):  # logged once by the database; every round would be a flood
                     log.debug("outbox delivery round failed: database unavailable; will try again")
                 else:
@@ -139,7 +153,7 @@ class OutboxDispatcher:
             return
         try:
             await self.after_batch()
-        except Exception as error:  # noqa: BLE001 - progress display must never stop delivery
+        except Exception as error:
             if not is_unavailable(error):  # an outage is logged once, by the database's Availability
                 log.exception("after-batch hook failed")
 
@@ -154,16 +168,21 @@ class OutboxDispatcher:
                 return False
             recipient = await session.get(Participant if row.participant_id else StaffMember,
                                           row.participant_id or row.staff_id)
-            chat_id, language, zone, why_not = _address(recipient, ZoneInfo(self.protocol.study.default_timezone))
+            chat_id, language, zone, why_not = _address(recipient, ZoneInfo(self.protocol.study.default_timezone),
+                                                        kind=row.kind)
             # An earlier try reached the participant though Telegram's answer to it was lost: they
             # answered that message (outbox.mark_answered learnt its id). It is recorded as sent,
             # not sent again, whatever has happened since (a dose recorded, the reminder stale).
             delivered_earlier = row.telegram_message_id if row.answered_at is not None else None
             if delivered_earlier is None and why_not is None:
                 why_not = await self._no_longer_wanted(session, row, recipient, now)
+            copy = await _copy_source(session, row) if row.kind == conversation.COPY_KIND else None
+            if copy is not None and None in copy[:2] and why_not is None:
+                why_not = "the participant's message can no longer be copied (their chat is gone)"
             if why_not is not None and delivered_earlier is None:
                 row.status, row.last_error = "skipped", why_not
                 await outbox.record_event(session, row.id, "skipped", now=now, detail=why_not)
+                await _settled(session, row, now)
                 return True
             variables = {**self.study_variables, **_localised(row.variables, zone),
                          "late": row.late_after is not None and now > row.late_after}
@@ -171,6 +190,10 @@ class OutboxDispatcher:
             # Quiet hours are the participants'; the study team's alerts and notices ring.
             quiet = row.participant_id is not None and self.protocol.reminders.is_quiet(now.astimezone(zone).time())
             template_id = row.template_id
+            to_staff = row.staff_id is not None
+        if copy is not None:
+            return await self._deliver_copy(row_id, chat_id, copy)
+        rendered = None
         try:
             rendered = self.messages.render(template_id, language, variables, buttons)
             if delivered_earlier is not None:
@@ -185,8 +208,12 @@ class OutboxDispatcher:
             outcome = partial(self._blocked, row_id)
         except BadRequest as exc:
             # Telegram will refuse this the same way every time (for example "chat not found":
-            # the person never opened the bot); retrying would only repeat it.
+            # the person never opened the bot); retrying would only repeat it. What the study team
+            # must read is tried once more in the plainest form Telegram takes: no formatting,
+            # in parts that each fit one message.
             outcome = partial(self._fail, row_id, f"refused: {exc.message}")
+            if to_staff and rendered is not None:
+                outcome = await self._send_plain(row_id, chat_id, rendered, exc) or outcome
         except RetryAfter as exc:
             outcome = partial(self._retry, row_id, "rate limited by Telegram", _retry_after(exc))
         except TelegramError as exc:
@@ -195,6 +222,59 @@ class OutboxDispatcher:
             outcome = partial(self._sent, row_id, sent.message_id, rendered, quiet)
         await self._write_down(row_id, partial(outcome, at=self.clock.now()))
         return True
+
+    async def _send_plain(self, row_id: int, chat_id: int, rendered: RenderedMessage,
+                          refusal: BadRequest) -> Callable[..., Awaitable[None]] | None:
+        """A staff message Telegram refused, sent again as plain text in parts; the outcome to
+        write down, or None if Telegram refused that too."""
+        plain = html.unescape(_TAG.sub("", rendered.text)).strip()
+        parts = participant_text.split(plain, MAX_TEXT)
+        ids = []
+        try:
+            for number, part in enumerate(parts, start=1):
+                # The buttons (an alert's Acknowledge) go with the last part.
+                markup = inline_keyboard(rendered) if number == len(parts) else None
+                message = await self.bot.send_message(chat_id, part, parse_mode=None, reply_markup=markup)
+                ids.append(message.message_id)
+        except TelegramError as exc:
+            log.warning("outbox %s: refused as sent (%s) and as plain text (%s)", row_id, refusal.message,
+                        type(exc).__name__)
+            if ids:  # some parts went out: what did is on record, and the rest is a failure
+                return partial(self._fail, row_id, f"refused: {refusal.message}; plain text: only "
+                               f"{len(ids)} part(s) sent ({type(exc).__name__})")
+            return None
+        log.warning("outbox %s: refused (%s); sent as plain text in %s part(s)", row_id, refusal.message, len(ids))
+        return partial(self._sent, row_id, ids[0], rendered, False,
+                       note=f"sent as plain text in {len(ids)} part(s) after Telegram refused it: {refusal.message}")
+
+    async def _deliver_copy(self, row_id: int, chat_id: int, source: tuple[int | None, int | None, int | None]) -> bool:
+        """Copy a participant's photo, document or voice note into a staff member's chat, as a
+        reply to the notice that says whose it is (copyMessage carries no link to the sender)."""
+        from_chat, message_id, reply_to = source
+        try:
+            copied = await self.bot.copy_message(
+                chat_id, from_chat_id=from_chat, message_id=message_id,
+                reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None)
+        except Forbidden:
+            outcome = partial(self._blocked, row_id)
+        except BadRequest as exc:
+            outcome = partial(self._fail, row_id, f"refused: {exc.message}")
+        except RetryAfter as exc:
+            outcome = partial(self._retry, row_id, "rate limited by Telegram", _retry_after(exc))
+        except TelegramError as exc:
+            outcome = partial(self._retry, row_id, f"{type(exc).__name__}: {exc.message}"[:200], None)
+        else:
+            outcome = partial(self._copied, row_id, copied.message_id)
+        await self._write_down(row_id, partial(outcome, at=self.clock.now()))
+        return True
+
+    async def _copied(self, row_id: int, message_id: int, *, at: datetime) -> None:
+        async with self.db.transaction() as session:
+            row = await session.get(OutboxMessage, row_id)
+            row.status, row.sent_at, row.telegram_message_id = "sent", at, message_id
+            row.attempts += 1
+            await outbox.record_event(session, row.id, "sent", now=at, detail=f"message {message_id} (a copy)")
+            await _settled(session, row, at)
 
     async def _write_down(self, row_id: int, outcome: Callable[[], Awaitable[None]]) -> None:
         """Record what happened to a message handed to Telegram. With the database away, the
@@ -238,7 +318,7 @@ class OutboxDispatcher:
         return None
 
     async def _sent(self, row_id: int, message_id: int, rendered: RenderedMessage, quiet: bool, *, at: datetime,
-                    earlier: bool = False) -> None:
+                    earlier: bool = False, note: str | None = None) -> None:
         """Telegram took the message. `earlier`: not now, but at a try whose answer was lost (the
         participant answered it); `sent_at` is then when that came to light."""
         now = at
@@ -255,7 +335,10 @@ class OutboxDispatcher:
             detail = f"message {message_id}" + (", late" if late else "") + (", silent (quiet hours)" if quiet else "")
             if earlier:
                 detail += ", delivered at an earlier try whose answer was lost (the participant answered it)"
+            if note:
+                detail += f", {note}"
             await outbox.record_event(session, row.id, "sent", now=now, detail=detail)
+            await _settled(session, row, now)
 
     async def _fail(self, row_id: int, why: str, *, at: datetime) -> None:
         now = at
@@ -264,6 +347,7 @@ class OutboxDispatcher:
             row.status, row.last_error = "failed", why[:256]
             row.attempts += 1
             await outbox.record_event(session, row.id, "failed", now=now, detail=why)
+            await _settled(session, row, now)
         log.warning("outbox %s failed: %s", row_id, why)
 
     async def _blocked(self, row_id: int, *, at: datetime) -> None:
@@ -273,6 +357,7 @@ class OutboxDispatcher:
             row.status, row.last_error = "failed", "blocked by the user"
             row.attempts += 1
             await outbox.record_event(session, row.id, "failed", now=now, detail="blocked by the user (403)")
+            await _settled(session, row, now)
             if row.participant_id is not None:
                 participant = await session.get(Participant, row.participant_id)
                 if participant.unreachable_since is None:
@@ -292,11 +377,28 @@ class OutboxDispatcher:
             if row.attempts >= MAX_ATTEMPTS:
                 row.status = "failed"
                 await outbox.record_event(session, row.id, "failed", now=now, detail=f"gave up after {row.attempts} tries: {why}")
+                await _settled(session, row, now)
             else:
                 row.not_before = now + (delay or _backoff(row.attempts))
                 await outbox.record_event(session, row.id, "retry", now=now,
                                           detail=f"{why}; next try {row.not_before:%H:%M:%S} UTC")
         log.warning("outbox %s not delivered (%s), attempt %s", row_id, why, row.attempts)
+
+
+async def _settled(session, row: OutboxMessage, now: datetime) -> None:
+    """A row that passes on a participant's message is settled: perhaps they can be told now."""
+    if row.participant_message_id is not None:
+        await conversation.after_delivery(session, row.participant_message_id, now=now)
+
+
+async def _copy_source(session, row: OutboxMessage) -> tuple[int | None, int | None, int | None]:
+    """Where a copy comes from (the participant's chat and message) and the staff notice it
+    answers (its message id, once sent)."""
+    record = await session.get(ParticipantMessage, row.participant_message_id)
+    participant = await session.get(Participant, record.participant_id)
+    reply_to = await session.scalar(select(OutboxMessage.telegram_message_id).where(
+        OutboxMessage.dedup_key == row.variables.get("reply_to_key"), OutboxMessage.status == "sent"))
+    return participant.telegram_chat_id, record.telegram_message_id, reply_to
 
 
 async def _slot_recorded(session, participant: Participant, row: OutboxMessage) -> bool:
@@ -341,7 +443,8 @@ def _localised(variables: dict, zone: ZoneInfo) -> dict:
     return result
 
 
-def _address(recipient: Participant | StaffMember | None, study_zone: ZoneInfo) -> tuple[int, str, ZoneInfo, str | None]:
+def _address(recipient: Participant | StaffMember | None, study_zone: ZoneInfo, *,
+             kind: str = "") -> tuple[int, str, ZoneInfo, str | None]:
     if recipient is None:
         return 0, "en", study_zone, "recipient no longer exists"
     if isinstance(recipient, StaffMember):
@@ -350,6 +453,6 @@ def _address(recipient: Participant | StaffMember | None, study_zone: ZoneInfo) 
     zone = ZoneInfo(recipient.timezone)
     if recipient.telegram_chat_id is None:
         return 0, recipient.language, zone, "participant has no linked chat"
-    if recipient.status != "active":
+    if recipient.status != "active" and not (recipient.status == "paused" and kind in WHILE_PAUSED):
         return 0, recipient.language, zone, f"participant is {recipient.status}"
     return recipient.telegram_chat_id, recipient.language, zone, None

@@ -27,13 +27,20 @@ from scheduler.planner import (
 )
 from scheduler.safety_planner import plan_alert_followups, plan_checkins
 from scheduler.staff_digest import plan_digests
-from study import alerts, checkins, diary, outbox, pregnancy_tests, visits
-from study.models import Visit
-from study.pregnancy_tests import PregnancyFact
+from study import (
+    alerts,
+    checkins,
+    diary,
+    outbox,
+    pregnancy_tests,
+    processed_updates,
+    visits,
+)
 from study.clock import Clock
 from study.database import Database, among
-from study.models import Participant
+from study.models import Participant, Visit
 from study.participants import parse_times
+from study.pregnancy_tests import PregnancyFact
 from study.protocol import Protocol
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,7 @@ class TickReport:
     queued: int = 0
     stale: int = 0
     missing: int = 0
+    expired: int = 0  # check-in drafts
 
 
 def view_of(participant: Participant) -> ParticipantView:
@@ -128,6 +136,10 @@ class Tick:
             queued, stale = await outbox.enqueue_planned(session, study_wide, now=now)
             report.queued += queued
             report.stale += stale
+            # Check-ins left unfinished past their time: kept as incomplete, the participant told.
+            report.expired = await checkins.expire_due(session, self.protocol, now=now)
+            report.queued += report.expired
+            await processed_updates.forget_older_than(session, now=now)
         if report.queued and self.wake is not None:
             self.wake.set()
         if report.queued or report.stale or report.missing:

@@ -19,13 +19,37 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from study import audit, outbox, roles
 from study.audit import Actor
 from study.models import Alert, Participant, StaffMember
+from study.protocol import Protocol
+from study.screening import Action, most_urgent_first
 
 ACKNOWLEDGERS = roles.roles_with(roles.ACKNOWLEDGE)
+# What the participant is told to do for what they report that is not a red flag (a red flag's
+# action is in the screening file, one source for the buttons and the words alike).
+_TRIGGER_ACTIONS = {"severity": Action.CALL_TODAY, "score": Action.CALL_TODAY, "urgent": Action.EMERGENCY}
+
+
+def participant_actions(protocol: Protocol, triggers: list[dict]) -> tuple[Action, ...]:
+    """Every action these reports call for, most urgent first; nothing for the participant to do
+    (MESSAGE_TEAM) is left out."""
+    found: list[Action] = []
+    for trigger in triggers:
+        if trigger.get("red_flag"):
+            found += protocol.screener.actions_for([trigger["red_flag"]])
+        elif trigger.get("flags"):
+            found += protocol.screener.actions_for(trigger["flags"])
+        else:
+            found += [action for key, action in _TRIGGER_ACTIONS.items() if key in trigger]
+    return most_urgent_first(action for action in found if action is not Action.MESSAGE_TEAM)
 
 
 def alert_variables(alert: Alert, participant: Participant) -> dict:
     return {"alert_id": alert.id, "study_id": participant.study_id, "triggers": alert.triggers,
             "source": alert.source, "reported_at": alert.reported_at.isoformat()}
+
+
+def flag_labels(protocol: Protocol) -> dict[str, str]:
+    """What the study team reads for each red flag (from the screening file)."""
+    return {code: flag.label for code, flag in protocol.screener.flags.items()}
 
 
 async def raise_alert(

@@ -2,64 +2,160 @@
 
 A full check-in asks the worst itch and worst skin pain of the last 24 hours (0-10), any
 reaction where the cream goes and how bad, any new health problem (their words, optional), any
-change of medicines or other creams on the treated skin, and the red flags; then shows the
+change of medicines or other creams on the treated skin (and then what changed: the protocol
+requires a stable regimen, so the study team is told at once), and the red flags; then shows the
 answers for review. Only "Save" writes the clinical record, so nothing is ever half-saved; the
 draft lives in the database, so a check-in interrupted by a restart resumes where it stopped.
+
+A draft is either asking its question or set aside ("Finish later"); only a draft that is asking
+takes typed words as an answer, and only at a question that wants words (`TYPED_ANSWERS`).
+Drafts expire (`[checkins] draft_expires`, by default at the participant's midnight): an expired
+or restarted draft is kept in `incomplete_checkins` as it was, and the participant is told.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from enum import Enum
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import alerts, audit, red_flags
+from study import alerts, audit, outbox
 from study.audit import Actor
 from study.database import among
 from study.diary import local_today
-from study.models import Alert, CheckIn, CheckinDraft, Participant
+from study.models import (
+    Alert,
+    CheckIn,
+    CheckinDraft,
+    DraftState,
+    IncompleteCheckin,
+    Participant,
+)
 from study.protocol import Protocol
 
-FULL_STEPS = ("itch", "pain", "reaction", "severity", "new_problem", "medicines", "red_flags", "review")
+FULL_STEPS = ("itch", "pain", "reaction", "severity", "new_problem", "medicines", "medicines_change", "red_flags",
+              "review")
 SCORE_STEPS = ("itch", "pain", "review")
 REACTIONS = ("none", "redness", "burning", "itching", "acne", "other")
 SEVERITIES = ("mild", "moderate", "severe")
 MEDICINES = ("no", "medicines", "other_cream", "both")
-NEW_PROBLEM_MAX = 1000
+FREE_TEXT_MAX = 1000
 
 
 def steps_of(kind: str) -> tuple[str, ...]:
     return FULL_STEPS if kind == "full" else SCORE_STEPS
 
 
+# Questions that are not asked, given the answers so far.
+_SKIPPED: dict[str, Callable[[dict], bool]] = {
+    "severity": lambda answers: answers.get("reaction") == "none",  # no reaction: nothing to grade
+    "medicines_change": lambda answers: answers.get("medicines", "no") == "no",  # nothing changed
+}
+
+
 def next_step(draft: CheckinDraft) -> str:
     steps = steps_of(draft.kind)
     index = steps.index(draft.step) + 1
-    if index < len(steps) and steps[index] == "severity" and draft.answers.get("reaction") == "none":
-        index += 1  # no reaction: nothing to grade
+    while index < len(steps) - 1 and steps[index] in _SKIPPED and _SKIPPED[steps[index]](draft.answers):
+        index += 1
     return steps[min(index, len(steps) - 1)]
 
 
-async def draft_of(session: AsyncSession, participant: Participant) -> CheckinDraft | None:
-    return await session.scalar(select(CheckinDraft).where(CheckinDraft.participant_id == participant.id))
+def expires_at(protocol: Protocol, participant: Participant, started_at: datetime) -> datetime:
+    """When a draft started at `started_at` expires: the participant's next midnight (through
+    daylight-saving changes, as their clock shows it), or a number of hours later."""
+    rule = protocol.checkins.draft_expires
+    if rule != "end_of_day":
+        return started_at + timedelta(hours=int(rule))
+    zone = ZoneInfo(participant.timezone)
+    next_day = started_at.astimezone(zone).date() + timedelta(days=1)
+    return datetime.combine(next_day, time(0), zone).astimezone(started_at.tzinfo)
 
 
-async def start(session: AsyncSession, participant: Participant, *, kind: str, source: str, now: datetime,
-                fresh: bool = False) -> tuple[CheckinDraft, bool]:
-    """The participant's draft, new or (unless `fresh`) the one already under way; True if new."""
-    draft = await draft_of(session, participant)
+async def draft_of(session: AsyncSession, participant: Participant, *, protocol: Protocol | None = None,
+                   now: datetime | None = None) -> CheckinDraft | None:
+    """The participant's check-in in progress. Given `protocol` and `now`, a draft past its
+    time is expired on the spot (the tick may not have got to it yet) and None is returned."""
+    draft = await session.scalar(select(CheckinDraft).where(CheckinDraft.participant_id == participant.id))
+    if draft is not None and protocol is not None and now is not None and draft.expires_at <= now:
+        await _end(session, protocol, participant, draft, reason="expired", now=now)
+        return None
+    return draft
+
+
+async def start(session: AsyncSession, protocol: Protocol, participant: Participant, *, kind: str, source: str,
+                now: datetime, fresh: bool = False) -> tuple[CheckinDraft, bool]:
+    """The participant's draft, new or (unless `fresh`) the one already under way, which asks
+    its question again; True if new. A draft started again is kept as incomplete first."""
+    draft = await draft_of(session, participant, protocol=protocol, now=now)
     if draft is not None and not fresh:
+        draft.state = DraftState.ASKING
         return draft, False
     if draft is not None:
-        await session.execute(delete(CheckinDraft).where(CheckinDraft.id == draft.id))
+        await _end(session, protocol, participant, draft, reason="restarted", now=now)
     draft = CheckinDraft(participant_id=participant.id, kind=kind, source=source, step=steps_of(kind)[0], answers={},
-                         started_at=now, updated_at=now)
+                         started_at=now, updated_at=now, state=DraftState.ASKING,
+                         expires_at=expires_at(protocol, participant, now))
     session.add(draft)
     await session.flush()
     return draft, True
+
+
+def set_aside(draft: CheckinDraft, *, now: datetime) -> None:
+    """"Finish later": the draft keeps its answers and question, and stops taking typed words."""
+    draft.state, draft.updated_at = DraftState.LATER, now
+
+
+def takes_typed_answer(draft: CheckinDraft | None) -> bool:
+    """Is typed text, right now, meant as the answer to the draft's question?"""
+    return draft is not None and draft.state == DraftState.ASKING and draft.step in TYPED_ANSWERS
+
+
+async def _end(session: AsyncSession, protocol: Protocol, participant: Participant, draft: CheckinDraft, *,
+               reason: str, now: datetime) -> IncompleteCheckin:
+    """Keep an unfinished draft as incomplete (never as a check-in) and drop it. An expired one
+    is a note to the participant; a change of medicines reported without saying what changed
+    still reaches the study team."""
+    kept = IncompleteCheckin(participant_id=participant.id, kind=draft.kind, source=draft.source, step=draft.step,
+                             answers=dict(draft.answers), started_at=draft.started_at, ended_at=now,
+                             local_date=local_today(participant, draft.started_at), timezone=participant.timezone,
+                             reason=reason)
+    session.add(kept)
+    await session.flush()
+    await audit.record(session, actor=audit.SYSTEM if reason == "expired" else Actor.participant(participant.study_id),
+                       action="create", entity="incomplete_checkin", entity_id=kept.id, now=now,
+                       new={"reason": reason, "step": draft.step, **draft.answers},
+                       reason="check-in expired unfinished" if reason == "expired" else "check-in started again",
+                       timezone=participant.timezone)
+    await session.execute(delete(CheckinDraft).where(CheckinDraft.id == draft.id))
+    started = f"{draft.started_at:%Y%m%dT%H%M%S%f}"
+    changed = draft.answers.get("medicines", "no")
+    if changed != "no" and not draft.answers.get("medicines_change"):
+        await outbox.notify_staff(session, event_key=f"regimen:{participant.id}:{started}",
+                                  template_id="staff_regimen_change",
+                                  variables={"study_id": participant.study_id, "change": changed, "text": ""},
+                                  now=now)
+    if reason == "expired":
+        await outbox.enqueue(session, dedup_key=f"checkin_expired:{participant.id}:{started}",
+                             template_id="checkin_expired", variables={}, now=now, participant_id=participant.id,
+                             kind="checkin_expired")
+    return kept
+
+
+async def expire_due(session: AsyncSession, protocol: Protocol, *, now: datetime, limit: int = 500) -> int:
+    """The tick's part: end every draft whose time has come (`draft_of` does the same for one)."""
+    due = list((await session.scalars(select(CheckinDraft).where(CheckinDraft.expires_at <= now)
+                                      .order_by(CheckinDraft.expires_at).limit(limit))).all())
+    for draft in due:
+        participant = await session.get(Participant, draft.participant_id)
+        if participant is not None:  # a draft always has its participant (foreign key)
+            await _end(session, protocol, participant, draft, reason="expired", now=now)
+    return len(due)
 
 
 class AnswerStatus(Enum):
@@ -70,7 +166,49 @@ class AnswerStatus(Enum):
 
 def parse_score(text: str) -> int | None:
     cleaned = text.strip()
-    return int(cleaned) if cleaned.isdigit() and 0 <= int(cleaned) <= 10 else None
+    return int(cleaned) if cleaned.isascii() and cleaned.isdigit() and 0 <= int(cleaned) <= 10 else None
+
+
+def parse_free_text(text: str) -> str | None:
+    cleaned = text.strip()
+    return cleaned if 0 < len(cleaned) <= FREE_TEXT_MAX else None
+
+
+# The questions that take typed words, and what a valid answer is (None: not an answer).
+TYPED_ANSWERS: dict[str, Callable[[str], object | None]] = {
+    "itch": parse_score,
+    "pain": parse_score,
+    "new_problem": parse_free_text,
+    "medicines_change": parse_free_text,
+}
+# Of those, the ones whose answer is the participant's own words (screened, and told to the team).
+WORDS_ANSWERS = ("new_problem", "medicines_change")
+_NUMBER_WORDS = frozenset((
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "none",
+    "cero", "uno", "una", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez", "once", "doce",
+    "ninguno"))
+
+
+def looks_like_an_answer(step: str, text: str) -> bool:
+    """Did the participant try to answer this question and miss ("12", "seven", "7.5")? Then the
+    question is asked again, kindly. Anything else is words for the study team."""
+    if step in ("itch", "pain"):
+        words = text.casefold().replace(",", " ").replace(".", " ").split()
+        return 0 < len(words) <= 3 and all(w.lstrip("+-").isdigit() or w in _NUMBER_WORDS for w in words)
+    if step in WORDS_ANSWERS:
+        return False  # any words answer these; too many are passed on whole, then asked again
+    return False
+
+
+async def notify_regimen_change(session: AsyncSession, participant: Participant, draft: CheckinDraft, *,
+                                now: datetime) -> None:
+    """The protocol requires a stable systemic regimen and no other creams on the treated skin:
+    a change reported in a check-in is a notice to the study team at once (not a safety alert)."""
+    await outbox.notify_staff(session, event_key=f"regimen:{participant.id}:{draft.started_at:%Y%m%dT%H%M%S%f}",
+                              template_id="staff_regimen_change",
+                              variables={"study_id": participant.study_id,
+                                         "change": draft.answers.get("medicines", "medicines"),
+                                         "text": draft.answers.get("medicines_change") or ""}, now=now)
 
 
 def answer(protocol: Protocol, draft: CheckinDraft, step: str, value: str | None, *, now: datetime) -> AnswerStatus:
@@ -93,12 +231,16 @@ def answer(protocol: Protocol, draft: CheckinDraft, step: str, value: str | None
         text = value.strip()
         if text.lower() == "no" or not text:
             answers["new_problem"] = None
-        elif len(text) > NEW_PROBLEM_MAX:
+        elif len(text) > FREE_TEXT_MAX:
             return AnswerStatus.INVALID
         else:
             answers["new_problem"] = text
     elif step == "medicines" and value in MEDICINES:
         answers["medicines"] = value
+        if value == "no":
+            answers.pop("medicines_change", None)
+    elif step == "medicines_change" and value is not None and parse_free_text(value) is not None:
+        answers["medicines_change"] = parse_free_text(value)
     elif step == "red_flags" and value is not None:
         chosen = list(answers.get("red_flags", []))
         if value == "done":
@@ -118,7 +260,8 @@ def answer(protocol: Protocol, draft: CheckinDraft, step: str, value: str | None
 
 
 def triggers_for(protocol: Protocol, answers: dict) -> list[dict]:
-    """What in these answers the study team must hear about now."""
+    """What in these answers the study team must hear about now. The participant's own words
+    (a new health problem, what medicines changed) were screened when typed, and alerted then."""
     safety = protocol.safety
     found: list[dict] = [{"red_flag": code} for code in answers.get("red_flags", []) or []]
     if answers.get("severity") == "severe":
@@ -126,11 +269,6 @@ def triggers_for(protocol: Protocol, answers: dict) -> list[dict]:
     for score, threshold in (("itch", safety.itch_alert_at), ("pain", safety.pain_alert_at)):
         if answers.get(score) is not None and answers[score] >= threshold:
             found.append({"score": score, "value": answers[score]})
-    text = answers.get("new_problem")
-    if text:
-        words = red_flags.matches(text, [w for ws in safety.red_flag_words.values() for w in ws])
-        if words:
-            found.append({"words": words, "text": text[:300]})
     return found
 
 
@@ -149,7 +287,8 @@ async def submit(session: AsyncSession, protocol: Protocol, participant: Partici
         participant_id=participant.id, kind=draft.kind, started_at=draft.started_at, submitted_at=now,
         local_date=local_today(participant, now), timezone=participant.timezone, source=draft.source,
         itch=a.get("itch"), pain=a.get("pain"), reaction=a.get("reaction"), reaction_severity=a.get("severity"),
-        new_problem=a.get("new_problem"), medicines=a.get("medicines"), red_flags=a.get("red_flags"),
+        new_problem=a.get("new_problem"), medicines=a.get("medicines"), medicines_change=a.get("medicines_change"),
+        red_flags=a.get("red_flags"),
     )
     session.add(checkin)
     await session.flush()
@@ -163,10 +302,6 @@ async def submit(session: AsyncSession, protocol: Protocol, participant: Partici
         alert = await alerts.raise_alert(session, participant, source="checkin", triggers=triggers, now=now,
                                          checkin_id=checkin.id)
     return Submitted(checkin, alert, triggers)
-
-
-async def discard(session: AsyncSession, participant: Participant) -> None:
-    await session.execute(delete(CheckinDraft).where(CheckinDraft.participant_id == participant.id))
 
 
 async def last_submitted(session: AsyncSession, participant_ids: list[int]) -> dict[int, datetime]:

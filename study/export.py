@@ -32,7 +32,9 @@ from study.models import (
     AuditEntry,
     CheckIn,
     DiaryEntry,
+    IncompleteCheckin,
     Participant,
+    ParticipantMessage,
     PregnancyTest,
     SentMessage,
     StaffMember,
@@ -132,11 +134,23 @@ async def collect(session: AsyncSession, *, include_contact: bool = False,
                _c("itch", "integer", "Worst itch, last 24 h, 0-10"), _c("pain", "integer", "Worst skin pain, last 24 h, 0-10"),
                _c("new_problem", "text", "New health problem, participant's words"),
                _c("medicines", "text", "no | medicines | other_cream | both"),
+               _c("medicines_change", "text", "What changed in medicines or creams, participant's words"),
                _c("red_flags", "json", "Red-flag codes reported")]
     out.append(Dataset("checkins", "Symptom check-ins", ci_cols, [
         {"checkin_id": c.id, "study_id": sid.get(c.participant_id), "kind": c.kind, "local_date": c.local_date,
          "submitted_at": c.submitted_at, "source": c.source, "itch": c.itch, "pain": c.pain,
-         "new_problem": c.new_problem, "medicines": c.medicines, "red_flags": c.red_flags} for c in checkins]))
+         "new_problem": c.new_problem, "medicines": c.medicines, "medicines_change": c.medicines_change,
+         "red_flags": c.red_flags} for c in checkins]))
+    unfinished = (await session.scalars(select(IncompleteCheckin).order_by(IncompleteCheckin.id))).all()
+    ic_cols = [_c("incomplete_id", "integer", "Record id"), _c("study_id", "text", "Participant study id"),
+               _c("kind", "text", "full | scores"), _c("local_date", "date", "Participant's local day it was started"),
+               _c("started_at", "datetime", "Started (UTC)"), _c("ended_at", "datetime", "Expired or restarted (UTC)"),
+               _c("reason", "text", "expired | restarted"), _c("step", "text", "The question it stopped at"),
+               _c("answers", "json", "The answers given so far (never confirmed by the participant)")]
+    out.append(Dataset("incomplete_checkins", "Check-ins started and never saved", ic_cols, [
+        {"incomplete_id": c.id, "study_id": sid.get(c.participant_id), "kind": c.kind, "local_date": c.local_date,
+         "started_at": c.started_at, "ended_at": c.ended_at, "reason": c.reason, "step": c.step,
+         "answers": c.answers} for c in unfinished]))
     re_cols = [_c("checkin_id", "integer", "Check-in id"), _c("study_id", "text", "Participant study id"),
                _c("local_date", "date", "Participant's local day"),
                _c("reaction", "text", "redness | burning | itching | acne | other"),
@@ -160,6 +174,23 @@ async def collect(session: AsyncSession, *, include_contact: bool = False,
          "acknowledged_by": staff[a.acknowledged_by].name if a.acknowledged_by in staff else None,
          "acknowledged_at": a.acknowledged_at} for a in alerts]))
     tick(len(alerts))
+
+    said = (await session.scalars(select(ParticipantMessage).order_by(ParticipantMessage.id))).all()
+    pm_cols = [_c("message_id", "integer", "Record id"), _c("study_id", "text", "Participant study id"),
+               _c("direction", "text", "in (from the participant) | out (a reply from the study team)"),
+               _c("kind", "text", "text | photo | document | voice | audio | video | video_note | animation"),
+               _c("at", "datetime", "When (UTC)"), _c("timezone", "text", "Participant's zone"),
+               _c("context", "text", "free | mid_checkin:<question> | answer:<question> | reply"),
+               _c("text", "text", "The words (a caption for media), control characters removed"),
+               _c("original_length", "integer", "Length as received, before control characters were removed"),
+               _c("flags", "json", "Red flags the screening found"),
+               _c("negated", "json", "Red flags mentioned as absent (no alert)")]
+    out.append(Dataset("participant_messages", "What participants told the study team, and the replies", pm_cols, [
+        {"message_id": m.id, "study_id": sid.get(m.participant_id), "direction": m.direction, "kind": m.kind,
+         "at": m.at, "timezone": m.timezone, "context": m.context, "text": m.text,
+         "original_length": m.original_length, "flags": (m.screening or {}).get("flags"),
+         "negated": (m.screening or {}).get("negated")} for m in said]))
+    tick(len(said))
 
     sent = (await session.scalars(select(SentMessage).order_by(SentMessage.id))).all()
     se_cols = [_c("sent_id", "integer", "Record id"), _c("sent_at", "datetime", "Sent (UTC)"),

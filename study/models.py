@@ -10,12 +10,14 @@ audit trail with its old and new values.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
@@ -55,6 +57,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
             "ix": "ix_%(column_0_label)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
             "uq": "uq_%(table_name)s_%(column_0_name)s",
             "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
             "pk": "pk_%(table_name)s",
@@ -196,6 +199,9 @@ class OutboxMessage(Base):
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
     template_hash: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str | None] = mapped_column(String(8))
+    # A participant's message passed on to the study team: the row is one part of it, or the copy
+    # of their photo or voice note. When every part has reached someone, they are told so.
+    participant_message_id: Mapped[int | None] = mapped_column(ForeignKey("participant_messages.id"), index=True)
 
 
 class StrangerCount(Base):
@@ -307,14 +313,25 @@ class CheckIn(Base):
     reaction_severity: Mapped[str | None] = mapped_column(String(16))  # mild | moderate | severe
     new_problem: Mapped[str | None] = mapped_column(Text)  # the participant's words, optional
     medicines: Mapped[str | None] = mapped_column(String(16))  # no | medicines | other_cream | both
+    medicines_change: Mapped[str | None] = mapped_column(Text)  # what changed, in their words
     red_flags: Mapped[list | None] = mapped_column(JSON)  # codes from study.toml [safety] red_flags
+
+
+class DraftState(StrEnum):
+    """Whether a check-in in progress is asking its question now, or set aside by the participant
+    ("Finish later"): only a draft that is asking takes what they type as an answer."""
+
+    ASKING = "asking"
+    LATER = "later"
 
 
 class CheckinDraft(Base):
     """A check-in in progress: one per participant, its answers so far and the question it is
-    on. Survives restarts, so an interrupted check-in resumes where it stopped."""
+    on. Survives restarts, so an interrupted check-in resumes where it stopped; expires at
+    `expires_at` (then kept in `incomplete_checkins`, never half-saved as a check-in)."""
 
     __tablename__ = "checkin_drafts"
+    __table_args__ = (CheckConstraint("state IN ('asking', 'later')", name="state"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), unique=True)
@@ -324,6 +341,29 @@ class CheckinDraft(Base):
     answers: Mapped[dict] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(8), default=DraftState.ASKING)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class IncompleteCheckin(Base):
+    """A check-in that was started and never saved: expired at the end of its day, or started
+    again from the beginning. Its answers are kept as they were, for the record; it is not a
+    check-in (nothing in it was confirmed by the participant). Append-only."""
+
+    __tablename__ = "incomplete_checkins"
+    __table_args__ = (CheckConstraint("reason IN ('expired', 'restarted')", name="reason"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    step: Mapped[str] = mapped_column(String(16))  # the question it stopped at
+    answers: Mapped[dict] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    local_date: Mapped[date] = mapped_column(Date)  # the participant's day it was started
+    timezone: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(16))
 
 
 class Alert(Base):
@@ -344,10 +384,27 @@ class Alert(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("participant_messages.id"))
 
 
+class MessageKind(StrEnum):
+    """What a participant sent: words, or media the study team receives as it is."""
+
+    TEXT = "text"
+    PHOTO = "photo"
+    DOCUMENT = "document"
+    VOICE = "voice"
+    AUDIO = "audio"
+    VIDEO = "video"
+    VIDEO_NOTE = "video_note"
+    ANIMATION = "animation"
+
+
 class ParticipantMessage(Base):
-    """Free text between a participant and the study team, both ways. Append-only."""
+    """What a participant told the study team (text, or media with its caption in `text`) and
+    the team's replies. Append-only. The text is stored with control characters removed;
+    `original_length` is its length as received."""
 
     __tablename__ = "participant_messages"
+    __table_args__ = (CheckConstraint("kind IN ('text', 'photo', 'document', 'voice', 'audio', 'video', "
+                                      "'video_note', 'animation')", name="kind"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
@@ -356,6 +413,39 @@ class ParticipantMessage(Base):
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default=MessageKind.TEXT)
+    original_length: Mapped[int | None] = mapped_column(Integer)
+    # Where it was typed: "free" (no question pending), or "checkin:<step>" (while a check-in
+    # asked that question, and it was not an answer to it).
+    context: Mapped[str | None] = mapped_column(String(32))
+    # What the red-flag screening found: {"flags": [...], "negated": [...]}.
+    screening: Mapped[dict | None] = mapped_column(JSON)
+    # The participant's own Telegram message (media is copied from it to the study team).
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ProcessedUpdate(Base):
+    """An update from Telegram that was handled: Telegram delivers at least once (a webhook
+    retried, polling after a crash, a second process), so each update's effects are written in
+    the same transaction as this row, and a second delivery finds it and repeats `answer`
+    instead of the effects. `action_key` does the same for a button that acts once per message
+    (a second tap on Save before the first tap's edit arrived). Kept for a week: Telegram
+    redelivers an update for a day at most, and picks update ids anew after a week of silence."""
+
+    __tablename__ = "processed_updates"
+    __table_args__ = (UniqueConstraint("bot_id", "update_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bot_id: Mapped[int] = mapped_column(BigInteger)
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    callback_query_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    action_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    handled_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # The reply the update got (template, language, text, buttons, hash), to give again.
+    answer: Mapped[dict | None] = mapped_column(JSON)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Broadcast(Base):

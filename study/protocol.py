@@ -195,6 +195,9 @@ class CheckinSection(_Section):
     every_days: int = Field(ge=1, default=7)
     reminder_time: str = "10:00"
     daily_scores: bool = False
+    # A check-in left unfinished expires: "end_of_day" (the participant's midnight after it was
+    # started) or a number of hours after it was started. It is then kept as incomplete.
+    draft_expires: Literal["end_of_day"] | Annotated[int, Field(ge=1, le=168)] = "end_of_day"
 
     _time = field_validator("reminder_time")(lambda value: (parse_hhmm(value), value)[1])
 
@@ -206,7 +209,6 @@ class SafetySection(_Section):
     itch_alert_at: int = Field(ge=0, le=11, default=9)
     pain_alert_at: int = Field(ge=0, le=11, default=9)
     red_flags: list[RED_FLAG_CODE] = Field(default_factory=list)  # the check-in buttons; flags of screening_file
-    red_flag_words: dict[LanguageCode, list[str]] = Field(default_factory=dict)
     # The red-flag screening's words (study/screening.py), relative to the folder of study.toml.
     screening_file: str = Field(default="screening.toml", min_length=1, max_length=200)
     # What participants are told to call, per site: the emergency number and the crisis line.
@@ -252,6 +254,13 @@ class Protocol(_Section):
             raise ProtocolError("this Protocol has no red-flag screening: build it with load_protocol(path), "
                                 "which loads [safety] screening_file next to study.toml")
         return self._screener
+
+    def template_globals(self) -> dict[str, object]:
+        """What every template may use (messages/catalog.toml [globals])."""
+        study, safety = self.study, self.safety
+        return {"study_name": study.short_name, "study_phone": study.phone, "study_email": study.email,
+                "emergency_number": safety.emergency_number, "crisis_line": safety.crisis_line,
+                "flag_labels": {code: flag.label for code, flag in self.screener.flags.items()}}
 
 
 class ProtocolError(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
@@ -68,3 +68,20 @@ class WrongCodeLockout:
         key = self._key(chat_id)
         self._failures.pop(key, None)
         self._locked_until.pop(key, None)
+
+
+class RecentUpdates:
+    """The last few thousand update ids seen from strangers, in this process only: a stranger's
+    update delivered twice is counted once, and nothing about them is written down."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._seen: OrderedDict[int, None] = OrderedDict()
+
+    def first_time(self, update_id: int) -> bool:
+        if update_id in self._seen:
+            return False
+        self._seen[update_id] = None
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        return True

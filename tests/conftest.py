@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,12 +18,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.trial import Trial
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
 from study.clock import ManualClock
 from study.database import Database
 from study.protocol import Protocol, load_protocol
+from tests.redelivery import HandledUpdates, watching
+from tests.trial import Trial
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("TRIALBOT_TEST_DATABASE_URL")
@@ -88,3 +89,10 @@ async def trial(db: Database, clock: ManualClock, protocol: Protocol, telegram: 
         yield running_trial
     if "rejections_expected" not in request.keywords:
         assert telegram.rejected_calls == [], "the bot made calls Telegram would reject"
+
+
+@pytest.fixture
+def handled() -> Iterator[HandledUpdates]:
+    """The bot's "update N handled" lines during the test (tests/redelivery.py)."""
+    with watching() as watcher:
+        yield watcher

@@ -198,8 +198,9 @@ async def test_forged_and_unknown_input_changes_nothing(trial: Trial) -> None:
         assert "nothing was changed" in user.last_bot_message.text or "does not work" in user.last_bot_message.text
     await user.send_text("/nosuchcommand")
     assert "I cannot use that here" in (await user.next_bot_event()).text
-    await user.send_text("I put the cream on my arm, is that ok?")  # a question: passed to the team
-    assert "passed to the study team" in (await user.next_bot_event()).text
+    await user.send_text("I put the cream on my arm, is that ok?")  # a question: for the team
+    # Nobody is on the study team in this test: the participant is not told it was passed on.
+    assert "could not pass your message to the study team" in (await user.next_bot_event()).text
     assert await trial.diary("P001") == []
     assert len(await trial.diary("P002")) == 1
 

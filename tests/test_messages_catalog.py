@@ -186,9 +186,9 @@ def test_an_edited_template_is_not_sent_until_approved(messages_copy: Path) -> N
     with pytest.raises(CatalogNotReady) as refused:
         renderer.check_ready(LANGUAGES)
     assert refused.value.problems == [
-        f"{path}: changed since its approval (IRB 26-1042 initial approval, 2026-11-24); "
+        f"{path}: changed since its approval (IRB 26-1042 amendment 1, 2026-11-29); "
         "approve the new text or restore the approved one"]
-    variables = {"undo_minutes": 15, "backfill_days": 1}
+    variables = {"undo_minutes": 15, "backfill_days": 1, "emergency_number": "911"}
     with pytest.raises(NotApprovedError, match="help.html.j2"):
         renderer.render("help", "es", variables)
     assert "How this works" in renderer.render("help", "en", variables).text  # English is untouched

@@ -34,7 +34,7 @@ async def say(user, text: str) -> None:
 
 
 async def full_checkin(user, *, itch="3", pain="2", reaction="No reaction", severity=None, problem="No",
-                       medicines="No changes", flags=(), save=True) -> None:
+                       medicines="No changes", changed="ibuprofen since Monday", flags=(), save=True) -> None:
     await say(user, "/symptoms")
     await press(user, itch)
     await press(user, pain)
@@ -44,8 +44,11 @@ async def full_checkin(user, *, itch="3", pain="2", reaction="No reaction", seve
     if problem == "No":
         await press(user, "No")
     else:
-        await say(user, problem)
+        await say(user, problem)  # warning signs in it: the safety advice, then the next question
+        await user.wait_for(lambda u: "change any of your other medicines" in (u.last_bot_message.text or ""))
     await press(user, medicines)
+    if medicines != "No changes":
+        await say(user, changed)
     for flag in flags:
         await press(user, flag)
     await press(user, "Next ➡️" if flags else "None of these ➡️")
@@ -59,15 +62,15 @@ def alerts_in(chat) -> list:
 
 async def test_a_full_check_in_is_saved_only_after_review(trial: Trial) -> None:
     user = await trial.join()
-    await full_checkin(user, problem="a cough since Monday", save=False)
+    await full_checkin(user, problem="dry lips since Monday", save=False)
     review = user.last_bot_message
-    assert "Worst itch: 3 of 10" in review.text and "a cough since Monday" in review.text
+    assert "Worst itch: 3 of 10" in review.text and "dry lips since Monday" in review.text
     assert await rows(trial, CheckIn) == [], "nothing is saved before the participant confirms"
     await press(user, "✅ Save my answers")
     assert "Your check-in is saved" in user.last_bot_message.text
     [saved] = await rows(trial, CheckIn)
     assert (saved.itch, saved.pain, saved.reaction, saved.reaction_severity, saved.new_problem, saved.medicines,
-            saved.red_flags) == (3, 2, "none", None, "a cough since Monday", "no", [])
+            saved.red_flags) == (3, 2, "none", None, "dry lips since Monday", "no", [])
     assert await rows(trial, CheckinDraft) == [] and await rows(trial, Alert) == []
 
 
@@ -93,6 +96,8 @@ async def test_each_red_flag_from_urgent_raises_exactly_one_alert(trial: Trial, 
     told = user.last_bot_message.text
     if flag == "pregnancy_positive":
         assert "stop applying the study cream" in told
+    elif flag in ("fever", "skin_infection", "blistering_rash"):  # the screening file's call-today signs
+        assert "call the study team today" in told and "216 445-8776" in told and "911 now" not in told
     else:
         assert "call 911 now" in told and "216 445-8776" in told
     await coordinator.wait_for(lambda c: len(alerts_in(c)) == 1)
@@ -103,19 +108,21 @@ async def test_each_red_flag_from_urgent_raises_exactly_one_alert(trial: Trial, 
 
 
 @pytest.mark.parametrize(
-    ("answers", "alerted", "trigger"),
+    ("answers", "alerted", "trigger", "told"),
     [
-        ({"itch": "9"}, True, {"score": "itch", "value": 9}),
-        ({"itch": "8"}, False, None),
-        ({"pain": "10"}, True, {"score": "pain", "value": 10}),
-        ({"reaction": "Burning or stinging", "severity": "Severe"}, True, {"reaction": "burning", "severity": "severe"}),
-        ({"reaction": "Burning or stinging", "severity": "Moderate"}, False, None),
-        ({"flags": ["Fever or chills"]}, True, {"red_flag": "fever"}),
-        ({"problem": "I have had chest pain since yesterday"}, True, {"words": ["chest pain"]}),
+        ({"itch": "9"}, True, {"score": "itch", "value": 9}, "call the study team today"),
+        ({"itch": "8"}, False, None, None),
+        ({"pain": "10"}, True, {"score": "pain", "value": 10}, "call the study team today"),
+        ({"reaction": "Burning or stinging", "severity": "Severe"}, True, {"reaction": "burning", "severity": "severe"},
+         "call the study team today"),
+        ({"reaction": "Burning or stinging", "severity": "Moderate"}, False, None, None),
+        ({"flags": ["Fever or chills"]}, True, {"red_flag": "fever"}, "call the study team today"),
+        ({"flags": ["Short of breath or chest pain"]}, True, {"red_flag": "breathing_chest"}, "call 911 now"),
     ],
-    ids=["itch-9", "itch-8", "pain-10", "severe-reaction", "moderate-reaction", "red-flag", "words"],
+    ids=["itch-9", "itch-8", "pain-10", "severe-reaction", "moderate-reaction", "red-flag", "emergency-flag"],
 )
-async def test_check_in_thresholds(trial: Trial, answers: dict, alerted: bool, trigger: dict | None) -> None:
+async def test_check_in_thresholds(trial: Trial, answers: dict, alerted: bool, trigger: dict | None,
+                                   told: str | None) -> None:
     coordinator = await trial.add_staff(5005)
     user = await trial.join()
     await full_checkin(user, **answers)
@@ -126,10 +133,23 @@ async def test_check_in_thresholds(trial: Trial, answers: dict, alerted: bool, t
     [alert] = found
     [got] = alert.triggers
     assert {k: got[k] for k in trigger} == trigger
-    assert "call 911 now" in user.last_bot_message.text
+    assert told in user.last_bot_message.text
     await coordinator.wait_for(lambda c: len(alerts_in(c)) == 1)
     [saved] = await rows(trial, CheckIn)
     assert alert.checkin_id == saved.id
+
+
+async def test_warning_signs_in_a_check_in_answer_alert_when_typed_and_the_check_in_goes_on(trial: Trial) -> None:
+    coordinator = await trial.add_staff(5005)
+    user = await trial.join()
+    await full_checkin(user, problem="I have had chest pain since yesterday")
+    [alert] = await rows(trial, Alert)
+    assert (alert.source, alert.triggers[0]["flags"]) == ("checkin", ["breathing_chest"])
+    assert any("call 911 now" in (m.text or "") for m in user.bot_messages)
+    assert "Your check-in is saved" in user.last_bot_message.text, "saved without a second alert"
+    await coordinator.wait_for(lambda c: len(alerts_in(c)) == 1)
+    [saved] = await rows(trial, CheckIn)
+    assert saved.new_problem == "I have had chest pain since yesterday"
 
 
 async def test_alerts_are_re_sent_every_30_minutes_and_escalated_after_2_hours_until_acknowledged(
@@ -185,7 +205,7 @@ async def test_open_alerts_are_listed_for_staff(trial: Trial) -> None:
     await coordinator.wait_for(lambda c: len(alerts_in(c)) == 1)
     await say(coordinator, "/alerts")
     listed = coordinator.last_bot_message
-    assert "leg swelling or pain" in listed.text and listed.button_labels == ["✅ Acknowledge"]
+    assert "swelling or pain" in listed.text and listed.button_labels == ["✅ Acknowledge"]
 
 
 async def test_a_check_in_interrupted_by_a_restart_resumes_without_losing_answers(trial: Trial) -> None:
@@ -263,9 +283,9 @@ async def test_red_flag_words_match_whatever_the_case_and_accents(trial: Trial) 
     coordinator = await trial.add_staff(5005)
     user = await trial.join(language="es")
     await say(user, "Tengo FIÉBRE y escalofríos desde anoche")
-    assert "llame al 911 ahora" in user.last_bot_message.text
+    assert "llame hoy al equipo del estudio" in user.last_bot_message.text
     [alert] = await rows(trial, Alert)
-    assert alert.source == "message" and alert.triggers[0]["words"] == ["fiebre", "escalofrios"]
+    assert alert.source == "message" and alert.triggers[0]["flags"] == ["fever"]
     await coordinator.wait_for(lambda c: len(alerts_in(c)) == 1)
 
 

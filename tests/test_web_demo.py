@@ -298,7 +298,7 @@ async def _report_a_red_flag_and_acknowledge_it(page) -> None:
     red_flags = participant.locator(".msg.in").last
     await expect(red_flags).to_contain_text("If this is an emergency, call 911 now.")
     await red_flags.get_by_role("button", name="Fever or chills").click()
-    await expect(participant.locator(".msg.in").last).to_contain_text("call the study team now")
+    await expect(participant.locator(".msg.in").last).to_contain_text("call the study team today")
     alert = staff.locator(".msg.in", has_text="Safety alert: DEMO01").last
     await expect(alert).to_contain_text("fever or chills")
     await expect(alert.locator(".template-tag")).to_have_text("staff_alert (en)")

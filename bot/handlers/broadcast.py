@@ -15,6 +15,7 @@ from telegram import Update
 from telegram.ext import CallbackContext
 
 from bot.access import staff_command
+from bot.exactly_once import effects
 from bot.replies import answer_button, render, send_new, show
 from bot.services import services
 from messages.renderer import Button
@@ -77,35 +78,43 @@ async def _draft_and_preview(update: Update, context: CallbackContext, member: S
                              audience_text: str, text: str | None) -> None:
     svc = services(context)
     now = svc.clock.now()
-    try:
-        audience = broadcasts.parse_audience(audience_text)
-        async with svc.db.transaction() as session:
-            row = await broadcasts.create_draft(session, member, template_id=template_id, audience=audience,
+    people = []
+    async with effects(update, context) as fx:
+        try:
+            audience = broadcasts.parse_audience(audience_text)
+            # Checked before anything is written, so a refusal leaves no draft behind.
+            people = await broadcasts.audience_members(fx.session, audience, now=now)
+            if not people:
+                raise BroadcastError("no_recipients")
+            row = await broadcasts.create_draft(fx.session, member, template_id=template_id, audience=audience,
                                                 text=text, now=now)
-            people = await broadcasts.audience_members(session, audience, now=now)
-    except BroadcastError as exc:
-        await _refuse(update, context, member, exc.code)
-        return
+        except BroadcastError as exc:
+            people = []  # nothing to preview: the refusal is the answer
+            fx.reply = render(context, "staff_broadcast_refused", member.language, {"reason": exc.code})
+        else:
+            fx.reply = render(context, "staff_broadcast_confirm", member.language, {
+                "broadcast_id": row.id, "template": row.template_id, **_audience_variables(audience),
+                "count": len(people), "needs_approval": svc.protocol.broadcasts.require_second_approval,
+            }, [[Button("broadcast_send", f"b:s:{row.id}"), Button("broadcast_cancel", f"b:x:{row.id}")]])
     if not people:
-        await _refuse(update, context, member, "no_recipients")
+        await show(update, context, fx.reply)
         return
     by_language: dict[str, int] = {}
     for person in people:
         by_language[person.language] = by_language.get(person.language, 0) + 1
     for language, count in sorted(by_language.items()):
+        # The previews come before the question, which is the update's answer (a second delivery
+        # of the update gets the question again if it was not shown, never the previews twice).
         await send_new(update, context, render(context, "staff_broadcast_preview", member.language,
-                                               {"language": language, "count": count}))
+                                               {"language": language, "count": count}), answers_update=False)
         # Exactly what participants get: the same template, language and variables the outbox uses.
-        await send_new(update, context, render(context, row.template_id, language, broadcasts.variables(row)))
-    confirm = render(context, "staff_broadcast_confirm", member.language, {
-        "broadcast_id": row.id, "template": row.template_id, **_audience_variables(audience), "count": len(people),
-        "needs_approval": svc.protocol.broadcasts.require_second_approval,
-    }, [[Button("broadcast_send", f"b:s:{row.id}"), Button("broadcast_cancel", f"b:x:{row.id}")]])
+        await send_new(update, context, render(context, row.template_id, language, broadcasts.variables(row)),
+                       answers_update=False)
     if update.callback_query is not None:  # picked with buttons: the question comes after the preview
-        await send_new(update, context, confirm)
+        await send_new(update, context, fx.reply)
         await answer_button(update)
     else:
-        await show(update, context, confirm)
+        await show(update, context, fx.reply)
 
 
 def _broadcast_id(update: Update) -> int | None:
@@ -129,24 +138,22 @@ async def confirm_or_cancel(update: Update, context: CallbackContext, member: St
     now = svc.clock.now()
     step, row_id = update.callback_query.data[2:3], _broadcast_id(update)
     second = svc.protocol.broadcasts.require_second_approval
-    try:
-        async with svc.db.transaction() as session:
-            row = await session.get(Broadcast, row_id) if row_id else None
-            if row is None or row.author_id != member.id or row.status != "draft":
-                raise BroadcastError("not_draft")
-            if step == "x":
-                await broadcasts.cancel(session, row, member, now=now)
-                variables = _status_variables(row, "cancelled")
-            else:
-                people = await broadcasts.audience_members(session, row.audience, now=now)
-                variables = {**_status_variables(row, "awaiting_approval" if second else "sending"),
-                             "total": len(people)}
-    except BroadcastError as exc:
-        await _refuse(update, context, member, exc.code)
-        return
-    await show(update, context, render(context, "staff_broadcast_status", member.language, variables),
-               answer=step == "x")
-    if step == "x":
+    refused = False
+    async with effects(update, context) as fx:
+        session = fx.session
+        row = await session.get(Broadcast, row_id) if row_id else None
+        if row is None or row.author_id != member.id or row.status != "draft":
+            refused = True
+            fx.reply = render(context, "staff_broadcast_refused", member.language, {"reason": "not_draft"})
+        elif step == "x":
+            await broadcasts.cancel(session, row, member, now=now)
+            fx.reply = render(context, "staff_broadcast_status", member.language, _status_variables(row, "cancelled"))
+        else:
+            people = await broadcasts.audience_members(session, row.audience, now=now)
+            variables = {**_status_variables(row, "awaiting_approval" if second else "sending"), "total": len(people)}
+            fx.reply = render(context, "staff_broadcast_status", member.language, variables)
+    await show(update, context, fx.reply, answer=refused or step == "x")
+    if refused or step == "x":
         return
     hashes = {language: svc.messages.render(row.template_id, language, {
         **svc.study_variables(), **broadcasts.variables(row)}).template_hash for language in svc.protocol.study.languages}
@@ -186,20 +193,21 @@ async def approve(update: Update, context: CallbackContext, member: StaffMember)
     svc = services(context)
     now = svc.clock.now()
     row_id = _broadcast_id(update)
-    try:
-        async with svc.db.transaction() as session:
-            row = await session.get(Broadcast, row_id) if row_id else None
+    async with effects(update, context) as fx:
+        row = await fx.session.get(Broadcast, row_id) if row_id else None
+        try:
             if row is None:
                 raise BroadcastError("not_awaiting")
-            await broadcasts.approve(session, row, member, now=now)
-            variables = _status_variables(row, "sending", approver=member.name)
-    except BroadcastError as exc:
-        if exc.code == "own":
-            async with svc.db.transaction() as session:
-                await audit.record(session, actor=Actor.staff(member.id), action="refused", entity="broadcast",
+            async with fx.session.begin_nested():  # a refusal undoes whatever the approval began
+                await broadcasts.approve(fx.session, row, member, now=now)
+        except BroadcastError as exc:
+            if exc.code == "own":
+                await audit.record(fx.session, actor=Actor.staff(member.id), action="refused", entity="broadcast",
                                    entity_id=row_id, now=now, new={"approver": member.name},
                                    reason="the author may not approve their own broadcast")
-        await _refuse(update, context, member, exc.code)
-        return
+            fx.reply = render(context, "staff_broadcast_refused", member.language, {"reason": exc.code})
+        else:
+            fx.reply = render(context, "staff_broadcast_status", member.language,
+                              _status_variables(row, "sending", approver=member.name))
     svc.outbox_ready.set()
-    await show(update, context, render(context, "staff_broadcast_status", member.language, variables))
+    await show(update, context, fx.reply)

@@ -1,60 +1,107 @@
-"""Free text between participants and the study team.
+"""Words and media from participants to the study team, and the team's /reply.
 
-What a participant types outside a question goes to the study team as a message (study id and
-text); if it holds red-flag words, it also raises an alert and the participant sees the safety
-message. Staff answer with `/reply P001 text`, sent inside the approved "message from your study
-team" template. Both directions are kept (participant_messages, append-only).
+Whatever state the conversation is in, what a participant sends reaches the study team and the
+red-flag screening (study/conversation.py): typed outside any question, typed while a check-in
+asks something it does not answer (the question is then asked again), or a photo, document,
+voice note or video with its caption. A check-in question that takes words takes them as its
+answer (bot/handlers/checkin.py `typed`).
+
+What the participant sees at once: the safety instructions, when the screening found something
+to act on (every action, most urgent first). That the message was passed on comes from the
+outbox once it was: a message Telegram refused is never reported as passed on.
 """
 
 from __future__ import annotations
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.ext import CallbackContext
 
 from bot.access import participant_only, staff_command
+from bot.exactly_once import Effects, effects
 from bot.handlers import checkin
-from bot.handlers.diary import diary_buttons
-from bot.replies import render, show
+from bot.replies import render, send_new, show
 from bot.services import services
-from messages.renderer import Button
-from study import alerts, checkins, conversation, outbox, participants, red_flags, roles
-from study.models import Participant, StaffMember
+from study import checkins, conversation, outbox, participants, roles
+from study.models import DraftState, MessageKind, Participant, StaffMember
 
-TYPED_ANSWER_STEPS = ("itch", "pain", "new_problem")
 REPLY_MAX = 2000
+# The Telegram message fields that carry media the study team should see as it is.
+MEDIA_KINDS = (
+    ("photo", MessageKind.PHOTO), ("video_note", MessageKind.VIDEO_NOTE), ("voice", MessageKind.VOICE),
+    ("video", MessageKind.VIDEO), ("animation", MessageKind.ANIMATION), ("audio", MessageKind.AUDIO),
+    ("document", MessageKind.DOCUMENT),
+)
+
+
+def media_kind(message: Message) -> MessageKind | None:
+    for field, kind in MEDIA_KINDS:
+        if getattr(message, field, None):
+            return kind
+    return None
 
 
 @participant_only
 async def participant_text(update: Update, context: CallbackContext, participant: Participant) -> None:
+    """Typed text: a check-in's answer, or words for the study team."""
     message = update.effective_message
-    text = (message.text or "").strip() if message else ""
-    if not text:  # a sticker, a photo, a voice note: kindly say what works
-        await show(update, context, render(context, "unknown_input", participant.language, {}, diary_buttons()))
-        return
+    await _received(update, context, participant, message.text or "", MessageKind.TEXT, message.message_id)
+
+
+@participant_only
+async def participant_media(update: Update, context: CallbackContext, participant: Participant) -> None:
+    """A photo, document, voice note, audio, video or video note: passed on as it is, with its
+    caption screened as words. In a dermatology trial the photo is often the message."""
+    message = update.effective_message
+    kind = media_kind(message) or MessageKind.DOCUMENT
+    await _received(update, context, participant, message.caption or "", kind, message.message_id)
+
+
+@participant_only
+async def sticker(update: Update, context: CallbackContext, participant: Participant) -> None:
+    """A sticker says nothing the team can act on: kindly ask for words or a photo."""
+    await show(update, context, render(context, "sticker_reply", participant.language))
+
+
+async def _received(update: Update, context: CallbackContext, participant: Participant, text: str,
+                    kind: MessageKind, message_id: int) -> None:
     svc = services(context)
     now = svc.clock.now()
-    async with svc.db.transaction() as session:
-        draft = await checkins.draft_of(session, participant)
-    if draft is not None and draft.step in TYPED_ANSWER_STEPS:
-        await checkin.answer_text(update, context, participant, draft)
-        return
-    words = red_flags.matches(text, [w for ws in svc.protocol.safety.red_flag_words.values() for w in ws])
-    async with svc.db.transaction() as session:
-        person = await session.get(Participant, participant.id)
-        record = await conversation.from_participant(session, person, text, now=now)
-        await outbox.notify_staff(session, event_key=f"message:{record.id}", template_id="staff_participant_message",
-                                  variables={"study_id": person.study_id, "text": text, "sent_at": now.isoformat(),
-                                             "red_flag_words": words}, now=now)
-        if words:
-            await alerts.raise_alert(session, person, source="message", now=now, message_id=record.id,
-                                     triggers=[{"words": words, "text": text[:300]}])
+    async with effects(update, context) as fx:
+        draft = await checkins.draft_of(fx.session, participant, protocol=svc.protocol, now=now)
+        answered = (kind == MessageKind.TEXT and checkins.takes_typed_answer(draft)
+                    and await checkin.typed(update, context, participant, fx, draft, text))
+        if not answered:
+            asking = draft is not None and draft.state == DraftState.ASKING
+            await _to_the_team(context, participant, fx, text, kind, message_id,
+                               where=f"mid_checkin:{draft.step}" if asking else "free")
+            if asking:
+                # The question they were asked is asked again, below whatever was said.
+                again = checkin.question(context, participant, draft,
+                                         reask=draft.step in checkins.WORDS_ANSWERS and bool(text))
+                if fx.reply is None:
+                    fx.reply = again
+                else:
+                    fx.follow_up = again
     svc.outbox_ready.set()
-    if words:
-        await show(update, context, checkin.safety_message(context, participant, []))
-        return
-    buttons = [[Button("checkin_resume", "k:resume")]] if draft is not None else []
-    await show(update, context, render(context, "message_passed_on", participant.language,
-                                       {"checkin_waiting": draft is not None}, buttons))
+    await _answer(update, context, fx)
+
+
+async def _to_the_team(context: CallbackContext, participant: Participant, fx: Effects, text: str,
+                       kind: MessageKind, message_id: int, *, where: str) -> None:
+    svc = services(context)
+    person = await fx.session.get(Participant, participant.id)
+    received = await conversation.from_participant(fx.session, svc.protocol, person, text, now=svc.clock.now(),
+                                                   kind=kind, context=where, telegram_message_id=message_id)
+    if received.screening.actions:
+        fx.reply = checkin.safety_message(context, participant, received.screening.actions)
+
+
+async def _answer(update: Update, context: CallbackContext, fx: Effects) -> None:
+    """The reply (if any; "passed on" comes from the outbox), then the question again."""
+    if fx.reply is not None:
+        await show(update, context, fx.reply)
+    if fx.follow_up is not None:
+        await send_new(update, context, fx.follow_up, answers_update=False)
 
 
 @staff_command(roles.MESSAGE, "reply")
@@ -70,15 +117,14 @@ async def reply(update: Update, context: CallbackContext, member: StaffMember) -
     if len(text) > REPLY_MAX:
         await show(update, context, render(context, "staff_reply_too_long", member.language, {"limit": REPLY_MAX}))
         return
-    record = None
-    async with svc.db.transaction() as session:
-        person = await participants.by_study_id(session, args[0])
+    async with effects(update, context) as fx:
+        person = await participants.by_study_id(fx.session, args[0])
         if person is not None and person.status in participants.SERVED_STATUSES and person.telegram_chat_id:
-            record = await conversation.from_staff(session, person, member, text, now=now)
-            await outbox.enqueue(session, dedup_key=f"reply:{record.id}", template_id="message_from_team",
+            record = await conversation.from_staff(fx.session, person, member, text, now=now)
+            await outbox.enqueue(fx.session, dedup_key=f"reply:{record.id}", template_id="message_from_team",
                                  variables={"text": text}, now=now, participant_id=person.id, kind="reply")
-    if record is None:
-        await show(update, context, render(context, "staff_reply_unknown", member.language, {"study_id": args[0]}))
-        return
+            fx.reply = render(context, "staff_reply_sent", member.language, {"study_id": person.study_id})
+        else:
+            fx.reply = render(context, "staff_reply_unknown", member.language, {"study_id": args[0]})
     svc.outbox_ready.set()
-    await show(update, context, render(context, "staff_reply_sent", member.language, {"study_id": person.study_id}))
+    await show(update, context, fx.reply)

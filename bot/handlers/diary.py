@@ -14,9 +14,10 @@ from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import participant_only
+from bot.exactly_once import effects
 from bot.replies import render, show
 from bot.services import services
-from messages.renderer import Button
+from messages.renderer import Button, RenderedMessage
 from study import diary, outbox
 from study.diary import LogStatus, UndoStatus
 from study.models import DiaryEntry, Participant
@@ -68,15 +69,18 @@ def _entry_variables(entry: DiaryEntry, participant: Participant) -> dict[str, o
     }
 
 
-async def _refuse(update: Update, context: CallbackContext, participant: Participant, status: LogStatus) -> None:
+def _refusal(context: CallbackContext, participant: Participant, status: LogStatus) -> RenderedMessage:
     template = {
         LogStatus.TOO_OLD: "entry_too_old",
         LogStatus.IN_FUTURE: "entry_in_future",
         LogStatus.UNKNOWN_REASON: "button_expired",
     }[status]
     rules = services(context).protocol.diary
-    await show(update, context, render(context, template, participant.language,
-                                       {"backfill_days": rules.backfill_days}, diary_buttons()))
+    return render(context, template, participant.language, {"backfill_days": rules.backfill_days}, diary_buttons())
+
+
+async def _refuse(update: Update, context: CallbackContext, participant: Participant, status: LogStatus) -> None:
+    await show(update, context, _refusal(context, participant, status))
 
 
 @participant_only
@@ -89,23 +93,23 @@ async def applied_now(update: Update, context: CallbackContext, participant: Par
     step = cb.DiaryStep.parse(update.callback_query.data)
     svc = services(context)
     now = svc.clock.now()
-    async with svc.db.transaction() as session:
+    async with effects(update, context) as fx:
         result = await diary.log_application(
-            session, participant, occurred_at=now, source=_source(step.form), key=_entry_key(update, step.form),
+            fx.session, participant, occurred_at=now, source=_source(step.form), key=_entry_key(update, step.form),
             rules=svc.protocol.diary, now=now,
         )
-        await _note_answer(session, update, participant, now)
-    await _logged(update, context, participant, result)
+        await _note_answer(fx.session, update, participant, now)
+        fx.reply = _logged(context, participant, result)
+    await show(update, context, fx.reply)
 
 
-async def _logged(update: Update, context: CallbackContext, participant: Participant, result: diary.LogResult) -> None:
+def _logged(context: CallbackContext, participant: Participant, result: diary.LogResult) -> RenderedMessage:
+    """What the participant is told about an entry: saved (the same entry for a repeated tap), or why not."""
     if result.entry is None:
-        await _refuse(update, context, participant, result.status)
-        return
+        return _refusal(context, participant, result.status)
     template = "applied_logged" if result.entry.kind == "applied" else "missed_logged"
     variables = _entry_variables(result.entry, participant)
-    await show(update, context, render(context, template, participant.language, variables,
-                                       [[Button("today", cb.DIARY_TODAY)]]))
+    return render(context, template, participant.language, variables, [[Button("today", cb.DIARY_TODAY)]])
 
 
 @participant_only
@@ -137,13 +141,14 @@ async def applied_earlier(update: Update, context: CallbackContext, participant:
         await stale_button(update, context)
         return
     occurred = datetime.combine(step.day, time(int(step.detail)), diary.zone_of(participant))
-    async with svc.db.transaction() as session:
+    async with effects(update, context) as fx:
         result = await diary.log_application(
-            session, participant, occurred_at=occurred, source=_source(step.form),
+            fx.session, participant, occurred_at=occurred, source=_source(step.form),
             key=_entry_key(update, step.form), rules=rules, now=now,
         )
-        await _note_answer(session, update, participant, now)
-    await _logged(update, context, participant, result)
+        await _note_answer(fx.session, update, participant, now)
+        fx.reply = _logged(context, participant, result)
+    await show(update, context, fx.reply)
 
 
 def _loggable_hours(participant: Participant, day: date, now: datetime) -> list[int]:
@@ -191,13 +196,14 @@ async def missed(update: Update, context: CallbackContext, participant: Particip
         rows.append([Button("back", cb.diary(cb.DIARY_MISSED, step.form))])
         await show(update, context, render(context, "missed_reason", participant.language, {"day": step.day}, rows))
         return
-    async with svc.db.transaction() as session:
+    async with effects(update, context) as fx:
         result = await diary.log_missed(
-            session, participant, day=step.day, reason=step.detail, source=_source(step.form),
+            fx.session, participant, day=step.day, reason=step.detail, source=_source(step.form),
             key=_entry_key(update, step.form), rules=rules, now=now,
         )
-        await _note_answer(session, update, participant, now)
-    await _logged(update, context, participant, result)
+        await _note_answer(fx.session, update, participant, now)
+        fx.reply = _logged(context, participant, result)
+    await show(update, context, fx.reply)
 
 
 @participant_only
@@ -205,7 +211,7 @@ async def today(update: Update, context: CallbackContext, participant: Participa
     svc = services(context)
     now = svc.clock.now()
     day = diary.local_today(participant, now)
-    async with svc.db.transaction() as session:
+    async with svc.db.read() as session:
         entries = await diary.entries_on(session, participant, day)
     applied = [_entry_variables(e, participant) for e in entries if e.kind == "applied"]
     missed_entries = [_entry_variables(e, participant) for e in entries if e.kind == "missed"]
@@ -219,17 +225,18 @@ async def today(update: Update, context: CallbackContext, participant: Participa
 async def undo(update: Update, context: CallbackContext, participant: Participant) -> None:
     svc = services(context)
     now = svc.clock.now()
-    async with svc.db.transaction() as session:
-        result = await diary.withdraw_last(session, participant, rules=svc.protocol.diary, now=now)
-    template = {
-        UndoStatus.WITHDRAWN: "undo_done",
-        UndoStatus.NOTHING_TO_UNDO: "undo_nothing",
-        UndoStatus.TOO_LATE: "undo_too_late",
-    }[result.status]
-    variables = {"undo_minutes": svc.protocol.diary.undo_minutes, "entry": None}
-    if result.entry is not None:
-        variables["entry"] = _entry_variables(result.entry, participant)
-    await show(update, context, render(context, template, participant.language, variables))
+    async with effects(update, context) as fx:
+        result = await diary.withdraw_last(fx.session, participant, rules=svc.protocol.diary, now=now)
+        template = {
+            UndoStatus.WITHDRAWN: "undo_done",
+            UndoStatus.NOTHING_TO_UNDO: "undo_nothing",
+            UndoStatus.TOO_LATE: "undo_too_late",
+        }[result.status]
+        variables = {"undo_minutes": svc.protocol.diary.undo_minutes, "entry": None}
+        if result.entry is not None:
+            variables["entry"] = _entry_variables(result.entry, participant)
+        fx.reply = render(context, template, participant.language, variables)
+    await show(update, context, fx.reply)
 
 
 @participant_only

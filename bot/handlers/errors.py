@@ -40,7 +40,7 @@ async def on_error(update: object, context: CallbackContext) -> None:
         # A pressed button gets the apology as its answer, never as an edit of its message: that
         # message may already say "Saved" (only Telegram's answer to the edit was lost), and its
         # buttons are how the participant tries again, with the same idempotency key.
-        if not await alert(update, context, rendered):
-            await send_new(update, context, rendered)
+        if not await alert(update, context, rendered, answers_update=False):
+            await send_new(update, context, rendered, answers_update=False)
     except TelegramError as exc:
         log.warning("could not tell update %s about the error: %s", update_id, type(exc).__name__)

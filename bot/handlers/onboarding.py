@@ -11,6 +11,7 @@ from telegram import Update
 from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
+from bot import exactly_once
 from bot.access import reply_to_stranger, stranger_language
 from bot.handlers.diary import diary_buttons
 from bot.replies import render, show
@@ -27,6 +28,8 @@ _PROBLEM_TEMPLATES = {
     ConsentOutcome.CHAT_IN_USE: "invite_chat_in_use",
     ConsentOutcome.NOT_ELIGIBLE: "not_active",
 }
+# Outcomes that answer the press (an Agree pressed again answers as the first did).
+_ANSWERED = (ConsentOutcome.AGREED, ConsentOutcome.DECLINED, ConsentOutcome.ALREADY_AGREED)
 _STATE_OUTCOMES = {
     InviteState.UNKNOWN: ConsentOutcome.INVITE_UNKNOWN,
     InviteState.USED: ConsentOutcome.INVITE_USED,
@@ -34,14 +37,32 @@ _STATE_OUTCOMES = {
 }
 
 
+def _once(handler):
+    """Before the chat belongs to anyone, the update may still have been handled before (the
+    invitee's Agree, delivered twice): answered from the ledger then. Strangers' updates are
+    never written there (see bot/exactly_once.py)."""
+
+    async def wrapper(update: Update, context: CallbackContext) -> None:
+        chat, user = update.effective_chat, update.effective_user
+        if chat is None or user is None or chat.type != "private":
+            return
+        key = exactly_once.key_of(update, context)
+        async with services(context).db.read() as session:
+            seen = await exactly_once.seen_before(session, key, context)
+        await exactly_once.once(update, context, key, seen, lambda: handler(update, context))
+
+    wrapper.__name__ = wrapper.__qualname__ = handler.__name__
+    wrapper.__doc__ = handler.__doc__
+    return wrapper
+
+
+@_once
 async def start(update: Update, context: CallbackContext) -> None:
     chat, user = update.effective_chat, update.effective_user
-    if chat is None or user is None or chat.type != "private":
-        return
     svc = services(context)
     now = svc.clock.now()
     code = context.args[0] if context.args else None
-    async with svc.db.transaction() as session:
+    async with svc.db.read() as session:
         participant = await participants.by_chat(session, chat.id)
         member = await staff.by_telegram_id(session, user.id)
     if participant is not None:
@@ -58,7 +79,7 @@ async def start(update: Update, context: CallbackContext) -> None:
         return
     if await _locked_out(update, context):
         return
-    async with svc.db.transaction() as session:
+    async with svc.db.read() as session:
         found = await invites.look_up(session, code, now=now)
     if found.state is not InviteState.VALID:
         await _invite_problem(update, context, _STATE_OUTCOMES[found.state])
@@ -95,21 +116,28 @@ async def _invite_problem(update: Update, context: CallbackContext, outcome: Con
     await show(update, context, render(context, _PROBLEM_TEMPLATES[outcome], stranger_language(update, context)))
 
 
+@_once
 async def consent_answer(update: Update, context: CallbackContext) -> None:
     query = update.callback_query
     chat, user = update.effective_chat, update.effective_user
-    if chat is None or user is None or chat.type != "private":
-        return
     if await _locked_out(update, context):
         return
     svc = services(context)
     now = svc.clock.now()
     code = query.data[len(cb.CONSENT_AGREE):]
-    async with svc.db.transaction() as session:
+    async with exactly_once.effects(update, context, claim=False) as fx:
+        session = fx.session
         if query.data.startswith(cb.CONSENT_AGREE):
             result = await consent.agree(session, code, chat_id=chat.id, user_id=user.id, now=now)
         else:
             result = await consent.decline(session, code, now=now)
+        if result.outcome in _ANSWERED:
+            # Only now is the chat someone's: the update is claimed (a second delivery of the
+            # same Agree is answered as the first was, not with "this invite was used").
+            await exactly_once.claim_now(update, context, fx, participant_id=result.participant.id)
+            declined = result.outcome is ConsentOutcome.DECLINED
+            fx.reply = render(context, "consent_declined" if declined else "consent_agreed",
+                              result.participant.language, {}, () if declined else diary_buttons())
         if result.outcome in (ConsentOutcome.AGREED, ConsentOutcome.DECLINED):
             await outbox.notify_staff(
                 session, event_key=f"consent:{result.participant.study_id}:{now.isoformat()}",
@@ -122,8 +150,4 @@ async def consent_answer(update: Update, context: CallbackContext) -> None:
     if result.outcome in _PROBLEM_TEMPLATES:
         await _invite_problem(update, context, result.outcome)
         return
-    person = result.participant
-    if result.outcome is ConsentOutcome.DECLINED:
-        await show(update, context, render(context, "consent_declined", person.language))
-        return
-    await show(update, context, render(context, "consent_agreed", person.language, {}, diary_buttons()))
+    await show(update, context, fx.reply)

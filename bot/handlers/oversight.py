@@ -26,7 +26,7 @@ def _study_zone(context: CallbackContext) -> ZoneInfo:
 @staff_command(roles.OVERSEE, "participants")
 async def participants_list(update: Update, context: CallbackContext, member: StaffMember) -> None:
     svc = services(context)
-    async with svc.db.transaction() as session:
+    async with svc.db.read() as session:
         rows = await oversight.overview(session, svc.protocol, now=svc.clock.now())
     zone = _study_zone(context)
     shown = [{"study_id": r.study_id, "status": r.status, "a7": r.adherence_7, "a28": r.adherence_28,
@@ -43,7 +43,7 @@ async def visits_week(update: Update, context: CallbackContext, member: StaffMem
     svc = services(context)
     first = svc.clock.now().astimezone(_study_zone(context)).date()
     last = first + timedelta(days=6)
-    async with svc.db.transaction() as session:
+    async with svc.db.read() as session:
         found = await oversight.visits_between(session, first, last)
     shown = [{"date": v.scheduled_date.isoformat(), "time": v.scheduled_time.strftime("%H:%M") if v.scheduled_time
               else "", "study_id": p.study_id, "label": v.label, "status": v.status} for v, p in found]
@@ -56,7 +56,7 @@ async def visits_week(update: Update, context: CallbackContext, member: StaffMem
 @participant_only
 async def nextvisit(update: Update, context: CallbackContext, participant: Participant) -> None:
     svc = services(context)
-    async with svc.db.transaction() as session:
+    async with svc.db.read() as session:
         visit = await oversight.next_visit(session, participant, now=svc.clock.now())
     variables = {"has_visit": visit is not None, "visit_date": visit.scheduled_date if visit else None,
                  "visit_at": datetime.combine(visit.scheduled_date, visit.scheduled_time,
@@ -68,7 +68,7 @@ async def nextvisit(update: Update, context: CallbackContext, participant: Parti
 async def _picture(context: CallbackContext, participant: Participant, language: str) -> tuple[bytes, dict]:
     svc = services(context)
     now = svc.clock.now()
-    async with svc.db.transaction() as session:
+    async with svc.db.read() as session:
         applied = await oversight.applied_per_day(session, participant.id)
         scores = await oversight.scores(session, participant.id)
     first, today = oversight.start_day(participant), diary.local_today(participant, now)
@@ -90,7 +90,7 @@ async def _send_photo(update: Update, context: CallbackContext, png: bytes, rend
 async def adherence_plot(update: Update, context: CallbackContext, member: StaffMember) -> None:
     svc = services(context)
     study_id = (context.args or [""])[0][:32]
-    async with svc.db.transaction() as session:
+    async with svc.db.read() as session:
         person = await participants.by_study_id(session, study_id) if study_id else None
     base = {"study_id": study_id or "P001", "days": 0, "a7": None, "a28": None}
     if person is None:

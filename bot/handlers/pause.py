@@ -7,6 +7,7 @@ from telegram import Update
 from telegram.ext import CallbackContext
 
 from bot.access import participant_only
+from bot.exactly_once import effects
 from bot.replies import render, show
 from bot.services import services
 from study import outbox, participants
@@ -18,7 +19,8 @@ async def _switch(update: Update, context: CallbackContext, participant: Partici
     svc = services(context)
     now = svc.clock.now()
     actor = Actor.participant(participant.study_id)
-    async with svc.db.transaction() as session:
+    async with effects(update, context) as fx:
+        session = fx.session
         current = await session.merge(participant)
         switch = participants.pause if pause else participants.resume
         changed = await switch(session, current, actor=actor, now=now)
@@ -30,10 +32,11 @@ async def _switch(update: Update, context: CallbackContext, participant: Partici
                 template_id="staff_paused" if pause else "staff_resumed",
                 variables={"study_id": participant.study_id}, now=now,
             )
+        template = ("paused" if changed else "already_paused") if pause else ("resumed" if changed else "already_active")
+        fx.reply = render(context, template, participant.language)
     if changed:
         svc.outbox_ready.set()
-    template = ("paused" if changed else "already_paused") if pause else ("resumed" if changed else "already_active")
-    await show(update, context, render(context, template, participant.language))
+    await show(update, context, fx.reply)
 
 
 @participant_only

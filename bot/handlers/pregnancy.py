@@ -17,6 +17,7 @@ from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import participant_only
+from bot.exactly_once import effects
 from bot.replies import render, show
 from bot.services import services
 from scheduler.planner import pregnancy_reminder_key
@@ -34,7 +35,8 @@ async def pregnancy_answer(update: Update, context: CallbackContext, participant
     rules = svc.protocol.pregnancy_tests
     now = svc.clock.now()
     entry, notice = None, False
-    async with svc.db.transaction() as session:
+    async with effects(update, context) as fx:
+        session = fx.session
         person = await session.get(Participant, participant.id)
         if answer is not None and answer.participant_id == person.id and person.wocbp and rules.enabled:
             key = pregnancy_reminder_key(person.id, answer.due, answer.repeat)
@@ -54,14 +56,15 @@ async def pregnancy_answer(update: Update, context: CallbackContext, participant
                 message = update.callback_query.message
                 if message is not None:
                     await outbox.mark_answered(session, person.id, message.message_id, now=now)
+        if entry is None:
+            fx.reply = render(context, "pregnancy_expired", participant.language)
+        else:
+            variables = {"next_date": entry.local_date + timedelta(days=rules.every_days),
+                         "repeat_days": rules.repeat_every_days, "where": rules.where}
+            fx.reply = render(context, REPLIES[entry.result], participant.language, variables)
     if notice:
         svc.outbox_ready.set()
-    if entry is None:
-        await show(update, context, render(context, "pregnancy_expired", participant.language))
-        return
-    variables = {"next_date": entry.local_date + timedelta(days=rules.every_days),
-                 "repeat_days": rules.repeat_every_days, "where": rules.where}
-    await show(update, context, render(context, REPLIES[entry.result], participant.language, variables))
+    await show(update, context, fx.reply)
 
 
 def _answerable(rules, person: Participant, answer: cb.PregnancyAnswer, due, now) -> bool:

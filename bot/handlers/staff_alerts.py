@@ -8,6 +8,7 @@ from telegram import Update
 from telegram.ext import CallbackContext
 
 from bot.access import staff_command
+from bot.exactly_once import effects
 from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button
@@ -25,27 +26,27 @@ async def acknowledge(update: Update, context: CallbackContext, member: StaffMem
     svc = services(context)
     now = svc.clock.now()
     alert_id = int(update.callback_query.data[2:])
-    async with svc.db.transaction() as session:
-        result = await alerts.acknowledge(session, alert_id, member, now=now)
-        participant = (await session.get(Participant, result.alert.participant_id)) if result.alert else None
-    if result.outcome is AckOutcome.NOT_ALLOWED:
-        await show(update, context, render(context, "staff_not_allowed", member.language, {"role": member.role}))
-        return
-    if result.outcome is AckOutcome.NOT_FOUND:
-        await show(update, context, render(context, "staff_alert_unknown", member.language))
-        return
-    await show(update, context, render(context, "staff_alert_acknowledged", member.language, {
-        **alerts.alert_variables(result.alert, participant), "by": result.by.name if result.by else "",
-        "reported_at": _in_study_zone(context, result.alert.reported_at),
-        "acknowledged_at": _in_study_zone(context, result.alert.acknowledged_at),
-        "already": result.outcome is AckOutcome.ALREADY,
-    }))
+    async with effects(update, context) as fx:
+        result = await alerts.acknowledge(fx.session, alert_id, member, now=now)
+        participant = (await fx.session.get(Participant, result.alert.participant_id)) if result.alert else None
+        if result.outcome is AckOutcome.NOT_ALLOWED:
+            fx.reply = render(context, "staff_not_allowed", member.language, {"role": member.role})
+        elif result.outcome is AckOutcome.NOT_FOUND:
+            fx.reply = render(context, "staff_alert_unknown", member.language)
+        else:
+            fx.reply = render(context, "staff_alert_acknowledged", member.language, {
+                **alerts.alert_variables(result.alert, participant), "by": result.by.name if result.by else "",
+                "reported_at": _in_study_zone(context, result.alert.reported_at),
+                "acknowledged_at": _in_study_zone(context, result.alert.acknowledged_at),
+                "already": result.outcome is AckOutcome.ALREADY,
+            })
+    await show(update, context, fx.reply)
 
 
 @staff_command(roles.OVERSEE, "alerts")
 async def list_open(update: Update, context: CallbackContext, member: StaffMember) -> None:
     svc = services(context)
-    async with svc.db.transaction() as session:
+    async with svc.db.read() as session:
         open_now = await alerts.open_alerts(session)
     if not open_now:
         await show(update, context, render(context, "staff_no_open_alerts", member.language))

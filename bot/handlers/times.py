@@ -9,6 +9,7 @@ from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import participant_only
+from bot.exactly_once import effects
 from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button
@@ -61,11 +62,11 @@ async def change_time(update: Update, context: CallbackContext, participant: Par
         await show(update, context, render(context, "times_taken", participant.language))
         return
     chosen = sorted({*(t for i, t in enumerate(current) if i != index), new})
-    async with svc.db.transaction() as session:
-        person = await session.merge(participant)
-        await participants.change(session, person, actor=Actor.participant(participant.study_id), now=now,
+    async with effects(update, context) as fx:
+        person = await fx.session.merge(participant)
+        await participants.change(fx.session, person, actor=Actor.participant(participant.study_id), now=now,
                                   reason="participant changed reminder times (/times)",
                                   reminder_times=participants.format_times(chosen))
         person.next_plan_at = None  # plan again with the new times
-    await show(update, context, render(context, "times_saved", participant.language,
-                                       {"times": _local_times(person, now)}))
+        fx.reply = render(context, "times_saved", participant.language, {"times": _local_times(person, now)})
+    await show(update, context, fx.reply)

@@ -7,6 +7,7 @@ from telegram import Update
 from telegram.ext import CallbackContext
 
 from bot.access import participant_only
+from bot.exactly_once import effects
 from bot.handlers.checkin import safety_message
 from bot.replies import render, show
 from bot.services import services
@@ -31,8 +32,11 @@ async def urgent_report(update: Update, context: CallbackContext, participant: P
         await show(update, context, render(context, "button_expired", participant.language))
         return
     triggers = [{"red_flag": code} if code != "other" else {"urgent": "other"}]
-    async with svc.db.transaction() as session:
-        person = await session.get(Participant, participant.id)
-        await alerts.raise_alert(session, person, source="urgent", triggers=triggers, now=svc.clock.now())
+    # One alert per button: a second tap on it (sent before the first one's answer arrived) gets
+    # the first one's answer and raises nothing more.
+    async with effects(update, context, once_per_message=True) as fx:
+        person = await fx.session.get(Participant, participant.id)
+        await alerts.raise_alert(fx.session, person, source="urgent", triggers=triggers, now=svc.clock.now())
+        fx.reply = safety_message(context, participant, alerts.participant_actions(svc.protocol, triggers))
     svc.outbox_ready.set()
-    await show(update, context, safety_message(context, participant, triggers))
+    await show(update, context, fx.reply)

@@ -14,6 +14,7 @@ from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import participant_only
+from bot.exactly_once import effects
 from bot.replies import render, show
 from bot.services import services
 from study import outbox, visits
@@ -34,7 +35,8 @@ async def visit_answer(update: Update, context: CallbackContext, participant: Pa
     svc = services(context)
     now = svc.clock.now()
     template, variables, notice = "visit_changed", {}, False
-    async with svc.db.transaction() as session:
+    async with effects(update, context) as fx:
+        session = fx.session
         person = await session.get(Participant, participant.id)
         visit = await session.get(Visit, answer.visit_id) if answer else None
         if (visit is not None and visit.participant_id == person.id and visit.revision == answer.revision
@@ -48,9 +50,10 @@ async def visit_answer(update: Update, context: CallbackContext, participant: Pa
                 template = "visit_reschedule_thanks"
             variables = visit_variables(visit, person)
             await _note_answer(session, update, person, now)
+        fx.reply = render(context, template, participant.language, variables)
     if notice:
         svc.outbox_ready.set()  # after the commit: the study team's notice goes out at once
-    await show(update, context, render(context, template, participant.language, variables))
+    await show(update, context, fx.reply)
 
 
 async def _reschedule(session, person: Participant, visit: Visit, now: datetime) -> bool:

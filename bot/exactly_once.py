@@ -1,0 +1,180 @@
+"""Exactly-once effects for at-least-once updates.
+
+Telegram delivers an update again whenever it is not sure the bot took it: a webhook whose 200
+was lost or came too late, polling after a `kill -9`, a second process handed the same update. So:
+
+- `participant_only` / `staff_only` (bot/access.py) look the update up in the ledger
+  (study/processed_updates.py) in the read they already make; one handled before is answered
+  again from the ledger (`replay`) and its handler does not run.
+- A handler that changes anything does it inside `effects(update, context)`: its transaction
+  first claims the update, and keeps the reply the handler sets (`fx.reply`), so the effects,
+  the claim and the answer commit together. Two deliveries racing each other meet at the claim.
+- A button that acts once per message (Save, a red flag in /urgent) claims its action too: a
+  second tap that left the phone before the first tap's answer arrived gets the first tap's
+  answer, so the safety instructions stay on screen.
+- A reply that went out is noted in the ledger with the record of what was sent (bot/replies.py),
+  which also writes down updates that changed nothing: a second delivery is not answered twice.
+
+Strangers are never written down (they are counted, nothing more): their repeated updates are
+recognised in memory only (study/strangers.py `RecentUpdates`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Update
+from telegram.ext import CallbackContext
+
+from bot.services import services
+from messages.renderer import RenderedButton, RenderedMessage
+from study import processed_updates
+from study.processed_updates import AlreadyHandled, Handled, UpdateKey
+
+log = logging.getLogger(__name__)
+
+# The update being handled, once bot/access.py knows who sent it.
+_current: ContextVar[UpdateKey | None] = ContextVar("current_update", default=None)
+
+
+def key_of(update: Update, context: CallbackContext, *, participant_id: int | None = None,
+           staff_id: int | None = None) -> UpdateKey:
+    query = update.callback_query
+    return UpdateKey(bot_id=context.bot.id, update_id=update.update_id,
+                     callback_query_id=query.id if query is not None else None,
+                     participant_id=participant_id, staff_id=staff_id)
+
+
+def current() -> UpdateKey | None:
+    return _current.get()
+
+
+@contextmanager
+def handling(key: UpdateKey) -> Iterator[None]:
+    token = _current.set(key)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+async def seen_before(session: AsyncSession, key: UpdateKey, context: CallbackContext) -> Handled | None:
+    """In the caller's read: was this update handled before?"""
+    return await processed_updates.find(session, key, now=services(context).clock.now())
+
+
+async def once(update: Update, context: CallbackContext, key: UpdateKey, seen: Handled | None,
+               handler: Callable[[], Awaitable[None]]) -> None:
+    """Run `handler` for an update not seen before; answer one seen before from the ledger."""
+    with handling(key):
+        try:
+            if seen is not None:
+                await replay(update, context, seen)
+                return
+            try:
+                await handler()
+            except AlreadyHandled as handled:
+                await replay(update, context, handled.row)
+        finally:
+            log.debug("update %s handled", update.update_id)  # the replay drill waits for this line
+
+
+@dataclass
+class Effects:
+    """What a handler's transaction needs: the session, and where to put the reply it will give."""
+
+    session: AsyncSession
+    reply: RenderedMessage | None = None
+    # A further message after the reply (the check-in's question again, after safety advice).
+    follow_up: RenderedMessage | None = None
+
+
+@asynccontextmanager
+async def effects(update: Update, context: CallbackContext, *, once_per_message: bool = False,
+                  claim: bool = True) -> AsyncIterator[Effects]:
+    """The transaction of an update's effects: claims the update first (raising AlreadyHandled
+    if it was handled before), commits its effects, the claim and `fx.reply` together.
+
+    `once_per_message`: this button acts once on the message it is on (the press's callback data
+    and that message make its action key). `claim=False` when the caller claims later in the
+    transaction, once it knows who is writing (`claim_now`)."""
+    svc = services(context)
+    key = _current.get()
+    if key is not None and once_per_message:
+        key = replace(key, action_key=action_key(update))
+    async with svc.db.transaction() as session:
+        if key is not None and claim:
+            await processed_updates.claim(session, key, now=svc.clock.now())
+        fx = Effects(session)
+        yield fx
+        if key is not None and fx.reply is not None:
+            await processed_updates.keep_answer(session, key, answer_of(fx.reply))
+
+
+async def claim_now(update: Update, context: CallbackContext, fx: Effects, *, participant_id: int) -> None:
+    """Claim the update inside `effects(..., claim=False)`, now that the participant is known
+    (joining the study: until the invite is checked, the chat is a stranger's)."""
+    key = replace(key_of(update, context), participant_id=participant_id)
+    _current.set(key)  # the reply's record notes the update as answered (see bot/replies.py)
+    await processed_updates.claim(fx.session, key, now=services(context).clock.now())
+
+
+def action_key(update: Update) -> str | None:
+    query = update.callback_query
+    if query is None or query.message is None:
+        return None
+    return f"press:{query.message.chat.id}:{query.message.message_id}:{query.data}"[:160]
+
+
+def answer_of(rendered: RenderedMessage) -> dict[str, Any]:
+    return {"template_id": rendered.template_id, "language": rendered.language, "text": rendered.text,
+            "buttons": [[[b.label, b.data] for b in row] for row in rendered.buttons],
+            "template_hash": rendered.template_hash, "draft": rendered.draft}
+
+
+def rendered_from(answer: dict[str, Any]) -> RenderedMessage:
+    buttons = tuple(tuple(RenderedButton(label, data) for label, data in row) for row in answer["buttons"])
+    return RenderedMessage(answer["template_id"], answer["language"], answer["text"], buttons,
+                           answer["template_hash"], answer["draft"])
+
+
+async def replay(update: Update, context: CallbackContext, row: Handled) -> None:
+    """Answer an update whose effects happened before: as it was answered the first time. A
+    redelivered update already answered gets nothing more; a second tap gets the first tap's
+    answer on its message (usually already shown, so only the button's spinner stops)."""
+    from bot.replies import (  # replies records answers through this module
+        answer_button,
+        show,
+    )
+
+    key = _current.get()
+    same_update = key is not None and (row.bot_id, row.update_id) == (key.bot_id, key.update_id)
+    if same_update and row.answered_at is not None:
+        log.info("update %s delivered again: handled and answered before, nothing done", update.update_id)
+        return
+    if not same_update and row.answered_at is not None:
+        # A second tap: the first tap's answer is on the message already; only the spinner stops.
+        log.info("update %s: a second tap on a button that acts once; its answer stands", update.update_id)
+        await answer_button(update)
+        return
+    log.info("update %s: %s handled before; answering as then", update.update_id,
+             "it was" if same_update else "its action was")
+    if row.answer is None:
+        await answer_button(update)
+        return
+    rendered = rendered_from(row.answer)
+    svc = services(context)
+    if not rendered.draft and not svc.messages.catalog.is_approved(rendered.template_id, rendered.language,
+                                                                   rendered.template_hash):
+        # The text was approved when it was first sent; it is not any more, so it is not sent again.
+        log.warning("update %s: the earlier answer (%s) is no longer approved text; not repeated",
+                    update.update_id, rendered.template_id)
+        await answer_button(update)
+        return
+    await show(update, context, rendered)

@@ -1,0 +1,145 @@
+"""The ledger of handled updates: what makes an update's effects happen once.
+
+Telegram delivers an update at least once: a webhook it did not see acknowledged is sent again,
+polling after a crash fetches what was not confirmed, two processes may both be given it. The
+first thing the transaction that carries an update's effects does is claim the update here
+(`claim`); a second delivery finds the claim, and the caller gives the stored answer again
+instead of doing anything. Updates that change nothing are written down when they are answered
+(`answered`), so even their reply is not sent twice.
+
+Telegram-free: an update is named by the bot's id and its update id (and a pressed button's query
+id); `action_key` names an action that may happen once whatever update carries it (a second tap
+on a button that acts once per message).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from study.models import ProcessedUpdate
+
+# Telegram keeps an update for redelivery for a day at most; after a week without updates it
+# picks the next update id at random, which could meet an old one. A week it is, both ways.
+KEPT_FOR = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class UpdateKey:
+    bot_id: int
+    update_id: int
+    callback_query_id: str | None = None
+    action_key: str | None = None
+    participant_id: int | None = None
+    staff_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What the ledger says of an update handled before (a plain copy: it outlives its session)."""
+
+    bot_id: int
+    update_id: int
+    answer: dict[str, Any] | None
+    answered_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ProcessedUpdate) -> Handled:
+        return cls(row.bot_id, row.update_id, row.answer, row.answered_at)
+
+
+class AlreadyHandled(Exception):
+    """The update (or the action it asks for) was handled before: `row` holds what it was answered."""
+
+    def __init__(self, row: Handled) -> None:
+        super().__init__(f"update {row.update_id} handled before")
+        self.row = row
+
+
+def _matching(key: UpdateKey) -> Any:
+    conditions: list[Any] = [(ProcessedUpdate.bot_id == key.bot_id) & (ProcessedUpdate.update_id == key.update_id)]
+    if key.callback_query_id is not None:
+        conditions.append(ProcessedUpdate.callback_query_id == key.callback_query_id)
+    if key.action_key is not None:
+        conditions.append(ProcessedUpdate.action_key == key.action_key)
+    return or_(*conditions)
+
+
+async def find(session: AsyncSession, key: UpdateKey, *, now: datetime) -> Handled | None:
+    """The record of this update (or of its action), if it was handled within `KEPT_FOR`."""
+    query = (select(ProcessedUpdate).where(_matching(key), ProcessedUpdate.handled_at > now - KEPT_FOR)
+             .order_by(ProcessedUpdate.id).limit(1))
+    row = await session.scalar(query)
+    return Handled.of(row) if row is not None else None
+
+
+async def claim(session: AsyncSession, key: UpdateKey, *, now: datetime) -> None:
+    """Claim the update in the caller's transaction, before its effects; raises AlreadyHandled
+    when it (or its action) was claimed already. On PostgreSQL a second process claiming the same
+    update at the same moment waits here until the first commits, then finds its claim."""
+    values = {"bot_id": key.bot_id, "update_id": key.update_id, "callback_query_id": key.callback_query_id,
+              "action_key": key.action_key, "participant_id": key.participant_id, "staff_id": key.staff_id,
+              "handled_at": now}
+    if await _insert_new(session, values):
+        return
+    row = await find(session, key, now=now)
+    if row is not None:
+        raise AlreadyHandled(row)
+    # What stood in the way is older than KEPT_FOR: another time's update with the same id.
+    await _forget_expired(session, key, now=now)
+    if not await _insert_new(session, values):
+        raise AlreadyHandled(await find(session, key, now=now))  # type: ignore[arg-type]
+
+
+async def keep_answer(session: AsyncSession, key: UpdateKey, answer: dict[str, Any]) -> None:
+    """The reply the claimed update gets, written in the claim's transaction."""
+    row = await session.scalar(select(ProcessedUpdate).where(
+        ProcessedUpdate.bot_id == key.bot_id, ProcessedUpdate.update_id == key.update_id))
+    if row is not None and row.answer is None:
+        row.answer = answer
+
+
+async def answered(session: AsyncSession, key: UpdateKey, answer: dict[str, Any], *, now: datetime) -> None:
+    """The update's reply went out: note it (and, for an update that changed nothing, write it
+    down now, so that a second delivery is not answered again)."""
+    row = await session.scalar(select(ProcessedUpdate).where(
+        ProcessedUpdate.bot_id == key.bot_id, ProcessedUpdate.update_id == key.update_id))
+    if row is None:
+        values = {"bot_id": key.bot_id, "update_id": key.update_id, "callback_query_id": key.callback_query_id,
+                  "participant_id": key.participant_id, "staff_id": key.staff_id, "handled_at": now,
+                  "answer": answer, "answered_at": now}
+        if not await _insert_new(session, values):
+            await _forget_expired(session, key, now=now)
+            await _insert_new(session, values)
+        return
+    if row.answered_at is None:
+        row.answered_at = now
+    if row.answer is None:
+        row.answer = answer
+
+
+async def forget_older_than(session: AsyncSession, *, now: datetime) -> int:
+    """Housekeeping: drop records older than `KEPT_FOR` (no update can come again after that)."""
+    result: Any = await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.handled_at <= now - KEPT_FOR))
+    return int(result.rowcount or 0)
+
+
+async def _forget_expired(session: AsyncSession, key: UpdateKey, *, now: datetime) -> None:
+    """A record older than `KEPT_FOR` with the same ids is from another time (Telegram reuses
+    update ids after a week of silence): it must not block this update."""
+    await session.execute(delete(ProcessedUpdate).where(_matching(key), ProcessedUpdate.handled_at <= now - KEPT_FOR))
+
+
+async def _insert_new(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING (any of the unique keys); True if the row went in."""
+    insert: Any
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(ProcessedUpdate).values(**values).on_conflict_do_nothing().returning(ProcessedUpdate.id)
+    return await session.scalar(statement) is not None
