@@ -93,6 +93,7 @@ class Effects:
     reply: RenderedMessage | None = None
     # A further message after the reply (the check-in's question again, after safety advice).
     follow_up: RenderedMessage | None = None
+    claim_id: int | None = None  # this update's row in the ledger
 
 
 @asynccontextmanager
@@ -109,12 +110,12 @@ async def effects(update: Update, context: CallbackContext, *, once_per_message:
     if key is not None and once_per_message:
         key = replace(key, action_key=action_key(update))
     async with svc.db.transaction() as session:
-        if key is not None and claim:
-            await processed_updates.claim(session, key, now=svc.clock.now())
         fx = Effects(session)
+        if key is not None and claim:
+            fx.claim_id = await processed_updates.claim(session, key, now=svc.clock.now())
         yield fx
-        if key is not None and fx.reply is not None:
-            await processed_updates.keep_answer(session, key, answer_of(fx.reply))
+        if fx.claim_id is not None and fx.reply is not None:
+            await processed_updates.keep_answer(session, fx.claim_id, answer_of(fx.reply))
 
 
 async def claim_now(update: Update, context: CallbackContext, fx: Effects, *, participant_id: int) -> None:
@@ -122,7 +123,7 @@ async def claim_now(update: Update, context: CallbackContext, fx: Effects, *, pa
     (joining the study: until the invite is checked, the chat is a stranger's)."""
     key = replace(key_of(update, context), participant_id=participant_id)
     _current.set(key)  # the reply's record notes the update as answered (see bot/replies.py)
-    await processed_updates.claim(fx.session, key, now=services(context).clock.now())
+    fx.claim_id = await processed_updates.claim(fx.session, key, now=services(context).clock.now())
 
 
 def action_key(update: Update) -> str | None:

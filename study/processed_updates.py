@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study.models import ProcessedUpdate
@@ -77,49 +77,52 @@ async def find(session: AsyncSession, key: UpdateKey, *, now: datetime) -> Handl
     return Handled.of(row) if row is not None else None
 
 
-async def claim(session: AsyncSession, key: UpdateKey, *, now: datetime) -> None:
+async def claim(session: AsyncSession, key: UpdateKey, *, now: datetime) -> int:
     """Claim the update in the caller's transaction, before its effects; raises AlreadyHandled
     when it (or its action) was claimed already. On PostgreSQL a second process claiming the same
-    update at the same moment waits here until the first commits, then finds its claim."""
+    update at the same moment waits here until the first commits, then finds its claim. Returns
+    the claim's id (for `keep_answer`)."""
     values = {"bot_id": key.bot_id, "update_id": key.update_id, "callback_query_id": key.callback_query_id,
               "action_key": key.action_key, "participant_id": key.participant_id, "staff_id": key.staff_id,
               "handled_at": now}
-    if await _insert_new(session, values):
-        return
+    claimed = await _insert_new(session, values)
+    if claimed is not None:
+        return claimed
     row = await find(session, key, now=now)
     if row is not None:
         raise AlreadyHandled(row)
     # What stood in the way is older than KEPT_FOR: another time's update with the same id.
     await _forget_expired(session, key, now=now)
-    if not await _insert_new(session, values):
+    claimed = await _insert_new(session, values)
+    if claimed is None:
         raise AlreadyHandled(await find(session, key, now=now))  # type: ignore[arg-type]
+    return claimed
 
 
-async def keep_answer(session: AsyncSession, key: UpdateKey, answer: dict[str, Any]) -> None:
+async def keep_answer(session: AsyncSession, claim_id: int, answer: dict[str, Any]) -> None:
     """The reply the claimed update gets, written in the claim's transaction."""
-    row = await session.scalar(select(ProcessedUpdate).where(
-        ProcessedUpdate.bot_id == key.bot_id, ProcessedUpdate.update_id == key.update_id))
-    if row is not None and row.answer is None:
-        row.answer = answer
+    await session.execute(update(ProcessedUpdate).where(ProcessedUpdate.id == claim_id).values(answer=answer)
+                          .execution_options(synchronize_session=False))
 
 
 async def answered(session: AsyncSession, key: UpdateKey, answer: dict[str, Any], *, now: datetime) -> None:
     """The update's reply went out: note it (and, for an update that changed nothing, write it
-    down now, so that a second delivery is not answered again)."""
-    row = await session.scalar(select(ProcessedUpdate).where(
-        ProcessedUpdate.bot_id == key.bot_id, ProcessedUpdate.update_id == key.update_id))
-    if row is None:
-        values = {"bot_id": key.bot_id, "update_id": key.update_id, "callback_query_id": key.callback_query_id,
-                  "participant_id": key.participant_id, "staff_id": key.staff_id, "handled_at": now,
-                  "answer": answer, "answered_at": now}
-        if not await _insert_new(session, values):
-            await _forget_expired(session, key, now=now)
-            await _insert_new(session, values)
+    down now, so that a second delivery is not answered again). One statement when the update
+    was claimed, two when it was not."""
+    noted: Any = await session.execute(
+        update(ProcessedUpdate)
+        .where(ProcessedUpdate.bot_id == key.bot_id, ProcessedUpdate.update_id == key.update_id,
+               ProcessedUpdate.answered_at.is_(None))
+        .values(answered_at=now).execution_options(synchronize_session=False))
+    if noted.rowcount:
         return
-    if row.answered_at is None:
-        row.answered_at = now
-    if row.answer is None:
-        row.answer = answer
+    values = {"bot_id": key.bot_id, "update_id": key.update_id, "callback_query_id": key.callback_query_id,
+              "participant_id": key.participant_id, "staff_id": key.staff_id, "handled_at": now,
+              "answer": answer, "answered_at": now}
+    if await _insert_new(session, values) is None and await find(session, key, now=now) is None:
+        # In the way: another time's record of the same update id (older than KEPT_FOR).
+        await _forget_expired(session, key, now=now)
+        await _insert_new(session, values)
 
 
 async def forget_older_than(session: AsyncSession, *, now: datetime) -> int:
@@ -134,12 +137,12 @@ async def _forget_expired(session: AsyncSession, key: UpdateKey, *, now: datetim
     await session.execute(delete(ProcessedUpdate).where(_matching(key), ProcessedUpdate.handled_at <= now - KEPT_FOR))
 
 
-async def _insert_new(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING (any of the unique keys); True if the row went in."""
+async def _insert_new(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING (any of the unique keys); the new row's id, or None."""
     insert: Any
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     statement = insert(ProcessedUpdate).values(**values).on_conflict_do_nothing().returning(ProcessedUpdate.id)
-    return await session.scalar(statement) is not None
+    return await session.scalar(statement)
