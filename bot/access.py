@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from telegram import Update
 from telegram.ext import CallbackContext
@@ -38,7 +39,12 @@ async def reply_to_stranger(update: Update, context: CallbackContext) -> None:
     await show(update, context, render(context, "stranger", stranger_language(update, context)))
 
 
-def participant_only(handler: ParticipantHandler) -> Callable[[Update, CallbackContext], Awaitable[None]]:
+def participant_only(handler: ParticipantHandler | None = None, *, others_hear_nothing: bool = False) -> Any:
+    """`others_hear_nothing`: for updates that need no answer from anyone else (a message
+    edited by staff or a stranger is not answered at all)."""
+    if handler is None:
+        return functools.partial(participant_only, others_hear_nothing=others_hear_nothing)
+
     @functools.wraps(handler)
     async def wrapper(update: Update, context: CallbackContext) -> None:
         chat, user = update.effective_chat, update.effective_user
@@ -51,6 +57,8 @@ def participant_only(handler: ParticipantHandler) -> Callable[[Update, CallbackC
             member = await staff.by_telegram_id(session, user.id) if participant is None else None
             seen = await exactly_once.seen_before(session, key, context) if participant is not None else None
         if participant is None or participant.telegram_user_id != user.id:
+            if others_hear_nothing:
+                return
             if member is not None and member.active:
                 await show(update, context, render(context, "staff_not_participant", member.language))
             else:

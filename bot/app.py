@@ -77,6 +77,9 @@ log = logging.getLogger(__name__)
 
 
 def register_handlers(app: Application) -> None:
+    # A message edited after it was sent: its new words go to the study team, whatever they say
+    # (first, so that an edited command or answer is never carried out a second time).
+    app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, conversation.participant_edited))
     app.add_handler(CommandHandler("start", onboarding.start))
     app.add_handler(CallbackQueryHandler(onboarding.consent_answer, pattern=cb.CONSENT_PATTERN))
 
@@ -300,7 +303,7 @@ async def _tick(context) -> None:
     await context.application.bot_data["tick"].run_once()
 
 
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
 
 
 def receiving_updates(app: Application) -> bool:

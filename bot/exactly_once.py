@@ -39,8 +39,10 @@ from study.processed_updates import AlreadyHandled, Handled, UpdateKey
 
 log = logging.getLogger(__name__)
 
-# The update being handled, once bot/access.py knows who sent it.
+# The update being handled, once bot/access.py knows who sent it; and whether a transaction of
+# this handling claimed it already (a handler with two effect transactions claims once).
 _current: ContextVar[UpdateKey | None] = ContextVar("current_update", default=None)
+_claimed: ContextVar[bool] = ContextVar("update_claimed", default=False)
 
 
 def key_of(update: Update, context: CallbackContext, *, participant_id: int | None = None,
@@ -57,10 +59,11 @@ def current() -> UpdateKey | None:
 
 @contextmanager
 def handling(key: UpdateKey) -> Iterator[None]:
-    token = _current.set(key)
+    token, claimed = _current.set(key), _claimed.set(False)
     try:
         yield
     finally:
+        _claimed.reset(claimed)
         _current.reset(token)
 
 
@@ -111,11 +114,13 @@ async def effects(update: Update, context: CallbackContext, *, once_per_message:
         key = replace(key, action_key=action_key(update))
     async with svc.db.transaction() as session:
         fx = Effects(session)
-        if key is not None and claim:
+        if key is not None and claim and not _claimed.get():
             fx.claim_id = await processed_updates.claim(session, key, now=svc.clock.now())
         yield fx
         if fx.claim_id is not None and fx.reply is not None:
             await processed_updates.keep_answer(session, fx.claim_id, answer_of(fx.reply))
+    if fx.claim_id is not None:
+        _claimed.set(True)  # committed
 
 
 async def claim_now(update: Update, context: CallbackContext, fx: Effects, *, participant_id: int) -> None:

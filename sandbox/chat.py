@@ -366,6 +366,19 @@ class SimUser:
                 raise ValueError(f"caption entity {entity} does not fit the caption")
         return {"caption": caption, "caption_entities": list(entities or [])}
 
+    async def edit_text(self, message_id: int, text: str) -> None:
+        """Edit one of the user's own text messages, as a client can: the bot gets an
+        `edited_message` update carrying the new text."""
+        current = self.message(message_id)
+        if current is None or current.from_bot or current.text is None:
+            raise LookupError(f"the user has no text message {message_id} to edit; {self.dump()}")
+        if not text.strip():
+            raise ValueError("a client cannot edit a message to nothing")
+        edited = current.edited(text=text, entities=[], edit_date=self.world.now())
+        self._messages[self._messages.index(current)] = edited
+        self._notify()
+        self.world.queue_update({"edited_message": self.world.message_json(self, edited)})
+
     def _send(self, **fields: Any) -> int:
         """Add the user's message and queue the update that brings it to the bot."""
         message = self._append(ChatMessage(self._take_message_id(), False, self.world.now(), **fields))

@@ -248,13 +248,14 @@ def answer(protocol: Protocol, draft: CheckinDraft, step: str, value: str | None
         elif value in protocol.safety.red_flags:
             chosen = [f for f in chosen if f != value] if value in chosen else [*chosen, value]
             answers["red_flags"] = chosen
-            draft.answers, draft.updated_at = answers, now
+            draft.answers, draft.updated_at, draft.state = answers, now, DraftState.ASKING
             return AnswerStatus.ACCEPTED  # a toggle: stay on this question
         else:
             return AnswerStatus.INVALID
     else:
         return AnswerStatus.INVALID
     draft.answers, draft.updated_at = answers, now
+    draft.state = DraftState.ASKING  # answering a question set aside takes it up again
     draft.step = next_step(draft)
     return AnswerStatus.ACCEPTED
 

@@ -31,6 +31,8 @@ async def study_with_data(trial: Trial) -> None:
     await trial.join("P002", user_id=2002, language="es")
     await say(user, "/log")
     await log_now(user)
+    await user.send_text("no fever\x00 but my calf is swollen")
+    await user.wait_for(lambda u: "This needs attention now" in (u.last_bot_message.text or ""))
     await add_checkin(trial, "P001", date(2026, 11, 24), 7, 3)
     await add_checkin(trial, "P002", date(2026, 11, 24), None, 1)
     async with trial.db.transaction() as session:
@@ -54,8 +56,9 @@ async def test_csv_export_round_trips_and_is_audited(trial: Trial, tmp_path: Pat
     datasets, written = await exporting.run(trial.db, fmt="csv", out=tmp_path, include_contact=False,
                                             actor=Actor.cli("dana"), now=trial.clock.now())
     names = {p.name for p in written}
-    assert names == {f"{n}.csv" for n in ("participants", "applications", "missed_doses", "checkins", "reactions",
-                                           "alerts", "messages_sent", "visits", "pregnancy_tests", "audit_trail")} | {
+    assert names == {f"{n}.csv" for n in ("participants", "applications", "missed_doses", "checkins",
+                                           "incomplete_checkins", "reactions", "alerts", "participant_messages",
+                                           "messages_sent", "visits", "pregnancy_tests", "audit_trail")} | {
         "data_dictionary.csv"}
     people = read(tmp_path / "participants.csv")
     assert [(p["study_id"], p["wocbp"], p["language"]) for p in people] == [("P001", "1", "en"), ("P002", "0", "es")]
@@ -76,6 +79,10 @@ async def test_csv_export_round_trips_and_is_audited(trial: Trial, tmp_path: Pat
     assert [p["result"] for p in read(tmp_path / "pregnancy_tests.csv")] == ["negative"]
     assert len(read(tmp_path / "audit_trail.csv")) == trail_count - 1  # the export's own entry comes after
     assert len(read(tmp_path / "messages_sent.csv")) > 0
+    [said] = read(tmp_path / "participant_messages.csv")
+    assert (said["study_id"], said["kind"], said["context"], said["text"], said["original_length"]) == (
+        "P001", "text", "free", "no fever but my calf is swollen", "32")
+    assert (said["flags"], said["negated"]) == ('["leg_swelling"]', '["fever"]')
     dictionary = read(tmp_path / "data_dictionary.csv")
     for ds in datasets:
         with (tmp_path / f"{ds.name}.csv").open(newline="", encoding="utf-8") as fh:

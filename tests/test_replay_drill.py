@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox.media import png
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.app import Webhook
+from sandbox.media import png
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
 from study.clock import ManualClock

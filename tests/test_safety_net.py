@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sandbox.media import png
 from sqlalchemy import select
 
+from sandbox.media import png
 from study.models import (
     Alert,
     CheckIn,
@@ -250,3 +250,20 @@ async def test_a_typed_answer_after_expiry_starts_nothing_half_way(trial: Trial)
     async with trial.db.read() as session:
         [message] = (await session.scalars(select(ParticipantMessage))).all()
     assert message.text == "5" and message.context == "free"
+
+
+async def test_an_edited_message_reaches_the_team_and_an_edited_command_does_nothing(trial: Trial) -> None:
+    coordinator = await trial.add_staff(5005)
+    user = await trial.join()
+    said = await user.send_text("my arm is a bit red")
+    await user.wait_for(lambda u: len(receipts(u)) == 1)
+    await user.edit_text(said, "my arm is red and I have a fever now")
+    await user.wait_for(lambda u: any(SAFETY in (m.text or "") for m in u.bot_messages))
+    await coordinator.wait_for(lambda c: alerts_in(c) and len(notices_in(c)) == 2)
+    assert "edited an earlier message" in notices_in(coordinator)[1].text
+    await press(user, "✅ I put it on now")
+    undo = await user.send_text("/undo")
+    await user.wait_for(lambda u: "taken back" in (u.last_bot_message.text or ""))
+    await user.edit_text(undo, "/undo ")
+    await user.wait_for(lambda u: len(receipts(u)) == 3)
+    assert [e.kind for e in await trial.diary()].count("withdrawal") == 1, "an edited /undo undoes nothing"

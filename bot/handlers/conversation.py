@@ -56,6 +56,24 @@ async def participant_media(update: Update, context: CallbackContext, participan
     await _received(update, context, participant, message.caption or "", kind, message.message_id)
 
 
+@participant_only(others_hear_nothing=True)
+async def participant_edited(update: Update, context: CallbackContext, participant: Participant) -> None:
+    """A message the participant edited: the new words reach the team and the screening, like a
+    new message. Never a command or a check-in answer again (an edited /undo undoes nothing)."""
+    message = update.edited_message
+    if message is None:
+        return
+    kind = media_kind(message) or MessageKind.TEXT
+    text = message.text if kind == MessageKind.TEXT else message.caption
+    if not text:
+        return  # nothing new in words: the media itself was passed on when it was sent
+    svc = services(context)
+    async with effects(update, context) as fx:
+        await _to_the_team(context, participant, fx, text, kind, message.message_id, where="edited")
+    svc.outbox_ready.set()
+    await _answer(update, context, fx)
+
+
 @participant_only
 async def sticker(update: Update, context: CallbackContext, participant: Participant) -> None:
     """A sticker says nothing the team can act on: kindly ask for words or a photo."""
