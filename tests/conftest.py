@@ -9,20 +9,18 @@ TRIALBOT_REQUIRE_POSTGRES=1 (as .ci/run sets) a missing URL fails the run instea
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
 from study.clock import ManualClock
 from study.database import Database
 from study.protocol import Protocol, load_protocol
+from tests.databases import migrated
 from tests.redelivery import HandledUpdates, watching
 from tests.trial import Trial
 
@@ -36,28 +34,15 @@ START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     if request.param == "sqlite":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'trial.db'}")
-        await database.migrate()
-        yield database
-        await database.dispose()
+        async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'trial.db'}") as database:
+            yield database
         return
     if not PG_URL:
         if REQUIRE_PG:
             pytest.fail("TRIALBOT_REQUIRE_POSTGRES=1 but TRIALBOT_TEST_DATABASE_URL is not set")
         pytest.skip("PostgreSQL tests need TRIALBOT_TEST_DATABASE_URL")
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"CREATE SCHEMA {schema}"))
-    database = Database(PG_URL, schema=schema)
-    try:
-        await database.migrate()
+    async with migrated(PG_URL) as database:
         yield database
-    finally:
-        await database.dispose()
-        async with admin.connect() as connection:
-            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await admin.dispose()
 
 
 @pytest.fixture

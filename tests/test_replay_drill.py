@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-import uuid
-from collections.abc import AsyncIterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import select
 
 from bot.app import Webhook
 from sandbox.media import png
@@ -30,6 +27,7 @@ from study.database import Database
 from study.models import Base
 from study.protocol import Protocol
 from tests.conftest import START
+from tests.databases import migrated
 from tests.redelivery import HandledUpdates, deliver_again, watching
 from tests.test_safety import press, say
 from tests.test_webhook import free_port
@@ -43,31 +41,11 @@ _FORM = re.compile(r"(d:[a-z]+:)[A-Za-z0-9_-]{8}")  # a diary keyboard's random 
 _CODE = re.compile(r"(c:[ad]:)[A-Za-z0-9_-]+")  # the invite code in the consent buttons
 
 
-@contextlib.asynccontextmanager
-async def sibling_database(db: Database, tmp_path: Path, name: str) -> AsyncIterator[Database]:
+def sibling_database(db: Database, tmp_path: Path, name: str) -> contextlib.AbstractAsyncContextManager[Database]:
     """A second empty database beside the test's: a SQLite file, or a PostgreSQL schema."""
     if db.is_sqlite:
-        other = Database(f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}")
-        await other.migrate()
-        try:
-            yield other
-        finally:
-            await other.dispose()
-        return
-    url = db.url.render_as_string(hide_password=False)
-    schema = f"replay_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"CREATE SCHEMA {schema}"))
-    other = Database(url, schema=schema)
-    try:
-        await other.migrate()
-        yield other
-    finally:
-        await other.dispose()
-        async with admin.connect() as connection:
-            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await admin.dispose()
+        return migrated(f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}")
+    return migrated(db.url.render_as_string(hide_password=False), prefix="replay")
 
 
 def _plain(value: Any) -> Any:

@@ -69,6 +69,7 @@ async def symptoms(update: Update, context: CallbackContext, participant: Partic
         fx.reply = question(context, participant, draft) if new else render(
             context, "checkin_resume", participant.language, {},
             [[Button("checkin_resume", "k:resume")], [Button("checkin_restart", "k:restart")]])
+    svc.outbox_ready.set()  # a draft found past its time was closed: its note goes out now
     await show(update, context, fx.reply)
 
 
@@ -96,6 +97,7 @@ async def control(update: Update, context: CallbackContext, participant: Partici
                 draft, _ = await checkins.start(session, svc.protocol, participant, kind="full", source="command",
                                                 now=now, fresh=action == "restart")
             fx.reply = question(context, participant, draft)
+    svc.outbox_ready.set()  # a draft found past its time was closed: its note goes out now
     await show(update, context, fx.reply)
 
 
@@ -110,6 +112,7 @@ async def answer_button(update: Update, context: CallbackContext, participant: P
         else:
             status = checkins.answer(svc.protocol, draft, step, value, now=svc.clock.now())
             fx.reply = question(context, participant, draft, reask=status is AnswerStatus.INVALID)
+    svc.outbox_ready.set()  # a draft found past its time was closed: its note goes out now
     await show(update, context, fx.reply)
 
 
