@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from sandbox.media import png
+from study import outbox
 from study.models import (
     Alert,
     CheckIn,
@@ -50,8 +51,10 @@ async def test_words_typed_after_finish_later_reach_the_team_and_the_screening(t
     assert "I have a fever and chills" in notice.text and "P001" in notice.text and "Pat" not in notice.text
     await user.wait_for(lambda u: receipts(u))
     assert receipts(user)[0].button_labels == ["▶️ Continue my check-in"], "the check-in set aside is offered"
+    await say(user, "3")  # set aside, the check-in takes nothing typed as its answer, not even a number
     [draft] = await rows(trial, CheckinDraft)
     assert draft.answers == {} and draft.step == "itch", "the draft did not take the words as an answer"
+    assert [m.text for m in await rows(trial, ParticipantMessage)] == ["I have a fever and chills", "3"]
 
 
 async def test_words_that_do_not_answer_the_question_go_to_the_team_and_it_is_asked_again(trial: Trial) -> None:
@@ -196,12 +199,18 @@ async def test_control_characters_are_stripped_and_the_length_kept(trial: Trial)
 async def test_a_notice_telegram_refuses_is_sent_again_as_plain_text(trial: Trial) -> None:
     coordinator = await trial.add_staff(5005)
     user = await trial.join()
+    await trial.deliver()  # the consent notice is out before Telegram starts refusing
     trial.world.faults.fail_next("sendMessage", status=400, chat_id=coordinator.chat_id)
     await say(user, "Is it fine to shower after applying?")
     await user.wait_for(lambda u: receipts(u))
     await coordinator.wait_for(lambda c: any("shower after applying" in (m.text or "") for m in c.bot_messages))
+    notice = next(m for m in coordinator.bot_messages if "shower after applying" in (m.text or ""))
+    assert notice.entities == [] and "P001" in notice.text, "sent again without formatting"
     [row] = [r for r in await rows(trial, OutboxMessage) if r.kind == "participant_message"]
     assert row.status == "sent"
+    async with trial.db.read() as session:
+        events = await outbox.events_for(session, [row.id])
+    assert "sent as plain text" in events[-1].detail
 
 
 @pytest.mark.rejections_expected  # the coordinator blocked the bot: 403
