@@ -76,7 +76,7 @@ async def _record(update: Update, context: CallbackContext, rendered: RenderedMe
                 await processed_updates.answered(
                     session, replace(key, participant_id=recipient.participant_id, staff_id=recipient.staff_id),
                     exactly_once.answer_of(rendered), now=svc.clock.now())
-    except Exception as error:
+    except Exception as error:  # the message is out already; a lost record is logged loudly
         if not is_unavailable(error):
             log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
         else:  # the outage itself is logged once by the database; no traceback per message

@@ -90,7 +90,7 @@ class OutboxDispatcher:
         while not stop.is_set():
             try:
                 await self.deliver_due(stop=stop, fence=fence)
-            except Exception as exc:
+            except Exception as exc:  # the dispatcher must outlive a bad moment of the database
                 if is_unavailable(exc):  # logged once by the database; every round would be a flood
                     log.debug("outbox delivery round failed: database unavailable; will try again")
                 else:
@@ -153,7 +153,7 @@ class OutboxDispatcher:
             return
         try:
             await self.after_batch()
-        except Exception as error:
+        except Exception as error:  # progress display must never stop delivery
             if not is_unavailable(error):  # an outage is logged once, by the database's Availability
                 log.exception("after-batch hook failed")
 
@@ -204,24 +204,28 @@ class OutboxDispatcher:
                                                disable_notification=quiet)
         except MessageError as exc:
             outcome = partial(self._fail, row_id, f"template: {exc}")
-        except Forbidden:
-            outcome = partial(self._blocked, row_id)
-        except BadRequest as exc:
-            # Telegram will refuse this the same way every time (for example "chat not found":
-            # the person never opened the bot); retrying would only repeat it. What the study team
-            # must read is tried once more in the plainest form Telegram takes: no formatting,
-            # in parts that each fit one message.
-            outcome = partial(self._fail, row_id, f"refused: {exc.message}")
-            if to_staff and rendered is not None:
-                outcome = await self._send_plain(row_id, chat_id, rendered, exc) or outcome
-        except RetryAfter as exc:
-            outcome = partial(self._retry, row_id, "rate limited by Telegram", _retry_after(exc))
         except TelegramError as exc:
-            outcome = partial(self._retry, row_id, f"{type(exc).__name__}: {exc.message}"[:200], None)
+            outcome = self._after_telegram_error(row_id, exc)
+            if isinstance(exc, BadRequest) and to_staff and rendered is not None:
+                # What the study team must read is tried once more in the plainest form Telegram
+                # takes: no formatting, in parts that each fit one message.
+                outcome = await self._send_plain(row_id, chat_id, rendered, exc) or outcome
         else:
             outcome = partial(self._sent, row_id, sent.message_id, rendered, quiet)
         await self._write_down(row_id, partial(outcome, at=self.clock.now()))
         return True
+
+    def _after_telegram_error(self, row_id: int, error: TelegramError) -> Callable[..., Awaitable[None]]:
+        """What to write down when Telegram did not take a message."""
+        if isinstance(error, Forbidden):
+            return partial(self._blocked, row_id)
+        if isinstance(error, BadRequest):
+            # Telegram will refuse this the same way every time (for example "chat not found":
+            # the person never opened the bot); retrying would only repeat it.
+            return partial(self._fail, row_id, f"refused: {error.message}")
+        if isinstance(error, RetryAfter):
+            return partial(self._retry, row_id, "rate limited by Telegram", _retry_after(error))
+        return partial(self._retry, row_id, f"{type(error).__name__}: {error.message}"[:200], None)
 
     async def _send_plain(self, row_id: int, chat_id: int, rendered: RenderedMessage,
                           refusal: BadRequest) -> Callable[..., Awaitable[None]] | None:
@@ -255,14 +259,8 @@ class OutboxDispatcher:
             copied = await self.bot.copy_message(
                 chat_id, from_chat_id=from_chat, message_id=message_id,
                 reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None)
-        except Forbidden:
-            outcome = partial(self._blocked, row_id)
-        except BadRequest as exc:
-            outcome = partial(self._fail, row_id, f"refused: {exc.message}")
-        except RetryAfter as exc:
-            outcome = partial(self._retry, row_id, "rate limited by Telegram", _retry_after(exc))
         except TelegramError as exc:
-            outcome = partial(self._retry, row_id, f"{type(exc).__name__}: {exc.message}"[:200], None)
+            outcome = self._after_telegram_error(row_id, exc)
         else:
             outcome = partial(self._copied, row_id, copied.message_id)
         await self._write_down(row_id, partial(outcome, at=self.clock.now()))
