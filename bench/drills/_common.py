@@ -7,7 +7,6 @@ import contextlib
 import os
 import sys
 import tempfile
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -48,32 +47,10 @@ async def scratch_dir() -> AsyncIterator[Path]:
         yield scratch
 
 
-@contextlib.asynccontextmanager
-async def scratch_schema_database(args, scratch: Path):
+def scratch_schema_database(args, scratch: Path):
     """A migrated Database for in-process drills: a SQLite file, or a PostgreSQL schema of its own."""
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from study.database import Database
+    from tests.databases import migrated
 
     if args.database == "sqlite":
-        db = Database(f"sqlite+aiosqlite:///{scratch / 'drill.db'}")
-        await db.migrate()
-        try:
-            yield db
-        finally:
-            await db.dispose()
-        return
-    schema = f"drill_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"CREATE SCHEMA {schema}"))
-    db = Database(args.postgres_url, schema=schema)
-    try:
-        await db.migrate()
-        yield db
-    finally:
-        await db.dispose()
-        async with admin.connect() as connection:
-            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await admin.dispose()
+        return migrated(f"sqlite+aiosqlite:///{scratch / 'drill.db'}")
+    return migrated(args.postgres_url, prefix="drill")
