@@ -103,8 +103,11 @@ class Database:
             raise
         self.availability.answered()
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to the newest migration (idempotent), or to `revision`."""
+        if self.is_sqlite:
+            await self._migrate_sqlite(revision)
+            return
         async with self.engine.begin() as connection:
             if not self.is_sqlite:
                 # Several processes starting at once (one per machine) migrate one after the
@@ -112,7 +115,25 @@ class Database:
                 await connection.execute(text(
                     "SELECT pg_advisory_xact_lock(hashtextextended("
                     "'trialbot migrations|' || current_database() || '|' || coalesce(current_schema(), ''), 0))"))
-            await connection.run_sync(_upgrade_to_head)
+            await connection.run_sync(_upgrade, revision)
+
+    async def _migrate_sqlite(self, revision: str) -> None:
+        """SQLite changes a table's constraints by rebuilding it (copy, drop the old one, rename the
+        copy), and dropping a table other rows point at fails while foreign keys are enforced: so,
+        as SQLite's documentation prescribes, enforcement is off for the migration (it can only
+        be switched outside a transaction), every reference is checked before the commit, and
+        enforcement is back on before the connection returns to the pool."""
+        async with self.engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            await driver.execute("PRAGMA foreign_keys=OFF")
+            try:
+                async with connection.begin():
+                    await connection.run_sync(_upgrade, revision)
+                    broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise RuntimeError(f"migration left {len(broken)} broken reference(s); rolled back")
+            finally:
+                await driver.execute("PRAGMA foreign_keys=ON")
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -158,10 +179,10 @@ class WriterQueue:
             self._lock.release()
 
 
-def _upgrade_to_head(connection: Connection) -> None:
+def _upgrade(connection: Connection, revision: str = "head") -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def _serialise_sqlite_writers(engine: AsyncEngine) -> None:

@@ -13,12 +13,12 @@ from study.database import Database
 
 
 @asynccontextmanager
-async def migrated(url: str, *, prefix: str = "test") -> AsyncIterator[Database]:
-    """The database `url` names, migrated: for SQLite the file itself; for PostgreSQL a new
-    schema named `<prefix>_<random>` on that server, dropped afterwards."""
+async def migrated(url: str, *, prefix: str = "test", revision: str = "head") -> AsyncIterator[Database]:
+    """The database `url` names, migrated (to `revision`): for SQLite the file itself; for
+    PostgreSQL a new schema named `<prefix>_<random>` on that server, dropped afterwards."""
     if url.startswith("sqlite"):
         database = Database(url)
-        await database.migrate()
+        await database.migrate(revision)
         try:
             yield database
         finally:
@@ -30,7 +30,7 @@ async def migrated(url: str, *, prefix: str = "test") -> AsyncIterator[Database]
         await connection.execute(text(f"CREATE SCHEMA {schema}"))
     database = Database(url, schema=schema)
     try:
-        await database.migrate()
+        await database.migrate(revision)
         yield database
     finally:
         await database.dispose()
