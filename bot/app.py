@@ -41,6 +41,7 @@ from bot.handlers import (
     pregnancy,
     staff_alerts,
     times,
+    treatment,
     urgent,
     visits,
 )
@@ -99,6 +100,7 @@ def register_handlers(app: Application) -> None:
     # Answers to visit and pregnancy-test reminders.
     app.add_handler(CallbackQueryHandler(visits.visit_answer, pattern=cb.VISIT_PATTERN))
     app.add_handler(CallbackQueryHandler(pregnancy.pregnancy_answer, pattern=cb.PREGNANCY_PATTERN))
+    app.add_handler(CallbackQueryHandler(pregnancy.contraception_answer, pattern=cb.CONTRACEPTION_PATTERN))
 
     # Symptoms and safety: the check-in, /urgent at any moment.
     app.add_handler(CommandHandler("symptoms", checkin.symptoms))
@@ -108,7 +110,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CallbackQueryHandler(urgent.urgent_report, pattern=cb.URGENT_PATTERN))
 
     app.add_handler(CommandHandler("stop", pause.stop))
-    app.add_handler(CommandHandler("resume", pause.resume))
+    app.add_handler(CommandHandler("resume", treatment.resume_command))  # a participant's, or the investigator's
     app.add_handler(CommandHandler("nextvisit", oversight.nextvisit))
     app.add_handler(CommandHandler("mystats", oversight.mystats))
     app.add_handler(CommandHandler("help", info.help_command))
@@ -121,6 +123,9 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("participants", oversight.participants_list))
     app.add_handler(CommandHandler("visits", oversight.visits_week))
     app.add_handler(CommandHandler("adherence", oversight.adherence_plot))
+    app.add_handler(CommandHandler("treatment", treatment.show_course))
+    app.add_handler(CommandHandler("interrupt", treatment.interrupt))
+    app.add_handler(CommandHandler("offtreatment", treatment.off_treatment))
     app.add_handler(CommandHandler("broadcast", broadcast.broadcast))
     app.add_handler(CallbackQueryHandler(broadcast.confirm_or_cancel, pattern=cb.BROADCAST_CONFIRM_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))

@@ -145,6 +145,26 @@ class PregnancyAnswer:
         return cls(PREGNANCY_RESULTS[code], int(participant_id), day, int(repeat))
 
 
+# The contraception question asked with a negative test: p:c:<participant>:<due>:<repeat>:<y|n>.
+CONTRACEPTION_PATTERN = r"^p:c:\d{1,10}:\d{8}:\d{1,4}:[yn]$"
+
+
+@dataclass(frozen=True)
+class ContraceptionAnswer:
+    participant_id: int
+    due: date
+    repeat: int
+    uses: bool
+
+    @classmethod
+    def parse(cls, data: str) -> ContraceptionAnswer | None:
+        if not re.match(CONTRACEPTION_PATTERN, data or ""):
+            return None
+        _, _, participant_id, due, repeat, uses = data.split(":")
+        day = parse_day(due)
+        return None if day is None else cls(int(participant_id), day, int(repeat), uses == "y")
+
+
 # Check-ins: "k:<question>:<answer>" answers the question the draft is on; "k:save", "k:later",
 # "k:resume", "k:restart" and "k:start:<full|scores>" steer the check-in itself.
 CHECKIN_PATTERN = r"^k:(itch|pain|reaction|severity|new_problem|medicines|red_flags):[a-z0-9_]{1,20}$"

@@ -18,6 +18,7 @@ import typer
 
 from bot.messages_cli import messages_app
 from bot.settings import Settings
+from bot.treatment_cli import treatment_app
 from study.audit import Actor
 
 app = typer.Typer(help="trialbot: a Telegram companion for clinical-trial participants.", no_args_is_help=True,
@@ -29,6 +30,7 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(messages_app, name="messages")
+app.add_typer(treatment_app, name="treatment")
 
 
 def main() -> None:
@@ -368,11 +370,12 @@ def participant_end(
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")],
 ) -> None:
     """Withdraw a participant or mark them completed: the bot no longer writes to them."""
-    from study import outbox, participants
+    from study import outbox, participants, treatment
 
     async def end(session, p) -> None:
         await participants.end_participation(session, p, status, reason=reason, actor=_operator(), now=_now())
         await outbox.cancel_pending(session, p.id, reason=f"participant {status}", now=_now())
+        await treatment.leave_study(session, p, status, reason=reason, actor=_operator(), now=_now())
 
     _change_participant(study_id, end)
     typer.echo(f"{study_id} is now {status}.")

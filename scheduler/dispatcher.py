@@ -41,6 +41,7 @@ from study.models import (
     Participant,
     ParticipantMessage,
     StaffMember,
+    TreatmentState,
     Visit,
 )
 from study.protocol import Protocol
@@ -307,6 +308,8 @@ class OutboxDispatcher:
             alert = await session.get(Alert, row.variables.get("alert_id"))
             if alert is not None and alert.status != "open":
                 return "alert acknowledged before this was sent"
+        if row.kind in outbox.SLOT_KINDS and recipient.treatment != TreatmentState.ON_TREATMENT:
+            return f"treatment {recipient.treatment}: no cream reminders"
         if row.kind in outbox.SLOT_KINDS and await _slot_recorded(session, recipient, row):
             return "the dose was recorded before the reminder went out"
         if row.kind == "visit_reminder":
@@ -420,9 +423,10 @@ async def _visit_changed(session, participant: Participant, row: OutboxMessage) 
 
 
 async def _pregnancy_answered(session, protocol: Protocol, participant: Participant, row: OutboxMessage) -> str | None:
-    if not participant.wocbp or not protocol.pregnancy_tests.enabled:
-        return "pregnancy tests do not apply to this participant"
-    due = await pregnancy_tests.current_due(session, protocol.pregnancy_tests, participant)
+    if not pregnancy_tests.apply_to(protocol.pregnancy_tests, participant):
+        return f"pregnancy tests do not apply to this participant now (treatment {participant.treatment})"
+    today = diary.local_today(participant, row.due_at or row.not_before)
+    due = await pregnancy_tests.current_due(session, protocol.pregnancy_tests, participant, today=today)
     if due.isoformat() != row.variables.get("due_date"):
         return "a test result was recorded before the reminder went out"
     return None

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from study.pregnancy_tests import PregnancyFact, due_date
 from study.protocol import Protocol, parse_hhmm
 from study.slots import Slot, instant, slots_on
+from study.treatment import pregnancy_tests_due
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,22 @@ class ParticipantView:
     active_since: datetime
     wocbp: bool = False
     consented_at: datetime | None = None
+    # The treatment course (study/treatment.py): what may be planned follows it.
+    treatment: str = "on_treatment"
+    treatment_reason: str | None = None
+    treatment_since: datetime | None = None
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def cream_since(self) -> datetime:
+        """Since when the cream is to be applied: a dose due before (joining, or treatment
+        resuming) is neither reminded nor recorded missing."""
+        if self.treatment_since is None:
+            return self.active_since
+        return max(self.active_since, self.treatment_since)
 
 
 @dataclass(frozen=True)
@@ -122,7 +135,10 @@ def accounted_slots(participant: ParticipantView, facts: Iterable[DiaryFact], da
 def plan_applications(
     protocol: Protocol, participant: ParticipantView, facts: Iterable[DiaryFact], now: datetime
 ) -> Plan:
-    """Reminders, one nudge, and missing-dose records for yesterday's and today's slots."""
+    """Reminders, one nudge, and missing-dose records for yesterday's and today's slots; none
+    at all off treatment (interrupted, follow-up, ended)."""
+    if participant.treatment != "on_treatment":
+        return Plan()
     rules = protocol.reminders
     zone = participant.zone
     today = now.astimezone(zone).date()
@@ -134,7 +150,7 @@ def plan_applications(
     for slots in by_day.values():
         for slot in slots:
             # A dose due before they joined (or resumed) is neither reminded nor recorded missing.
-            if slot.at < participant.active_since or slot.key in accounted:
+            if slot.at < participant.cream_since or slot.key in accounted:
                 continue
             if slot.at > now:  # nothing of this slot is due yet; its reminder comes first
                 plan.look_again_at(slot.at)
@@ -267,20 +283,28 @@ def pregnancy_reminder_key(participant_id: int, due: date, repeat: int) -> str:
     return f"preg:{participant_id}:{due:%Y%m%d}:{repeat}"
 
 
+def pregnancy_tests_apply(protocol: Protocol, participant: ParticipantView) -> bool:
+    """Does the protocol schedule pregnancy tests for this participant, now?"""
+    rules = protocol.pregnancy_tests
+    return (rules.enabled and participant.wocbp
+            and pregnancy_tests_due(rules.during, participant.treatment, participant.treatment_reason))
+
+
 def plan_pregnancy_tests(protocol: Protocol, participant: ParticipantView, facts: Iterable[PregnancyFact],
-                         now: datetime) -> Plan:
-    """Women of childbearing potential only: a reminder on the day a test is due, then again every
-    `repeat_every_days` until a result (negative or positive) is recorded. "Not yet" does not stop
-    the repeats; a result moves the next due day `every_days` on."""
+                         now: datetime, anchor: date | None = None) -> Plan:
+    """Women of childbearing potential only, in the treatment states the protocol names: a
+    reminder on the calendar day a test is due (every `every_days` from `anchor`, the protocol's
+    day 0, or consent), then again every `repeat_every_days` until a result (negative or
+    positive) is recorded. "Not yet" does not stop the repeats."""
     rules = protocol.pregnancy_tests
     plan = Plan()
-    if not rules.enabled or not participant.wocbp:
+    if not pregnancy_tests_apply(protocol, participant):
         return plan
     zone = participant.zone
     consented = participant.consented_at or participant.active_since
-    due = due_date(rules, consented.astimezone(zone).date(), facts)
-    at_time = parse_hhmm(rules.reminder_time)
     today = now.astimezone(zone).date()
+    due = due_date(rules, anchor or consented.astimezone(zone).date(), facts, today)
+    at_time = parse_hhmm(rules.reminder_time)
     repeat = max(0, (today - due).days // rules.repeat_every_days)
     at = instant(due + timedelta(days=repeat * rules.repeat_every_days), at_time, zone)
     if at > now:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,7 +63,8 @@ def view_of(participant: Participant) -> ParticipantView:
         id=participant.id, study_id=participant.study_id, timezone=participant.timezone,
         reminder_times=parse_times(participant.reminder_times),
         active_since=participant.active_since or participant.consented_at or participant.enrolled_at,
-        wocbp=participant.wocbp, consented_at=participant.consented_at,
+        wocbp=participant.wocbp, consented_at=participant.consented_at, treatment=participant.treatment,
+        treatment_reason=participant.treatment_reason, treatment_since=participant.treatment_since,
     )
 
 
@@ -80,6 +81,7 @@ class Records:
     visits: Sequence[VisitFact] = ()
     pregnancy_tests: Sequence[PregnancyFact] = ()
     last_full_checkin: datetime | None = None
+    pregnancy_anchor: date | None = None  # the protocol's day 0 for the test calendar
 
 
 async def _due_for_planning(session: AsyncSession, now: datetime) -> list[int]:
@@ -97,7 +99,7 @@ def plan_participant(protocol: Protocol, participant: ParticipantView, records: 
     plan = Plan()
     plan.extend(plan_applications(protocol, participant, records.diary, now))
     plan.extend(plan_visits(protocol, participant, records.visits, now))
-    plan.extend(plan_pregnancy_tests(protocol, participant, records.pregnancy_tests, now))
+    plan.extend(plan_pregnancy_tests(protocol, participant, records.pregnancy_tests, now, records.pregnancy_anchor))
     plan.extend(plan_checkins(protocol, participant, records.last_full_checkin, now))
     return plan
 
@@ -169,12 +171,14 @@ class Tick:
             for visit in await visits.open_visits(session, ids, (now - timedelta(days=2)).date()):
                 visit_facts.setdefault(visit.participant_id, []).append(visit_fact(visit))
             tests = await pregnancy_tests.facts_for(session, [row.id for row in rows if row.wocbp])
+            anchors = await pregnancy_tests.anchors_for(session, self.protocol.pregnancy_tests,
+                                                        [row for row in rows if row.wocbp])
             last_checkins = await checkins.last_submitted(session, ids)
         batch = PlannedBatch()
         for row in rows:
             person = _view_from_row(row)
             records = Records(facts.get(person.id, ()), visit_facts.get(person.id, ()), tests.get(person.id, ()),
-                              last_checkins.get(person.id))
+                              last_checkins.get(person.id), anchors.get(person.id))
             plan = plan_participant(self.protocol, person, records, now)
             batch.messages += plan.messages
             batch.missing += [(person, m.slot.at, m.slot.local_date, m.slot.key) for m in plan.missing]
@@ -211,12 +215,14 @@ class PlannedBatch:
 
 _VIEW_COLUMNS = (Participant.id, Participant.study_id, Participant.timezone, Participant.reminder_times,
                  Participant.active_since, Participant.consented_at, Participant.enrolled_at, Participant.wocbp,
-                 Participant.next_plan_at)
+                 Participant.next_plan_at, Participant.treatment, Participant.treatment_reason,
+                 Participant.treatment_since)
 
 
 def _view_from_row(row) -> ParticipantView:
     return ParticipantView(
         id=row.id, study_id=row.study_id, timezone=row.timezone, reminder_times=parse_times(row.reminder_times),
         active_since=row.active_since or row.consented_at or row.enrolled_at, wocbp=row.wocbp,
-        consented_at=row.consented_at,
+        consented_at=row.consented_at, treatment=row.treatment, treatment_reason=row.treatment_reason,
+        treatment_since=row.treatment_since,
     )

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import alerts, audit, outbox
+from study import alerts, audit, outbox, pregnancy_pathway
 from study.audit import Actor
 from study.database import among
 from study.diary import local_today
@@ -298,6 +298,10 @@ async def submit(session: AsyncSession, protocol: Protocol, participant: Partici
                        timezone=participant.timezone)
     await session.execute(delete(CheckinDraft).where(CheckinDraft.id == draft.id))
     triggers = triggers_for(protocol, a)
+    for trigger in triggers:
+        if trigger.get("red_flag") == pregnancy_pathway.FLAG:  # the pathway: treatment interrupted at once
+            trigger.update(await pregnancy_pathway.interrupt(session, protocol, participant, source="checkin",
+                                                             now=now))
     alert = None
     if triggers:
         alert = await alerts.raise_alert(session, participant, source="checkin", triggers=triggers, now=now,

@@ -65,8 +65,37 @@ class Base(DeclarativeBase):
     )
 
 
+class TreatmentState(StrEnum):
+    """Where a participant is in their treatment course (the cream), beside their status in the
+    study (participants.status): what the scheduler plans follows it (scheduler/planner.py)."""
+
+    ON_TREATMENT = "on_treatment"
+    INTERRUPTED = "interrupted"  # the cream stops; visits, check-ins and safety go on
+    OFF_TREATMENT = "off_treatment"  # the treatment period is over: follow-up
+    COMPLETED = "completed"
+    WITHDRAWN = "withdrawn"
+
+
+class TreatmentReason(StrEnum):
+    """Why a treatment course changed."""
+
+    PREGNANCY = "pregnancy"
+    INFECTION = "infection"
+    ADVERSE_EVENT = "adverse_event"
+    INVESTIGATOR_DECISION = "investigator_decision"
+    END_OF_TREATMENT = "end_of_treatment"
+    OTHER = "other"
+
+
+TREATMENT_STATES = "'on_treatment', 'interrupted', 'off_treatment', 'completed', 'withdrawn'"
+TREATMENT_REASONS = "'pregnancy', 'infection', 'adverse_event', 'investigator_decision', 'end_of_treatment', 'other'"
+
+
 class Participant(Base):
     __tablename__ = "participants"
+    __table_args__ = (CheckConstraint(f"treatment IN ({TREATMENT_STATES})", name="treatment"),
+                      CheckConstraint(f"treatment_reason IS NULL OR treatment_reason IN ({TREATMENT_REASONS})",
+                                      name="treatment_reason"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[str] = mapped_column(String(32), unique=True)
@@ -86,6 +115,31 @@ class Participant(Base):
     unreachable_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Scheduling state, derived and rebuildable: when the planner must next look at them.
     next_plan_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The treatment course now (its history, with who, when and why: treatment_changes).
+    treatment: Mapped[str] = mapped_column(String(16), default=TreatmentState.ON_TREATMENT)
+    treatment_reason: Mapped[str | None] = mapped_column(String(24))
+    treatment_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TreatmentChange(Base):
+    """One change of a participant's treatment course: to which state, why (a reason code and the
+    words of whoever changed it), who, and when (UTC, and the participant's zone and day).
+    Append-only; the current state is also kept on the participant for the scheduler."""
+
+    __tablename__ = "treatment_changes"
+    __table_args__ = (CheckConstraint(f"state IN ({TREATMENT_STATES})", name="state"),
+                      CheckConstraint(f"reason IN ({TREATMENT_REASONS})", name="reason"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    previous: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(24))
+    reason_text: Mapped[str | None] = mapped_column(Text)
+    changed_by: Mapped[str] = mapped_column(String(64))  # actor, e.g. staff:3 or participant:P001
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    local_date: Mapped[date] = mapped_column(Date)
+    timezone: Mapped[str] = mapped_column(String(64))
 
 
 class Invite(Base):
@@ -291,6 +345,24 @@ class PregnancyTest(Base):
     source: Mapped[str] = mapped_column(String(16))  # reminder | staff
     recorded_by: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+
+class ContraceptionAnswer(Base):
+    """The protocol's contraception question, asked with a negative pregnancy test when
+    `[pregnancy_tests] ask_contraception` is on: does the participant use the contraception the
+    protocol requires? Append-only; `idempotency_key` names the test reminder answered."""
+
+    __tablename__ = "contraception_answers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    uses: Mapped[bool] = mapped_column(Boolean)
+    due_date: Mapped[date] = mapped_column(Date)  # the test calendar day it was asked with
+    local_date: Mapped[date] = mapped_column(Date)
+    timezone: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
 
 
 class CheckIn(Base):

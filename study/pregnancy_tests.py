@@ -1,9 +1,12 @@
 """Pregnancy tests for women of childbearing potential: when the next one is due, and the
 participant's answers (Done - negative, Done - positive, Not yet).
 
-Answers are append-only rows, each audited. A test is due `every_days` after the last recorded
-result (negative or positive; "not yet" does not reset it), and the first `every_days` after
-consent. What a positive answer triggers beyond a staff notice belongs to the safety workflow.
+Answers are append-only rows, each audited. Tests fall due on the protocol's calendar: every
+`every_days` from the anchor (the date of `[pregnancy_tests] anchor_visit`, the protocol's day 0;
+from consent until that visit is planned), not from the last answer, so late answers do not make
+the schedule drift. The test due now is the latest calendar day that no result (negative or
+positive; "not yet" is no result) has answered. A positive result starts the pregnancy pathway
+(bot/handlers/pregnancy.py): treatment interrupted, the team alerted.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -20,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from study import audit
 from study.audit import Actor
 from study.database import among
-from study.models import Participant, PregnancyTest
+from study.models import ContraceptionAnswer, Participant, PregnancyTest, Visit
 from study.protocol import PregnancyTestSection
 
 RESULTS = ("negative", "positive", "not_yet")
@@ -35,11 +39,25 @@ class PregnancyFact:
     local_date: date
 
 
-def due_date(rules: PregnancyTestSection, consent_day: date, facts: Iterable[PregnancyFact]) -> date:
-    """The day the next test is due: `every_days` after the last result, or after consent."""
+def due_date(rules: PregnancyTestSection, anchor: date, facts: Iterable[PregnancyFact], today: date) -> date:
+    """The calendar day of the test due now (or next): the first day of the calendar (anchor +
+    k * every_days, k >= 1) after the last result; once that day has come, the latest calendar
+    day reached (a missed test is not chased after the next one is due)."""
+    every = rules.every_days
     results = [f.local_date for f in facts if f.result in RESETTING]
-    anchor = max(results) if results else consent_day
-    return anchor + timedelta(days=rules.every_days)
+    last = max(results) if results else None
+    first = 1 if last is None or last < anchor else (last - anchor).days // every + 1
+    reached = (today - anchor).days // every
+    return anchor + timedelta(days=every * max(first, reached))
+
+
+def apply_to(rules: PregnancyTestSection, participant: Participant) -> bool:
+    """Does the protocol schedule tests for this participant now (childbearing potential, tests
+    on, and a treatment state in which they are due)?"""
+    from study.treatment import pregnancy_tests_due
+
+    return (rules.enabled and participant.wocbp
+            and pregnancy_tests_due(rules.during, participant.treatment, participant.treatment_reason))
 
 
 def consent_day(participant: Participant) -> date:
@@ -47,6 +65,21 @@ def consent_day(participant: Participant) -> date:
     return consented.astimezone(ZoneInfo(participant.timezone)).date()
 
 
+async def anchors_for(session: AsyncSession, rules: PregnancyTestSection,
+                      participants: Iterable[Participant | Any]) -> dict[int, date]:
+    """Each participant's calendar anchor: their anchor visit's protocol date, else consent."""
+    people = list(participants)
+    anchors: dict[int, date] = {}
+    for person in people:
+        consented = person.consented_at or person.active_since or person.enrolled_at
+        anchors[person.id] = consented.astimezone(ZoneInfo(person.timezone)).date()
+    if rules.anchor_visit and people:
+        rows = await session.execute(
+            select(Visit.participant_id, Visit.target_date, Visit.scheduled_date)
+            .where(among(session, Visit.participant_id, [p.id for p in people]), Visit.name == rules.anchor_visit))
+        for participant_id, target, scheduled in rows.all():
+            anchors[participant_id] = target or scheduled
+    return anchors
 async def facts_for(session: AsyncSession, participant_ids: list[int]) -> dict[int, list[PregnancyFact]]:
     if not participant_ids:
         return {}
@@ -59,9 +92,11 @@ async def facts_for(session: AsyncSession, participant_ids: list[int]) -> dict[i
     return facts
 
 
-async def current_due(session: AsyncSession, rules: PregnancyTestSection, participant: Participant) -> date:
+async def current_due(session: AsyncSession, rules: PregnancyTestSection, participant: Participant, *,
+                      today: date) -> date:
     facts = (await facts_for(session, [participant.id])).get(participant.id, [])
-    return due_date(rules, consent_day(participant), facts)
+    anchor = (await anchors_for(session, rules, [participant]))[participant.id]
+    return due_date(rules, anchor, facts, today)
 
 
 @dataclass(frozen=True)
@@ -94,3 +129,22 @@ async def record(session: AsyncSession, participant: Participant, result: str, *
                        new={"result": result, "local_date": entry.local_date, "source": source},
                        reason="pregnancy test answer", timezone=participant.timezone)
     return Recorded(entry, True)
+
+
+async def record_contraception(session: AsyncSession, participant: Participant, uses: bool, *, due: date, key: str,
+                               actor: Actor, now: datetime) -> tuple[ContraceptionAnswer, bool]:
+    """Store the answer to the protocol's contraception question, audited; one per reminder
+    (`key`): a second tap finds the first. Returns (the answer, whether it is new)."""
+    earlier = await session.scalar(select(ContraceptionAnswer).where(ContraceptionAnswer.idempotency_key == key))
+    if earlier is not None:
+        return earlier, False
+    zone = ZoneInfo(participant.timezone)
+    entry = ContraceptionAnswer(participant_id=participant.id, uses=uses, due_date=due,
+                                local_date=now.astimezone(zone).date(), timezone=participant.timezone,
+                                recorded_at=now, recorded_by=str(actor), idempotency_key=key)
+    session.add(entry)
+    await session.flush()
+    await audit.record(session, actor=actor, action="create", entity="contraception_answer", entity_id=entry.id,
+                       now=now, new={"uses": uses, "due_date": due}, reason="contraception question",
+                       timezone=participant.timezone)
+    return entry, True

@@ -20,6 +20,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from study.screening import Screener, ScreeningFileError
@@ -176,6 +177,9 @@ class VisitSection(_Section):
         return next((v for v in self.schedule if v.name == name), None)
 
 
+TreatmentStateName = Literal["on_treatment", "interrupted", "off_treatment"]
+
+
 class PregnancyTestSection(_Section):
     enabled: bool = True
     every_days: int = Field(ge=1, le=90, default=28)
@@ -183,6 +187,14 @@ class PregnancyTestSection(_Section):
     reminder_time: str = "09:00"  # participant-local
     # While no result is recorded, the reminder comes again every this many days.
     repeat_every_days: int = Field(ge=1, le=14, default=2)
+    # Tests are due every `every_days` from this visit's date (the protocol's day 0), or from
+    # consent until the visit is planned: a late answer does not move the next test.
+    anchor_visit: str | None = "baseline"
+    # In which treatment states tests are due; never while treatment is interrupted for a pregnancy.
+    during: list[TreatmentStateName] = Field(default_factory=lambda: ["on_treatment", "interrupted", "off_treatment"])
+    # Also ask, with a negative result, whether the participant uses the contraception the
+    # protocol requires (stored with the answer). Off unless the protocol asks it.
+    ask_contraception: bool = False
 
     @field_validator("reminder_time")
     @classmethod
@@ -242,6 +254,14 @@ class Protocol(_Section):
     broadcasts: BroadcastSection = BroadcastSection()
 
     _screener: Screener | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _anchor_is_a_visit(self) -> Protocol:
+        anchor = self.pregnancy_tests.anchor_visit
+        if anchor and self.visits.schedule and self.visits.definition(anchor) is None:
+            names = ", ".join(v.name for v in self.visits.schedule)
+            raise ValueError(f"pregnancy_tests.anchor_visit {anchor!r} is not a visit of [visits] schedule ({names})")
+        return self
 
     @property
     def default_reminder_times(self) -> list[time]:

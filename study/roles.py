@@ -1,7 +1,7 @@
 """Who on the study team may do what. One table, used by every staff command and button.
 
-- coordinator: everything.
-- investigator: everything, and receives escalations.
+- coordinator: everything but resuming a participant's interrupted treatment.
+- investigator: everything, and receives escalations; alone resumes an interrupted treatment.
 - monitor: read-only: oversight (participants, visits, alerts, plots) and exports; no messaging,
   no acknowledging, no broadcasts.
 
@@ -26,10 +26,13 @@ MESSAGE = "message"          # /reply
 ACKNOWLEDGE = "acknowledge"  # the Acknowledge button on alerts
 BROADCAST = "broadcast"      # /broadcast: write and send
 APPROVE_BROADCAST = "approve_broadcast"  # the second approval of someone else's broadcast
+TREATMENT = "treatment"      # /interrupt, /offtreatment: a participant's treatment course
+RESUME_TREATMENT = "resume_treatment"  # /resume P001 reason: the investigator's decision alone
 
-EVERYTHING = frozenset({OVERSEE, EXPORT, MESSAGE, ACKNOWLEDGE, BROADCAST, APPROVE_BROADCAST})
+EVERYTHING = frozenset({OVERSEE, EXPORT, MESSAGE, ACKNOWLEDGE, BROADCAST, APPROVE_BROADCAST, TREATMENT,
+                        RESUME_TREATMENT})
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "coordinator": EVERYTHING,
+    "coordinator": EVERYTHING - {RESUME_TREATMENT},
     "investigator": EVERYTHING,
     "monitor": frozenset({OVERSEE, EXPORT}),
 }

@@ -29,6 +29,9 @@ def test_the_shipped_protocol_describes_this_trial() -> None:
         (('undo_minutes = 15', 'undo_minutes = "soon"'), "diary.undo_minutes"),
         (('where = "home"', 'where = "pharmacy"'), "pregnancy_tests.where"),
         (('[diary]', '[diary]\nunexpected = 1'), "diary.unexpected"),
+        (('anchor_visit = "baseline"', 'anchor_visit = "screening"'), "pregnancy_tests.anchor_visit"),
+        (('during = ["on_treatment", "interrupted", "off_treatment"]', 'during = ["paused"]'),
+         "pregnancy_tests.during"),
     ],
 )
 def test_each_mistake_names_its_key(tmp_path: Path, change: tuple[str, str], key: str) -> None:

@@ -89,11 +89,11 @@ def test_a_pregnancy_test_is_due_28_days_after_consent_and_repeats_every_2_days(
     assert [m.key for m in again.messages] == ["preg:7:20261222:1"], "not yet does not stop the repeats"
 
 
-def test_a_result_moves_the_next_test_every_days_on(protocol: Protocol) -> None:
-    facts = [PregnancyFact("negative", date(2026, 12, 23))]
+def test_a_late_result_does_not_move_the_test_calendar(protocol: Protocol) -> None:
+    facts = [PregnancyFact("negative", date(2026, 12, 23))]  # the test due on the 22nd, answered a day late
     assert plan_pregnancy_tests(protocol, PERSON, facts, utc(2026, 12, 24, 14, 0)).messages == []
-    plan = plan_pregnancy_tests(protocol, PERSON, facts, utc(2027, 1, 20, 14, 0))
-    assert [m.key for m in plan.messages] == ["preg:7:20270120:0"]
+    plan = plan_pregnancy_tests(protocol, PERSON, facts, utc(2027, 1, 19, 14, 0))
+    assert [m.key for m in plan.messages] == ["preg:7:20270119:0"], "28 days from day 0, not from the answer"
 
 
 NEW_TEMPLATES = {
@@ -103,7 +103,8 @@ NEW_TEMPLATES = {
     "visit_reschedule_thanks": {"visit_date": date(2026, 12, 22), "visit_at": None},
     "visit_changed": {},
     "pregnancy_reminder": {"where": "site", "repeat": 1, "late": False, "due_date": date(2026, 12, 22)},
-    "pregnancy_negative_saved": {"next_date": date(2027, 1, 19), "repeat_days": 2, "where": "home"},
+    "pregnancy_negative_saved": {"next_date": date(2027, 1, 19), "repeat_days": 2, "where": "home",
+                                 "ask_contraception": False},
     "pregnancy_positive": {"next_date": date(2027, 1, 19), "repeat_days": 2, "where": "home"},
     "pregnancy_not_yet": {"next_date": date(2027, 1, 19), "repeat_days": 2, "where": "home"},
     "pregnancy_expired": {},

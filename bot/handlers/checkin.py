@@ -18,14 +18,14 @@ from bot.exactly_once import Effects, effects
 from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button, RenderedMessage
-from study import alerts, checkins, conversation
+from study import alerts, checkins, conversation, pregnancy_pathway
 from study.checkins import AnswerStatus
 from study.models import CheckinDraft, Participant
 
 SCORES = range(11)
 
 
-def _rows(context: CallbackContext, draft: CheckinDraft) -> list[list[Button]]:
+def _rows(context: CallbackContext, participant: Participant, draft: CheckinDraft) -> list[list[Button]]:
     """The buttons of the question the draft is on."""
     step = draft.step
     later = [Button("checkin_later", "k:later")]
@@ -44,7 +44,7 @@ def _rows(context: CallbackContext, draft: CheckinDraft) -> list[list[Button]]:
         return [later]
     if step == "red_flags":
         chosen = draft.answers.get("red_flags", [])
-        flags = services(context).protocol.safety.red_flags
+        flags = pregnancy_pathway.flags_offered(services(context).protocol, participant)
         rows = [[Button(f"flag_{f}", f"k:red_flags:{f}", {"chosen": f in chosen})] for f in flags]
         return rows + [[Button("flags_done", "k:red_flags:done", {"count": len(chosen)})], later]
     return [[Button("checkin_save", "k:save")], [Button("checkin_restart", "k:restart")], [later[0]]]
@@ -54,7 +54,8 @@ def question(context: CallbackContext, participant: Participant, draft: CheckinD
              reask: bool = False) -> RenderedMessage:
     """The message for the question the draft is on (or the review of all answers)."""
     variables = {"reask": reask, "answers": draft.answers, "kind": draft.kind}
-    return render(context, f"checkin_{draft.step}", participant.language, variables, _rows(context, draft))
+    return render(context, f"checkin_{draft.step}", participant.language, variables,
+                  _rows(context, participant, draft))
 
 
 @participant_only
@@ -110,7 +111,10 @@ async def answer_button(update: Update, context: CallbackContext, participant: P
         if draft is None:
             fx.reply = render(context, "checkin_none", participant.language)
         else:
-            status = checkins.answer(svc.protocol, draft, step, value, now=svc.clock.now())
+            offered = step != "red_flags" or value == "done" or value in pregnancy_pathway.flags_offered(
+                svc.protocol, participant)
+            status = (checkins.answer(svc.protocol, draft, step, value, now=svc.clock.now()) if offered
+                      else AnswerStatus.INVALID)  # a flag not offered to them (a forged button)
             fx.reply = question(context, participant, draft, reask=status is AnswerStatus.INVALID)
     svc.outbox_ready.set()  # a draft found past its time was closed: its note goes out now
     await show(update, context, fx.reply)

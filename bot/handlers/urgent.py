@@ -12,13 +12,13 @@ from bot.handlers.checkin import safety_message
 from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button
-from study import alerts
+from study import alerts, pregnancy_pathway
 from study.models import Participant
 
 
 @participant_only
 async def urgent(update: Update, context: CallbackContext, participant: Participant) -> None:
-    flags = services(context).protocol.safety.red_flags
+    flags = pregnancy_pathway.flags_offered(services(context).protocol, participant)
     rows = [[Button(f"flag_{f}", f"u:{f}", {"chosen": False})] for f in flags]
     rows.append([Button("urgent_other", "u:other")])
     await show(update, context, render(context, "urgent", participant.language, {}, rows))
@@ -28,7 +28,7 @@ async def urgent(update: Update, context: CallbackContext, participant: Particip
 async def urgent_report(update: Update, context: CallbackContext, participant: Participant) -> None:
     code = update.callback_query.data[2:]
     svc = services(context)
-    if code != "other" and code not in svc.protocol.safety.red_flags:
+    if code != "other" and code not in pregnancy_pathway.flags_offered(svc.protocol, participant):
         await show(update, context, render(context, "button_expired", participant.language))
         return
     triggers = [{"red_flag": code} if code != "other" else {"urgent": "other"}]
@@ -36,7 +36,10 @@ async def urgent_report(update: Update, context: CallbackContext, participant: P
     # the first one's answer and raises nothing more.
     async with effects(update, context, once_per_message=True) as fx:
         person = await fx.session.get(Participant, participant.id)
-        await alerts.raise_alert(fx.session, person, source="urgent", triggers=triggers, now=svc.clock.now())
+        if code == pregnancy_pathway.FLAG:  # the pathway: treatment interrupted at once, the team alerted
+            await pregnancy_pathway.positive(fx.session, svc.protocol, person, source="urgent", now=svc.clock.now())
+        else:
+            await alerts.raise_alert(fx.session, person, source="urgent", triggers=triggers, now=svc.clock.now())
         fx.reply = safety_message(context, participant, alerts.participant_actions(svc.protocol, triggers))
     svc.outbox_ready.set()
     await show(update, context, fx.reply)

@@ -1,0 +1,128 @@
+"""`trialbot treatment ...`: a participant's treatment course from the server, as the study team
+does it in Telegram (/treatment, /interrupt, /resume, /offtreatment). Audited with the operating-
+system account as the actor; resuming names the investigator who decided it. Every mistake is
+one line, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from bot.settings import Settings
+from study.audit import Actor
+
+treatment_app = typer.Typer(help="A participant's treatment course: show, interrupt, resume, end.",
+                            no_args_is_help=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+def _work(study_id: str, work):
+    """Run `work(session, protocol, participant)` in one transaction; one line for any refusal."""
+    from study import participants
+    from study.database import Database
+    from study.protocol import ProtocolError, load_protocol
+    from study.treatment import TreatmentError
+
+    settings = Settings()
+    try:
+        protocol = load_protocol(settings.study_file)
+    except ProtocolError as exc:
+        raise _fail(str(exc)) from None
+    db = Database(settings.database_url)
+
+    async def go():
+        try:
+            await db.migrate()
+            async with db.transaction() as session:
+                participant = await participants.by_study_id(session, study_id)
+                if participant is None:
+                    raise _fail(f"No participant {study_id}.")
+                return await work(session, protocol, participant)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(go())
+    except TreatmentError as exc:
+        raise _fail(f"Nothing changed: {exc}.") from None
+
+
+def _reason(value: str):
+    from study.models import TreatmentReason
+
+    try:
+        return TreatmentReason(value)
+    except ValueError:
+        raise _fail(f"--reason must be one of: {', '.join(r.value for r in TreatmentReason)}") from None
+
+
+def _change(study_id: str, state: str, reason: str, text: str | None, actor: Actor) -> None:
+    from study import treatment
+    from study.models import TreatmentState
+
+    cause = _reason(reason)
+
+    async def change(session, protocol, participant):
+        await treatment.change(session, protocol, participant, TreatmentState(state), cause, actor=actor,
+                               now=datetime.now(UTC), text=text)
+        return participant.treatment
+
+    now_state = _work(study_id, change)
+    typer.echo(f"{study_id} is now {now_state.replace('_', ' ')} ({reason}); the participant is told.")
+
+
+@treatment_app.command("show")
+def show(study_id: str) -> None:
+    """The participant's treatment course now, and its history."""
+    from study import treatment
+
+    async def read(session, protocol, participant):
+        return participant.treatment, participant.treatment_reason, await treatment.history(session, participant)
+
+    state, reason, history = _work(study_id, read)
+    typer.echo(f"{study_id}: {state.replace('_', ' ')}" + (f" ({reason})" if reason else ""))
+    for change in history:
+        words = f": {change.reason_text}" if change.reason_text else ""
+        typer.echo(f"  {change.changed_at:%Y-%m-%d %H:%M} UTC  {change.previous} -> {change.state}  "
+                   f"{change.reason}  by {change.changed_by}{words}")
+
+
+@treatment_app.command("interrupt")
+def interrupt(
+    study_id: str,
+    reason: Annotated[str, typer.Option(help="pregnancy, infection, adverse_event, investigator_decision or other")],
+    text: Annotated[str | None, typer.Option(help="In your own words, for the record.")] = None,
+) -> None:
+    """Stop the cream: cream reminders stop; visits, check-ins and safety alerts go on."""
+    _change(study_id, "interrupted", reason, text, Actor.cli(getpass.getuser()))
+
+
+@treatment_app.command("resume")
+def resume(
+    study_id: str,
+    investigator: Annotated[str, typer.Option(help="The investigator who decided it, by name.")],
+    text: Annotated[str, typer.Option(help="Why, in their words.")],
+) -> None:
+    """Restart an interrupted treatment: the investigator's decision, with a reason."""
+    if not investigator.strip() or not text.strip():
+        raise _fail("Resuming needs the investigator's name and a reason (--investigator, --text).")
+    _change(study_id, "on_treatment", "investigator_decision", f"{text.strip()} (decided by {investigator.strip()})",
+            Actor.cli(getpass.getuser()))
+
+
+@treatment_app.command("off")
+def off(
+    study_id: str,
+    reason: Annotated[str, typer.Option(help="end_of_treatment, adverse_event, investigator_decision, ...")] = "end_of_treatment",
+    text: Annotated[str | None, typer.Option(help="In your own words, for the record.")] = None,
+) -> None:
+    """The treatment period is over: the cream stops; follow-up visits and check-ins go on."""
+    _change(study_id, "off_treatment", reason, text, Actor.cli(getpass.getuser()))
