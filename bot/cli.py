@@ -97,9 +97,8 @@ def run(
                     "this machine, for a Bot API server of your own).")
     if not settings.token:
         raise _fail(
-            "TELEGRAM_BOT_TOKEN is not set, so trialbot cannot connect to Telegram.\n"
-            "Get a token from @BotFather, put it in .env (see .env.example), and run again.\n"
-            "To try trialbot without a token, run: trialbot demo"
+            "TELEGRAM_BOT_TOKEN is not set, so trialbot cannot connect to Telegram: get a token from @BotFather, "
+            "put it in .env (see .env.example) and run again; to try trialbot without a token, run: trialbot demo"
         )
     from messages.renderer import MessageCatalog, MessageError
 
