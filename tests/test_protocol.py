@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from study.protocol import Protocol, ProtocolError, load_protocol
+from study.protocol import CONFIRMED_SECTIONS, Protocol, ProtocolError, load_protocol
 from tests.study_files import confirmed, write_study_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -178,3 +178,11 @@ def test_a_malformed_protocol_section_names_the_key(tmp_path: Path, old: str, ne
     with pytest.raises(ProtocolError) as error:
         load_protocol(write_study_file(tmp_path, text.replace(old, new, 1)))
     assert message in str(error.value)
+
+
+def test_the_refusal_points_at_steps_that_exist() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    steps = readme[readme.index("\n## Running it for real\n"):]
+    steps = steps[:steps.index("\n## ", 1)]
+    assert "[protocol]" in steps and "example = false" in steps
+    assert all(f"`[{name}]`" in steps for name in CONFIRMED_SECTIONS)
