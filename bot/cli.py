@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import signal
 import sys
 from datetime import UTC, datetime
@@ -59,6 +60,14 @@ def _context():
     return settings, protocol, Database(settings.database_url)
 
 
+def _refuse_unconfirmed(settings: Settings, protocol) -> None:
+    """Stop, in one line, unless the site has confirmed study.toml against the approved protocol
+    ([protocol]): the shipped file is an example, and these commands act for real participants."""
+    problem = protocol.confirmation_problem(settings.study_file)
+    if problem is not None:
+        raise _fail(problem)
+
+
 def _with_database(work, *, migrate: bool = True):
     """Run `work(db)` against the configured database, migrated first, and close it after."""
     _, _, db = _context()
@@ -90,9 +99,8 @@ def run(
                     "this machine, for a Bot API server of your own).")
     if not settings.token:
         raise _fail(
-            "TELEGRAM_BOT_TOKEN is not set, so trialbot cannot connect to Telegram.\n"
-            "Get a token from @BotFather, put it in .env (see .env.example), and run again.\n"
-            "To try trialbot without a token, run: trialbot demo"
+            "TELEGRAM_BOT_TOKEN is not set, so trialbot cannot connect to Telegram: get a token from @BotFather, "
+            "put it in .env (see .env.example) and run again; to try trialbot without a token, run: trialbot demo"
         )
     from messages.renderer import MessageCatalog, MessageError
 
@@ -101,8 +109,12 @@ def run(
         messages.check_ready(protocol.study.languages)
     except MessageError as exc:
         raise _fail(f"trialbot will not start: {exc}\nSee `trialbot messages status` and `trialbot messages approve`.") from None
+    _refuse_unconfirmed(settings, protocol)
     secret = settings.webhook_secret_value()
     configure_logging(settings.log_level, secrets=[settings.token, secret])
+    confirmation = protocol.protocol
+    logging.getLogger(__name__).info("protocol version %s, confirmed by %s on %s (%s)", confirmation.version,
+                                     confirmation.confirmed_by, confirmation.confirmed_on, settings.study_file)
     hook = None
     if webhook is not None:
         hook = Webhook(url=webhook, secret_token=secret, listen=settings.webhook_listen, port=settings.webhook_port)
@@ -206,6 +218,7 @@ def enroll(
     from study import participants
 
     settings, protocol, _ = _context()
+    _refuse_unconfirmed(settings, protocol)
 
     async def enrol_and_invite(db) -> None:
         async with db.transaction() as session:
@@ -482,6 +495,7 @@ def visits_plan(
     from study import visits
 
     day = _parse_date(baseline, "--baseline")
+    _refuse_unconfirmed(*_context()[:2])  # the plan copies [visits] into the participant's record
 
     async def work(session, protocol, participant):
         return await visits.plan_schedule(session, protocol, participant, baseline=day, actor=_operator(), now=_now())

@@ -7,7 +7,7 @@ errors name the offending key so a coordinator editing the file can fix it witho
 from __future__ import annotations
 
 import tomllib
-from datetime import time
+from datetime import date, datetime, time
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -240,6 +240,41 @@ class BroadcastSection(_Section):
     progress_every_seconds: int = Field(ge=1, default=5)
 
 
+# What the site checks against the approved protocol before the protocol is used for real.
+CONFIRMED_SECTIONS = ("visits", "pregnancy_tests", "checkins", "reminders", "treatment", "safety")
+
+
+class ProtocolSection(_Section):
+    """Which approved protocol this file follows, and who at the site confirmed the schedule and the
+    reminder rules against it. Without the section the file counts as an unconfirmed example."""
+
+    version: str = Field(default="", max_length=100)
+    confirmed_by: str = Field(default="", max_length=100)
+    confirmed_on: date | None = None
+    example: bool = True
+
+    @field_validator("version", "confirmed_by")
+    @classmethod
+    def _stripped(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("confirmed_on", mode="before")
+    @classmethod
+    def _date(cls, value: object) -> date | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                pass
+        timed = isinstance(value, datetime)
+        raise ValueError("give the day only, like 2026-10-01 (no time)" if timed else
+                         f"{value!r} is not a date like 2026-10-01")
+
+
 class Protocol(_Section):
     study: StudySection
     treatment: TreatmentSection
@@ -252,6 +287,7 @@ class Protocol(_Section):
     escalation: EscalationSection = EscalationSection()
     safety: SafetySection = SafetySection()
     broadcasts: BroadcastSection = BroadcastSection()
+    protocol: ProtocolSection = ProtocolSection()
 
     _screener: Screener | None = PrivateAttr(default=None)
 
@@ -274,6 +310,25 @@ class Protocol(_Section):
             raise ProtocolError("this Protocol has no red-flag screening: build it with load_protocol(path), "
                                 "which loads [safety] screening_file next to study.toml")
         return self._screener
+
+    def unconfirmed_keys(self) -> list[str]:
+        """The [protocol] keys the site has still to fill in before this file is used for real."""
+        section = self.protocol
+        keys = [f"protocol.{key}" for key in ("version", "confirmed_by", "confirmed_on") if not getattr(section, key)]
+        if section.example:
+            keys.append("protocol.example")
+        return keys
+
+    def confirmation_problem(self, path: Path | str) -> str | None:
+        """One line saying what to confirm in the file at `path`, or None when it is confirmed."""
+        keys = [f"{key} = false" if key == "protocol.example" else key for key in self.unconfirmed_keys()]
+        if not keys:
+            return None
+        state = "is the shipped example, not confirmed" if self.protocol.example else "is not confirmed"
+        to_set = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+        sections = ", ".join(f"[{name}]" for name in CONFIRMED_SECTIONS[:-1]) + f" and [{CONFIRMED_SECTIONS[-1]}]"
+        return (f"{path} {state} for this study: set {to_set} after checking {sections} against the approved "
+                "protocol (README.md, \"Running it for real\")")
 
     def template_globals(self) -> dict[str, object]:
         """What every template may use (messages/catalog.toml [globals])."""

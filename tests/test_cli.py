@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from sandbox.limits import is_valid_start_payload
+from tests.study_files import write_study_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
+    monkeypatch.setenv("STUDY_FILE", str(write_study_file(tmp_path / "site")))  # confirmed by the site
     monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "site_trial_bot")
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     runner = CliRunner()
@@ -132,11 +133,43 @@ def test_without_a_webhook_secret_every_process_derives_the_same_one_from_the_to
     assert secret(token, "configured-one") == "configured-one"
 
 
-def test_run_without_a_token_fails_clearly(cli) -> None:
+def test_run_without_a_token_fails_clearly(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))  # unconfirmed too: the token is asked for first
     result = cli("run")
     assert result.exit_code == 2
     assert "TELEGRAM_BOT_TOKEN is not set" in result.output and "trialbot demo" in result.output
-    assert "Traceback" not in result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+UNCONFIRMED = ("study.toml is the shipped example, not confirmed for this study: set protocol.version, "
+               "protocol.confirmed_by, protocol.confirmed_on and protocol.example = false after checking [visits], "
+               "[pregnancy_tests], [checkins], [reminders], [treatment] and [safety] against the approved protocol "
+               '(README.md, "Running it for real")')
+
+
+def test_run_refuses_the_shipped_example_in_one_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "study.toml").write_text((REPO / "study.toml").read_text())
+    (tmp_path / "screening.toml").write_text((REPO / "screening.toml").read_text())
+    monkeypatch.setenv("STUDY_FILE", "study.toml")  # the default, next to the bot
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:never-used-because-it-never-starts")
+    result = cli("run")
+    assert result.exit_code == 2
+    assert result.output == UNCONFIRMED + "\n"
+    assert not (tmp_path / "cli.db").exists(), "refused before touching the database"
+
+
+def test_enrolling_and_planning_visits_wait_for_the_confirmation(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli("enroll", "P001", "--timezone", "UTC", "--language", "en").exit_code == 0  # confirmed copy
+    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
+    shipped = UNCONFIRMED.replace("study.toml", str(REPO / "study.toml"), 1)
+    for args in (["enroll", "P002", "--timezone", "UTC", "--language", "en"],
+                 ["visits", "plan", "P001", "--baseline", "2026-11-24"]):
+        result = cli(*args)
+        assert (result.exit_code, result.output) == (2, shipped + "\n"), args
+    # What does not act on the schedule or the reminder rules works on the example too.
+    assert cli("invite", "P001").exit_code == 0
+    assert cli("staff", "add", "--telegram-id", "5005", "--name", "Dana Lee", "--role", "coordinator").exit_code == 0
+    assert cli("visits", "list", "P001").exit_code == 0
 
 
 def test_a_broken_protocol_names_the_key(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

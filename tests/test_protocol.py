@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from study.protocol import Protocol, ProtocolError, load_protocol
+from study.protocol import CONFIRMED_SECTIONS, Protocol, ProtocolError, load_protocol
+from tests.study_files import confirmed, write_study_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,3 +108,84 @@ def test_the_emergency_number_and_crisis_line_are_short_numbers(tmp_path: Path) 
         load_protocol(path)
     path = _copy_study(tmp_path, 'emergency_number = "911"', 'emergency_number = "112"')
     assert load_protocol(path).safety.emergency_number == "112"
+
+
+# -- [protocol]: the site's confirmation against the approved protocol ---------------------------
+
+
+def test_the_shipped_file_is_an_unconfirmed_example() -> None:
+    protocol = load_protocol(REPO / "study.toml")
+    assert protocol.protocol.example
+    assert protocol.unconfirmed_keys() == ["protocol.version", "protocol.confirmed_by", "protocol.confirmed_on",
+                                           "protocol.example"]
+    problem = protocol.confirmation_problem("study.toml")
+    assert problem is not None and "\n" not in problem
+    assert problem.startswith("study.toml is the shipped example, not confirmed for this study: set protocol.version, "
+                              "protocol.confirmed_by, protocol.confirmed_on and protocol.example = false after checking "
+                              "[visits], [pregnancy_tests], [checkins], [reminders], [treatment] and [safety] against "
+                              "the approved protocol")
+
+
+def test_a_confirmed_copy_names_nothing_to_confirm(tmp_path: Path) -> None:
+    protocol = load_protocol(write_study_file(tmp_path))
+    assert protocol.protocol.version == "2.0, 2026-10-01"
+    assert protocol.protocol.confirmed_by == "Dana Lee"
+    assert protocol.protocol.confirmed_on == date(2026, 10, 2)
+    assert not protocol.protocol.example
+    assert protocol.unconfirmed_keys() == [] and protocol.confirmation_problem(tmp_path / "study.toml") is None
+    # Everything else is the shipped protocol.
+    assert protocol.model_dump(exclude={"protocol"}) == load_protocol(REPO / "study.toml").model_dump(exclude={"protocol"})
+
+
+def test_each_missing_confirmation_is_named(tmp_path: Path) -> None:
+    text = confirmed((REPO / "study.toml").read_text())
+    path = write_study_file(tmp_path, text.replace('confirmed_by = "Dana Lee"', 'confirmed_by = "   "'))
+    protocol = load_protocol(path)
+    assert protocol.unconfirmed_keys() == ["protocol.confirmed_by"]
+    assert (protocol.confirmation_problem("s.toml") or "").startswith(
+        "s.toml is not confirmed for this study: set protocol.confirmed_by after checking [visits]")
+    path = write_study_file(tmp_path, text.replace("\nexample = false", "\nexample = true"))
+    protocol = load_protocol(path)
+    assert protocol.unconfirmed_keys() == ["protocol.example"]
+    assert "set protocol.example = false after" in (protocol.confirmation_problem("s.toml") or "")
+
+
+def test_a_file_without_the_section_is_unconfirmed(tmp_path: Path) -> None:
+    text = (REPO / "study.toml").read_text()
+    start = text.index("[protocol]\n")
+    without = text[:start] + text[text.index("[study]\n"):]
+    protocol = load_protocol(write_study_file(tmp_path, without))
+    assert protocol.protocol.example and len(protocol.unconfirmed_keys()) == 4
+
+
+def test_a_confirmation_date_may_be_quoted(tmp_path: Path) -> None:
+    text = confirmed((REPO / "study.toml").read_text()).replace("confirmed_on = 2026-10-02", 'confirmed_on = "2026-10-02"')
+    assert load_protocol(write_study_file(tmp_path, text)).protocol.confirmed_on == date(2026, 10, 2)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("\nexample = false", '\nexample = "maybe"', "protocol.example"),
+        ("confirmed_on = 2026-10-02", 'confirmed_on = "02/10/2026"', "protocol.confirmed_on: Value error, '02/10/2026' is not a date"),
+        ("confirmed_on = 2026-10-02", "confirmed_on = 2026-10-02T09:30:00", "protocol.confirmed_on: Value error, give the day only"),
+        ("confirmed_on = 2026-10-02", "confirmed_on = 20261002", "protocol.confirmed_on: Value error, 20261002 is not a date"),
+        ('version = "2.0, 2026-10-01"', "version = 2.0", "protocol.version"),
+        ('confirmed_by = "Dana Lee"', f'confirmed_by = "{"x" * 101}"', "protocol.confirmed_by"),
+        ("\nexample = false", "\nexample = false\nsigned = true", "protocol.signed"),
+    ],
+)
+def test_a_malformed_protocol_section_names_the_key(tmp_path: Path, old: str, new: str, message: str) -> None:
+    text = confirmed((REPO / "study.toml").read_text())
+    assert old in text
+    with pytest.raises(ProtocolError) as error:
+        load_protocol(write_study_file(tmp_path, text.replace(old, new, 1)))
+    assert message in str(error.value)
+
+
+def test_the_refusal_points_at_steps_that_exist() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    steps = readme[readme.index("\n## Running it for real\n"):]
+    steps = steps[:steps.index("\n## ", 1)]
+    assert "[protocol]" in steps and "example = false" in steps
+    assert all(f"`[{name}]`" in steps for name in CONFIRMED_SECTIONS)

@@ -14,6 +14,7 @@ import pytest
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
 from study.database import Database
+from tests.study_files import write_study_file
 from tests.trial import COORDINATOR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ async def test_trialbot_run_serves_participants_and_stops_cleanly(tmp_path: Path
     async with BotApiServer(world) as server:
         env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "DATABASE_URL": database_url,
                "TELEGRAM_API_URL": server.base_url.removesuffix("/bot"),
-               "STUDY_FILE": str(REPO / "study.toml"), "LOG_LEVEL": "INFO"}
+               "STUDY_FILE": str(write_study_file(tmp_path / "site")), "LOG_LEVEL": "INFO"}
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -61,5 +62,6 @@ async def test_trialbot_run_serves_participants_and_stops_cleanly(tmp_path: Path
             output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
     assert process.returncode == 0, output
     assert TOKEN not in output and "PRODUCTION-LIKE" not in output
+    assert "protocol version 2.0, 2026-10-01, confirmed by Dana Lee on 2026-10-02" in output
     assert world.rejected_calls == []
     assert [c["command"] for c in world.commands_for()][:3] == ["log", "today", "undo"]

@@ -32,6 +32,7 @@ from study.models import Broadcast, DiaryEntry, OutboxMessage, Participant
 from study.participants import EnrolmentRequest
 from study.protocol import load_protocol
 from tests.drills.process import scratch_database
+from tests.study_files import confirmed, write_study_file
 from tests.test_webhook import free_port
 from tests.trial import COORDINATOR
 from tests.waiting import until
@@ -273,7 +274,7 @@ async def test_two_processes_share_updates_send_once_and_the_survivor_takes_over
 
 
 def study_file_with_no_digest_due(folder: Path) -> Path:
-    """The real study.toml with the staff digest later today. The processes run on the wall clock,
+    """The real study.toml, confirmed, with the staff digest later today. The processes run on the wall clock,
     and a digest that falls due during the test would go to the coordinator before they open the
     bot (Telegram: "chat not found"). Only the last two minutes before midnight, study time, are
     left without a later time."""
@@ -282,10 +283,8 @@ def study_file_with_no_digest_due(folder: Path) -> Path:
     later = min(now + timedelta(hours=1), now.replace(hour=23, minute=59))
     text = (REPO / "study.toml").read_text()
     assert 'staff_digest_time = "07:30"' in text
-    path = folder / "study.toml"
-    path.write_text(text.replace('staff_digest_time = "07:30"', f'staff_digest_time = "{later:%H:%M}"'))
-    (folder / "screening.toml").write_text((REPO / "screening.toml").read_text(encoding="utf-8"), encoding="utf-8")
-    return path
+    return write_study_file(folder, confirmed(text.replace('staff_digest_time = "07:30"',
+                                                           f'staff_digest_time = "{later:%H:%M}"')))
 
 
 async def _scenario(world: TelegramWorld, db: Database, balancer: RoundRobin, first: BotProcess,

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from study import audit, participants, visits
 from study.models import OutboxMessage, Visit
+from tests.study_files import write_study_file
 from tests.trial import COORDINATOR, Trial
 
 pytestmark = pytest.mark.timeout(120)
@@ -243,7 +244,7 @@ async def test_the_staff_digest_lists_todays_visits(trial: Trial) -> None:
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
+    monkeypatch.setenv("STUDY_FILE", str(write_study_file(tmp_path / "site")))  # confirmed by the site
     monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "site_trial_bot")
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     runner = CliRunner()

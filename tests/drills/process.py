@@ -16,6 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.study_files import write_study_file
+
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "555000222:DRILL-TOKEN-abcdefghijk"
 
@@ -26,7 +28,8 @@ class BotProcess:
     def __init__(self, *, api_url: str, database_url: str, workdir: Path, log_path: Path,
                  extra_env: dict[str, str] | None = None) -> None:
         self.env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "DATABASE_URL": database_url,
-                    "TELEGRAM_API_URL": api_url, "STUDY_FILE": str(REPO / "study.toml"), "LOG_LEVEL": "INFO",
+                    "TELEGRAM_API_URL": api_url, "STUDY_FILE": str(write_study_file(workdir / "site")),
+                    "LOG_LEVEL": "INFO",
                     **(extra_env or {})}
         self.workdir = workdir
         self.log_path = log_path
