@@ -210,3 +210,24 @@ def test_export_from_the_command_line_is_audited(cli, tmp_path: Path) -> None:
     assert cli("export", "--format", "xml", "--out", str(tmp_path / "x")).exit_code == 2
     trail = cli("audit", "show").output
     assert trail.count("export") >= 2
+
+
+def test_a_treatment_course_from_the_command_line_with_one_line_mistakes(cli) -> None:
+    assert cli("enroll", "P001", "--timezone", "America/New_York", "--language", "en").exit_code == 0
+    unknown = cli("treatment", "interrupt", "P404", "--reason", "infection")
+    assert unknown.exit_code == 2 and unknown.output.strip() == "No participant P404."
+    bad = cli("treatment", "interrupt", "P001", "--reason", "headache")
+    assert bad.exit_code == 2 and "--reason must be one of" in bad.output and "Traceback" not in bad.output
+    done = cli("treatment", "interrupt", "P001", "--reason", "infection", "--text", "shingles")
+    assert done.exit_code == 0 and "P001 is now interrupted (infection)" in done.output
+    again = cli("treatment", "interrupt", "P001", "--reason", "infection")
+    assert again.exit_code == 2 and again.output.strip().startswith("Nothing changed:")
+    assert cli("treatment", "resume", "P001", "--investigator", " ", "--text", "ok").exit_code == 2
+    resumed = cli("treatment", "resume", "P001", "--investigator", "Dr Gray", "--text", "healed")
+    assert resumed.exit_code == 0, resumed.output
+    shown = cli("treatment", "show", "P001")
+    assert "on treatment" in shown.output and "interrupted -> on_treatment" in shown.output
+    assert "healed (decided by Dr Gray)" in shown.output
+    ended = cli("participant", "end", "P001", "withdrawn", "--reason", "moved away")
+    assert ended.exit_code == 0
+    assert "withdrawn" in cli("treatment", "show", "P001").output.splitlines()[0]
