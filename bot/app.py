@@ -32,6 +32,7 @@ from bot.handlers import (
     broadcast,
     checkin,
     conversation,
+    corrections,
     diary,
     errors,
     info,
@@ -121,6 +122,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("participants", oversight.participants_list))
     app.add_handler(CommandHandler("visits", oversight.visits_week))
     app.add_handler(CommandHandler("adherence", oversight.adherence_plot))
+    app.add_handler(CommandHandler("correct", corrections.correct))
     app.add_handler(CommandHandler("broadcast", broadcast.broadcast))
     app.add_handler(CallbackQueryHandler(broadcast.confirm_or_cancel, pattern=cb.BROADCAST_CONFIRM_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))

@@ -60,6 +60,7 @@ DIARY_KINDS = ("applied", "missed", "missing")
 # A "now" a little ahead of the server's clock is still now (as for participants' own entries).
 FUTURE_TOLERANCE = timedelta(minutes=5)
 REASON_MAX = 500
+SHOWN_MAX = 200  # a value in a confirmation (a check-in's own words may be long)
 TEXT_MAX = 1000  # as a check-in's own free-text answers
 REACTIONS = ("none", "redness", "burning", "itching", "acne", "other")
 SEVERITIES = ("mild", "moderate", "severe")
@@ -87,6 +88,8 @@ class CorrectionRefused(Exception):
         d = {"study_id": "", "record": "entry", "record_id": "", "field": "", "value": "", "allowed": "",
              "kind": "", **self.details}
         d["record_name"] = "check-in" if d["record"] == "checkin" else "diary entry"
+        d["allowed"] = d["allowed"] or NEEDS.get(d["field"], "a value")
+        d["kind"] = KINDS_EXPLAINED.get(d["kind"], d["kind"])
         return _EXPLAINED.get(self.problem, self.problem).format(**d)
 
 
@@ -96,6 +99,7 @@ _EXPLAINED = {
                       "(see: trialbot correct list {study_id}).",
     "unknown_field": "{field!r} cannot be corrected on a {record_name}; one of: {allowed}.",
     "repeated": "{field} is given twice; give each change once.",
+    "conflict": "withdraw and restore cannot both be given.",
     "bad_value": "{field}: {value!r} is not {allowed}.",
     "not_applicable": "{field} does not apply to {kind}.",
     "needs_time": "a dose corrected to applied needs the time it was put on: give the time too "
@@ -106,6 +110,23 @@ _EXPLAINED = {
                   "withdrawn or restored.",
     "no_reason": "a reason is needed (it goes into the audit trail).",
     "nothing": "say what to correct.",
+    "syntax": "that cannot be read as a correction.",
+}
+# What a value must be, for fields whose refusal gives no list of values (`allowed` is empty).
+NEEDS = {
+    "time": "a time like 09:00 or 2026-11-24 09:00 (participant-local)",
+    "day": "a day like 2026-11-24",
+    "itch": "a whole number from 0 to 10",
+    "pain": "a whole number from 0 to 10",
+    "new_problem": f"words (at most {TEXT_MAX} characters), or none",
+    "medicines_change": f"words (at most {TEXT_MAX} characters), or none",
+}
+# What a field cannot apply to (`kind` in a not_applicable refusal).
+KINDS_EXPLAINED = {
+    "applied": "an application", "missed": "a missed dose",
+    "missing": "the system's record of a slot with nothing recorded (correct its kind instead)",
+    "scores": "a scores-only check-in", "no_reaction": "a check-in without a reaction",
+    "no_medicines_change": "a check-in without a change of medicines",
 }
 
 
@@ -380,8 +401,12 @@ class Corrected:
 
     def changes(self) -> list[tuple[str, str, str]]:
         """(field, before, after) for people: times in the participant's zone."""
-        return [(c.field, shown(c.field, c.old_value, self.zone), shown(c.field, c.new_value, self.zone))
+        return [(c.field, _cut(shown(c.field, c.old_value, self.zone)), _cut(shown(c.field, c.new_value, self.zone)))
                 for c in self.rows]
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SHOWN_MAX else text[:SHOWN_MAX - 1] + "…"
 
 
 def _reason(reason: str | None) -> str:
@@ -396,7 +421,7 @@ def _named(asked: Sequence[tuple[str, str]], allowed: tuple[str, ...], record: s
     for word, text in asked:
         key = word.strip().lower().replace("-", "_")
         if key not in allowed:
-            raise CorrectionRefused("unknown_field", record=record, field=word, allowed=", ".join(allowed))
+            raise CorrectionRefused("unknown_field", record=record, field=word[:24], allowed=", ".join(allowed))
         if key in named:
             raise CorrectionRefused("repeated", record=record, field=key)
         named[key] = text.strip()
@@ -463,7 +488,7 @@ async def correct_entry(session: AsyncSession, protocol: Protocol, participant: 
                               "missed_reason": view.missed_reason, "withdrawn": view.withdrawn_by_staff}
     flags = [w for w in FLAG_WORDS if w in named]
     if len(flags) > 1:
-        raise refuse("repeated", field="withdraw/restore")
+        raise refuse("conflict")
     if flags:
         if view.undone:
             raise refuse("taken_back")
@@ -471,7 +496,7 @@ async def correct_entry(session: AsyncSession, protocol: Protocol, participant: 
     if "kind" in named:
         kind = named["kind"].lower()
         if kind not in ("applied", "missed"):
-            raise refuse("bad_value", field="kind", value=named["kind"], allowed="applied or missed")
+            raise refuse("bad_value", field="kind", value=named["kind"][:40], allowed="applied | missed")
         if kind != view.kind:
             target["kind"] = kind
             if kind == "missed":
@@ -484,7 +509,7 @@ async def correct_entry(session: AsyncSession, protocol: Protocol, participant: 
     if "day" in named:
         day = _day(named["day"])
         if day is None:
-            raise refuse("bad_value", field="day", value=named["day"], allowed="a day like 2026-11-24")
+            raise refuse("bad_value", field="day", value=named["day"][:40])
         if target["kind"] == "missing":
             raise refuse("not_applicable", field="day", kind="missing")
         if day > today:
@@ -498,8 +523,7 @@ async def correct_entry(session: AsyncSession, protocol: Protocol, participant: 
             raise refuse("not_applicable", field="time", kind=target["kind"])
         at = local_instant(named["time"], target["local_date"], zone)
         if at is None:
-            raise refuse("bad_value", field="time", value=named["time"],
-                         allowed="a time like 09:00 or 2026-11-24 09:00")
+            raise refuse("bad_value", field="time", value=named["time"][:40])
         if at > now + FUTURE_TOLERANCE:
             raise refuse("in_future", field="time", value=named["time"])
         target["occurred_at"], target["local_date"] = at, at.astimezone(zone).date()
@@ -509,7 +533,7 @@ async def correct_entry(session: AsyncSession, protocol: Protocol, participant: 
         reasons = [*protocol.diary.missed_reasons, "none"]
         given = named["missed_reason"].lower()
         if given not in reasons:
-            raise refuse("bad_value", field="missed_reason", value=named["missed_reason"],
+            raise refuse("bad_value", field="missed_reason", value=named["missed_reason"][:40],
                          allowed=" | ".join(reasons))
         target["missed_reason"] = None if given == "none" else given
     current = {"kind": view.kind, "occurred_at": view.occurred_at, "local_date": view.local_date,
@@ -551,32 +575,33 @@ async def correct_checkin(session: AsyncSession, participant: Participant, check
     target = dict(view.answers)
     full_only = [w for w in named if w not in ("itch", "pain")]
     if checkin.kind != "full" and full_only:
-        raise refuse("not_applicable", field=full_only[0], kind="a scores-only check-in")
+        raise refuse("not_applicable", field=full_only[0], kind="scores")
     for word in ("itch", "pain"):
         if word in named:
             text = named[word]
             if not (text.isascii() and text.isdigit() and 0 <= int(text) <= 10):
-                raise refuse("bad_value", field=word, value=text, allowed="a whole number from 0 to 10")
+                raise refuse("bad_value", field=word, value=text[:40])
             target[word] = int(text)
     if "reaction" in named:
         reaction = named["reaction"].lower()
         if reaction not in REACTIONS:
-            raise refuse("bad_value", field="reaction", value=named["reaction"], allowed=" | ".join(REACTIONS))
+            raise refuse("bad_value", field="reaction", value=named["reaction"][:40], allowed=" | ".join(REACTIONS))
         target["reaction"] = reaction
         if reaction == "none":
             target["reaction_severity"] = None
     if "severity" in named:
         severity = named["severity"].lower()
         if severity not in (*SEVERITIES, "none"):
-            raise refuse("bad_value", field="severity", value=named["severity"],
+            raise refuse("bad_value", field="severity", value=named["severity"][:40],
                          allowed=" | ".join((*SEVERITIES, "none")))
         if severity != "none" and target["reaction"] in (None, "none"):
-            raise refuse("not_applicable", field="severity", kind="a check-in without a reaction")
+            raise refuse("not_applicable", field="severity", kind="no_reaction")
         target["reaction_severity"] = None if severity == "none" else severity
     if "medicines" in named:
         medicines = named["medicines"].lower()
         if medicines not in MEDICINES:
-            raise refuse("bad_value", field="medicines", value=named["medicines"], allowed=" | ".join(MEDICINES))
+            raise refuse("bad_value", field="medicines", value=named["medicines"][:40],
+                         allowed=" | ".join(MEDICINES))
         target["medicines"] = medicines
         if medicines == "no":
             target["medicines_change"] = None
@@ -584,10 +609,9 @@ async def correct_checkin(session: AsyncSession, participant: Participant, check
         if word in named:
             text = " ".join(named[word].split())
             if not text or len(text) > TEXT_MAX:
-                raise refuse("bad_value", field=word, value=text[:40],
-                             allowed=f"words (at most {TEXT_MAX} characters), or none")
+                raise refuse("bad_value", field=word, value=text[:40])
             if word == "medicines_change" and text.lower() != "none" and target["medicines"] in (None, "no"):
-                raise refuse("not_applicable", field=word, kind="a check-in without a change of medicines")
+                raise refuse("not_applicable", field=word, kind="no_medicines_change")
             target[word] = None if text.lower() == "none" else text
     changes = [(name, view.answers[name], target[name]) for name in CHECKIN_COLUMNS
                if view.answers[name] != target[name]]

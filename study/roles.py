@@ -3,7 +3,7 @@
 - coordinator: everything.
 - investigator: everything, and receives escalations.
 - monitor: read-only: oversight (participants, visits, alerts, plots) and exports; no messaging,
-  no acknowledging, no broadcasts.
+  no acknowledging, no broadcasts, no corrections.
 
 A refusal is answered with the `staff_not_allowed` template and recorded in the audit trail
 (action "refused"), so a monitor's attempt to write to participants is on the record.
@@ -26,8 +26,9 @@ MESSAGE = "message"          # /reply
 ACKNOWLEDGE = "acknowledge"  # the Acknowledge button on alerts
 BROADCAST = "broadcast"      # /broadcast: write and send
 APPROVE_BROADCAST = "approve_broadcast"  # the second approval of someone else's broadcast
+CORRECT = "correct"          # /correct: correct a diary entry or a check-in (never overwriting it)
 
-EVERYTHING = frozenset({OVERSEE, EXPORT, MESSAGE, ACKNOWLEDGE, BROADCAST, APPROVE_BROADCAST})
+EVERYTHING = frozenset({OVERSEE, EXPORT, MESSAGE, ACKNOWLEDGE, BROADCAST, APPROVE_BROADCAST, CORRECT})
 PERMISSIONS: dict[str, frozenset[str]] = {
     "coordinator": EVERYTHING,
     "investigator": EVERYTHING,
