@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from bot.corrections_cli import correct_app
 from bot.messages_cli import messages_app
 from bot.settings import Settings
 from study.audit import Actor
@@ -29,6 +30,7 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(messages_app, name="messages")
+app.add_typer(correct_app, name="correct")
 
 
 def main() -> None:
