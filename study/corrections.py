@@ -517,6 +517,8 @@ async def correct_entry(session: AsyncSession, protocol: Protocol, participant: 
         if target["kind"] == "applied" and target["occurred_at"] is not None:
             clock = target["occurred_at"].astimezone(zone).time()
             target["occurred_at"] = datetime.combine(day, clock, zone).astimezone(UTC)
+            if "time" not in named and target["occurred_at"] > now + FUTURE_TOLERANCE:
+                raise refuse("in_future", field="day", value=f"{day.isoformat()} {clock:%H:%M}")
         target["local_date"] = day
     if "time" in named:
         if target["kind"] != "applied":

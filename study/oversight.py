@@ -39,14 +39,20 @@ class DiaryRecord:
 
 
 async def diary_record(session: AsyncSession, participant_id: int) -> DiaryRecord:
-    applied: dict[date, int] = {}
-    corrected: list[date] = []
-    for view in await corrections.entry_views(session, [participant_id]):
+    return (await diary_records(session, [participant_id])).get(participant_id, DiaryRecord({}, []))
+
+
+async def diary_records(session: AsyncSession, participant_ids: list[int] | None = None, *,
+                        since: date | None = None) -> dict[int, DiaryRecord]:
+    """Each participant's diary (of these, or all) from the local day `since` on, as corrected."""
+    records: dict[int, DiaryRecord] = {}
+    for view in await corrections.entry_views(session, participant_ids, since=since):
+        record = records.setdefault(view.participant_id, DiaryRecord({}, []))
         if view.stands and view.kind == "applied":
-            applied[view.local_date] = applied.get(view.local_date, 0) + 1
+            record.applied[view.local_date] = record.applied.get(view.local_date, 0) + 1
         if view.corrected:
-            corrected.append(view.local_date)
-    return DiaryRecord(applied, corrected)
+            record.corrected.append(view.local_date)
+    return records
 
 
 def corrected_within(record: DiaryRecord, first: date | None, today: date, days: int | None = None) -> int:
@@ -96,9 +102,11 @@ async def overview(session: AsyncSession, protocol: Protocol, *, now: datetime) 
                                        .group_by(DiaryEntry.participant_id))).all())
     result = []
     per_day = protocol.treatment.applications_per_day
+    # One read of everyone's last 28 days (and a day's margin for time zones ahead of UTC).
+    records = await diary_records(session, since=now.date() - timedelta(days=29))
     for p in people:
         today = local_today(p, now)
-        record = await diary_record(session, p.id)
+        record = records.get(p.id, DiaryRecord({}, []))
         applied = record.applied
         first = start_day(p)
         next_visit = await session.scalar(select(func.min(Visit.scheduled_date)).where(

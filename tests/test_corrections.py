@@ -210,12 +210,20 @@ async def test_mistakes_get_a_clear_answer_and_change_nothing(trial: Trial) -> N
         f"/correct P001 entry {entry.id} missed_reason forgot reason x")
     assert "Nothing to change" in await answer(f"/correct P001 entry {entry.id} time 10:00 reason x")
     assert "cannot be read as a correction" in await answer("/correct P001 banana 1 time 09:00 reason x")
+    # A day with no time after it: `reason` is not taken for the time.
+    assert "time “2026-11-24”: give a time like" in await answer(
+        f"/correct P001 entry {entry.id} time 2026-11-24 reason x")
+    # Yesterday 20:00 moved to today would be 20:00 today, which has not come yet.
+    await applied_earlier(user, "Yesterday", "8:00 PM")
+    evening = (await trial.diary())[-1]
+    assert "day 2026-11-24 20:00 has not come yet" in await answer(
+        f"/correct P001 entry {evening.id} day 2026-11-24 reason x")
     assert await rows(trial, Correction) == []
 
     # The participant took it back: it cannot be withdrawn or restored by the study team.
     trial.clock.advance(timedelta(minutes=5))
-    await say(user, "/undo")
-    assert "took entry" in await answer(f"/correct P001 entry {entry.id} withdraw reason x")
+    await say(user, "/undo")  # takes back the newest entry, yesterday evening's
+    assert "took entry" in await answer(f"/correct P001 entry {evening.id} withdraw reason x")
     assert await rows(trial, Correction) == []
 
 

@@ -39,6 +39,7 @@ LISTED_ENTRIES = 15  # one Telegram message, with the longest values (messages l
 LISTED_CHECKINS = 6
 OPENING_QUOTES = {'"': '"', "“": "”", "„": "“", "«": "»", "”": "”"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CLOCK = re.compile(r"^\d{1,2}[:.h]\d{2}$")
 _RECORDS = {"entry": "entry", "e": "entry", "diary": "entry", "checkin": "checkin", "check-in": "checkin",
             "c": "checkin"}
 
@@ -123,7 +124,7 @@ def parse(text: str, missed_reasons: tuple[str, ...] | list[str] = ()) -> Comman
                                     record_id=command.record_id, field=word, value="", allowed=_listed(word, missed_reasons))
         value = tokens[i].text
         i += 1
-        if word == "time" and _DATE.match(value) and i < len(tokens) and not tokens[i].quoted:
+        if word == "time" and _DATE.match(value) and i < len(tokens) and _CLOCK.match(tokens[i].text):
             value, i = f"{value} {tokens[i].text}", i + 1
         elif word in corrections.TEXT_WORDS and not tokens[i - 1].quoted:
             end = i  # their words, up to `reason`
