@@ -32,6 +32,7 @@ from bot.handlers import (
     broadcast,
     checkin,
     conversation,
+    corrections,
     diary,
     errors,
     info,
@@ -126,6 +127,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("treatment", treatment.show_course))
     app.add_handler(CommandHandler("interrupt", treatment.interrupt))
     app.add_handler(CommandHandler("offtreatment", treatment.off_treatment))
+    app.add_handler(CommandHandler("correct", corrections.correct))
     app.add_handler(CommandHandler("broadcast", broadcast.broadcast))
     app.add_handler(CallbackQueryHandler(broadcast.confirm_or_cancel, pattern=cb.BROADCAST_CONFIRM_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))

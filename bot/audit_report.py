@@ -10,7 +10,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit
-from study.models import AuditEntry, ConsentDecision, DiaryEntry, Invite, Participant, PregnancyTest, Visit
+from study.models import (
+    AuditEntry,
+    CheckIn,
+    ConsentDecision,
+    DiaryEntry,
+    Invite,
+    Participant,
+    PregnancyTest,
+    Visit,
+)
 
 
 async def participant_entries(session: AsyncSession, study_id: str, *, limit: int | None = None) -> list[AuditEntry]:
@@ -20,7 +29,7 @@ async def participant_entries(session: AsyncSession, study_id: str, *, limit: in
         return []
     related = {"participant": [str(participant.id)]}
     for entity, model in (("diary_entry", DiaryEntry), ("invite", Invite), ("consent_decision", ConsentDecision),
-                          ("visit", Visit), ("pregnancy_test", PregnancyTest)):
+                          ("visit", Visit), ("pregnancy_test", PregnancyTest), ("checkin", CheckIn)):
         ids = (await session.scalars(select(model.id).where(model.participant_id == participant.id))).all()
         related[entity] = [str(i) for i in ids]
     rows: list[AuditEntry] = []

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from bot.corrections_cli import correct_app
 from bot.messages_cli import messages_app
 from bot.settings import Settings
 from bot.treatment_cli import treatment_app
@@ -32,6 +33,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(messages_app, name="messages")
 app.add_typer(treatment_app, name="treatment")
+app.add_typer(correct_app, name="correct")
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ async def plan_digests(session: AsyncSession, protocol: Protocol, now: datetime)
         "summary_date": yesterday.isoformat(),
         "participants": [
             {"study_id": r.study_id, "applied": r.applied, "expected": r.expected, "missed": r.missed,
-             "missing": r.missing}
+             "missing": r.missing, "corrected": r.corrected}
             for r in listed
         ],
         "participants_not_listed": len(rows) - len(listed),

@@ -1,4 +1,7 @@
-"""Adherence: how many of the expected applications were recorded, per participant and day."""
+"""Adherence: how many of the expected applications were recorded, per participant and day.
+
+Counted as corrected (study/corrections.py): a corrected entry counts as corrected, a withdrawn
+one not at all, and a "missing" record a participant's own entry stands for is not counted again."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from study import corrections
 from study.models import DiaryEntry, Participant
 from study.protocol import Protocol
 
@@ -20,10 +24,16 @@ class DayAdherence:
     expected: int
     missed: int  # said by the participant
     missing: int  # nothing recorded when the slot closed
+    corrected: int = 0  # entries of the day the study team corrected (withdrawn ones too)
 
 
 async def on_day(session: AsyncSession, protocol: Protocol, day: date) -> list[DayAdherence]:
     """Each active or paused participant's record for one local day."""
+    people = (await session.scalars(
+        select(Participant).where(Participant.status.in_(("active", "paused"))).order_by(Participant.study_id)
+    )).all()
+    ids = [p.id for p in people]
+    touched = await corrections.touched(session, ids) if ids else set()
     withdrawal = aliased(DiaryEntry)
     counts = (
         select(DiaryEntry.participant_id, DiaryEntry.kind, func.count())
@@ -31,13 +41,20 @@ async def on_day(session: AsyncSession, protocol: Protocol, day: date) -> list[D
         .where(DiaryEntry.local_date == day, withdrawal.id.is_(None))
         .group_by(DiaryEntry.participant_id, DiaryEntry.kind)
     )
-    tally: dict[tuple[int, str], int] = {(pid, kind): n for pid, kind, n in (await session.execute(counts)).all()}
-    people = (await session.scalars(
-        select(Participant).where(Participant.status.in_(("active", "paused"))).order_by(Participant.study_id)
-    )).all()
+    tally: dict[tuple[int, str], int] = {(pid, kind): n for pid, kind, n in (await session.execute(counts)).all()
+                                         if pid not in touched}
+    corrected: dict[int, int] = {}
+    if touched:  # the few with corrections or supersessions: as their entries stand now
+        for view in await corrections.entry_views(session, sorted(touched), since=day):
+            if view.local_date != day:
+                continue
+            if view.stands:
+                tally[(view.participant_id, view.kind)] = tally.get((view.participant_id, view.kind), 0) + 1
+            if view.corrected and not view.undone:  # counted as corrected, or withdrawn by the study team
+                corrected[view.participant_id] = corrected.get(view.participant_id, 0) + 1
     expected = protocol.treatment.applications_per_day
     return [
         DayAdherence(p.study_id, tally.get((p.id, "applied"), 0), expected, tally.get((p.id, "missed"), 0),
-                     tally.get((p.id, "missing"), 0))
+                     tally.get((p.id, "missing"), 0), corrected.get(p.id, 0))
         for p in people
     ]

@@ -17,7 +17,15 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study.models import AuditEntry, DiaryEntry, Participant, PregnancyTest, Visit
+from study.models import (
+    AuditEntry,
+    Correction,
+    DiaryEntry,
+    Participant,
+    PregnancyTest,
+    Supersession,
+    Visit,
+)
 
 GENESIS = "0" * 64
 _CHAIN_LOCK_KEY = 0x7472_6961_6C62  # "trialb": arbitrary, constant, for pg_advisory_xact_lock
@@ -163,6 +171,9 @@ async def verify(session: AsyncSession) -> VerifyReport:
     report = VerifyReport()
     expected_prev, expected_seq = GENESIS, 1
     created: set[tuple[str, str]] = set()
+    # Corrections and supersessions are written down as changes of the record they are about,
+    # each naming its own row (study/corrections.py).
+    noted: set[tuple[str, str]] = set()
     for entry in (await session.scalars(select(AuditEntry).order_by(AuditEntry.seq))).all():
         report.entries += 1
         if entry.seq != expected_seq:
@@ -173,6 +184,9 @@ async def verify(session: AsyncSession) -> VerifyReport:
             report.problems.append(f"entry {entry.seq}: content was altered (hash mismatch)")
         if entry.action == "create":
             created.add((entry.entity, entry.entity_id))
+        for action, kind in (("correct", "correction"), ("supersede", "supersession")):
+            if entry.action == action and isinstance(entry.new_values, dict) and f"{kind}_id" in entry.new_values:
+                noted.add((kind, str(entry.new_values[f"{kind}_id"])))
         expected_prev, expected_seq = entry.hash, entry.seq + 1
 
     for entity, model in (("participant", Participant), ("diary_entry", DiaryEntry), ("visit", Visit),
@@ -181,6 +195,10 @@ async def verify(session: AsyncSession) -> VerifyReport:
         for ident in ids:
             if (entity, str(ident)) not in created:
                 report.problems.append(f"{entity} {ident} has no audit entry for its creation")
+    for kind, table in (("correction", Correction.__table__), ("supersession", Supersession.__table__)):
+        for ident in (await session.scalars(select(table.c.id))).all():
+            if (kind, str(ident)) not in noted:
+                report.problems.append(f"{kind} {ident} has no audit entry")
     return report
 
 

@@ -2,21 +2,25 @@
 
 Entries keep when the participant says it happened (`occurred_at`, UTC, with the participant's
 zone and local day), when the server recorded it, where it came from, and a late flag. Nothing
-is changed in place: /undo writes a withdrawal entry that points at the entry it takes back.
+is changed in place: /undo writes a withdrawal entry that points at the entry it takes back; the
+study team's corrections, and a participant's entry standing for the system's "missing" record
+of the same slot, are rows of their own (study/corrections.py), and what is shown and counted is
+read through `corrections.entry_views`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import Enum
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from study import audit
+from study import audit, corrections
 from study.audit import Actor
 from study.database import among, insert_new
 from study.models import DiaryEntry, Participant
@@ -99,7 +103,10 @@ async def log_application(
         late=now - occurred_at > timedelta(hours=rules.late_after_hours),
         source=source,
     )
-    return await _append(session, participant, entry, key=key, now=now)
+    result = await _append(session, participant, entry, key=key, now=now)
+    if result.status is LogStatus.LOGGED and result.entry is not None:
+        await corrections.supersede_missing(session, participant, result.entry, now=now)
+    return result
 
 
 async def log_missed(
@@ -123,11 +130,22 @@ async def log_missed(
         kind="missed",
         occurred_at=None,
         local_date=day,
-        late=False,
+        late=_missed_late(rules, participant, day, now),
         missed_reason=None if reason == "none" else reason,
         source=source,
     )
-    return await _append(session, participant, entry, key=key, now=now)
+    result = await _append(session, participant, entry, key=key, now=now)
+    if result.status is LogStatus.LOGGED and result.entry is not None:
+        await corrections.supersede_missing(session, participant, result.entry, now=now)
+    return result
+
+
+def _missed_late(rules: DiarySection, participant: Participant, day: date, now: datetime) -> bool:
+    """A missed dose has a day, not a time: it is late when recorded more than the protocol's
+    hours after that day ended (the participant's midnight), as an application is when recorded
+    that long after it happened. Said on the day itself, it is never late."""
+    day_ended = datetime.combine(day + timedelta(days=1), time(0), zone_of(participant))
+    return now - day_ended > timedelta(hours=rules.late_after_hours)
 
 
 async def _append(
@@ -184,10 +202,11 @@ def _standing_entries(participant: Participant):
     )
 
 
-async def entries_on(session: AsyncSession, participant: Participant, day: date) -> list[DiaryEntry]:
-    query = _standing_entries(participant).where(DiaryEntry.local_date == day)
-    rows = (await session.scalars(query.order_by(DiaryEntry.occurred_at, DiaryEntry.id))).all()
-    return list(rows)
+async def entries_on(session: AsyncSession, participant: Participant, day: date) -> list[corrections.EntryView]:
+    """The entries that stand on a local day, as corrected (each says whether it was), in time order."""
+    views = await corrections.entry_views(session, [participant.id], since=day)
+    standing = [v for v in views if v.stands and v.local_date == day and v.kind in ("applied", "missed")]
+    return sorted(standing, key=lambda v: (v.occurred_at is not None, v.occurred_at or v.entry.recorded_at, v.id))
 
 
 async def withdraw_last(
@@ -245,9 +264,29 @@ async def record_missing(
     return len(inserted)
 
 
+class Fact(NamedTuple):
+    participant_id: int
+    kind: str
+    local_date: date
+    occurred_at: datetime | None
+
+
 async def standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list:
     """Standing applied, missed and missing entries of many participants from `since` on, as rows
-    of (participant_id, kind, local_date, occurred_at): all the planners need."""
+    of (participant_id, kind, local_date, occurred_at): all the planners need. Corrected entries
+    count as corrected, withdrawn ones not at all, and a missing record a participant's own entry
+    stands for neither: for the few participants with corrections or supersessions their entries
+    are read through `corrections.entry_views`; everyone else's with one plain query."""
+    rows = await _plain_standing_facts(session, participant_ids, since)
+    touched = await corrections.touched(session, participant_ids)
+    if not touched:
+        return rows
+    views = await corrections.entry_views(session, sorted(touched), since=since)
+    return [row for row in rows if row.participant_id not in touched] + [
+        Fact(v.participant_id, v.kind, v.local_date, v.occurred_at) for v in views if v.stands]
+
+
+async def _plain_standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list:
     withdrawal = aliased(DiaryEntry)
     query = (
         select(DiaryEntry.participant_id, DiaryEntry.kind, DiaryEntry.local_date, DiaryEntry.occurred_at)

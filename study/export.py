@@ -9,6 +9,12 @@
 
 Telegram ids are left out unless asked for (`include_contact`). Instants are UTC ISO 8601.
 Every export is itself recorded in the audit trail: who, what, when, how many rows.
+
+Diary entries and check-ins are exported as corrected (study/corrections.py): the corrected value
+in its column, and `corrected`, `original_value` (the corrected fields as recorded), and the
+latest correction's reason, author and time beside it; `corrections` lists every correction. A
+"missing" record a participant's own entry stands for says so in `superseded_by`. The records as
+recorded stay in the database and in the audit trail.
 """
 
 from __future__ import annotations
@@ -20,18 +26,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from study import audit
+from study import audit, corrections
 from study.audit import Actor
 from study.models import (
     Alert,
     AuditEntry,
-    CheckIn,
-    DiaryEntry,
+    Correction,
     IncompleteCheckin,
     Participant,
     ParticipantMessage,
@@ -99,35 +104,59 @@ async def collect(session: AsyncSession, *, include_contact: bool = False,
                        [{c.name: getattr(p, c.name) for c in cols} for p in people.values()]))
     tick(len(people))
 
-    withdrawal = aliased(DiaryEntry)
-    diary = (await session.execute(
-        select(DiaryEntry, withdrawal.id).outerjoin(withdrawal, withdrawal.supersedes_id == DiaryEntry.id)
-        .order_by(DiaryEntry.id))).all()
+    def who(actor: str) -> str:
+        """An actor, with the staff member's name when it is one (as alerts name who acknowledged)."""
+        kind, _, ident = actor.partition(":")
+        member = staff.get(int(ident)) if kind == "staff" and ident.isdigit() else None
+        return f"{member.name} ({actor})" if member is not None else actor
+
+    def corrected(view: corrections.EntryView | corrections.CheckinView) -> dict[str, Any]:
+        last = view.last_correction
+        return {"corrected": view.corrected, "original_value": view.original() or None,
+                "correction_reason": last.reason if last else None,
+                "corrected_by": who(last.corrected_by) if last else None,
+                "corrected_at": last.corrected_at if last else None}
+
+    correction_cols = [
+        _c("corrected", "boolean", "Corrected by the study team: this row shows the corrected values "
+                                   "(every correction: corrections.csv)"),
+        _c("original_value", "json", "The corrected fields as originally recorded, e.g. {\"occurred_at\": ...}"),
+        _c("correction_reason", "text", "Why it was corrected (the latest correction)"),
+        _c("corrected_by", "text", "Who corrected it (the latest correction)"),
+        _c("corrected_at", "datetime", "When it was last corrected (UTC)")]
+
+    diary = await corrections.entry_views(session)
     diary_cols = [_c("entry_id", "integer", "Diary entry id"), _c("study_id", "text", "Participant study id"),
                   _c("local_date", "date", "The participant's local day it belongs to"),
                   _c("occurred_at", "datetime", "When the participant says it happened (UTC)"),
                   _c("recorded_at", "datetime", "When it was recorded (UTC)"),
                   _c("timezone", "text", "Participant's zone at recording"),
                   _c("source", "text", "button | reminder | command | system"),
-                  _c("late", "boolean", "Recorded more than the allowed hours after it happened"),
-                  _c("withdrawn", "boolean", "Taken back by the participant with /undo"),
-                  _c("recorded_by", "text", "Actor")]
+                  _c("late", "boolean", "Recorded more than the allowed hours after it happened (a missed "
+                                        "dose: after its day ended)"),
+                  _c("withdrawn", "boolean", "Taken back: by the participant with /undo, or by the study team as "
+                                             "not having happened (then corrected = 1)"),
+                  _c("recorded_by", "text", "Actor"), *correction_cols]
 
-    def diary_row(e: DiaryEntry, withdrawn_by: int | None) -> dict:
-        return {"entry_id": e.id, "study_id": sid.get(e.participant_id), "local_date": e.local_date,
-                "occurred_at": e.occurred_at, "recorded_at": e.recorded_at, "timezone": e.timezone,
-                "source": e.source, "late": e.late, "withdrawn": withdrawn_by is not None,
-                "recorded_by": e.recorded_by, "kind": e.kind, "missed_reason": e.missed_reason}
+    def diary_row(v: corrections.EntryView) -> dict:
+        e = v.entry
+        return {"entry_id": e.id, "study_id": sid.get(e.participant_id), "local_date": v.local_date,
+                "occurred_at": v.occurred_at, "recorded_at": e.recorded_at, "timezone": e.timezone,
+                "source": e.source, "late": e.late, "withdrawn": v.withdrawn,
+                "recorded_by": e.recorded_by, "kind": v.kind, "missed_reason": v.missed_reason,
+                "superseded_by": v.superseded_by, **corrected(v)}
 
-    out.append(Dataset("applications", "Applications of the study cream (diary entries of kind applied)", diary_cols,
-                       [diary_row(e, w) for e, w in diary if e.kind == "applied"]))
+    out.append(Dataset("applications", "Applications of the study cream (diary entries of kind applied, as corrected)",
+                       diary_cols, [diary_row(v) for v in diary if v.kind == "applied"]))
     missed_cols = diary_cols + [_c("kind", "text", "missed (said by the participant) | missing (nothing recorded)"),
-                                _c("missed_reason", "text", "Reason given for a missed dose")]
-    out.append(Dataset("missed_doses", "Doses said missed, or not recorded when the slot closed", missed_cols,
-                       [diary_row(e, w) for e, w in diary if e.kind in ("missed", "missing")]))
+                                _c("missed_reason", "text", "Reason given for a missed dose"),
+                                _c("superseded_by", "integer", "For a missing record: the participant's own entry "
+                                   "(entry_id) that later recorded this dose; the slot counts as that entry says")]
+    out.append(Dataset("missed_doses", "Doses said missed, or not recorded when the slot closed (as corrected)",
+                       missed_cols, [diary_row(v) for v in diary if v.kind in ("missed", "missing")]))
     tick(len(diary))
 
-    checkins = (await session.scalars(select(CheckIn).order_by(CheckIn.id))).all()
+    checkins = sorted(await corrections.checkin_views(session), key=lambda v: v.id)
     ci_cols = [_c("checkin_id", "integer", "Check-in id"), _c("study_id", "text", "Participant study id"),
                _c("kind", "text", "full | scores"), _c("local_date", "date", "Participant's local day"),
                _c("submitted_at", "datetime", "Saved (UTC)"), _c("source", "text", "command | scheduled"),
@@ -135,12 +164,13 @@ async def collect(session: AsyncSession, *, include_contact: bool = False,
                _c("new_problem", "text", "New health problem, participant's words"),
                _c("medicines", "text", "no | medicines | other_cream | both"),
                _c("medicines_change", "text", "What changed in medicines or creams, participant's words"),
-               _c("red_flags", "json", "Red-flag codes reported")]
-    out.append(Dataset("checkins", "Symptom check-ins", ci_cols, [
-        {"checkin_id": c.id, "study_id": sid.get(c.participant_id), "kind": c.kind, "local_date": c.local_date,
-         "submitted_at": c.submitted_at, "source": c.source, "itch": c.itch, "pain": c.pain,
-         "new_problem": c.new_problem, "medicines": c.medicines, "medicines_change": c.medicines_change,
-         "red_flags": c.red_flags} for c in checkins]))
+               _c("red_flags", "json", "Red-flag codes reported"), *correction_cols]
+    out.append(Dataset("checkins", "Symptom check-ins (answers as corrected)", ci_cols, [
+        {"checkin_id": v.id, "study_id": sid.get(v.checkin.participant_id), "kind": v.checkin.kind,
+         "local_date": v.checkin.local_date, "submitted_at": v.checkin.submitted_at, "source": v.checkin.source,
+         "itch": v["itch"], "pain": v["pain"], "new_problem": v["new_problem"], "medicines": v["medicines"],
+         "medicines_change": v["medicines_change"], "red_flags": v.checkin.red_flags, **corrected(v)}
+        for v in checkins]))
     unfinished = (await session.scalars(select(IncompleteCheckin).order_by(IncompleteCheckin.id))).all()
     ic_cols = [_c("incomplete_id", "integer", "Record id"), _c("study_id", "text", "Participant study id"),
                _c("kind", "text", "full | scores"), _c("local_date", "date", "Participant's local day it was started"),
@@ -154,11 +184,12 @@ async def collect(session: AsyncSession, *, include_contact: bool = False,
     re_cols = [_c("checkin_id", "integer", "Check-in id"), _c("study_id", "text", "Participant study id"),
                _c("local_date", "date", "Participant's local day"),
                _c("reaction", "text", "redness | burning | itching | acne | other"),
-               _c("severity", "text", "mild | moderate | severe")]
-    out.append(Dataset("reactions", "Reactions where the cream goes, from check-ins", re_cols, [
-        {"checkin_id": c.id, "study_id": sid.get(c.participant_id), "local_date": c.local_date,
-         "reaction": c.reaction, "severity": c.reaction_severity}
-        for c in checkins if c.reaction and c.reaction != "none"]))
+               _c("severity", "text", "mild | moderate | severe"),
+               _c("corrected", "boolean", "The check-in was corrected by the study team (see checkins.csv)")]
+    out.append(Dataset("reactions", "Reactions where the cream goes, from check-ins (as corrected)", re_cols, [
+        {"checkin_id": v.id, "study_id": sid.get(v.checkin.participant_id), "local_date": v.checkin.local_date,
+         "reaction": v["reaction"], "severity": v["reaction_severity"], "corrected": v.corrected}
+        for v in checkins if v["reaction"] and v["reaction"] != "none"]))
     tick(len(checkins))
 
     alerts = (await session.scalars(select(Alert).order_by(Alert.id))).all()
@@ -228,6 +259,27 @@ async def collect(session: AsyncSession, *, include_contact: bool = False,
          "recorded_at": t.recorded_at, "source": t.source} for t in tests]))
     tick(len(tests))
 
+    fixes = (await session.scalars(select(Correction).order_by(Correction.id))).all()
+    co_cols = [_c("correction_id", "integer", "Record id"), _c("study_id", "text", "Participant study id"),
+               _c("entity", "text", "diary_entry | checkin: which kind of record was corrected"),
+               _c("record_id", "integer", "Which record (entry_id, or checkin_id)"),
+               _c("field", "text", "The column corrected (kind, occurred_at, local_date, missed_reason, withdrawn; "
+                                   "itch, pain, reaction, reaction_severity, new_problem, medicines, medicines_change)"),
+               _c("old_value", "json", "The value before this correction"),
+               _c("new_value", "json", "The value after it"), _c("reason", "text", "Why"),
+               _c("corrected_by", "text", "Who"), _c("corrected_at", "datetime", "When (UTC)"),
+               _c("timezone", "text", "Participant's zone"),
+               _c("corrected_at_local", "datetime", "When, in the participant's zone")]
+    out.append(Dataset("corrections", "Every correction by the study team (the newest of a field is what it says now)",
+                       co_cols, [
+        {"correction_id": c.id, "study_id": sid.get(c.participant_id), "entity": c.entity,
+         "record_id": c.diary_entry_id if c.diary_entry_id is not None else c.checkin_id, "field": c.field,
+         "old_value": json.dumps(c.old_value, ensure_ascii=False), "new_value": json.dumps(c.new_value, ensure_ascii=False),
+         "reason": c.reason, "corrected_by": who(c.corrected_by), "corrected_at": c.corrected_at,
+         "timezone": c.timezone, "corrected_at_local": c.corrected_at.astimezone(ZoneInfo(c.timezone))}
+        for c in fixes]))
+    tick(len(fixes))
+
     trail = (await session.scalars(select(AuditEntry).order_by(AuditEntry.seq))).all()
     au_cols = [_c("seq", "integer", "Position in the chain"), _c("occurred_at", "datetime", "When (UTC)"),
                _c("actor", "text", "Who"), _c("action", "text", "What"), _c("entity", "text", "Which kind of record"),
@@ -263,6 +315,17 @@ def write_csv(out: Path, datasets: list[Dataset]) -> list[Path]:
 
 
 # -- REDCap ---------------------------------------------------------------------------------------
+
+
+def _corrected_fields(prefix: str) -> list[tuple[str, str, str, str]]:
+    """The correction columns of a corrected instrument (applications, missed doses, check-ins)."""
+    return [(f"{prefix}_corrected", "corrected", "yesno", "Corrected by the study team"),
+            (f"{prefix}_original", "original_value", "text", "Corrected fields as recorded (JSON)"),
+            (f"{prefix}_correction_reason", "correction_reason", "text", "Correction reason"),
+            (f"{prefix}_corrected_by", "corrected_by", "text", "Corrected by"),
+            (f"{prefix}_corrected_at", "corrected_at", "datetime", "Corrected at (UTC)")]
+
+
 # (instrument, dataset, repeating, [(field name, source column, type, label)])
 REDCAP_INSTRUMENTS: list[tuple[str, str, bool, list[tuple[str, str, str, str]]]] = [
     ("participant", "participants", False, [
@@ -273,21 +336,32 @@ REDCAP_INSTRUMENTS: list[tuple[str, str, bool, list[tuple[str, str, str, str]]]]
     ("application", "applications", True, [
         ("app_date", "local_date", "date", "Local day"), ("app_occurred_at", "occurred_at", "datetime", "Applied at (UTC)"),
         ("app_source", "source", "text", "Source"), ("app_late", "late", "yesno", "Recorded late"),
-        ("app_withdrawn", "withdrawn", "yesno", "Withdrawn by the participant")]),
+        ("app_withdrawn", "withdrawn", "yesno", "Withdrawn by the participant"),
+        *_corrected_fields("app")]),
     ("missed_dose", "missed_doses", True, [
         ("md_date", "local_date", "date", "Local day"), ("md_kind", "kind", "text", "missed or missing"),
-        ("md_reason", "missed_reason", "text", "Reason")]),
+        ("md_reason", "missed_reason", "text", "Reason"), ("md_late", "late", "yesno", "Recorded late"),
+        ("md_withdrawn", "withdrawn", "yesno", "Withdrawn"),
+        ("md_superseded_by", "superseded_by", "integer", "Recorded afterwards by the participant as entry"),
+        *_corrected_fields("md")]),
     ("checkin", "checkins", True, [
         ("ci_date", "local_date", "date", "Local day"), ("ci_itch", "itch", "integer", "Worst itch 0-10"),
-        ("ci_pain", "pain", "integer", "Worst skin pain 0-10"), ("ci_medicines", "medicines", "text", "Medicines changed")]),
+        ("ci_pain", "pain", "integer", "Worst skin pain 0-10"), ("ci_medicines", "medicines", "text", "Medicines changed"),
+        *_corrected_fields("ci")]),
     ("reaction", "reactions", True, [
         ("re_date", "local_date", "date", "Local day"), ("re_reaction", "reaction", "text", "Reaction"),
-        ("re_severity", "severity", "text", "Severity")]),
+        ("re_severity", "severity", "text", "Severity"), ("re_corrected", "corrected", "yesno", "Check-in corrected")]),
     ("visit", "visits", True, [
         ("visit_name", "name", "text", "Visit"), ("visit_date", "scheduled_date", "date", "Date"),
         ("visit_status", "status", "text", "Status")]),
     ("pregnancy_test", "pregnancy_tests", True, [
         ("pt_date", "local_date", "date", "Local day"), ("pt_result", "result", "text", "Result")]),
+    ("correction", "corrections", True, [
+        ("corr_entity", "entity", "text", "Record corrected: diary_entry or checkin"),
+        ("corr_record_id", "record_id", "integer", "Record id"), ("corr_field", "field", "text", "Field"),
+        ("corr_old", "old_value", "text", "Value before (JSON)"), ("corr_new", "new_value", "text", "Value after (JSON)"),
+        ("corr_reason", "reason", "text", "Reason"), ("corr_by", "corrected_by", "text", "Corrected by"),
+        ("corr_at", "corrected_at", "datetime", "Corrected at (UTC)")]),
 ]
 REDCAP_DICTIONARY_HEADER = [
     "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
@@ -360,7 +434,7 @@ async def record_export(session: AsyncSession, *, actor: Actor, fmt: str, out: P
                        reason="data exported" + (" with Telegram ids" if include_contact else ""))
 
 
-STEPS = 9  # the ticks `collect` makes, for a progress bar
+STEPS = 10  # the ticks `collect` makes, for a progress bar
 
 
 async def run(db, *, fmt: str, out: Path, include_contact: bool, actor: Actor, now: datetime,

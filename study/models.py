@@ -545,3 +545,90 @@ class Broadcast(Base):
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
     progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     progress: Mapped[str | None] = mapped_column(String(64))  # the counts last shown
+
+
+class CorrectedEntity(StrEnum):
+    """Which kind of record a correction is about."""
+
+    DIARY_ENTRY = "diary_entry"
+    CHECKIN = "checkin"
+
+
+class CorrectedField(StrEnum):
+    """What a correction may change: each is the column of the record it corrects (`withdrawn`:
+    the study team says the entry did not happen, or takes that back)."""
+
+    KIND = "kind"
+    OCCURRED_AT = "occurred_at"
+    LOCAL_DATE = "local_date"
+    MISSED_REASON = "missed_reason"
+    WITHDRAWN = "withdrawn"
+    ITCH = "itch"
+    PAIN = "pain"
+    REACTION = "reaction"
+    REACTION_SEVERITY = "reaction_severity"
+    NEW_PROBLEM = "new_problem"
+    MEDICINES = "medicines"
+    MEDICINES_CHANGE = "medicines_change"
+
+
+DIARY_FIELDS = (CorrectedField.KIND, CorrectedField.OCCURRED_AT, CorrectedField.LOCAL_DATE,
+                CorrectedField.MISSED_REASON, CorrectedField.WITHDRAWN)
+CHECKIN_FIELDS = (CorrectedField.ITCH, CorrectedField.PAIN, CorrectedField.REACTION,
+                  CorrectedField.REACTION_SEVERITY, CorrectedField.NEW_PROBLEM, CorrectedField.MEDICINES,
+                  CorrectedField.MEDICINES_CHANGE)
+
+
+def _sql_in(column: str, values: tuple[StrEnum, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+# The correction names exactly one record, of its entity, and a field that record has.
+CORRECTION_TARGET = (
+    f"(entity = 'diary_entry' AND diary_entry_id IS NOT NULL AND checkin_id IS NULL AND "
+    f"{_sql_in('field', DIARY_FIELDS)}) OR "
+    f"(entity = 'checkin' AND checkin_id IS NOT NULL AND diary_entry_id IS NULL AND "
+    f"{_sql_in('field', CHECKIN_FIELDS)})"
+)
+
+
+class Correction(Base):
+    """A correction by the study team of one field of a diary entry or a check-in: the value
+    before and after, why, who and when. Append-only: the record it corrects stays as it was
+    recorded, and a later correction of the same field supersedes an earlier one (study/corrections.py)."""
+
+    __tablename__ = "corrections"
+    __table_args__ = (
+        CheckConstraint(_sql_in("entity", tuple(CorrectedEntity)), name="entity"),
+        CheckConstraint(CORRECTION_TARGET, name="target"),
+        CheckConstraint("reason <> ''", name="reason"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    entity: Mapped[str] = mapped_column(String(16))
+    diary_entry_id: Mapped[int | None] = mapped_column(ForeignKey("diary_entries.id"), index=True)
+    checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id"), index=True)
+    field: Mapped[str] = mapped_column(String(24))
+    old_value: Mapped[Any] = mapped_column(JSON)  # JSON: numbers, text, ISO dates and instants, true/false, null
+    new_value: Mapped[Any] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    corrected_by: Mapped[str] = mapped_column(String(64))  # actor, e.g. staff:3 or operator:dana
+    corrected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    timezone: Mapped[str] = mapped_column(String(64))  # the participant's zone when corrected
+
+
+class Supersession(Base):
+    """A participant's own entry (a dose recorded afterwards, or said missed) that stands for a dose
+    slot the system had recorded as `missing`: both diary entries are kept as they are; while the
+    participant's entry stands, the missing record does not count. Append-only."""
+
+    __tablename__ = "supersessions"
+    __table_args__ = (CheckConstraint("superseded_id <> by_entry_id", name="distinct"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    superseded_id: Mapped[int] = mapped_column(ForeignKey("diary_entries.id"), index=True)  # the missing record
+    by_entry_id: Mapped[int] = mapped_column(ForeignKey("diary_entries.id"), unique=True)  # the participant's
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    timezone: Mapped[str] = mapped_column(String(64))

@@ -1,6 +1,9 @@
 """What the study team sees at a glance: per participant status, adherence over 7 and 28 days,
 last entry, open alerts, next visit, reachable or not; the coming week's visits; and each
-participant's daily record for plots. Read-only."""
+participant's daily record for plots. Read-only.
+
+The diary and the check-ins are read as corrected (study/corrections.py): a corrected entry
+counts as corrected, and how many of the entries counted were corrected is shown beside them."""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
+from study import corrections
 from study.diary import local_today
-from study.models import Alert, CheckIn, DiaryEntry, Participant, Visit
+from study.models import Alert, DiaryEntry, Participant, Visit
 from study.protocol import Protocol
 from study.visits import OPEN_STATUSES
 
@@ -25,20 +28,45 @@ def start_day(participant: Participant) -> date | None:
 
 
 async def applied_per_day(session: AsyncSession, participant_id: int) -> dict[date, int]:
-    """Standing (not withdrawn) applications per local day."""
-    withdrawal = aliased(DiaryEntry)
-    query = (select(DiaryEntry.local_date, func.count())
-             .outerjoin(withdrawal, withdrawal.supersedes_id == DiaryEntry.id)
-             .where(DiaryEntry.participant_id == participant_id, DiaryEntry.kind == "applied",
-                    withdrawal.id.is_(None))
-             .group_by(DiaryEntry.local_date))
-    return {day: n for day, n in (await session.execute(query)).all()}
+    """Standing (not withdrawn, as corrected) applications per local day."""
+    return (await diary_record(session, participant_id)).applied
+
+
+@dataclass(frozen=True)
+class DiaryRecord:
+    applied: dict[date, int]  # standing applications per local day, as corrected
+    corrected: list[date]  # the local day of each entry the study team corrected
+
+
+async def diary_record(session: AsyncSession, participant_id: int) -> DiaryRecord:
+    return (await diary_records(session, [participant_id])).get(participant_id, DiaryRecord({}, []))
+
+
+async def diary_records(session: AsyncSession, participant_ids: list[int] | None = None, *,
+                        since: date | None = None) -> dict[int, DiaryRecord]:
+    """Each participant's diary (of these, or all) from the local day `since` on, as corrected."""
+    records: dict[int, DiaryRecord] = {}
+    for view in await corrections.entry_views(session, participant_ids, since=since):
+        record = records.setdefault(view.participant_id, DiaryRecord({}, []))
+        if view.stands and view.kind == "applied":
+            record.applied[view.local_date] = record.applied.get(view.local_date, 0) + 1
+        if view.corrected:
+            record.corrected.append(view.local_date)
+    return records
+
+
+def corrected_within(record: DiaryRecord, first: date | None, today: date, days: int | None = None) -> int:
+    """How many corrected entries fall on the study days counted (the last `days`, or all)."""
+    if first is None:
+        return 0
+    start = first if days is None else max(first, today - timedelta(days=days - 1))
+    return sum(start <= day <= today for day in record.corrected)
 
 
 async def scores(session: AsyncSession, participant_id: int) -> list[tuple[date, int | None, int | None]]:
-    rows = await session.execute(select(CheckIn.local_date, CheckIn.itch, CheckIn.pain)
-                                 .where(CheckIn.participant_id == participant_id).order_by(CheckIn.submitted_at))
-    return [(d, i, p) for d, i, p in rows.all()]
+    """Itch and pain per check-in, as corrected."""
+    return [(v.checkin.local_date, v["itch"], v["pain"])
+            for v in await corrections.checkin_views(session, [participant_id])]
 
 
 def adherence(applied: dict[date, int], first: date | None, today: date, days: int, per_day: int) -> int | None:
@@ -63,6 +91,7 @@ class Row:
     open_alerts: int
     next_visit: date | None
     reachable: bool
+    corrected_28: int = 0  # entries of the last 28 days corrected by the study team
 
 
 async def overview(session: AsyncSession, protocol: Protocol, *, now: datetime) -> list[Row]:
@@ -73,9 +102,12 @@ async def overview(session: AsyncSession, protocol: Protocol, *, now: datetime) 
                                        .group_by(DiaryEntry.participant_id))).all())
     result = []
     per_day = protocol.treatment.applications_per_day
+    # One read of everyone's last 28 days (and a day's margin for time zones ahead of UTC).
+    records = await diary_records(session, since=now.date() - timedelta(days=29))
     for p in people:
         today = local_today(p, now)
-        applied = await applied_per_day(session, p.id)
+        record = records.get(p.id, DiaryRecord({}, []))
+        applied = record.applied
         first = start_day(p)
         next_visit = await session.scalar(select(func.min(Visit.scheduled_date)).where(
             Visit.participant_id == p.id, Visit.status.in_(OPEN_STATUSES), Visit.scheduled_date >= today))
@@ -85,7 +117,8 @@ async def overview(session: AsyncSession, protocol: Protocol, *, now: datetime) 
             last_at = last_at.replace(tzinfo=UTC)
         result.append(Row(p.study_id, p.status, adherence(applied, first, today, 7, per_day),
                           adherence(applied, first, today, 28, per_day), last_at, alerts.get(p.id, 0),
-                          next_visit, p.telegram_chat_id is not None and p.unreachable_since is None))
+                          next_visit, p.telegram_chat_id is not None and p.unreachable_since is None,
+                          corrected_within(record, first, today, 28)))
     return result
 
 

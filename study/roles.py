@@ -3,7 +3,7 @@
 - coordinator: everything but resuming a participant's interrupted treatment.
 - investigator: everything, and receives escalations; alone resumes an interrupted treatment.
 - monitor: read-only: oversight (participants, visits, alerts, plots) and exports; no messaging,
-  no acknowledging, no broadcasts.
+  no acknowledging, no broadcasts, no corrections.
 
 A refusal is answered with the `staff_not_allowed` template and recorded in the audit trail
 (action "refused"), so a monitor's attempt to write to participants is on the record.
@@ -28,9 +28,10 @@ BROADCAST = "broadcast"      # /broadcast: write and send
 APPROVE_BROADCAST = "approve_broadcast"  # the second approval of someone else's broadcast
 TREATMENT = "treatment"      # /interrupt, /offtreatment: a participant's treatment course
 RESUME_TREATMENT = "resume_treatment"  # /resume P001 reason: the investigator's decision alone
+CORRECT = "correct"          # /correct: correct a diary entry or a check-in (never overwriting it)
 
 EVERYTHING = frozenset({OVERSEE, EXPORT, MESSAGE, ACKNOWLEDGE, BROADCAST, APPROVE_BROADCAST, TREATMENT,
-                        RESUME_TREATMENT})
+                        RESUME_TREATMENT, CORRECT})
 PERMISSIONS: dict[str, frozenset[str]] = {
     "coordinator": EVERYTHING - {RESUME_TREATMENT},
     "investigator": EVERYTHING,

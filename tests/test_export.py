@@ -58,7 +58,8 @@ async def test_csv_export_round_trips_and_is_audited(trial: Trial, tmp_path: Pat
     names = {p.name for p in written}
     assert names == {f"{n}.csv" for n in ("participants", "applications", "missed_doses", "checkins",
                                            "incomplete_checkins", "reactions", "alerts", "participant_messages",
-                                           "messages_sent", "visits", "pregnancy_tests", "audit_trail")} | {
+                                           "messages_sent", "visits", "pregnancy_tests", "corrections",
+                                           "audit_trail")} | {
         "data_dictionary.csv"}
     people = read(tmp_path / "participants.csv")
     assert [(p["study_id"], p["wocbp"], p["language"]) for p in people] == [("P001", "1", "en"), ("P002", "0", "es")]

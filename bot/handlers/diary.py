@@ -19,6 +19,7 @@ from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button, RenderedMessage
 from study import diary, outbox
+from study.corrections import EntryView
 from study.diary import LogStatus, UndoStatus
 from study.models import DiaryEntry, Participant
 
@@ -58,7 +59,7 @@ def _entry_key(update: Update, form: str) -> str:
     return f"tg:{chat_id}:{message.message_id if message else 0}:{form}"
 
 
-def _entry_variables(entry: DiaryEntry, participant: Participant) -> dict[str, object]:
+def _entry_variables(entry: DiaryEntry | EntryView, participant: Participant) -> dict[str, object]:
     zone = diary.zone_of(participant)
     return {
         "occurred_at": entry.occurred_at.astimezone(zone) if entry.occurred_at else None,
@@ -66,6 +67,7 @@ def _entry_variables(entry: DiaryEntry, participant: Participant) -> dict[str, o
         "late": entry.late,
         "reason": entry.missed_reason or "",
         "kind": entry.kind,
+        "corrected": getattr(entry, "corrected", False),  # a view of the diary (study/corrections.py)
     }
 
 

@@ -32,7 +32,7 @@ async def participants_list(update: Update, context: CallbackContext, member: St
     shown = [{"study_id": r.study_id, "status": r.status, "a7": r.adherence_7, "a28": r.adherence_28,
               "last_entry": r.last_entry_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if r.last_entry_at else "",
               "open_alerts": r.open_alerts, "next_visit": r.next_visit.isoformat() if r.next_visit else "",
-              "reachable": r.reachable} for r in rows]
+              "reachable": r.reachable, "corrected": r.corrected_28} for r in rows]
     for start in range(0, max(len(shown), 1), PAGE):  # Telegram's 4096 characters: 20 a message
         await show(update, context, render(context, "staff_participants", member.language,
                                            {"rows": shown[start:start + PAGE]}))
@@ -69,8 +69,9 @@ async def _picture(context: CallbackContext, participant: Participant, language:
     svc = services(context)
     now = svc.clock.now()
     async with svc.db.read() as session:
-        applied = await oversight.applied_per_day(session, participant.id)
+        record = await oversight.diary_record(session, participant.id)
         scores = await oversight.scores(session, participant.id)
+    applied = record.applied
     first, today = oversight.start_day(participant), diary.local_today(participant, now)
     per_day = svc.protocol.treatment.applications_per_day
     labels = {name: svc.messages.render_block("plot_labels", language, f"label_{name}") for name in plots.LABELS}
@@ -78,7 +79,8 @@ async def _picture(context: CallbackContext, participant: Participant, language:
                                   labels=labels)  # drawing takes a moment: not on the event loop
     days = (today - first).days + 1 if first else 0
     return png, {"days": days, "a7": oversight.adherence(applied, first, today, 7, per_day),
-                 "a28": oversight.adherence(applied, first, today, 28, per_day)}
+                 "a28": oversight.adherence(applied, first, today, 28, per_day),
+                 "corrected": oversight.corrected_within(record, first, today)}
 
 
 async def _send_photo(update: Update, context: CallbackContext, png: bytes, rendered) -> None:
@@ -92,7 +94,7 @@ async def adherence_plot(update: Update, context: CallbackContext, member: Staff
     study_id = (context.args or [""])[0][:32]
     async with svc.db.read() as session:
         person = await participants.by_study_id(session, study_id) if study_id else None
-    base = {"study_id": study_id or "P001", "days": 0, "a7": None, "a28": None}
+    base = {"study_id": study_id or "P001", "days": 0, "a7": None, "a28": None, "corrected": 0}
     if person is None:
         await show(update, context, render(context, "staff_adherence_plot", member.language, {**base, "found": False}))
         return
