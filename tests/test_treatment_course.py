@@ -109,6 +109,8 @@ async def test_interrupt_and_resume_by_role_with_who_when_and_why(trial: Trial) 
 
     await say(coordinator, "/resume P001 infection treated")
     assert "cannot do this" in coordinator.last_bot_message.text, "only the investigator resumes"
+    await say(monitor, "/resume P001 infection treated")
+    assert "cannot do this" in monitor.last_bot_message.text
     await say(investigator, "/resume P001")
     assert "say why" in investigator.last_bot_message.text
     await say(investigator, "/resume P001 shingles healed, cleared at the visit")
