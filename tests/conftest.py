@@ -22,6 +22,7 @@ from study.database import Database
 from study.protocol import Protocol, load_protocol
 from tests.databases import migrated
 from tests.redelivery import HandledUpdates, watching
+from tests.study_files import write_study_file
 from tests.trial import Trial
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,3 +82,20 @@ def handled() -> Iterator[HandledUpdates]:
     """The bot's "update N handled" lines during the test (tests/redelivery.py)."""
     with watching() as watcher:
         yield watcher
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`trialbot ...` as a coordinator runs it at the server: a SQLite file of its own, a study
+    file the site has confirmed, no Telegram token. Call it with the arguments: cli("enroll", ...)."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("STUDY_FILE", str(write_study_file(tmp_path / "site")))  # confirmed by the site
+    monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "site_trial_bot")
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args))

@@ -8,28 +8,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bot.cli import app
 from sandbox.limits import is_valid_start_payload
-from tests.study_files import write_study_file
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("STUDY_FILE", str(write_study_file(tmp_path / "site")))  # confirmed by the site
-    monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "site_trial_bot")
-    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args))
-
-    return invoke
 
 
 def _code(output: str) -> str:

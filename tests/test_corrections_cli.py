@@ -10,29 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bot.cli import app
 from study import diary, participants
 from study.database import Database
 from study.models import CheckIn
 from study.protocol import load_protocol
-from tests.study_files import write_study_file
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC)  # the command line uses the real clock
 EARLIER = NOW - timedelta(hours=3)
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("STUDY_FILE", str(write_study_file(tmp_path / "site")))  # confirmed by the site
-    monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "site_trial_bot")
-    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args))
 
 
 @pytest.fixture

@@ -14,12 +14,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from bot.cli import app
 from study import audit, participants, visits
 from study.models import OutboxMessage, Visit
-from tests.study_files import write_study_file
 from tests.trial import COORDINATOR, Trial
 
 pytestmark = pytest.mark.timeout(120)
@@ -238,17 +235,6 @@ async def test_the_staff_digest_lists_todays_visits(trial: Trial) -> None:
     await at(trial, utc(2026, 12, 23, 12, 30))
     digest = [m for m in coordinator.bot_messages if "Daily summary" in (m.text or "")][-1]
     assert "P001: Week 4" not in digest.text and "None." in digest.text
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("STUDY_FILE", str(write_study_file(tmp_path / "site")))  # confirmed by the site
-    monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "site_trial_bot")
-    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args))
 
 
 def test_cli_plans_lists_moves_adds_and_cancels_visits(cli, tmp_path: Path) -> None:
