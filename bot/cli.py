@@ -449,10 +449,12 @@ def _parse_time(value: str | None):
         raise _fail(f"--time: {exc}") from None
 
 
-def _visit_work(study_id: str, work):
-    """Run `work(session, protocol, participant)` in one transaction; VisitError becomes a clear message."""
+def participant_work(study_id: str, work, *, refusals: tuple[type[Exception], ...] = (), describe=str):
+    """Run `work(session, protocol, participant)` in one transaction for the participant named;
+    an unknown participant, or one of `refusals` (described by `describe`), is one line and exit
+    code 2, and nothing is written. Shared by the commands that change one participant's record
+    (visits here, bot/treatment_cli.py, bot/corrections_cli.py)."""
     from study import participants
-    from study.visits import VisitError
 
     _, protocol, _ = _context()
 
@@ -465,8 +467,15 @@ def _visit_work(study_id: str, work):
 
     try:
         return _with_database(go)
-    except VisitError as exc:
-        raise _fail(str(exc)) from None
+    except refusals as exc:
+        raise _fail(describe(exc)) from None
+
+
+def _visit_work(study_id: str, work):
+    """`participant_work` for visits: a VisitError becomes a clear message."""
+    from study.visits import VisitError
+
+    return participant_work(study_id, work, refusals=(VisitError,))
 
 
 def _visit_line(visit) -> str:

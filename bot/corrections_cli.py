@@ -69,23 +69,12 @@ async def _actor(session, by: str | None):
 
 def _run(study_id: str, work):
     """`work(session, protocol, participant, now)` in one transaction, every refusal one line."""
-    from bot.cli import _context, _with_database
-    from study import participants
+    from bot.cli import participant_work
     from study.corrections import CorrectionRefused
 
-    _, protocol, _ = _context()
-
-    async def go(db):
-        async with db.transaction() as session:
-            person = await participants.by_study_id(session, study_id)
-            if person is None:
-                raise CorrectionRefused("unknown_participant", study_id=study_id)
-            return await work(session, protocol, person, datetime.now(UTC))
-
-    try:
-        return _with_database(go)
-    except CorrectionRefused as refused:
-        raise _fail(refused.describe()) from None
+    return participant_work(study_id, lambda session, protocol, person: work(session, protocol, person,
+                                                                               datetime.now(UTC)),
+                            refusals=(CorrectionRefused,), describe=lambda refused: refused.describe())
 
 
 def _report(done, actor) -> None:

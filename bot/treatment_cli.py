@@ -5,14 +5,12 @@ one line, never a traceback."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from bot.settings import Settings
 from study.audit import Actor
 
 treatment_app = typer.Typer(help="A participant's treatment course: show, interrupt, resume, end.",
@@ -20,39 +18,17 @@ treatment_app = typer.Typer(help="A participant's treatment course: show, interr
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
+    from bot.cli import _fail as fail
+
+    return fail(message)
 
 
 def _work(study_id: str, work):
-    """Run `work(session, protocol, participant)` in one transaction; one line for any refusal."""
-    from study import participants
-    from study.database import Database
-    from study.protocol import ProtocolError, load_protocol
+    """`work(session, protocol, participant)` in one transaction; every refusal one line."""
+    from bot.cli import participant_work
     from study.treatment import TreatmentError
 
-    settings = Settings()
-    try:
-        protocol = load_protocol(settings.study_file)
-    except ProtocolError as exc:
-        raise _fail(str(exc)) from None
-    db = Database(settings.database_url)
-
-    async def go():
-        try:
-            await db.migrate()
-            async with db.transaction() as session:
-                participant = await participants.by_study_id(session, study_id)
-                if participant is None:
-                    raise _fail(f"No participant {study_id}.")
-                return await work(session, protocol, participant)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(go())
-    except TreatmentError as exc:
-        raise _fail(f"Nothing changed: {exc}.") from None
+    return participant_work(study_id, work, refusals=(TreatmentError,), describe=lambda exc: f"Nothing changed: {exc}.")
 
 
 def _reason(value: str):
