@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit
+from study.audit import Actor
 from study.models import (
     AuditEntry,
     CheckIn,
@@ -18,6 +19,7 @@ from study.models import (
     Invite,
     Participant,
     PregnancyTest,
+    StaffMember,
     Visit,
 )
 
@@ -39,7 +41,9 @@ async def participant_entries(session: AsyncSession, study_id: str, *, limit: in
     return rows[-limit:] if limit else rows
 
 
-def format_entries(entries: Iterable[AuditEntry]) -> Iterator[str]:
+def format_entries(entries: Iterable[AuditEntry], names: dict[str, str] | None = None) -> Iterator[str]:
+    """One line per entry; `names` ("staff:1" -> "Dana Lee") puts a person's name beside their id."""
+    names = names or {}
     for e in entries:
         when = e.occurred_at.strftime("%Y-%m-%d %H:%M:%S UTC")
         if e.timezone:
@@ -49,4 +53,11 @@ def format_entries(entries: Iterable[AuditEntry]) -> Iterator[str]:
             change += " old=" + json.dumps(e.old_values, ensure_ascii=False)
         if e.new_values:
             change += " new=" + json.dumps(e.new_values, ensure_ascii=False)
-        yield f"#{e.seq:<5} {when}  {e.actor:<22} {e.action:<7} {e.entity} {e.entity_id}{change}  ({e.reason or ''})"
+        actor = f"{e.actor} ({names[e.actor]})" if e.actor in names else e.actor
+        yield f"#{e.seq:<5} {when}  {actor:<22} {e.action:<7} {e.entity} {e.entity_id}{change}  ({e.reason or ''})"
+
+
+async def staff_names(session: AsyncSession) -> dict[str, str]:
+    """Every staff member's actor id ("staff:1") and name, for printing who did what."""
+    rows = (await session.execute(select(StaffMember.id, StaffMember.name))).all()
+    return {str(Actor.staff(staff_id)): name for staff_id, name in rows}

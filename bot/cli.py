@@ -1,13 +1,14 @@
 """`trialbot ...`: the command line for the study team's server and for developers.
 
 Built with Typer (typed options, help text and shell completion for free). Commands that change
-the study record are audited with the operating-system user who ran them as the actor.
+the study record, approve a text or export name the staff member doing it (`--as` or
+TRIALBOT_OPERATOR, checked against the staff list and their role: bot/operator.py); the audit trail
+records that person, never an operating-system login.
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
 import logging
 import signal
 import sys
@@ -19,8 +20,10 @@ import typer
 
 from bot.corrections_cli import correct_app
 from bot.messages_cli import messages_app
+from bot.operator import AsOption
 from bot.settings import Settings
 from bot.treatment_cli import treatment_app
+from study import roles
 from study.audit import Actor
 
 app = typer.Typer(help="trialbot: a Telegram companion for clinical-trial participants.", no_args_is_help=True,
@@ -45,8 +48,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _operator() -> Actor:
-    return Actor.cli(getpass.getuser())
+async def _actor(session, named: str | None, permission: str, doing: str) -> Actor:
+    """The staff member running this command (--as / TRIALBOT_OPERATOR), if their role allows it."""
+    from bot.operator import acting_as
+
+    return await acting_as(session, named, permission, doing=doing)
 
 
 def _context():
@@ -82,7 +88,12 @@ def _with_database(work, *, migrate: bool = True):
         finally:
             await db.dispose()
 
-    return asyncio.run(go())
+    from bot.operator import OperatorRefused
+
+    try:
+        return asyncio.run(go())
+    except OperatorRefused as exc:
+        raise _fail(f"Nothing done: {exc}") from None
 
 
 @app.command()
@@ -206,6 +217,7 @@ def enroll(
     wocbp: Annotated[bool, typer.Option("--wocbp", help="Woman of childbearing potential (monthly pregnancy tests).")] = False,
     reminder_times: Annotated[str | None, typer.Option(help="Local reminder times, e.g. 08:00,20:00.")] = None,
     qr_dir: Annotated[Path, typer.Option(help="Where to write the invite QR code.")] = Path("invites"),
+    as_: AsOption = None,
 ) -> None:
     """Enrol a participant and print their single-use invite link and QR code."""
     from study.participants import EnrolmentError, EnrolmentRequest
@@ -224,9 +236,10 @@ def enroll(
 
     async def enrol_and_invite(db) -> None:
         async with db.transaction() as session:
-            participant = await participants.enroll(session, protocol, request, actor=_operator(), now=_now())
+            actor = await _actor(session, as_, roles.ENROL, "enrol participants")
+            participant = await participants.enroll(session, protocol, request, actor=actor, now=_now())
         typer.echo(f"Enrolled {participant.study_id} ({participant.timezone}, {participant.language}).")
-        await _issue_invite(settings, protocol, db, request.study_id, qr_dir)
+        await _issue_invite(settings, protocol, db, request.study_id, qr_dir, as_)
 
     try:
         _with_database(enrol_and_invite)
@@ -238,24 +251,26 @@ def enroll(
 def invite(
     study_id: str,
     qr_dir: Annotated[Path, typer.Option(help="Where to write the invite QR code.")] = Path("invites"),
+    as_: AsOption = None,
 ) -> None:
     """Issue a new invite for a participant; any earlier unused invite stops working."""
     settings, protocol, _ = _context()
-    _with_database(lambda db: _issue_invite(settings, protocol, db, study_id, qr_dir))
+    _with_database(lambda db: _issue_invite(settings, protocol, db, study_id, qr_dir, as_))
 
 
-async def _issue_invite(settings: Settings, protocol, db, study_id: str, qr_dir: Path) -> None:
+async def _issue_invite(settings: Settings, protocol, db, study_id: str, qr_dir: Path, as_: str | None) -> None:
     from datetime import timedelta
 
     from bot.invite_link import bot_username, invite_link, write_qr
     from study import invites, participants
 
     async with db.transaction() as session:
+        actor = await _actor(session, as_, roles.ENROL, "invite participants")
         participant = await participants.by_study_id(session, study_id)
         if participant is None:
             raise _fail(f"No participant {study_id}. Enrol them first: trialbot enroll {study_id} ...")
         issued = await invites.issue(session, participant, valid_for=timedelta(days=protocol.enrolment.invite_valid_days),
-                                     actor=_operator(), now=_now())
+                                     actor=actor, now=_now())
     expires = issued.invite.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     typer.echo(f"Invite for {study_id} (single use, valid until {expires}):")
     username = await bot_username(settings)
@@ -275,14 +290,18 @@ def staff_add(
     telegram_id: Annotated[int, typer.Option(help="The staff member's Telegram user id.")],
     name: Annotated[str, typer.Option(help="Name, as colleagues know them.")],
     role: Annotated[str, typer.Option(help="coordinator, investigator or monitor.")],
+    as_: AsOption = None,
 ) -> None:
-    """Add a staff member, or change the name or role of one (audited)."""
+    """Add a staff member, or change the name or role of one (audited). The first member of an empty
+    team needs no --as: they are recorded as adding themselves."""
     from study import staff
 
     async def add(db):
         async with db.transaction() as session:
+            first = not await staff.all_staff(session)
+            actor = None if first else await _actor(session, as_, roles.MANAGE_STAFF, "add or change staff")
             return await staff.add_or_update(session, telegram_user_id=telegram_id, name=name, role=role,
-                                             actor=_operator(), now=_now())
+                                             actor=actor, now=_now())
 
     try:
         member = _with_database(add)
@@ -330,16 +349,18 @@ def audit_show(
     limit: Annotated[int, typer.Option(help="Show at most this many of the newest entries.")] = 50,
 ) -> None:
     """Print the audit trail: when (UTC and the participant's zone), who, what, and why."""
-    from bot.audit_report import format_entries, participant_entries
+    from bot.audit_report import format_entries, participant_entries, staff_names
     from study import audit
 
-    async def entries(db) -> list:
+    async def entries(db) -> tuple[list, dict[str, str]]:
         async with db.transaction() as session:
+            names = await staff_names(session)
             if participant:
-                return await participant_entries(session, participant, limit=limit)
-            return await audit.entries(session, limit=limit)
+                return await participant_entries(session, participant, limit=limit), names
+            return await audit.entries(session, limit=limit), names
 
-    for line in format_entries(_with_database(entries, migrate=False)):
+    rows, names = _with_database(entries, migrate=False)
+    for line in format_entries(rows, names):
         typer.echo(line)
 
 
@@ -351,16 +372,18 @@ participant_app = typer.Typer(help="One participant's settings and standing.", n
 app.add_typer(participant_app, name="participant")
 
 
-def _change_participant(study_id: str, change) -> None:
+def _change_participant(study_id: str, as_: str | None, change) -> None:
+    """`change(session, participant, actor)` in one transaction, by a staff member who may enrol."""
     from study import participants
     from study.participants import EnrolmentError
 
     async def work(db) -> None:
         async with db.transaction() as session:
+            actor = await _actor(session, as_, roles.ENROL, "change a participant's record")
             participant = await participants.by_study_id(session, study_id)
             if participant is None:
                 raise _fail(f"No participant {study_id}.")
-            await change(session, participant)
+            await change(session, participant, actor)
 
     try:
         _with_database(work)
@@ -369,12 +392,12 @@ def _change_participant(study_id: str, change) -> None:
 
 
 @participant_app.command("timezone")
-def participant_timezone(study_id: str, timezone: str) -> None:
+def participant_timezone(study_id: str, timezone: str, as_: AsOption = None) -> None:
     """Move a participant to another time zone; reminders follow from now on (audited)."""
     from study import participants
 
-    _change_participant(study_id, lambda session, p: participants.move_to_zone(
-        session, p, timezone, actor=_operator(), now=_now()))
+    _change_participant(study_id, as_, lambda session, p, actor: participants.move_to_zone(
+        session, p, timezone, actor=actor, now=_now()))
     typer.echo(f"{study_id} is now in {timezone}.")
 
 
@@ -383,16 +406,17 @@ def participant_end(
     study_id: str,
     status: Annotated[str, typer.Argument(help="withdrawn or completed")],
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")],
+    as_: AsOption = None,
 ) -> None:
     """Withdraw a participant or mark them completed: the bot no longer writes to them."""
     from study import outbox, participants, treatment
 
-    async def end(session, p) -> None:
-        await participants.end_participation(session, p, status, reason=reason, actor=_operator(), now=_now())
+    async def end(session, p, actor) -> None:
+        await participants.end_participation(session, p, status, reason=reason, actor=actor, now=_now())
         await outbox.cancel_pending(session, p.id, reason=f"participant {status}", now=_now())
-        await treatment.leave_study(session, p, status, reason=reason, actor=_operator(), now=_now())
+        await treatment.leave_study(session, p, status, reason=reason, actor=actor, now=_now())
 
-    _change_participant(study_id, end)
+    _change_participant(study_id, as_, end)
     typer.echo(f"{study_id} is now {status}.")
 
 
@@ -449,20 +473,27 @@ def _parse_time(value: str | None):
         raise _fail(f"--time: {exc}") from None
 
 
-def participant_work(study_id: str, work, *, refusals: tuple[type[Exception], ...] = (), describe=str):
+def participant_work(study_id: str, work, *, refusals: tuple[type[Exception], ...] = (), describe=str,
+                     acting: tuple[str | None, str, str] | None = None):
     """Run `work(session, protocol, participant)` in one transaction for the participant named;
     an unknown participant, or one of `refusals` (described by `describe`), is one line and exit
     code 2, and nothing is written. Shared by the commands that change one participant's record
-    (visits here, bot/treatment_cli.py, bot/corrections_cli.py)."""
+    (visits here, bot/treatment_cli.py, bot/corrections_cli.py).
+
+    A command that changes the record passes `acting=(as_, permission, doing)`: the staff member
+    named is checked first and `work` gets their Actor as a fourth argument."""
     from study import participants
 
     _, protocol, _ = _context()
 
     async def go(db):
         async with db.transaction() as session:
+            actor = await _actor(session, *acting) if acting is not None else None
             participant = await participants.by_study_id(session, study_id)
             if participant is None:
                 raise _fail(f"No participant {study_id}.")
+            if actor is not None:
+                return await work(session, protocol, participant, actor)
             return await work(session, protocol, participant)
 
     try:
@@ -471,11 +502,12 @@ def participant_work(study_id: str, work, *, refusals: tuple[type[Exception], ..
         raise _fail(describe(exc)) from None
 
 
-def _visit_work(study_id: str, work):
-    """`participant_work` for visits: a VisitError becomes a clear message."""
+def _visit_work(study_id: str, work, as_: str | None):
+    """`participant_work` for visits: a VisitError becomes a clear message; a change names who."""
     from study.visits import VisitError
 
-    return participant_work(study_id, work, refusals=(VisitError,))
+    acting = (as_, roles.ENROL, "change a participant's visits")
+    return participant_work(study_id, work, refusals=(VisitError,), acting=acting)
 
 
 def _visit_line(visit) -> str:
@@ -501,6 +533,7 @@ async def _named_visit(session, participant, name: str):
 def visits_plan(
     study_id: str,
     baseline: Annotated[str, typer.Option(help="The baseline date the protocol's day offsets count from, e.g. 2026-11-24.")],
+    as_: AsOption = None,
 ) -> None:
     """Create the protocol's visit schedule for a participant (once; audited)."""
     from study import visits
@@ -508,10 +541,10 @@ def visits_plan(
     day = _parse_date(baseline, "--baseline")
     _refuse_unconfirmed(*_context()[:2])  # the plan copies [visits] into the participant's record
 
-    async def work(session, protocol, participant):
-        return await visits.plan_schedule(session, protocol, participant, baseline=day, actor=_operator(), now=_now())
+    async def work(session, protocol, participant, actor):
+        return await visits.plan_schedule(session, protocol, participant, baseline=day, actor=actor, now=_now())
 
-    created = _visit_work(study_id, work)
+    created = _visit_work(study_id, work, as_)
     typer.echo(f"Planned {len(created)} visits for {study_id} from baseline {day.isoformat()}:")
     for visit in created:
         typer.echo("  " + _visit_line(visit))
@@ -525,17 +558,18 @@ def visits_add(
     time: Annotated[str | None, typer.Option(help="The visit's time, participant-local, e.g. 09:30.")] = None,
     label: Annotated[str | None, typer.Option(help="What the study team calls it (default: the name).")] = None,
     reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
+    as_: AsOption = None,
 ) -> None:
     """Add an extra visit (audited)."""
     from study import visits
 
     day, at = _parse_date(date, "--date"), _parse_time(time)
 
-    async def work(session, protocol, participant):
-        return await visits.add(session, participant, name=name, day=day, at=at, label=label, actor=_operator(),
+    async def work(session, protocol, participant, actor):
+        return await visits.add(session, participant, name=name, day=day, at=at, label=label, actor=actor,
                                 now=_now(), reason=reason)
 
-    visit = _visit_work(study_id, work)
+    visit = _visit_work(study_id, work, as_)
     typer.echo(f"Added for {study_id}: " + _visit_line(visit))
 
 
@@ -546,18 +580,19 @@ def visits_move(
     date: Annotated[str, typer.Option(help="The new day, e.g. 2026-12-23.")],
     time: Annotated[str | None, typer.Option(help="The new time, participant-local, e.g. 09:30.")] = None,
     reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
+    as_: AsOption = None,
 ) -> None:
     """Move a visit to another day (audited); warns when the day is outside the protocol's window."""
     from study import visits
 
     day, at = _parse_date(date, "--date"), _parse_time(time)
 
-    async def work(session, protocol, participant):
+    async def work(session, protocol, participant, actor):
         visit = await _named_visit(session, participant, name)
-        return await visits.move(session, participant, visit, day=day, at=at, actor=_operator(), now=_now(),
+        return await visits.move(session, participant, visit, day=day, at=at, actor=actor, now=_now(),
                                  reason=reason)
 
-    result = _visit_work(study_id, work)
+    result = _visit_work(study_id, work, as_)
     typer.echo(f"Moved for {study_id}: " + _visit_line(result.visit))
     if result.outside_window:
         typer.secho(f"Warning: {day.isoformat()} is outside the protocol's window for {name} "
@@ -570,16 +605,17 @@ def visits_cancel(
     study_id: str,
     name: str,
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")],
+    as_: AsOption = None,
 ) -> None:
     """Cancel a visit: no more reminders for it (audited)."""
     from study import visits
 
-    async def work(session, protocol, participant):
+    async def work(session, protocol, participant, actor):
         visit = await _named_visit(session, participant, name)
-        await visits.cancel(session, participant, visit, actor=_operator(), now=_now(), reason=reason)
+        await visits.cancel(session, participant, visit, actor=actor, now=_now(), reason=reason)
         return visit
 
-    visit = _visit_work(study_id, work)
+    visit = _visit_work(study_id, work, as_)
     typer.echo(f"Cancelled for {study_id}: " + _visit_line(visit))
 
 
@@ -588,16 +624,17 @@ def visits_done(
     study_id: str,
     name: str,
     reason: Annotated[str, typer.Option(help="For the audit trail.")] = "visit took place",
+    as_: AsOption = None,
 ) -> None:
     """Mark a visit as done (audited)."""
     from study import visits
 
-    async def work(session, protocol, participant):
+    async def work(session, protocol, participant, actor):
         visit = await _named_visit(session, participant, name)
-        await visits.set_status(session, participant, visit, "done", actor=_operator(), now=_now(), reason=reason)
+        await visits.set_status(session, participant, visit, "done", actor=actor, now=_now(), reason=reason)
         return visit
 
-    visit = _visit_work(study_id, work)
+    visit = _visit_work(study_id, work, as_)
     typer.echo(f"Done for {study_id}: " + _visit_line(visit))
 
 
@@ -609,7 +646,7 @@ def visits_list(study_id: str) -> None:
     async def work(session, protocol, participant):
         return await visits.for_participant(session, participant)
 
-    rows = _visit_work(study_id, work)
+    rows = participant_work(study_id, work)
     if not rows:
         typer.echo(f"{study_id} has no visits yet. Plan them: trialbot visits plan {study_id} --baseline YYYY-MM-DD")
     for visit in rows:
@@ -621,6 +658,7 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="csv (one file per dataset and a data dictionary) or redcap")],
     out: Annotated[Path, typer.Option("--out", help="Directory to write the files into")],
     include_contact: Annotated[bool, typer.Option("--include-contact", help="Include Telegram ids (contact data)")] = False,
+    as_: AsOption = None,
 ) -> None:
     """Export the study record (audited: who exported what, when)."""
     from rich.progress import Progress
@@ -631,9 +669,11 @@ def export(
         raise _fail(f"--format must be one of {', '.join(exporting.FORMATS)}")
 
     async def work(db):
+        async with db.transaction() as session:  # who exports is checked before anything is read
+            actor = await _actor(session, as_, roles.EXPORT, "export the study record")
         with Progress(transient=True) as progress:
             task = progress.add_task("Exporting", total=exporting.STEPS)
-            return await exporting.run(db, fmt=fmt, out=out, include_contact=include_contact, actor=_operator(),
+            return await exporting.run(db, fmt=fmt, out=out, include_contact=include_contact, actor=actor,
                                        now=_now(), tick=lambda rows: progress.advance(task))
 
     datasets, written = _with_database(work)

@@ -4,10 +4,10 @@
     trialbot correct entry P001 123 --time "2026-11-24 09:00" --reason "participant called: applied at 9"
     trialbot correct entry P001 123 --kind missed --missed-reason forgot --reason "..."
     trialbot correct entry P001 123 --withdraw --reason "it did not happen"
-    trialbot correct checkin P001 45 --itch 3 --reason "typed 8 for 3" [--by "Dana Lee"]
+    trialbot correct checkin P001 45 --itch 3 --reason "typed 8 for 3" --as "Dana Lee"
 
-The actor is the operator's OS account, or with `--by` a coordinator or the investigator (by staff
-id or name, as `trialbot staff list` shows them). Every operator mistake is one line on stderr
+The actor is the coordinator or investigator named by `--as` (or TRIALBOT_OPERATOR; by staff
+number or name, as `trialbot staff list` shows them; bot/operator.py). Every operator mistake is one line on stderr
 and exit code 2; nothing is written then. The record stays as recorded (study/corrections.py).
 """
 
@@ -19,12 +19,12 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from bot.operator import AsOption
+
 correct_app = typer.Typer(help="Correct a diary entry or a check-in (never overwriting it; audited).",
                           no_args_is_help=True)
 
 ReasonOption = Annotated[str | None, typer.Option(help="Why it is corrected (required; goes into the audit trail).")]
-ByOption = Annotated[str | None, typer.Option(
-    "--by", help="The coordinator or investigator correcting, by staff id or name (default: your OS account).")]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -44,37 +44,17 @@ def _reason(reason: str | None) -> str:
     return reason
 
 
-async def _actor(session, by: str | None):
-    """The operator (OS account), or the staff member named by --by, who must be allowed to correct."""
-    from sqlalchemy import func, select
-
-    from bot.cli import _operator
-    from study import roles
-    from study.audit import Actor
-    from study.models import StaffMember
-
-    if by is None:
-        return _operator()
-    query = select(StaffMember).where(
-        StaffMember.id == int(by) if by.strip().isdigit() else func.lower(StaffMember.name) == by.strip().lower())
-    found = list((await session.scalars(query)).all())
-    if len(found) != 1 or not found[0].active:
-        raise _fail(f"--by: {'more than one' if len(found) > 1 else 'no active'} staff member {by!r} "
-                    "(see: trialbot staff list; give the id).")
-    member = found[0]
-    if not roles.allowed(member, roles.CORRECT):
-        raise _fail(f"--by: {member.name} is a {member.role}, who may not correct records.")
-    return Actor.staff(member.id)
-
-
-def _run(study_id: str, work):
-    """`work(session, protocol, participant, now)` in one transaction, every refusal one line."""
+def _run(study_id: str, work, as_: str | None):
+    """`work(session, protocol, participant, actor, now)` in one transaction by the staff member named
+    (who must be allowed to correct), every refusal one line."""
     from bot.cli import participant_work
+    from study import roles
     from study.corrections import CorrectionRefused
 
-    return participant_work(study_id, lambda session, protocol, person: work(session, protocol, person,
-                                                                               datetime.now(UTC)),
-                            refusals=(CorrectionRefused,), describe=lambda refused: refused.describe())
+    return participant_work(study_id, lambda session, protocol, person, actor: work(session, protocol, person, actor,
+                                                                                      datetime.now(UTC)),
+                            refusals=(CorrectionRefused,), describe=lambda refused: refused.describe(),
+                            acting=(as_, roles.CORRECT, "correct records"))
 
 
 def _report(done, actor) -> None:
@@ -95,10 +75,12 @@ def correct_list(
     if not 1 <= days <= 3660:
         raise _fail("--days must be between 1 and 3660.")
 
-    async def work(session, protocol, person, now):
-        return person, *await corrections.recent(session, person, now=now, days=days)
+    async def read(session, protocol, person):
+        return person, *await corrections.recent(session, person, now=datetime.now(UTC), days=days)
 
-    person, entries, checkins = _run(study_id, work)
+    from bot.cli import participant_work
+
+    person, entries, checkins = participant_work(study_id, read)
     zone = ZoneInfo(person.timezone)
     typer.echo(f"{person.study_id}: diary entries and check-ins of the last {days} day(s); times in {person.timezone}")
     for v in entries:
@@ -131,7 +113,7 @@ def correct_entry(
     missed_reason: Annotated[str | None, typer.Option(help="A missed dose's reason (study.toml), or none.")] = None,
     withdraw: Annotated[bool, typer.Option("--withdraw", help="It did not happen.")] = False,
     restore: Annotated[bool, typer.Option("--restore", help="It did happen after all (undoes --withdraw).")] = False,
-    by: ByOption = None,
+    as_: AsOption = None,
 ) -> None:
     """Correct a diary entry: its time or day, applied or missed, a missed dose's reason, or that it did not happen."""
     from study import corrections
@@ -144,13 +126,12 @@ def correct_entry(
     if not asked:
         raise _fail("say what to correct: --time, --day, --kind, --missed-reason, --withdraw or --restore.")
 
-    async def work(session, protocol, person, now):
-        actor = await _actor(session, by)
+    async def work(session, protocol, person, actor, now):
         done = await corrections.correct_entry(session, protocol, person, record, asked, reason=why, actor=actor,
                                                now=now)
         return done, actor
 
-    done, actor = _run(study_id, work)
+    done, actor = _run(study_id, work, as_)
     _report(done, actor)
 
 
@@ -166,7 +147,7 @@ def correct_checkin(
     medicines: Annotated[str | None, typer.Option(help="no, medicines, other_cream or both.")] = None,
     new_problem: Annotated[str | None, typer.Option(help="A new health problem, in words, or none.")] = None,
     medicines_change: Annotated[str | None, typer.Option(help="What changed in medicines, in words, or none.")] = None,
-    by: ByOption = None,
+    as_: AsOption = None,
 ) -> None:
     """Correct a check-in's answers."""
     from study import corrections
@@ -181,10 +162,9 @@ def correct_checkin(
         raise _fail("say what to correct: --itch, --pain, --reaction, --severity, --medicines, --new-problem or "
                     "--medicines-change.")
 
-    async def work(session, protocol, person, now):
-        actor = await _actor(session, by)
+    async def work(session, protocol, person, actor, now):
         return await corrections.correct_checkin(session, person, record, asked, reason=why, actor=actor,
                                                  now=now), actor
 
-    done, actor = _run(study_id, work)
+    done, actor = _run(study_id, work, as_)
     _report(done, actor)

@@ -51,7 +51,8 @@ class Actor:
 
     @classmethod
     def cli(cls, user: str) -> Actor:
-        """Someone at the server's command line, named by their operating-system account."""
+        """A tool acting outside the staff list (the demo). Commands at the server act as a named
+        staff member instead (bot/operator.py), never as an operating-system account."""
         return cls("operator", user)
 
 

@@ -29,9 +29,12 @@ APPROVE_BROADCAST = "approve_broadcast"  # the second approval of someone else's
 TREATMENT = "treatment"      # /interrupt, /offtreatment: a participant's treatment course
 RESUME_TREATMENT = "resume_treatment"  # /resume P001 reason: the investigator's decision alone
 CORRECT = "correct"          # /correct: correct a diary entry or a check-in (never overwriting it)
+ENROL = "enrol"              # enrol and invite participants, their settings, visits, ending participation
+MANAGE_STAFF = "manage_staff"  # add staff members or change their role
+APPROVE_TEXT = "approve_text"  # trialbot messages approve: record the IRB's approval of a text
 
 EVERYTHING = frozenset({OVERSEE, EXPORT, MESSAGE, ACKNOWLEDGE, BROADCAST, APPROVE_BROADCAST, TREATMENT,
-                        RESUME_TREATMENT, CORRECT})
+                        RESUME_TREATMENT, CORRECT, ENROL, MANAGE_STAFF, APPROVE_TEXT})
 PERMISSIONS: dict[str, frozenset[str]] = {
     "coordinator": EVERYTHING - {RESUME_TREATMENT},
     "investigator": EVERYTHING,

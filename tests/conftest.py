@@ -87,7 +87,8 @@ def handled() -> Iterator[HandledUpdates]:
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """`trialbot ...` as a coordinator runs it at the server: a SQLite file of its own, a study
-    file the site has confirmed, no Telegram token. Call it with the arguments: cli("enroll", ...)."""
+    file the site has confirmed, no Telegram token, and the coordinator Dana Lee (staff 1) named in
+    TRIALBOT_OPERATOR. Call it with the arguments: cli("enroll", ...)."""
     from typer.testing import CliRunner
 
     from bot.cli import app
@@ -98,4 +99,8 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "site_trial_bot")
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     runner = CliRunner()
+    # The site's first staff member, who runs these commands: every change names a person (--as).
+    first = runner.invoke(app, ["staff", "add", "--telegram-id", "7001", "--name", "Dana Lee", "--role", "coordinator"])
+    assert first.exit_code == 0, first.output
+    monkeypatch.setenv("TRIALBOT_OPERATOR", "Dana Lee")
     return lambda *args: runner.invoke(app, list(args))

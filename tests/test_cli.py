@@ -134,10 +134,11 @@ def test_run_refuses_the_shipped_example_in_one_line(cli, tmp_path: Path, monkey
     (tmp_path / "screening.toml").write_text((REPO / "screening.toml").read_text())
     monkeypatch.setenv("STUDY_FILE", "study.toml")  # the default, next to the bot
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:never-used-because-it-never-starts")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'untouched.db'}")
     result = cli("run")
     assert result.exit_code == 2
     assert result.output == UNCONFIRMED + "\n"
-    assert not (tmp_path / "cli.db").exists(), "refused before touching the database"
+    assert not (tmp_path / "untouched.db").exists(), "refused before touching the database"
 
 
 def test_enrolling_and_planning_visits_wait_for_the_confirmation(cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,12 +205,17 @@ def test_a_treatment_course_from_the_command_line_with_one_line_mistakes(cli) ->
     assert done.exit_code == 0 and "P001 is now interrupted (infection)" in done.output
     again = cli("treatment", "interrupt", "P001", "--reason", "infection")
     assert again.exit_code == 2 and again.output.strip().startswith("Nothing changed:")
-    assert cli("treatment", "resume", "P001", "--investigator", " ", "--text", "ok").exit_code == 2
-    resumed = cli("treatment", "resume", "P001", "--investigator", "Dr Gray", "--text", "healed")
+    assert cli("treatment", "resume", "P001", "--text", " ", "--as", "Dr Gray").exit_code == 2
+    by_coordinator = cli("treatment", "resume", "P001", "--text", "healed")  # TRIALBOT_OPERATOR: Dana Lee
+    assert by_coordinator.exit_code == 2
+    assert by_coordinator.output.strip() == ("Nothing done: --as: Dana Lee is a coordinator, who may not resume a "
+                                             "treatment (only the investigator decides that).")
+    assert cli("staff", "add", "--telegram-id", "7002", "--name", "Dr Gray", "--role", "investigator").exit_code == 0
+    resumed = cli("treatment", "resume", "P001", "--text", "healed", "--as", "Dr Gray")
     assert resumed.exit_code == 0, resumed.output
     shown = cli("treatment", "show", "P001")
     assert "on treatment" in shown.output and "interrupted -> on_treatment" in shown.output
-    assert "healed (decided by Dr Gray)" in shown.output
+    assert "by staff:2: healed" in shown.output
     ended = cli("participant", "end", "P001", "withdrawn", "--reason", "moved away")
     assert ended.exit_code == 0
     assert "withdrawn" in cli("treatment", "show", "P001").output.splitlines()[0]

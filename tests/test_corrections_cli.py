@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -79,9 +78,10 @@ def corrections(db: Path) -> list[tuple]:
     (["entry", "P001", "1", "--kind", "missing", "--reason", "called"], "kind: 'missing' is not applied | missed"),
     (["entry", "P001", "1", "--withdraw", "--restore", "--reason", "called"], "withdraw and restore cannot both"),
     (["entry", "P001", "1", "--restore", "--reason", "called"], "nothing to change"),
-    (["entry", "P001", "1", "--time", "09:00", "--reason", "called", "--by", "Nobody"], "--by: no active staff"),
-    (["entry", "P001", "1", "--time", "09:00", "--reason", "called", "--by", "Mo"],
-     "--by: Mo is a monitor, who may not correct records."),
+    (["entry", "P001", "1", "--time", "09:00", "--reason", "called", "--as", "Nobody"], "--as: no active staff"),
+    (["entry", "P001", "1", "--time", "09:00", "--reason", "called", "--as", "Mo"],
+     "--as: Mo is a monitor, who may not correct records."),
+    (["entry", "P001", "1", "--time", "09:00", "--reason", "called", "--as", " "], "Say who you are to correct records"),
     (["checkin", "P001", "1", "--itch", "11", "--reason", "called"], "itch: '11' is not a whole number from 0 to 10"),
     (["checkin", "P001", "2", "--itch", "3", "--reason", "called"], "P001 has no check-in 2"),
     (["checkin", "P001", "1", "--severity", "mild", "--reason", "called"],
@@ -102,13 +102,12 @@ def test_a_correction_at_the_server_names_who_made_it_and_the_chain_verifies(cli
 
     fixed_at = (NOW - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
     done = one_line(cli("correct", "entry", "P001", "1", "--time", fixed_at, "--reason", "participant called"), 0)
-    assert done.startswith(f"Corrected P001 diary entry 1 (operator:{getpass.getuser()}): occurred_at ")
+    assert done.startswith("Corrected P001 diary entry 1 (staff:1): occurred_at "), "TRIALBOT_OPERATOR: Dana Lee"
     assert done.endswith("Reason: participant called")
-    done = one_line(cli("correct", "checkin", "P001", "1", "--itch", "3", "--reason", "typed 8 for 3", "--by", "dana"),
+    done = one_line(cli("correct", "checkin", "P001", "1", "--itch", "3", "--reason", "typed 8 for 3", "--as", "dana"),
                     0)
-    assert done == "Corrected P001 check-in 1 (staff:1): itch 8 -> 3. Reason: typed 8 for 3"
-    assert [(field, who) for field, _, _, _, who in corrections(study)] == [
-        ("occurred_at", f"operator:{getpass.getuser()}"), ("itch", "staff:1")]
+    assert done == "Corrected P001 check-in 1 (staff:2): itch 8 -> 3. Reason: typed 8 for 3"
+    assert [(field, who) for field, _, _, _, who in corrections(study)] == [("occurred_at", "staff:1"), ("itch", "staff:2")]
     assert "[late, corrected]" in cli("correct", "list", "P001").output
     assert cli("audit", "verify").exit_code == 0
     with sqlite3.connect(study) as connection:
