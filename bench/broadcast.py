@@ -25,16 +25,16 @@ from sqlalchemy import insert
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.app import build_application, running  # noqa: E402
-from sandbox.ratelimit import RateLimits  # noqa: E402
-from sandbox.server import BotApiServer  # noqa: E402
-from sandbox.world import TelegramWorld  # noqa: E402
-from study import broadcasts, staff  # noqa: E402
-from study.audit import Actor  # noqa: E402
-from study.clock import ManualClock  # noqa: E402
-from study.database import Database  # noqa: E402
-from study.models import Participant  # noqa: E402
-from study.protocol import load_protocol  # noqa: E402
+from bot.app import build_application, demo_messages, running
+from sandbox.ratelimit import RateLimits
+from sandbox.server import BotApiServer
+from sandbox.world import TelegramWorld
+from study import broadcasts, staff
+from study.audit import Actor
+from study.clock import ManualClock
+from study.database import Database
+from study.models import Participant
+from study.protocol import load_protocol
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 GLOBAL_PER_SECOND = 30
@@ -64,7 +64,8 @@ async def main() -> None:
                                                                     per_chat_per_second=1.0))
         async with BotApiServer(world) as server:
             app = build_application(token=world.token, base_url=server.base_url, base_file_url=server.base_file_url,
-                                    protocol=protocol, db=db, clock=clock, tick_seconds=None, outbox_poll_seconds=3600)
+                                    protocol=protocol, db=db, clock=clock, tick_seconds=None, outbox_poll_seconds=3600,
+                                    messages=demo_messages(protocol))
             async with running(app, poll_timeout=1):
                 users = [world.add_user(user_id=20_000 + n, first_name="P") for n in range(count)]
                 for user in users:  # a chat exists once its user has written (not timed)

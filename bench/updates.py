@@ -39,21 +39,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from telegram import Update  # noqa: E402
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup  # noqa: E402
-from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters  # noqa: E402
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
+from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters
 
-from bot.app import CONCURRENT_UPDATES, Webhook, build_application, running  # noqa: E402
-from sandbox.server import BotApiServer  # noqa: E402
-from sandbox.world import TelegramWorld  # noqa: E402
-from study import invites, participants  # noqa: E402
-from study.audit import Actor  # noqa: E402
-from study.clock import ManualClock  # noqa: E402
-from study.consent import agree  # noqa: E402
-from study.database import Database  # noqa: E402
-from study.participants import EnrolmentRequest  # noqa: E402
-from study.protocol import load_protocol  # noqa: E402
-from tests.drills.process import scratch_database  # noqa: E402
+from bot.app import (
+    CONCURRENT_UPDATES,
+    Webhook,
+    build_application,
+    demo_messages,
+    running,
+)
+from sandbox.server import BotApiServer
+from sandbox.world import TelegramWorld
+from study import invites, participants
+from study.audit import Actor
+from study.clock import ManualClock
+from study.consent import agree
+from study.database import Database
+from study.participants import EnrolmentRequest
+from study.protocol import load_protocol
+from tests.drills.process import scratch_database
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 in New York
 
@@ -162,7 +171,7 @@ async def _trialbot_rate(count: int, db: Database, latency: float, transport: st
     async with BotApiServer(world) as server:
         app = build_application(token=world.token, base_url=server.base_url, base_file_url=server.base_file_url,
                                 protocol=protocol, db=db, clock=clock, tick_seconds=None, rate_limited=False,
-                                outbox_poll_seconds=3600)
+                                outbox_poll_seconds=3600, messages=demo_messages(protocol))
         port = free_port()
         hook = Webhook(url=f"http://127.0.0.1:{port}/telegram", secret_token="bench-secret", port=port)
         async with running(app, poll_timeout=1, webhook=hook if transport == "webhook" else None):

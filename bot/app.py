@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from telegram import BotCommand, Update
-from telegram.error import Conflict, TelegramError
 from telegram.constants import ParseMode
+from telegram.error import Conflict, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -49,11 +49,12 @@ from bot.handlers import (
 from bot.services import Services
 from bot.update_order import OneChatAtATime
 from bot.webhook import WebhookServer
-from messages.renderer import MessageCatalog
+from messages.renderer import MessageCatalog, demo_catalog
 from scheduler.broadcast_progress import BroadcastProgress
 from scheduler.dispatcher import OutboxDispatcher
 from scheduler.leadership import leadership_for
 from scheduler.tick import Tick
+from study import approvals
 from study.clock import Clock
 from study.database import Database
 from study.protocol import Protocol
@@ -145,6 +146,13 @@ def register_handlers(app: Application) -> None:
     app.add_error_handler(errors.on_error)
 
 
+def demo_messages(protocol: Protocol) -> MessageCatalog:
+    """The study's templates under the demo ledger (messages.renderer.demo_catalog): the web demo,
+    the benches and the tests. Never what `trialbot run` sends by."""
+    return demo_catalog(protocol.template_globals(), protocol.study.languages,
+                        default_language=protocol.study.default_language)
+
+
 def build_application(
     *,
     token: str,
@@ -153,23 +161,26 @@ def build_application(
     protocol: Protocol,
     db: Database,
     clock: Clock,
-    messages: MessageCatalog | None = None,
+    messages: MessageCatalog,
     rate_limit_retries: int = 3,
     rate_limited: bool = True,
     tick_seconds: float | None = TICK_SECONDS,
     outbox_poll_seconds: float = 5.0,
     leader_retry_seconds: float = 5.0,
+    ledger_refresh_seconds: float | None = None,
     request_timeout: float | None = None,
 ) -> Application:
     """`tick_seconds=None` leaves planning to the caller (tests call the tick after moving the clock);
     the dispatcher delivers when woken, and looks on its own every `outbox_poll_seconds`; a
     process that is not the scheduler leader tries to become it every `leader_retry_seconds`.
-    `request_timeout` (seconds) replaces PTB's 5 s waits for the Bot API (fault drills shorten it).
+    `ledger_refresh_seconds` (trialbot run) re-reads the approvals ledger from the database that
+    often, in every process, so an approval made with `trialbot messages approve` takes effect
+    without a restart. `request_timeout` (seconds) replaces PTB's 5 s waits for the Bot API (fault drills shorten it).
     Run the result with `running` (which starts and stops what PTB's run_polling would)."""
     enrolment = protocol.enrolment
-    messages = messages or MessageCatalog(default_language=protocol.study.default_language)
     # Fail closed: no start while a template the bot may send is missing, unapproved or changed
-    # (CatalogNotReady names each file). A catalog built with allow_drafts=True only needs every file.
+    # (CatalogNotReady names each one). `messages` says by which approvals: the database's ledger
+    # (trialbot run) or the demo ledger (the demo, the tests: messages.renderer.demo_catalog).
     messages.check_ready(protocol.study.languages)
     services = Services(
         protocol=protocol,
@@ -204,13 +215,36 @@ def build_application(
     app.bot_data["tick_seconds"] = tick_seconds
     app.bot_data["outbox_poll_seconds"] = outbox_poll_seconds
     app.bot_data["leader_retry_seconds"] = leader_retry_seconds
+    app.bot_data["ledger_refresh_seconds"] = ledger_refresh_seconds
     register_handlers(app)
     return app
+
+
+async def refresh_ledger(svc: Services) -> bool:
+    """Re-read the approvals ledger if an approval was recorded since it was read; True if it was."""
+    async with svc.db.transaction() as session:
+        if await approvals.head(session) == svc.messages.ledger.head:
+            return False
+        ledger = await approvals.load(session)
+    svc.messages.use_ledger(ledger)
+    log.info("message approvals re-read: %d template versions approved", len(ledger.all_current()))
+    return True
+
+
+async def _refresh_ledger(context) -> None:
+    try:
+        await refresh_ledger(context.application.bot_data["services"])
+    except Exception as exc:  # noqa: BLE001 - the database may be away; the approvals read before stand
+        log.warning("could not re-read the message approvals (%s); the ones read before stand", type(exc).__name__)
 
 
 async def _prepare(app: Application) -> None:
     """The bot's command menu, and the scheduler's parts (built in every process; run by the leader)."""
     svc: Services = app.bot_data["services"]
+    if app.bot_data["ledger_refresh_seconds"]:
+        app.job_queue.run_repeating(_refresh_ledger, interval=app.bot_data["ledger_refresh_seconds"],
+                                    first=app.bot_data["ledger_refresh_seconds"], name="approvals-ledger",
+                                    job_kwargs={"coalesce": True, "max_instances": 1})
     for language in svc.protocol.study.languages:
         commands = [
             BotCommand(name, svc.messages.render_block("commands", language, f"command_{name}"))

@@ -39,6 +39,10 @@ app.add_typer(treatment_app, name="treatment")
 app.add_typer(correct_app, name="correct")
 
 
+# How often a running bot re-reads the approvals ledger (an approval takes effect within this).
+LEDGER_REFRESH_SECONDS = 60
+
+
 def main() -> None:
     app()
 
@@ -115,14 +119,22 @@ def run(
             "TELEGRAM_BOT_TOKEN is not set, so trialbot cannot connect to Telegram: get a token from @BotFather, "
             "put it in .env (see .env.example) and run again; to try trialbot without a token, run: trialbot demo"
         )
+    _refuse_unconfirmed(settings, protocol)
     from messages.renderer import MessageCatalog, MessageError
+    from study import approvals
 
-    messages = MessageCatalog(default_language=protocol.study.default_language)
-    try:  # fail closed: every template the bot may send must be the IRB-approved text
-        messages.check_ready(protocol.study.languages)
+    messages = MessageCatalog(default_language=protocol.study.default_language,
+                              study_values=protocol.template_globals())
+
+    async def approved_texts(db):
+        async with db.transaction() as session:
+            return await approvals.load(session)
+
+    messages.use_ledger(_with_database(approved_texts))
+    try:  # fail closed: every template the bot may send must be the IRB-approved text, with these study values
+        messages.check_ready(protocol.study.languages, for_participants=True)
     except MessageError as exc:
         raise _fail(f"trialbot will not start: {exc}\nSee `trialbot messages status` and `trialbot messages approve`.") from None
-    _refuse_unconfirmed(settings, protocol)
     secret = settings.webhook_secret_value()
     configure_logging(settings.log_level, secrets=[settings.token, secret])
     confirmation = protocol.protocol
@@ -138,7 +150,7 @@ def run(
             token=settings.token, base_url=settings.bot_base_url(), base_file_url=settings.bot_file_url(),
             protocol=protocol, db=db, clock=SystemClock(), messages=messages,
             tick_seconds=settings.scheduler_tick_seconds, outbox_poll_seconds=settings.outbox_poll_seconds,
-            leader_retry_seconds=settings.leader_retry_seconds,
+            leader_retry_seconds=settings.leader_retry_seconds, ledger_refresh_seconds=LEDGER_REFRESH_SECONDS,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from bot.app import build_application, running
+from bot.app import build_application, demo_messages, running
 from bot.audit_report import format_entries, participant_entries
 from bot.invite_link import invite_link
 from bot.settings import Settings
@@ -35,7 +35,13 @@ from study import alerts, invites, participants, staff, visits
 from study.audit import Actor
 from study.clock import ManualClock, SystemClock
 from study.database import Database
-from study.models import CheckinDraft, OutboxMessage, Participant, SentMessage, StaffMember
+from study.models import (
+    CheckinDraft,
+    OutboxMessage,
+    Participant,
+    SentMessage,
+    StaffMember,
+)
 from study.participants import EnrolmentRequest
 from study.protocol import load_protocol, parse_hhmm
 from study.slots import instant
@@ -78,7 +84,8 @@ async def run_demo(
         try:
             async with BotApiServer(world) as server:
                 app = build_application(token=DEMO_TOKEN, base_url=server.base_url,
-                                        base_file_url=server.base_file_url, protocol=protocol, db=db, clock=clock)
+                                        base_file_url=server.base_file_url, protocol=protocol, db=db, clock=clock,
+                                        messages=demo_messages(protocol))
                 async with running(app, poll_timeout=1):
                     coordinator = world.add_user(user_id=DEMO_STAFF_ID, first_name="Demo coordinator")
                     await coordinator.send_text("/start")
@@ -200,7 +207,7 @@ class WebDemo:
             try:
                 async with self._lock:
                     await self.step()
-            except Exception:  # noqa: BLE001 - a bad moment must not end the demo
+            except Exception:
                 log.exception("demo scheduler step failed")
 
     # --- DemoControls ------------------------------------------------------------------------
@@ -334,7 +341,7 @@ async def web_demo(*, port: int = 8080, start: datetime | None = None, workdir: 
                 assert server.host == "127.0.0.1"
                 app = build_application(token=DEMO_TOKEN, base_url=server.base_url, base_file_url=server.base_file_url,
                                         protocol=protocol, db=db, clock=clock, tick_seconds=None,
-                                        outbox_poll_seconds=1.0)
+                                        outbox_poll_seconds=1.0, messages=demo_messages(protocol))
                 async with running(app, poll_timeout=1):
                     demo = WebDemo(db=db, protocol=protocol, clock=clock, world=world, app=app)
                     demo.invite_codes = codes

@@ -176,8 +176,8 @@ async def replay(update: Update, context: CallbackContext, row: Handled) -> None
         return
     rendered = rendered_from(row.answer)
     svc = services(context)
-    if not rendered.draft and not svc.messages.catalog.is_approved(rendered.template_id, rendered.language,
-                                                                   rendered.template_hash):
+    if not rendered.draft and not svc.messages.still_approved(rendered.template_id, rendered.language,
+                                                              rendered.template_hash):
         # The text was approved when it was first sent; it is not any more, so it is not sent again.
         log.warning("update %s: the earlier answer (%s) is no longer approved text; not repeated",
                     update.update_id, rendered.template_id)

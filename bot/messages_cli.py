@@ -1,18 +1,20 @@
 """`trialbot messages ...`: the study team's tools for the IRB-approved message catalog.
 
-lint, status, diff, preview and review-packet only read files; approve writes the catalog and the
-approved copy and is audited; sent reads the record of what was sent.
+lint and review-packet read the files; status, diff and preview compare them with the approvals
+ledger in the database (messages/ledger.py); approve writes an approval into the audit trail under
+a named staff member's name (--as); sent reads the record of what was sent.
 """
 
 from __future__ import annotations
 
 import difflib
-import getpass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from bot.operator import AsOption
 
 messages_app = typer.Typer(help="The IRB-approved message catalog (templates, approvals, previews).",
                            no_args_is_help=True)
@@ -57,6 +59,25 @@ def _catalog():
         raise _fail(str(exc)) from None
 
 
+def _ledger():
+    """The approvals recorded in the database (read only; the schema is brought up to date first)."""
+    from bot.cli import _with_database
+    from study import approvals
+
+    async def read(db):
+        async with db.transaction() as session:
+            return await approvals.load(session)
+
+    return _with_database(read)
+
+
+def _renderer(ledger=None):
+    from messages.renderer import MessageCatalog
+
+    return MessageCatalog(_catalog().root, allow_drafts=True, ledger=ledger if ledger is not None else _ledger(),
+                          study_values=_study_globals())
+
+
 def _known(catalog, template_id: str) -> None:
     if template_id not in catalog.templates:
         raise _fail(f"no template {template_id!r} in {catalog.root / 'catalog.toml'}")
@@ -83,21 +104,29 @@ def lint_command(language: LanguageOption = None) -> None:
 
 @messages_app.command("status")
 def status_command(language: LanguageOption = None) -> None:
-    """Which templates are approved, modified since approval, new, or missing. Exits 1 unless all approved."""
-    from messages.catalog import State
+    """Per template and language: approved, changed since approval (its text or the study values in
+    it), never approved, or missing. Exits 1 unless every template the bot sends is approved."""
+    from messages.ledger import State
 
     catalog = _catalog()
+    renderer = _renderer()
     languages = _languages(language)
     not_ready = 0
-    for status in catalog.statuses(languages):
-        where = status.template_id if status.template_id in catalog.templates else f"{status.template_id} (not in catalog)"
-        detail = ""
-        if status.approval is not None:
-            detail = f"  [{status.approval.irb_ref}, {status.approval.date.isoformat()}]"
-        color = typer.colors.GREEN if status.state is State.APPROVED else typer.colors.YELLOW
-        if status.state is not State.APPROVED or status.template_id not in catalog.templates:
-            not_ready += 1
-        typer.echo(f"{status.language:<3} {where:<28} " + typer.style(status.state.value, fg=color) + detail)
+    for template_id in catalog.all_ids(languages):
+        for lang in languages:
+            verdict = renderer.verdict(template_id, lang)
+            known = template_id in catalog.templates
+            where = template_id if known else f"{template_id} (not in catalog)"
+            detail = ""
+            if verdict.approval is not None:
+                a = verdict.approval
+                detail = f"  [{a.irb_ref}, {a.approved_on.isoformat()}, by {a.approved_by}]"
+            if verdict.changed_values:
+                detail += f"  changed: {', '.join(verdict.changed_values)}"
+            color = typer.colors.GREEN if verdict.state is State.APPROVED else typer.colors.YELLOW
+            if verdict.state is not State.APPROVED or not known:
+                not_ready += 1
+            typer.echo(f"{lang:<3} {where:<28} " + typer.style(verdict.state.value, fg=color) + detail)
     if not_ready:
         typer.secho(f"{not_ready} template file(s) not approved: trialbot run will refuse to start",
                     fg=typer.colors.YELLOW, err=True)
@@ -105,17 +134,16 @@ def status_command(language: LanguageOption = None) -> None:
     typer.secho("all templates approved", fg=typer.colors.GREEN)
 
 
-def unified_diff(catalog, template_id: str, language: str) -> list[str]:
-    status = catalog.status(template_id, language)
-    current = status.path.read_text(encoding="utf-8").splitlines(keepends=True) if status.path.exists() else []
-    approved_path = catalog.approved_path(template_id, language)
-    if status.approval is None:
+def unified_diff(catalog, ledger, template_id: str, language: str) -> list[str]:
+    """The approved text (from the ledger) against the file as it is now."""
+    path = catalog.path(template_id, language)
+    current = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+    approval = ledger.current(template_id, language)
+    if approval is None:
         before, label = [], "(never approved)"
-    elif approved_path.exists():
-        before = approved_path.read_text(encoding="utf-8").splitlines(keepends=True)
-        label = f"approved {status.approval.irb_ref}, {status.approval.date.isoformat()}"
     else:
-        before, label = [], "(approved text not kept: no copy under approved/)"
+        before = approval.text.splitlines(keepends=True)
+        label = f"approved {approval.irb_ref}, {approval.approved_on.isoformat()}"
     return list(difflib.unified_diff(before, current, fromfile=f"{language}/{template_id} {label}",
                                      tofile=f"{language}/{template_id} (current)"))
 
@@ -125,8 +153,9 @@ def diff_command(template_id: str, language: LanguageOption = None) -> None:
     """What changed in a template since it was approved (unified diff)."""
     catalog = _catalog()
     _known(catalog, template_id)
+    ledger = _ledger()
     for lang in _languages(language):
-        lines = unified_diff(catalog, template_id, lang)
+        lines = unified_diff(catalog, ledger, template_id, lang)
         if not lines:
             typer.echo(f"{lang}/{template_id}: unchanged since approval")
             continue
@@ -152,10 +181,11 @@ def preview_command(
         zone = person.timezone
         language = language or person.language
     languages = _languages(language)
+    ledger = _ledger()
     for lang in languages:
         try:
             lines = preview_lines(catalog.root, template_id, lang, study_globals=_study_globals(), timezone=zone,
-                                  markup=markup)
+                                  markup=markup, ledger=ledger)
         except Exception as exc:  # noqa: BLE001 - a broken template is reported, not a traceback
             raise _fail(f"{lang}/{template_id}: {exc}") from None
         if len(languages) > 1:
@@ -184,10 +214,14 @@ def approve_command(
     irb_ref: Annotated[str, typer.Option("--irb-ref", help="The IRB approval or amendment number, e.g. 'IRB 26-1042 amendment 3'.")],
     on: Annotated[str | None, typer.Option("--date", help="The date of the IRB approval, YYYY-MM-DD (default: today).")] = None,
     language: LanguageOption = None,
+    as_: AsOption = None,
 ) -> None:
-    """Record the current text of a template as IRB-approved (its SHA-256 and a copy); audited."""
-    from messages.catalog import CatalogError, State
+    """Record that the IRB approved the current text of a template, with the study values in it
+    (phone, e-mail, study name...): an entry in the audit trail under your name (--as, a
+    coordinator or the investigator). The bot sends exactly that, nothing else."""
+    from bot.cli import _actor, _with_database
     from messages.lint import lint
+    from study import approvals, roles
 
     catalog = _catalog()
     _known(catalog, template_id)
@@ -201,40 +235,36 @@ def approve_command(
         for finding in findings:
             typer.echo(str(finding), err=True)
         raise _fail(f"Not approved: fix what lint found in {template_id!r} first.")
-    for lang in languages:
-        status = catalog.status(template_id, lang)
-        if status.state is State.APPROVED and status.approval.irb_ref == irb_ref.strip() and status.approval.date == when:
-            typer.echo(f"{lang}/{template_id}: already approved ({irb_ref}, {when.isoformat()})")
-            continue
-        try:
-            approval = _approve_audited(catalog, template_id, lang, irb_ref, when, status)
-        except CatalogError as exc:
-            raise _fail(str(exc)) from None
-        typer.secho(f"{lang}/{template_id}: approved ({approval.irb_ref}, {approval.date.isoformat()}, "
-                    f"sha256 {approval.sha256[:12]}...)", fg=typer.colors.GREEN)
-
-
-def _approve_audited(catalog, template_id: str, language: str, irb_ref: str, when: date, before):
-    from bot.cli import _with_database
-    from messages.catalog import sha256_of
-    from study import audit
-    from study.audit import Actor
+    study_values = _study_globals()
 
     async def approve(db):
-        async with db.transaction() as session:
-            # Audit first, in the transaction; the files are written before it commits, so a
-            # failed write leaves no audit entry claiming an approval that did not happen.
-            await audit.record(
-                session, actor=Actor.cli(getpass.getuser()), action="approve", entity="template",
-                entity_id=f"{language}/{template_id}", now=datetime.now(UTC),
-                old=({"sha256": before.approval.sha256, "irb_ref": before.approval.irb_ref,
-                      "date": before.approval.date} if before.approval else None),
-                new={"sha256": sha256_of(before.path.read_bytes()), "irb_ref": irb_ref.strip(), "date": when},
-                reason=f"IRB approval {irb_ref.strip()}",
-            )
-            return catalog.approve(template_id, language, irb_ref=irb_ref, on=when)
+        from messages.renderer import MessageCatalog
 
-    return _with_database(approve)
+        done = []
+        async with db.transaction() as session:
+            actor = await _actor(session, as_, roles.APPROVE_TEXT, "approve texts")
+            current = MessageCatalog(catalog.root, ledger=await approvals.load(session), study_values=study_values)
+            for lang in languages:
+                verdict = current.verdict(template_id, lang)
+                a = verdict.approval
+                if verdict.approved and a is not None and a.irb_ref == irb_ref.strip() and a.approved_on == when:
+                    done.append((lang, None))
+                    continue
+                done.append((lang, await approvals.approve(
+                    session, template_id=template_id, language=lang, path=catalog.path(template_id, lang),
+                    study_values=study_values, irb_ref=irb_ref, approved_on=when, actor=actor, now=datetime.now(UTC))))
+        return done
+
+    try:
+        done = _with_database(approve)
+    except approvals.ApprovalRefused as exc:
+        raise _fail(f"Not approved: {exc}") from None
+    for lang, approval in done:
+        if approval is None:
+            typer.echo(f"{lang}/{template_id}: already approved ({irb_ref.strip()}, {when.isoformat()})")
+            continue
+        typer.secho(f"{lang}/{template_id}: approved ({approval.irb_ref}, {approval.approved_on.isoformat()}, "
+                    f"sha256 {approval.template_sha256[:12]}..., by {approval.approved_by})", fg=typer.colors.GREEN)
 
 
 @messages_app.command("review-packet")
@@ -249,7 +279,7 @@ def review_packet_command(
     languages = _languages(language)
     protocol = _protocol()
     document = build_review_packet(_catalog().root, languages, study_globals=_study_globals(),
-                                   study_name=protocol.study.name, screener=protocol.screener)
+                                   study_name=protocol.study.name, screener=protocol.screener, ledger=_ledger())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(document, encoding="utf-8")
     typer.echo(f"review packet written: {out} (open it in a browser; print to PDF if the IRB wants PDF)")

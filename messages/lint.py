@@ -243,4 +243,4 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-__all__ = ["Finding", "lint", "sample_values", "button_variants", "SHARED_BUTTONS", "SUFFIX"]
+__all__ = ["SHARED_BUTTONS", "SUFFIX", "Finding", "button_variants", "lint", "sample_values"]

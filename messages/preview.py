@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from messages.catalog import Catalog, TemplateSpec
+from messages.ledger import Ledger
 from messages.lint import COMMANDS, button_variants, sample_values
 from messages.renderer import Button, MessageCatalog
 from sandbox.telegram_html import parse_html
@@ -40,12 +41,13 @@ def _in_zone(value: Any, zone: ZoneInfo | None) -> Any:
 
 def build_preview(root: Path, template_id: str, language: str, *, study_globals: Mapping[str, Any] | None = None,
                   timezone: str | None = None, catalog: Catalog | None = None,
-                  renderer: MessageCatalog | None = None) -> Preview:
+                  renderer: MessageCatalog | None = None, ledger: Ledger | None = None) -> Preview:
+    """The template with its samples; DRAFT unless `ledger` approves it with these study values."""
     catalog = catalog or Catalog.load(root)
-    renderer = renderer or MessageCatalog(root, allow_drafts=True)
+    renderer = renderer or MessageCatalog(root, allow_drafts=True, ledger=ledger, study_values=study_globals)
     spec: TemplateSpec = catalog.templates[template_id]
     zone = ZoneInfo(timezone) if timezone else None
-    draft = not catalog.is_approved(template_id, language, catalog.status(template_id, language).sha256 or "")
+    draft = not renderer.verdict(template_id, language).approved
     if spec.kind == "labels":
         names = renderer.block_names(template_id, language)
         labels = [f"{b.removeprefix('button_')}: {renderer.render_block(template_id, language, b)}" for b in names]
@@ -66,8 +68,9 @@ def build_preview(root: Path, template_id: str, language: str, *, study_globals:
 
 
 def preview_lines(root: Path, template_id: str, language: str, *, study_globals: Mapping[str, Any] | None = None,
-                  timezone: str | None = None, markup: bool = False) -> list[str]:
-    preview = build_preview(root, template_id, language, study_globals=study_globals, timezone=timezone)
+                  timezone: str | None = None, markup: bool = False, ledger: Ledger | None = None) -> list[str]:
+    preview = build_preview(root, template_id, language, study_globals=study_globals, timezone=timezone,
+                            ledger=ledger)
     lines = []
     if preview.kind != "message":
         if preview.draft:

@@ -6,11 +6,13 @@ decides every word. Templates are edited by non-developers, so they run in Jinja
 StrictUndefined (a misspelt variable is an error, not an empty string) and autoescaping for
 Telegram's HTML parse mode.
 
-Fail closed (issue 3): a template is rendered only from the exact text the IRB approved, in the
-language asked for. The file is read, hashed and checked against `messages/catalog.toml` at every
-render, and the text compiled is that same text, so an edit made while the bot runs is refused
-rather than sent. There is no fallback to another language. `allow_drafts=True` (previews, the
-review packet, a sandbox) renders unapproved text too, but marks every such message DRAFT.
+Fail closed (issues 3 and 15): a template is rendered only from the exact text the IRB approved,
+in the language asked for, with the study values (phone, e-mail, study name...) it was approved
+with. The file is read, hashed and checked against the approvals ledger (messages/ledger.py, read
+from the audit trail) at every render, and the text compiled is that same text, so an edit made
+while the bot runs is refused rather than sent. The study values are the catalog's own (given at
+construction), never a caller's. There is no fallback to another language. `allow_drafts=True`
+(previews, the review packet) renders unapproved text too, but marks every such message DRAFT.
 """
 
 from __future__ import annotations
@@ -22,13 +24,20 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from babel.dates import format_date, format_time
+from babel.dates import format_date, format_skeleton, format_time
 from babel.numbers import format_decimal
-from babel.dates import format_skeleton
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from messages.catalog import SUFFIX, Catalog, CatalogError, default_root, sha256_of
+from messages.catalog import SUFFIX, Catalog, CatalogError, default_root
+from messages.ledger import (
+    Ledger,
+    State,
+    Verdict,
+    is_placeholder,
+    referenced,
+    values_sha256,
+)
 
 TEMPLATES = Path(__file__).parent
 DRAFT_MARK = "⚠️ <b>DRAFT, not approved</b>"
@@ -102,7 +111,7 @@ def _formatters(language: str) -> dict[str, Any]:
             return format_skeleton(_DATE_SKELETONS[style], value, locale=language)
         return format_date(value, pattern or style, locale=language)
 
-    def fmt_number(value: float | int) -> str:
+    def fmt_number(value: float) -> str:
         return format_decimal(value, locale=language)
 
     return {"time": fmt_time, "date": fmt_date, "number": fmt_number}
@@ -124,13 +133,49 @@ class _Loaded:
 
 
 class MessageCatalog:
-    def __init__(self, root: Path | None = None, *, default_language: str = "en", allow_drafts: bool = False) -> None:
+    """Templates rendered for sending. `ledger` is what the IRB approved (none: nothing is);
+    `study_values` the study's own values every template may use (Protocol.template_globals)."""
+
+    def __init__(self, root: Path | None = None, *, default_language: str = "en", allow_drafts: bool = False,
+                 ledger: Ledger | None = None, study_values: Mapping[str, Any] | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.default_language = default_language  # kept for callers; there is no fallback any more
         self.allow_drafts = allow_drafts
+        self.study_values = dict(study_values or {})
+        self._ledger = ledger if ledger is not None else Ledger()
+        self._verdicts: dict[tuple[str, str, bytes], Verdict] = {}
         self._environments: dict[str, SandboxedEnvironment] = {}
         self._compiled: dict[tuple[str, str], Template] = {}
         self._catalog: Catalog | None = None
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    def use_ledger(self, ledger: Ledger) -> None:
+        """Send by these approvals from now on (a reload after `trialbot messages approve`)."""
+        self._ledger = ledger
+        self._verdicts = {}
+
+    def verdict(self, template_id: str, language: str, source: bytes | None = None) -> Verdict:
+        """What the ledger says of the file as it is now (or of `source`), with this study's values."""
+        if source is None:
+            path = self.path(template_id, language)
+            source = path.read_bytes() if path.exists() else None
+        if source is None:
+            return self._ledger.verdict(template_id, language, None, self.study_values)
+        key = (template_id, language, source)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = self._ledger.verdict(template_id, language, source, self.study_values)
+        return verdict
+
+    def still_approved(self, template_id: str, language: str, template_hash: str) -> bool:
+        """Is this version of the template (a text sent before) the one approved now, with the
+        study values approved now? (Repeating an earlier answer: bot/exactly_once.py.)"""
+        approval = self._ledger.current(template_id, language)
+        return (approval is not None and approval.template_sha256 == template_hash
+                and values_sha256(referenced(approval.text, self.study_values)) == approval.values_sha256)
 
     @property
     def catalog(self) -> Catalog:
@@ -151,16 +196,27 @@ class MessageCatalog:
     def path(self, template_id: str, language: str) -> Path:
         return self.root / language / f"{template_id}{SUFFIX}"
 
-    def problems(self, languages: Sequence[str]) -> list[str]:
-        """What stops start-up: missing, unapproved or changed templates, each naming its file.
-        With drafts allowed only missing templates count (drafts are rendered, marked DRAFT)."""
-        problems = self.catalog.problems(list(languages))
-        if self.allow_drafts:
-            problems = [p for p in problems if ": missing" in p or "no message catalog" in p]
+    def problems(self, languages: Sequence[str], *, for_participants: bool = False) -> list[str]:
+        """What stops start-up: missing, never approved or changed templates (text or study
+        values), each naming the template. With drafts allowed only missing templates count
+        (drafts are rendered, marked DRAFT). `for_participants` (trialbot run) also refuses
+        approvals under a placeholder or demo reference."""
+        catalog = self.catalog
+        if not (catalog.root / "catalog.toml").exists():
+            return [f"{catalog.root / 'catalog.toml'}: no message catalog, so no text is known"]
+        problems = []
+        for template_id in sorted(catalog.templates):
+            for language in languages:
+                verdict = self.verdict(template_id, language)
+                if verdict.state is State.MISSING or (not verdict.approved and not self.allow_drafts):
+                    problems.append(verdict.describe())
+                elif for_participants and verdict.approval is not None and is_placeholder(verdict.approval.irb_ref):
+                    problems.append(f"{language}/{template_id}: approved under {verdict.approval.irb_ref!r}, which is "
+                                    "not a real IRB reference; approve the IRB-approved text under its reference")
         return problems
 
-    def check_ready(self, languages: Sequence[str]) -> None:
-        problems = self.problems(languages)
+    def check_ready(self, languages: Sequence[str], *, for_participants: bool = False) -> None:
+        problems = self.problems(languages, for_participants=for_participants)
         if problems:
             raise CatalogNotReady(problems)
 
@@ -172,10 +228,10 @@ class MessageCatalog:
             source = path.read_bytes()
         except FileNotFoundError:
             raise MessageError(f"no template {template_id!r} for language {language!r} ({path})") from None
-        digest = sha256_of(source)
-        approved = self.catalog.is_approved(template_id, language, digest)
+        verdict = self.verdict(template_id, language, source)
+        digest, approved = verdict.template_sha256 or "", verdict.approved
         if not approved and not self.allow_drafts:
-            raise NotApprovedError(f"{path}: not the approved text (sha256 {digest[:12]}...); not sent")
+            raise NotApprovedError(f"{verdict.describe()}; not sent")
         template = self._compiled.get((language, digest))
         if template is None:
             try:
@@ -192,7 +248,8 @@ class MessageCatalog:
         variables: Mapping[str, Any] | None = None,
         buttons: Sequence[Sequence[Button]] = (),
     ) -> RenderedMessage:
-        variables = dict(variables or {})
+        # The study's own values win: they are part of what the IRB approved.
+        variables = {**(variables or {}), **self.study_values}
         loaded = self._load(template_id, language)
         draft = not loaded.approved
         try:
@@ -219,7 +276,8 @@ class MessageCatalog:
         """One named block as plain text (command descriptions, callback toasts)."""
         loaded = self._load(template_id, language)
         try:
-            text = html.unescape(self._block(loaded.template, block, dict(variables or {}), template_id)).strip()
+            values = {**(variables or {}), **self.study_values}
+            text = html.unescape(self._block(loaded.template, block, values, template_id)).strip()
         except MessageError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever a template does wrong, nothing is sent
@@ -246,3 +304,13 @@ class MessageCatalog:
         # Button labels are plain text on Telegram, not HTML: undo the autoescaping.
         label = html.unescape(self._block(template, block, {**variables, **button.variables}, template_id)).strip()
         return (DRAFT_LABEL + label if draft else label), draft
+
+
+def demo_catalog(study_values: Mapping[str, Any], languages: Sequence[str], *, root: Path | None = None,
+                 default_language: str = "en") -> MessageCatalog:
+    """Templates sendable under the demo ledger: every file as it is now, "approved" under
+    messages.ledger.DEMO_REF. For the web demo, the sandbox drills, the benches and the tests;
+    `trialbot run` builds its catalog from the database's ledger and refuses that reference."""
+    root = Path(root) if root is not None else default_root()
+    return MessageCatalog(root, default_language=default_language, study_values=study_values,
+                          ledger=Ledger.demo(root, languages, study_values))

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from messages.catalog import Catalog, State
+from messages.catalog import Catalog
+from messages.ledger import Ledger, State, Verdict
 from messages.preview import build_preview
 from messages.renderer import DRAFT_MARK, MessageCatalog
 
@@ -40,22 +41,22 @@ def _e(value: Any) -> str:
 
 
 def _state_class(state: State) -> str:
-    return {State.APPROVED: "approved", State.MODIFIED: "modified", State.NEW: "new", State.MISSING: "missing"}[state]
+    return {State.APPROVED: "approved", State.TEXT_CHANGED: "modified", State.VALUES_CHANGED: "modified",
+            State.NEVER: "new", State.MISSING: "missing"}[state]
 
 
-def _diff(catalog: Catalog, template_id: str, language: str) -> str:
-    status = catalog.status(template_id, language)
-    if status.state is State.APPROVED:
+def _diff(catalog: Catalog, verdict: Verdict) -> str:
+    if verdict.state is State.APPROVED:
         return "<p>Unchanged since approval.</p>"
-    if status.state is State.MISSING:
+    if verdict.state is State.MISSING:
         return "<p class='state-missing'>The template file is missing.</p>"
-    current = status.path.read_text(encoding="utf-8").splitlines(keepends=True)
-    snapshot = catalog.approved_path(template_id, language)
-    if status.state is State.NEW:
+    if verdict.state is State.NEVER or verdict.approval is None:
         return "<p>New: never approved. The whole text is for review.</p>"
-    if not snapshot.exists():
-        return "<p>Changed since approval; the approved text was not kept, so no line-by-line comparison.</p>"
-    before = snapshot.read_text(encoding="utf-8").splitlines(keepends=True)
+    if verdict.state is State.VALUES_CHANGED:
+        return (f"<p>The text is as approved; the study values in it changed: {_e(', '.join(verdict.changed_values))}"
+                "</p>")
+    current = catalog.path(verdict.template_id, verdict.language).read_text(encoding="utf-8").splitlines(keepends=True)
+    before = verdict.approval.text.splitlines(keepends=True)
     lines = []
     for line in difflib.unified_diff(before, current, fromfile="approved", tofile="proposed"):
         css = "add" if line.startswith("+") and not line.startswith("+++") else (
@@ -95,11 +96,12 @@ def _screening_section(screener: Screener, languages: Sequence[str]) -> list[str
 
 
 def build_review_packet(root: Path, languages: Sequence[str], *, study_globals: Mapping[str, Any] | None = None,
-                        study_name: str = "", now: datetime | None = None, screener: Screener | None = None) -> str:
+                        study_name: str = "", now: datetime | None = None, screener: Screener | None = None,
+                        ledger: Ledger | None = None) -> str:
     """The packet's HTML. With `screener` (the protocol's red-flag screening), a last section lists
-    every flag with its action and its terms per language."""
+    every flag with its action and its terms per language; `ledger` says what is approved."""
     catalog = Catalog.load(root)
-    renderer = MessageCatalog(root, allow_drafts=True)
+    renderer = MessageCatalog(root, allow_drafts=True, ledger=ledger, study_values=study_globals)
     now = now or datetime.now(UTC)
     ids = sorted(catalog.templates, key=lambda t: (catalog.templates[t].kind != "message", t))
     out = [
@@ -117,8 +119,8 @@ def build_review_packet(root: Path, languages: Sequence[str], *, study_globals: 
         spec = catalog.templates[tid]
         cells = []
         for language in languages:
-            status = catalog.status(tid, language)
-            cells.append(f"<td class='state-{_state_class(status.state)}'>{_e(status.state.value)}</td>")
+            verdict = renderer.verdict(tid, language)
+            cells.append(f"<td class='state-{_state_class(verdict.state)}'>{_e(verdict.state.value)}</td>")
         out.append(f"<tr><td><a href='#{_e(tid)}'>{_e(tid)}</a></td><td>{_e(spec.sent)}</td>{''.join(cells)}</tr>")
     out.append("</table>")
 
@@ -132,7 +134,7 @@ def build_review_packet(root: Path, languages: Sequence[str], *, study_globals: 
             out.append(f"<table><tr><th>Filled in by the bot</th><th>Sample</th></tr>{rows}</table>")
         out.append("<div class='langs'>")
         for language in languages:
-            status = catalog.status(tid, language)
+            status = renderer.verdict(tid, language)
             out.append(f"<div><h3>{_e(language)} <span class='state-{_state_class(status.state)}'>"
                        f"({_e(status.state.value)})</span></h3>")
             if status.state is State.MISSING:
@@ -153,11 +155,13 @@ def build_review_packet(root: Path, languages: Sequence[str], *, study_globals: 
                 items = "".join(f"<li>{_e(line)}</li>" for line in preview.buttons)
                 out.append(f"<ul>{items}</ul>")
             if status.approval is not None:
-                out.append(f"<p class='meta'>Approved: {_e(status.approval.irb_ref)}, {status.approval.date.isoformat()}"
-                           f"<br>sha256 {_e(status.approval.sha256)}</p>")
-            out.append(_diff(catalog, tid, language))
-            source = status.path.read_text(encoding="utf-8")
-            out.append(f"<details><summary>Template text ({_e(language)}/{_e(tid)}.html.j2, sha256 {_e(status.sha256)})"
+                out.append(f"<p class='meta'>Approved: {_e(status.approval.irb_ref)}, "
+                           f"{status.approval.approved_on.isoformat()}, recorded by {_e(status.approval.approved_by)}"
+                           f"<br>sha256 {_e(status.approval.template_sha256)}</p>")
+            out.append(_diff(catalog, status))
+            source = catalog.path(tid, language).read_text(encoding="utf-8")
+            out.append(f"<details><summary>Template text ({_e(language)}/{_e(tid)}.html.j2, sha256 "
+                       f"{_e(status.template_sha256)})"
                        f"</summary><pre>{_e(source)}</pre></details></div>")
         out.append("</div>")
     if screener is not None:

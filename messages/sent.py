@@ -59,7 +59,7 @@ async def record(
     try:
         async with db.transaction() as session:
             add(session, rendered, recipient=recipient, via=via, telegram_message_id=telegram_message_id, now=now)
-    except Exception as error:  # noqa: BLE001 - logged with its traceback; the send itself succeeded
+    except Exception as error:
         if not is_unavailable(error):
             log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
         else:  # the outage itself is logged once by the database; no traceback per message

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 from telegram import Update
 
-from bot.app import build_application
+from bot.app import build_application, demo_messages
 from study.database import Database
 from study.models import (
     Alert,
@@ -41,7 +41,8 @@ async def second_process(trial: Trial) -> AsyncIterator:
     db = Database(trial.db.url.render_as_string(hide_password=False), schema=trial.db.schema)
     app = build_application(token=trial.world.token, base_url=trial.server.base_url,
                             base_file_url=trial.server.base_file_url, protocol=trial.protocol, db=db,
-                            clock=trial.clock, tick_seconds=None, rate_limit_retries=0)
+                            clock=trial.clock, tick_seconds=None, rate_limit_retries=0,
+                            messages=demo_messages(trial.protocol))
     await app.initialize()
     try:
         yield app

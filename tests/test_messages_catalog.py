@@ -1,6 +1,7 @@
 """The IRB-approved message catalog: lint passes on what ships, every template renders in every
 language within Telegram's limits, the sandbox holds, an edited-but-unapproved template stops
 start-up and is never sent, approve makes it sendable, and the review packet has everything.
+(The approvals ledger itself, and what cannot forge it: tests/test_approvals_ledger.py.)
 
 Tests that edit templates work on a copy of messages/ in tmp_path, never on the repository.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 
 from bot import callback_data as cb
 from bot.cli import app as cli_app
-from messages.catalog import MESSAGES_ROOT, ROOT_ENV, Catalog, State
+from messages.catalog import MESSAGES_ROOT, ROOT_ENV, Catalog
+from messages.ledger import DEMO_REF, Ledger
 from messages.lint import lint, sample_values, button_variants
-from messages.renderer import Button, CatalogNotReady, MessageCatalog, MessageError, NotApprovedError
+from messages.renderer import Button, CatalogNotReady, MessageCatalog, MessageError, NotApprovedError, demo_catalog
+from tests.study_files import write_study_file
 from messages.review_packet import build_review_packet
 from sandbox.telegram_html import MAX_TEXT_LENGTH, render_text
 from sandbox.limits import MAX_CALLBACK_DATA_BYTES
@@ -42,11 +44,19 @@ def messages_copy(tmp_path: Path) -> Path:
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, messages_copy: Path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
+    monkeypatch.setenv("STUDY_FILE", str(write_study_file(tmp_path / "site")))
     monkeypatch.setenv(ROOT_ENV, str(messages_copy))
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     runner = CliRunner()
+    first = runner.invoke(cli_app, ["staff", "add", "--telegram-id", "7001", "--name", "Dana Lee", "--role", "coordinator"])
+    assert first.exit_code == 0, first.output
+    monkeypatch.setenv("TRIALBOT_OPERATOR", "Dana Lee")
     return lambda *args: runner.invoke(cli_app, list(args))
+
+
+def _demo(root: Path) -> MessageCatalog:
+    """The templates under `root` as they are now, under the demo ledger; the callers' values."""
+    return demo_catalog({}, LANGUAGES, root=root)
 
 
 def _edit(root: Path, language: str, template_id: str, old: str, new: str) -> Path:
@@ -67,19 +77,25 @@ def test_lint_passes_on_the_shipped_catalog(cli) -> None:
     assert "OK" in result.output and "en, es" in result.output
 
 
-def test_every_shipped_template_is_approved_in_both_languages() -> None:
-    assert CATALOG.problems(LANGUAGES) == []
+def test_nothing_ships_approved() -> None:
+    """A new site's IRB has seen none of these texts: the catalog approves nothing, and without a
+    ledger nothing is sendable."""
+    assert "approval." not in (MESSAGES_ROOT / "catalog.toml").read_text(encoding="utf-8").replace(
+        "approval.<language>", "")
+    assert not (MESSAGES_ROOT / "approved").exists()
     assert set(CATALOG.templates) == {p.name.removesuffix(".html.j2") for p in (MESSAGES_ROOT / "en").glob("*.html.j2")}
-    for status in CATALOG.statuses(LANGUAGES):
-        assert status.state is State.APPROVED, status
-        # The kept copy is exactly the approved text, so `diff` compares against the real thing.
-        assert CATALOG.approved_path(status.template_id, status.language).read_bytes() == status.path.read_bytes()
+    unapproved = MessageCatalog(MESSAGES_ROOT).problems(LANGUAGES)
+    assert len(unapproved) == 2 * len(CATALOG.templates)
+    assert all(": never approved (trialbot messages approve" in p for p in unapproved)
+    assert _demo(MESSAGES_ROOT).problems(LANGUAGES) == []
+    refused = _demo(MESSAGES_ROOT).problems(LANGUAGES, for_participants=True)
+    assert len(refused) == 2 * len(CATALOG.templates) and f"approved under {DEMO_REF!r}" in refused[0]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("template_id", MESSAGE_IDS)
 def test_every_template_renders_within_telegrams_limits(template_id: str, language: str) -> None:
-    renderer = MessageCatalog(MESSAGES_ROOT)  # strict: only approved text renders
+    renderer = _demo(MESSAGES_ROOT)  # strict: only approved text renders
     spec = CATALOG.templates[template_id]
     for which in ("sample", "longest"):
         buttons = [[Button(name, CATALOG.buttons[name], variant)]
@@ -95,7 +111,7 @@ def test_every_template_renders_within_telegrams_limits(template_id: str, langua
 
 
 def test_spanish_dates_and_times_are_written_the_spanish_way() -> None:
-    renderer = MessageCatalog(MESSAGES_ROOT)
+    renderer = _demo(MESSAGES_ROOT)
     spec = CATALOG.templates["applied_logged"]
     text = renderer.render("applied_logged", "es", sample_values(CATALOG, spec)).text
     assert "a las 10:03 el martes 24 de noviembre" in text
@@ -163,17 +179,15 @@ def test_every_template_the_code_sends_is_in_the_catalog() -> None:
 ])
 def test_a_template_cannot_reach_python_internals(messages_copy: Path, expression: str) -> None:
     _edit(messages_copy, "en", "contact", "<b>Your study team</b>", "{{ " + expression + " }}")
-    Catalog.load(messages_copy).approve("contact", "en", irb_ref="test", on=date(2026, 11, 24))  # approval is not the guard here
-    with pytest.raises(MessageError):
-        MessageCatalog(messages_copy).render("contact", "en", {"study_phone": "1", "study_email": "e",
+    with pytest.raises(MessageError):  # "approved" as it is: approval is not the guard here
+        _demo(messages_copy).render("contact", "en", {"study_phone": "1", "study_email": "e",
                                                               "study_name": "n"})
 
 
 def test_a_template_cannot_include_another_file(messages_copy: Path) -> None:
     _edit(messages_copy, "en", "contact", "<b>Your study team</b>", "{% include 'help.html.j2' %}")
-    Catalog.load(messages_copy).approve("contact", "en", irb_ref="test", on=date(2026, 11, 24))
     with pytest.raises(MessageError):
-        MessageCatalog(messages_copy).render("contact", "en", {"study_phone": "1", "study_email": "e"})
+        _demo(messages_copy).render("contact", "en", {"study_phone": "1", "study_email": "e"})
     assert any("include" in f.message for f in lint(messages_copy, LANGUAGES))
 
 
@@ -181,23 +195,23 @@ def test_a_template_cannot_include_another_file(messages_copy: Path) -> None:
 
 
 def test_an_edited_template_is_not_sent_until_approved(messages_copy: Path) -> None:
-    path = _edit(messages_copy, "es", "help", "Cómo funciona", "Cómo funciona (nuevo)")
-    renderer = MessageCatalog(messages_copy)
+    renderer = _demo(messages_copy)  # approved as the files are before the edit
+    _edit(messages_copy, "es", "help", "Cómo funciona", "Cómo funciona (nuevo)")
     with pytest.raises(CatalogNotReady) as refused:
         renderer.check_ready(LANGUAGES)
     assert refused.value.problems == [
-        f"{path}: changed since its approval (IRB 26-1042 amendment 1, 2026-11-29); "
-        "approve the new text or restore the approved one"]
+        f"es/help: text changed since its approval ({DEMO_REF}); "
+        "approve the new text or restore the approved one (trialbot messages diff)"]
     variables = {"undo_minutes": 15, "backfill_days": 1, "emergency_number": "911"}
-    with pytest.raises(NotApprovedError, match="help.html.j2"):
+    with pytest.raises(NotApprovedError, match="es/help: text changed"):
         renderer.render("help", "es", variables)
     assert "How this works" in renderer.render("help", "en", variables).text  # English is untouched
 
     draft = MessageCatalog(messages_copy, allow_drafts=True).render("help", "es", variables)
     assert draft.draft and draft.text.startswith("⚠️ <b>DRAFT") and "(nuevo)" in draft.text
 
-    Catalog.load(messages_copy).approve("help", "es", irb_ref="IRB 26-1042 amendment 1", on=date(2026, 12, 1))
-    renderer.check_ready(LANGUAGES)  # the running catalog sees the approval at once
+    renderer.use_ledger(Ledger.demo(messages_copy, LANGUAGES, {}))  # what a re-read ledger does
+    renderer.check_ready(LANGUAGES)
     sent = renderer.render("help", "es", variables)
     assert "(nuevo)" in sent.text and not sent.draft
 
@@ -205,10 +219,10 @@ def test_an_edited_template_is_not_sent_until_approved(messages_copy: Path) -> N
 def test_no_silent_fallback_to_english(messages_copy: Path) -> None:
     missing = messages_copy / "es" / "contact.html.j2"
     missing.unlink()
-    renderer = MessageCatalog(messages_copy)
+    renderer = _demo(messages_copy)
     with pytest.raises(MessageError, match="no template 'contact' for language 'es'"):
         renderer.render("contact", "es", {"study_phone": "1", "study_email": "e"})
-    with pytest.raises(CatalogNotReady, match=re.escape(str(missing))):
+    with pytest.raises(CatalogNotReady, match=re.escape("es/contact: missing")):
         renderer.check_ready(LANGUAGES)
     with pytest.raises(CatalogNotReady):  # drafts do not excuse a missing language
         MessageCatalog(messages_copy, allow_drafts=True).check_ready(LANGUAGES)
@@ -218,55 +232,45 @@ def test_the_app_builder_refuses_an_unapproved_catalog(messages_copy: Path, prot
     from bot.app import build_application
     from study.database import Database
 
-    path = _edit(messages_copy, "en", "buttons", "I put it on now", "I just put it on")
-    with pytest.raises(CatalogNotReady, match=re.escape(str(path))):
+    messages = _demo(messages_copy)
+    _edit(messages_copy, "en", "buttons", "I put it on now", "I just put it on")
+    with pytest.raises(CatalogNotReady, match=re.escape("en/buttons: text changed since its approval")):
         build_application(token="1:x", base_url="http://127.0.0.1:9/bot", base_file_url="http://127.0.0.1:9/file/bot",
-                          protocol=protocol, db=Database("sqlite+aiosqlite://"), clock=clock,
-                          messages=MessageCatalog(messages_copy))
-
-
-def test_trialbot_run_refuses_to_start_naming_each_file(cli, messages_copy: Path, monkeypatch) -> None:
-    edited = _edit(messages_copy, "es", "consent", "No, gracias", "No, muchas gracias")
-    (messages_copy / "en" / "stranger.html.j2").unlink()
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:not-used-because-it-never-starts")
-    result = cli("run")
-    assert result.exit_code == 2
-    assert "will not start" in result.output
-    assert str(edited) in result.output and "changed since its approval" in result.output
-    assert str(messages_copy / "en" / "stranger.html.j2") in result.output and "missing" in result.output
+                          protocol=protocol, db=Database("sqlite+aiosqlite://"), clock=clock, messages=messages)
 
 
 def test_status_diff_and_audited_approve(cli, messages_copy: Path, tmp_path: Path) -> None:
-    result = cli("messages", "status")
-    assert result.exit_code == 0 and "all templates approved" in result.output
+    result = cli("messages", "status", "--language", "es")
+    assert result.exit_code == 1 and re.search(r"es\s+undo_nothing\s+never approved", result.output)
+    result = cli("messages", "approve", "undo_nothing", "--irb-ref", "IRB 26-1042 amendment 1", "--date", "2026-12-01",
+                 "--language", "es")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"es\s+undo_nothing\s+approved  \[IRB 26-1042 amendment 1, 2026-12-01, by staff:1 "
+                     r"\(Dana Lee, coordinator\)\]", cli("messages", "status", "-l", "es").output)
 
     _edit(messages_copy, "es", "undo_nothing", "No hay nada que quitar.", "No hay nada para quitar.")
     (messages_copy / "es" / "brand_new.html.j2").write_text("{% block text %}Hola{% endblock %}\n", encoding="utf-8")
     result = cli("messages", "status", "--language", "es")
     assert result.exit_code == 1
-    assert re.search(r"es\s+undo_nothing\s+modified since approval", result.output)
-    assert re.search(r"es\s+brand_new \(not in catalog\)\s+new", result.output)
+    assert re.search(r"es\s+undo_nothing\s+changed since approval \(the text\)", result.output)
+    assert re.search(r"es\s+brand_new \(not in catalog\)\s+never approved", result.output)
 
     result = cli("messages", "diff", "undo_nothing", "--language", "es")
     assert "-No hay nada que quitar." in result.output and "+No hay nada para quitar." in result.output
-    assert "IRB 26-1042 initial approval" in result.output
+    assert "IRB 26-1042 amendment 1" in result.output  # the approved text is the ledger's, not a file's
 
     result = cli("messages", "approve", "undo_nothing", "--irb-ref", "IRB 26-1042 amendment 2",
                  "--date", "2026-12-15", "--language", "es")
     assert result.exit_code == 0, result.output
     assert "es/undo_nothing: approved (IRB 26-1042 amendment 2, 2026-12-15" in result.output
     assert "unchanged since approval" in cli("messages", "diff", "undo_nothing", "-l", "es").output
-    assert 'approval.es = { sha256 = "' in (messages_copy / "catalog.toml").read_text(encoding="utf-8")
-    assert (messages_copy / "approved" / "es" / "undo_nothing.html.j2").read_text().count("para quitar") == 1
-    MessageCatalog(messages_copy).render("undo_nothing", "es")  # sendable now
-    # The catalog keeps its comments: approve edits one line.
-    assert "# The message catalog" in (messages_copy / "catalog.toml").read_text(encoding="utf-8")
+    assert "approval" not in (messages_copy / "catalog.toml").read_text(encoding="utf-8").split("[templates.undo_nothing]")[1][:600]
 
     with sqlite3.connect(tmp_path / "cli.db") as db:
-        actor, action, entity, entity_id = db.execute(
-            "SELECT actor, action, entity, entity_id FROM audit_entries ORDER BY seq DESC").fetchone()
-    assert (action, entity, entity_id) == ("approve", "template", "es/undo_nothing")
-    assert actor.startswith("operator:")
+        actor, action, entity, entity_id, new = db.execute(
+            "SELECT actor, action, entity, entity_id, new_values FROM audit_entries ORDER BY seq DESC").fetchone()
+    assert (actor, action, entity, entity_id) == ("staff:1", "approve", "template_approval", "es/undo_nothing")
+    assert '"irb_ref": "IRB 26-1042 amendment 2"' in new and "No hay nada para quitar." in new
 
 
 def test_approve_refuses_a_template_that_fails_lint(cli, messages_copy: Path) -> None:
@@ -274,7 +278,7 @@ def test_approve_refuses_a_template_that_fails_lint(cli, messages_copy: Path) ->
     result = cli("messages", "approve", "contact", "--irb-ref", "IRB 1")
     assert result.exit_code == 2
     assert "study_emial" in result.output and "Not approved" in result.output
-    assert Catalog.load(messages_copy).status("contact", "en").state is State.MODIFIED
+    assert re.search(r"en\s+contact\s+never approved", cli("messages", "status", "-l", "en").output)
 
 
 def test_lint_finds_what_the_irb_and_telegram_would_refuse(messages_copy: Path) -> None:
@@ -294,7 +298,11 @@ def test_lint_finds_what_the_irb_and_telegram_would_refuse(messages_copy: Path) 
 def test_preview_shows_the_participants_view(cli) -> None:
     result = cli("messages", "preview", "pick_day_applied", "--language", "es")
     assert result.exit_code == 0, result.output
-    assert "¿Qué día se puso la crema?" in result.output
+    assert result.output.startswith("⚠️ DRAFT, not approved") and "[ [DRAFT] ⬅️ Volver ]" in result.output
+    for template_id in ("pick_day_applied", "buttons"):
+        assert cli("messages", "approve", template_id, "--irb-ref", "IRB 26-1042 amendment 1", "-l", "es").exit_code == 0
+    result = cli("messages", "preview", "pick_day_applied", "--language", "es")
+    assert "¿Qué día se puso la crema?" in result.output and "DRAFT" not in result.output
     assert "[ Hoy ]" in result.output and "[ Ayer ]" in result.output and "[ ⬅️ Volver ]" in result.output
     assert "<b>" not in cli("messages", "preview", "help", "-l", "en").output
 
@@ -305,6 +313,7 @@ def test_the_review_packet_contains_every_template_in_both_languages(cli, messag
     assert result.exit_code == 0, result.output
     packet = (tmp_path / "packet.html").read_text(encoding="utf-8")
     renderer = MessageCatalog(messages_copy, allow_drafts=True)
+    assert "never approved" in packet
     for template_id, spec in CATALOG.templates.items():
         assert f"<h2 id='{template_id}'>" in packet
         assert spec.purpose.replace("'", "&#x27;") in packet or spec.purpose in packet
@@ -314,7 +323,6 @@ def test_the_review_packet_contains_every_template_in_both_languages(cli, messag
                 text = renderer.render(template_id, language, sample_values(CATALOG, spec)).text
                 first_line = text.removeprefix("⚠️ <b>DRAFT, not approved</b>\n\n").splitlines()[0]
                 assert first_line in packet, (template_id, language)
-    assert "+¡Qué bueno tenerle de vuelta! Los mensajes están encendidos otra vez." in packet
     assert "✅ Sí, estoy de acuerdo" in packet and "Me la puse ahora" in packet
     assert build_review_packet(messages_copy, LANGUAGES).count("<h2 id=") == len(CATALOG.templates)
 

@@ -14,6 +14,7 @@ import pytest
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
 from study.database import Database
+from tests.ledger import approve_all
 from tests.study_files import write_study_file
 from tests.trial import COORDINATOR
 
@@ -39,6 +40,8 @@ async def test_trialbot_run_serves_participants_and_stops_cleanly(tmp_path: Path
             actor=COORDINATOR, now=now)
         code = (await invites.issue(session, participant, valid_for=timedelta(days=1), actor=COORDINATOR,
                                     now=now)).code
+    # The site's IRB approved every text (trialbot messages approve ... --as, for each).
+    await approve_all(db, load_protocol(write_study_file(tmp_path / "site")), actor=COORDINATOR)
     await db.dispose()
 
     world = TelegramWorld(token=TOKEN)

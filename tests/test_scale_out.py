@@ -379,14 +379,15 @@ async def test_in_polling_mode_only_the_leader_polls_and_a_standby_takes_over(
     must not poll (it would draw 409 Conflict, over and over) until the leader is gone."""
     if db.is_sqlite:
         pytest.skip("several processes need PostgreSQL (SQLite is one process on one machine)")
-    from bot.app import build_application, running
+    from bot.app import build_application, demo_messages, running
 
     other = Database(db.url.render_as_string(hide_password=False), schema=db.schema)
 
     def process(database: Database):
         return build_application(token=telegram.token, base_url=bot_api.base_url,
                                  base_file_url=bot_api.base_file_url, protocol=protocol, db=database, clock=clock,
-                                 tick_seconds=None, rate_limit_retries=0, leader_retry_seconds=0.05)
+                                 tick_seconds=None, rate_limit_retries=0, leader_retry_seconds=0.05,
+                                 messages=demo_messages(protocol))
 
     async with db.transaction() as session:
         person = await participants.enroll(session, protocol, EnrolmentRequest("P001", ZONE, "en"),

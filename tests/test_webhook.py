@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.app import Webhook, build_application, running
+from bot.app import Webhook, build_application, demo_messages, running
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
 from study.clock import ManualClock
@@ -44,7 +44,8 @@ async def test_updates_arrive_by_webhook_and_requests_without_the_secret_are_ref
     port = free_port()
     hook = Webhook(url=f"http://127.0.0.1:{port}/telegram", secret_token=SECRET, port=port)
     app = build_application(token=telegram.token, base_url=bot_api.base_url, base_file_url=bot_api.base_file_url,
-                            protocol=protocol, db=db, clock=clock, tick_seconds=None, rate_limit_retries=0)
+                            protocol=protocol, db=db, clock=clock, tick_seconds=None, rate_limit_retries=0,
+                            messages=demo_messages(protocol))
     async with running(app, webhook=hook):
         assert telegram.webhook is not None and telegram.webhook.secret_token == SECRET
         user = telegram.add_user(user_id=1001, first_name="Pat")

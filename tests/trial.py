@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.app import build_application, running
+from bot.app import build_application, demo_messages, running
 from sandbox.chat import ChatMessage, SimUser
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
@@ -59,7 +59,7 @@ class Trial:
         options = {"tick_seconds": None, "rate_limit_retries": 0, "outbox_poll_seconds": 3600, **self.app_options}
         self.app = build_application(token=self.world.token, base_url=self.server.base_url,
                                      base_file_url=self.server.base_file_url, protocol=self.protocol, db=self.db,
-                                     clock=self.clock, **options)
+                                     clock=self.clock, **{"messages": demo_messages(self.protocol), **options})
         self._running = running(self.app, poll_timeout=2, webhook=self.webhook)
         await self._running.__aenter__()
 

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select
 
-from messages.renderer import MessageCatalog
+from bot.app import demo_messages
 from sandbox.ratelimit import RateLimits
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
@@ -261,7 +261,7 @@ async def _populate(db: Database, count: int, *, zone: str, times: str, now: dat
 async def _queue_broadcast(db: Database, now: datetime) -> None:
     """What the coordinator's Confirm does: the draft, then one outbox row per recipient."""
     protocol = load_protocol(REPO / "study.toml")
-    catalog = MessageCatalog(default_language=protocol.study.default_language)
+    catalog = demo_messages(protocol)
     async with db.transaction() as session:
         author = await staff.add_or_update(session, telegram_user_id=9001, name="Drill", role="coordinator",
                                            actor=Actor.cli("drill"), now=now)
