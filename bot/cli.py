@@ -679,14 +679,15 @@ def export(
 
     if fmt not in exporting.FORMATS:
         raise _fail(f"--format must be one of {', '.join(exporting.FORMATS)}")
+    _, protocol, _ = _context()  # its lists (missed-dose reasons, red flags, languages) are choice lists
 
     async def work(db):
         async with db.transaction() as session:  # who exports is checked before anything is read
             actor = await _actor(session, as_, roles.EXPORT, "export the study record")
         with Progress(transient=True) as progress:
             task = progress.add_task("Exporting", total=exporting.STEPS)
-            return await exporting.run(db, fmt=fmt, out=out, include_contact=include_contact, actor=actor,
-                                       now=_now(), tick=lambda rows: progress.advance(task))
+            return await exporting.run(db, protocol=protocol, fmt=fmt, out=out, include_contact=include_contact,
+                                       actor=actor, now=_now(), tick=lambda rows: progress.advance(task))
 
     datasets, written = _with_database(work)
     for ds in datasets:

@@ -23,6 +23,9 @@ from study.protocol import Protocol
 from study.screening import Action, most_urgent_first
 
 ACKNOWLEDGERS = roles.roles_with(roles.ACKNOWLEDGE)
+# What raised an alert, and where it stands.
+SOURCES = ("checkin", "urgent", "message", "pregnancy_test")
+STATUSES = ("open", "acknowledged")
 # What the participant is told to do for what they report that is not a red flag (a red flag's
 # action is in the screening file, one source for the buttons and the words alike).
 _TRIGGER_ACTIONS = {"severity": Action.CALL_TODAY, "score": Action.CALL_TODAY, "urgent": Action.EMERGENCY}

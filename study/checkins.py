@@ -41,6 +41,9 @@ from study.protocol import Protocol
 FULL_STEPS = ("itch", "pain", "reaction", "severity", "new_problem", "medicines", "medicines_change", "red_flags",
               "review")
 SCORE_STEPS = ("itch", "pain", "review")
+KINDS = ("full", "scores")
+SOURCES = ("command", "scheduled")  # /symptoms, or the protocol's scheduled check-in
+ENDINGS = ("expired", "restarted")  # why a check-in was never saved (incomplete_checkins.reason)
 REACTIONS = ("none", "redness", "burning", "itching", "acne", "other")
 SEVERITIES = ("mild", "moderate", "severe")
 MEDICINES = ("no", "medicines", "other_cream", "both")

@@ -46,6 +46,7 @@ COPY_KIND = "media_copy"
 COPY_TEMPLATE = "(copy of the participant's message)"
 NOTICE_KIND = "participant_message"
 SETTLED = ("sent", "failed", "skipped")
+DIRECTIONS = ("in", "out")  # from the participant, or a reply from the study team
 
 
 def is_answer(context: str | None) -> bool:

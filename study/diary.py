@@ -28,6 +28,9 @@ from study.protocol import DiarySection
 
 # A phone's clock may run a little ahead of the server's; a "now" this far ahead is still now.
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# How an entry came: a diary button, a reminder's button, a command (/undo), or the system (a slot
+# recorded missing when its window closed).
+SOURCES = ("button", "reminder", "command", "system")
 
 
 class LogStatus(Enum):

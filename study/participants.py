@@ -161,6 +161,7 @@ async def resume(session: AsyncSession, participant: Participant, *, actor: Acto
 
 
 FINAL_STATUSES = ("withdrawn", "completed")
+STATUSES = ("invited", *SERVED_STATUSES, *FINAL_STATUSES)
 
 
 async def end_participation(session: AsyncSession, participant: Participant, status: str, *, reason: str,

@@ -28,6 +28,7 @@ from study.models import ContraceptionAnswer, Participant, PregnancyTest, Visit
 from study.protocol import PregnancyTestSection
 
 RESULTS = ("negative", "positive", "not_yet")
+SOURCES = ("reminder", "staff")  # answered on a reminder's buttons, or recorded by the study team
 RESETTING = ("negative", "positive")  # a result: the next test is counted from it
 
 

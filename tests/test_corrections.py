@@ -244,8 +244,8 @@ async def test_a_checkin_answer_is_corrected_in_the_picture_and_both_exports(tri
         assert await corrections.checkin_views(session) and (await session.get(CheckIn, checkin.id)).itch == 8
         assert await oversight.scores(session, checkin.participant_id) == [(date(2026, 11, 24), 3, 2)]
 
-    await exporting.run(trial.db, fmt="csv", out=tmp_path / "csv", include_contact=False, actor=Actor.cli("dana"),
-                        now=trial.clock.now())
+    await exporting.run(trial.db, protocol=trial.protocol, fmt="csv", out=tmp_path / "csv", include_contact=False,
+                        actor=Actor.cli("dana"), now=trial.clock.now())
     [row] = read(tmp_path / "csv" / "checkins.csv")
     assert (row["itch"], row["corrected"], row["correction_reason"]) == ("3", "1", "typed 8 for 3; no reaction")
     assert json.loads(row["original_value"]) == {"itch": 8, "reaction": "redness", "reaction_severity": "moderate"}
@@ -255,8 +255,8 @@ async def test_a_checkin_answer_is_corrected_in_the_picture_and_both_exports(tri
         ("checkin", str(checkin.id), "itch", "8", "3"), ("checkin", str(checkin.id), "reaction", '"redness"', '"none"'),
         ("checkin", str(checkin.id), "reaction_severity", '"moderate"', "null")]
 
-    await exporting.run(trial.db, fmt="redcap", out=tmp_path / "redcap", include_contact=False,
-                        actor=Actor.cli("dana"), now=trial.clock.now())
+    await exporting.run(trial.db, protocol=trial.protocol, fmt="redcap", out=tmp_path / "redcap",
+                        include_contact=False, actor=Actor.cli("dana"), now=trial.clock.now())
     records = read(tmp_path / "redcap" / "redcap_import.csv")
     [ci] = [r for r in records if r["redcap_repeat_instrument"] == "checkin"]
     assert (ci["ci_itch"], ci["ci_corrected"], ci["ci_correction_reason"]) == ("3", "1", "typed 8 for 3; no reaction")
@@ -272,8 +272,8 @@ async def test_both_exports_show_the_corrected_value_and_keep_the_original(trial
     await say(coordinator, f"/correct P001 entry {entry.id} time 09:00 reason participant called")
     [member] = await rows(trial, StaffMember)
 
-    await exporting.run(trial.db, fmt="csv", out=tmp_path / "csv", include_contact=False, actor=Actor.cli("dana"),
-                        now=trial.clock.now())
+    await exporting.run(trial.db, protocol=trial.protocol, fmt="csv", out=tmp_path / "csv", include_contact=False,
+                        actor=Actor.cli("dana"), now=trial.clock.now())
     [app] = read(tmp_path / "csv" / "applications.csv")
     assert app["occurred_at"] == "2026-11-24T14:00:00+00:00" and app["corrected"] == "1"
     assert json.loads(app["original_value"]) == {"occurred_at": "2026-11-24T12:00:00+00:00"}
@@ -287,15 +287,17 @@ async def test_both_exports_show_the_corrected_value_and_keep_the_original(trial
     assert {"corrected", "original_value", "correction_reason", "corrected_by", "corrected_at"} <= {
         d["column"] for d in dictionary if d["file"] == "applications.csv"}
 
-    await exporting.run(trial.db, fmt="redcap", out=tmp_path / "redcap", include_contact=False,
-                        actor=Actor.cli("dana"), now=trial.clock.now())
+    await exporting.run(trial.db, protocol=trial.protocol, fmt="redcap", out=tmp_path / "redcap",
+                        include_contact=False, actor=Actor.cli("dana"), now=trial.clock.now())
     records = read(tmp_path / "redcap" / "redcap_import.csv")
     [app] = [r for r in records if r["redcap_repeat_instrument"] == "application"]
     assert (app["app_occurred_at"], app["app_corrected"], app["app_correction_reason"]) == (
         "2026-11-24 14:00:00", "1", "participant called")
-    assert json.loads(app["app_original"]) == {"occurred_at": "2026-11-24T12:00:00+00:00"}
+    assert json.loads(app["app_original_value"]) == {"occurred_at": "2026-11-24T12:00:00+00:00"}
     [corr] = [r for r in records if r["redcap_repeat_instrument"] == "correction"]
-    assert (corr["record_id"], corr["corr_field"], corr["corr_reason"]) == ("P001", "occurred_at", "participant called")
+    field_choices = exporting.choice_lists(trial.protocol)["corrected_field"]  # coded: 1, Kind | 2, Occurred at ...
+    assert (corr["record_id"], field_choices.value(corr["corr_field"]), corr["corr_reason"]) == (
+        "P001", "occurred_at", "participant called")
     fields = [d["Variable / Field Name"] for d in read(tmp_path / "redcap" / "redcap_data_dictionary.csv")]
     assert len(fields) == len(set(fields)) and "app_corrected" in fields and "corr_field" in fields
     [kept] = await trial.diary()
@@ -335,8 +337,8 @@ async def test_a_back_filled_dose_supersedes_the_missing_record(trial: Trial, tm
     report = await trial.tick()  # the planner sees the slot accounted for: nothing more is recorded
     assert report.missing == 0 and len(await trial.diary()) == 2
 
-    await exporting.run(trial.db, fmt="csv", out=tmp_path, include_contact=False, actor=Actor.cli("dana"),
-                        now=trial.clock.now())
+    await exporting.run(trial.db, protocol=trial.protocol, fmt="csv", out=tmp_path, include_contact=False,
+                        actor=Actor.cli("dana"), now=trial.clock.now())
     [row] = read(tmp_path / "missed_doses.csv")
     assert (row["entry_id"], row["kind"], row["superseded_by"]) == (str(missing.id), "missing", str(applied.id))
     [app] = read(tmp_path / "applications.csv")
@@ -383,8 +385,8 @@ async def test_missed_doses_recorded_late_are_flagged_late(trial: Trial, tmp_pat
     await press(user, "Another reason")
     assert [(e.local_date.isoformat(), e.late) for e in await trial.diary()] == [
         ("2026-11-24", False), ("2026-11-24", False), ("2026-11-24", True)]
-    await exporting.run(trial.db, fmt="csv", out=tmp_path, include_contact=False, actor=Actor.cli("dana"),
-                        now=trial.clock.now())
+    await exporting.run(trial.db, protocol=trial.protocol, fmt="csv", out=tmp_path, include_contact=False,
+                        actor=Actor.cli("dana"), now=trial.clock.now())
     assert [r["late"] for r in read(tmp_path / "missed_doses.csv")] == ["0", "0", "1"]
 
 
