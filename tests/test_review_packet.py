@@ -61,7 +61,7 @@ def test_the_variants_take_every_branch_of_the_template(template_id: str, langua
 def test_the_shipped_templates_with_branches_are_many_and_the_check_sees_them() -> None:
     assert len(BRANCHING) >= 45
     for tid in ("visit_reminder", "pregnancy_reminder", "checkin_due", "checkin_review", "safety_message",
-                "staff_alert", "buttons"):
+                "consent", "staff_alert", "buttons"):
         assert tid in BRANCHING
 
 
@@ -264,5 +264,6 @@ def test_the_packet_lists_the_study_values_the_texts_are_rendered_with(packet: s
     section = packet[packet.index("<h2 style='page-break-before: avoid'>Study values in the texts</h2>"):]
     section = section[:section.index("<h2 ", 5)]
     study = PROTOCOL.study
-    for value in (study.phone, study.email, PROTOCOL.safety.crisis_line):
+    for value in (study.phone, study.email, study.team_hours["en"], study.team_hours["es"],
+                  study.reply_within["es"], study.records_kept["en"]):
         assert value in section, value
