@@ -169,12 +169,26 @@ def preview_command(
     language: LanguageOption = None,
     participant: Annotated[str | None, typer.Option(help="Show it as this participant would see it (their language and time zone), e.g. P001.")] = None,
     markup: Annotated[bool, typer.Option("--html", help="Show Telegram's HTML markup instead of the text.")] = False,
+    variant: Annotated[str | None, typer.Option(help="One of the template's variants in catalog.toml instead of the samples, e.g. 'the day before'.")] = None,
 ) -> None:
-    """A template as the participant would see it, with its sample values (drafts are marked DRAFT)."""
+    """A template as the participant would see it, with its sample values or one of its variants
+    (drafts are marked DRAFT)."""
+    from messages.catalog import CatalogError
     from messages.preview import preview_lines
+    from messages.variants import load_variants
 
     catalog = _catalog()
     _known(catalog, template_id)
+    chosen = None
+    if variant is not None:
+        try:
+            listed = load_variants(catalog.root).get(template_id, ())
+        except CatalogError as exc:
+            raise _fail(str(exc)) from None
+        chosen = next((v for v in listed if v.name == variant), None)
+        if chosen is None:
+            names = ", ".join(repr(v.name) for v in listed) or "none"
+            raise _fail(f"{template_id!r} has no variant {variant!r} (its variants: {names})")
     zone = None
     if participant:
         person = _participant(participant)
@@ -185,7 +199,7 @@ def preview_command(
     for lang in languages:
         try:
             lines = preview_lines(catalog.root, template_id, lang, study_globals=_study_globals(), timezone=zone,
-                                  markup=markup, ledger=ledger)
+                                  markup=markup, variant=chosen, ledger=ledger)
         except Exception as exc:  # noqa: BLE001 - a broken template is reported, not a traceback
             raise _fail(f"{lang}/{template_id}: {exc}") from None
         if len(languages) > 1:
@@ -272,8 +286,9 @@ def review_packet_command(
     out: Annotated[Path, typer.Option("--out", help="Where to write the HTML document.")] = Path("review-packet.html"),
     language: LanguageOption = None,
 ) -> None:
-    """One HTML document for the IRB: every template in every language, rendered with samples,
-    its buttons, purpose and when it is sent, and what changed since the last approval."""
+    """One HTML document for the IRB: every template in every language, rendered with samples and
+    with each of its variants (every branch), its buttons, purpose and when it is sent, what changed
+    since the last approval, and the red-flag screening's words with what each triggers."""
     from messages.review_packet import build_review_packet
 
     languages = _languages(language)

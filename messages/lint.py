@@ -7,8 +7,11 @@ include/import/extends; every variable it uses is declared in the catalog and ev
 variable is used; it renders, with the sample values and with the longest plausible ones, to
 HTML that Telegram accepts (its tag set, balanced) and to at most 4096 characters after the
 markup is parsed; each button has a non-empty plain-text label and callback data within 64 bytes;
-command descriptions fit Telegram's 256 characters. Files not in the catalog are reported too.
-Lint renders drafts: it checks text, not approval (that is `status`).
+command descriptions fit Telegram's 256 characters. Every variant the catalog lists for a template
+(`messages.variants`) is rendered and checked the same way, and together the variants must take
+every branch of the template (`messages.branches`), so the review packet shows every wording.
+Files not in the catalog are reported too. Lint renders drafts: it checks text, not approval
+(that is `status`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,17 @@ from typing import Any
 
 from jinja2 import TemplateError, TemplateSyntaxError, meta, nodes
 
-from messages.catalog import SUFFIX, Catalog, TemplateSpec
+from messages.branches import untaken_branches
+from messages.catalog import SUFFIX, Catalog, CatalogError, TemplateSpec
 from messages.renderer import SHARED_BUTTONS, Button, MessageCatalog, MessageError
+from messages.variants import (
+    Variant,
+    button_variants,
+    load_variants,
+    unknown_names,
+    values_for,
+    variants_of,
+)
 from sandbox.errors import ApiError
 from sandbox.telegram_html import MAX_TEXT_LENGTH, parse_html, utf16_len
 
@@ -45,15 +57,8 @@ class Finding:
 
 def sample_values(catalog: Catalog, spec: TemplateSpec, which: str = "sample",
                   study_globals: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    values = {name: getattr(v, which) for name, v in catalog.globals.items()}
-    if study_globals and which == "sample":
-        values.update(study_globals)
-    values.update({name: getattr(v, which) for name, v in spec.variables.items()})
-    return values
-
-
-def button_variants(spec: TemplateSpec, name: str) -> list[dict[str, Any]]:
-    return spec.button_samples.get(name) or [{}]
+    """The variables of a template's samples (its first variant)."""
+    return values_for(catalog, spec, None, which, study_globals)
 
 
 def lint(root, languages: Sequence[str], *, study_globals: Mapping[str, Any] | None = None,
@@ -61,6 +66,12 @@ def lint(root, languages: Sequence[str], *, study_globals: Mapping[str, Any] | N
     catalog = Catalog.load(root)
     renderer = MessageCatalog(root, allow_drafts=True)
     findings: list[Finding] = []
+    try:
+        listed = load_variants(catalog.root)
+    except CatalogError as exc:
+        return [Finding("catalog.toml", str(exc))]
+    for tid in sorted(set(listed) - set(catalog.templates)):
+        findings.append(Finding("catalog.toml", f"variants for {tid!r}, which is not a template of the catalog"))
     ids = [only] if only else catalog.all_ids(languages)
     for tid in ids:
         spec = catalog.templates.get(tid)
@@ -74,7 +85,7 @@ def lint(root, languages: Sequence[str], *, study_globals: Mapping[str, Any] | N
             if not path.exists():
                 findings.append(Finding(rel, f"missing: every template is needed in every language ({language})"))
                 continue
-            findings += _lint_file(catalog, renderer, spec, language, rel, study_globals)
+            findings += _lint_file(catalog, renderer, spec, language, rel, study_globals, listed)
     for name, data in catalog.buttons.items():
         if len(data.encode()) > MAX_CALLBACK_DATA_BYTES:
             findings.append(Finding("catalog.toml", f"button {name!r}: callback data is "
@@ -90,7 +101,7 @@ def _rel(catalog: Catalog, path) -> str:
 
 
 def _lint_file(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec, language: str, rel: str,
-               study_globals: Mapping[str, Any] | None) -> list[Finding]:
+               study_globals: Mapping[str, Any] | None, listed: Mapping[str, tuple[Variant, ...]]) -> list[Finding]:
     out: list[Finding] = []
     source = catalog.path(spec.id, language).read_text(encoding="utf-8")
     env = renderer.environment(language)
@@ -107,16 +118,39 @@ def _lint_file(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec, l
         out.append(Finding(rel, f"uses {{{{ {name} }}}}, which the catalog does not declare for {spec.id!r}"))
     for name in sorted(set(spec.variables) - used):
         out.append(Finding(rel, f"does not use the declared variable {name!r} (remove it from the catalog, or use it)"))
+    variants = variants_of(spec.id, listed)
+    for variant in variants:
+        for name in unknown_names(catalog, spec, variant):
+            out.append(Finding(rel, f"variant {variant.name!r} sets {name!r}, which {spec.id!r} does not take"))
+    if spec.kind != "message" and len(variants) > 1:
+        out.append(Finding(rel, f"variants are for messages; {spec.id!r} is {spec.kind}"))
     if out:
         return out
 
     if spec.kind == "labels":
-        return _lint_labels(catalog, renderer, spec, language, rel, blocks)
-    if spec.kind == "commands":
-        return _lint_commands(renderer, spec, language, rel, blocks)
-    if spec.kind == "figure":
-        return _lint_figure(renderer, spec, language, rel, blocks)
+        out = _lint_labels(catalog, renderer, spec, language, rel, blocks)
+    elif spec.kind == "commands":
+        out = _lint_commands(renderer, spec, language, rel, blocks)
+    elif spec.kind == "figure":
+        out = _lint_figure(renderer, spec, language, rel, blocks)
+    else:
+        out = _lint_message(catalog, renderer, spec, language, rel, blocks, study_globals, variants)
+    return _dedupe(out + _lint_branches(catalog, renderer, spec, language, rel, listed))
 
+
+def _lint_branches(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec, language: str, rel: str,
+                   listed: Mapping[str, tuple[Variant, ...]]) -> list[Finding]:
+    """Every branch of the template is shown by some variant, so the review packet holds it."""
+    where = (f"add a variant under [templates.{spec.id}] in catalog.toml" if spec.kind == "message"
+             else "add a button sample to a message that carries it")
+    return [Finding(rel, f"{branch}; {where}, so the review packet shows this wording")
+            for branch in untaken_branches(catalog, renderer.environment(language), spec, language, listed)]
+
+
+def _lint_message(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec, language: str, rel: str,
+                  blocks: set[str], study_globals: Mapping[str, Any] | None,
+                  variants: list[Variant]) -> list[Finding]:
+    out: list[Finding] = []
     allowed = {"text"} | {f"button_{b}" for b in spec.buttons}
     if "text" not in blocks:
         out.append(Finding(rel, "has no {% block text %}"))
@@ -127,26 +161,28 @@ def _lint_file(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec, l
     for which in ("sample", "longest", "study"):
         if which == "study" and not study_globals:
             continue
-        variables = sample_values(catalog, spec, "sample" if which == "study" else which,
-                                  study_globals if which == "study" else None)
-        rows = [[Button(name, catalog.buttons.get(name, ""), variant)]
-                for name in spec.buttons for variant in button_variants(spec, name)]
-        try:
-            rendered = renderer.render(spec.id, language, variables, rows)
-        except (MessageError, TemplateError, TypeError, ValueError, AttributeError) as exc:
-            out.append(Finding(rel, f"does not render with the {which} values: {exc}"))
-            continue
-        text = rendered.text.split("\n\n", 1)[1] if rendered.draft else rendered.text
-        out += _check_text(rel, text, which)
-        for row in rendered.buttons:
-            for button in row:
-                label = button.label.removeprefix("[DRAFT] ")
-                if not label.strip():
-                    out.append(Finding(rel, f"a button label is empty ({which} values)"))
-                elif len(label) > MAX_BUTTON_LABEL:
-                    out.append(Finding(rel, f"button label {label[:20]!r}... is {len(label)} characters"))
-                if "<" in label and ">" in label:
-                    out.append(Finding(rel, f"button label {label!r} looks like HTML; labels are plain text"))
+        for variant in variants:
+            variables = values_for(catalog, spec, variant, "sample" if which == "study" else which,
+                                   study_globals if which == "study" else None)
+            what = which if not variant.values else f"{which} + variant {variant.name!r}"
+            rows = [[Button(name, catalog.buttons.get(name, ""), sample)]
+                    for name in spec.buttons for sample in button_variants(spec, name)]
+            try:
+                rendered = renderer.render(spec.id, language, variables, rows)
+            except (MessageError, TemplateError, TypeError, ValueError, AttributeError) as exc:
+                out.append(Finding(rel, f"does not render with the {what} values: {exc}"))
+                continue
+            text = rendered.text.split("\n\n", 1)[1] if rendered.draft else rendered.text
+            out += _check_text(rel, text, what)
+            for row in rendered.buttons:
+                for button in row:
+                    label = button.label.removeprefix("[DRAFT] ")
+                    if not label.strip():
+                        out.append(Finding(rel, f"a button label is empty ({what} values)"))
+                    elif len(label) > MAX_BUTTON_LABEL:
+                        out.append(Finding(rel, f"button label {label[:20]!r}... is {len(label)} characters"))
+                    if "<" in label and ">" in label:
+                        out.append(Finding(rel, f"button label {label!r} looks like HTML; labels are plain text"))
     for name in spec.buttons:
         if name not in catalog.buttons:
             out.append(Finding(rel, f"button {name!r} has no callback data in the catalog's [buttons]"))

@@ -1,5 +1,5 @@
-"""A template rendered with its catalog samples, for `trialbot messages preview` and the review
-packet. Drafts are rendered too, and marked DRAFT."""
+"""A template rendered with its catalog samples, or one of its variants (`messages.variants`), for
+`trialbot messages preview` and the review packet. Drafts are rendered too, and marked DRAFT."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 
 from messages.catalog import Catalog, TemplateSpec
 from messages.ledger import Ledger
-from messages.lint import COMMANDS, button_variants, sample_values
+from messages.lint import COMMANDS
 from messages.renderer import Button, MessageCatalog
+from messages.variants import Variant, button_variants, values_for
 from sandbox.telegram_html import parse_html
 
 
@@ -41,8 +42,10 @@ def _in_zone(value: Any, zone: ZoneInfo | None) -> Any:
 
 def build_preview(root: Path, template_id: str, language: str, *, study_globals: Mapping[str, Any] | None = None,
                   timezone: str | None = None, catalog: Catalog | None = None,
-                  renderer: MessageCatalog | None = None, ledger: Ledger | None = None) -> Preview:
-    """The template with its samples; DRAFT unless `ledger` approves it with these study values."""
+                  renderer: MessageCatalog | None = None, variant: Variant | None = None,
+                  ledger: Ledger | None = None) -> Preview:
+    """The template with its samples (or a variant's); DRAFT unless `ledger` approves it with
+    these study values."""
     catalog = catalog or Catalog.load(root)
     renderer = renderer or MessageCatalog(root, allow_drafts=True, ledger=ledger, study_values=study_globals)
     spec: TemplateSpec = catalog.templates[template_id]
@@ -59,18 +62,19 @@ def build_preview(root: Path, template_id: str, language: str, *, study_globals:
     if spec.kind == "commands":
         lines = [f"/{c}: {renderer.render_block(template_id, language, f'command_{c}')}" for c in COMMANDS]
         return Preview(template_id, language, spec.kind, "", draft, lines)
-    variables = _in_zone(sample_values(catalog, spec, "sample", study_globals), zone)
-    rows = [[Button(name, catalog.buttons.get(name, "x"), _in_zone(variant, zone))]
-            for name in spec.buttons for variant in button_variants(spec, name)]
+    variables = _in_zone(values_for(catalog, spec, variant, "sample", study_globals), zone)
+    rows = [[Button(name, catalog.buttons.get(name, "x"), _in_zone(sample, zone))]
+            for name in spec.buttons for sample in button_variants(spec, name)]
     rendered = renderer.render(template_id, language, variables, rows)
     labels = [b.label for row in rendered.buttons for b in row]
     return Preview(template_id, language, spec.kind, rendered.text, rendered.draft, labels)
 
 
 def preview_lines(root: Path, template_id: str, language: str, *, study_globals: Mapping[str, Any] | None = None,
-                  timezone: str | None = None, markup: bool = False, ledger: Ledger | None = None) -> list[str]:
+                  timezone: str | None = None, markup: bool = False, variant: Variant | None = None,
+                  ledger: Ledger | None = None) -> list[str]:
     preview = build_preview(root, template_id, language, study_globals=study_globals, timezone=timezone,
-                            ledger=ledger)
+                            variant=variant, ledger=ledger)
     lines = []
     if preview.kind != "message":
         if preview.draft:

@@ -52,6 +52,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_CONSENT_PHRASE = 150  # characters of one language's words for a consent-text value
+
+
 class StudySection(_Section):
     name: str
     short_name: str
@@ -60,8 +63,40 @@ class StudySection(_Section):
     email: str
     languages: list[LanguageCode] = Field(min_length=1)
     default_timezone: str = "UTC"
+    # Words the consent to messaging is rendered with, one text per language of `languages`:
+    # when the study team reads messages, how soon it answers, and how long the study keeps its
+    # records (the protocol's records retention). See study.toml for the sentences they end.
+    team_hours: dict[LanguageCode, str]
+    reply_within: dict[LanguageCode, str]
+    records_kept: dict[LanguageCode, str]
 
     _tz = field_validator("default_timezone")(check_timezone)
+
+    @field_validator("team_hours", "reply_within", "records_kept")
+    @classmethod
+    def _phrases(cls, values: dict[str, str]) -> dict[str, str]:
+        cleaned = {language: " ".join(text.split()) for language, text in values.items()}
+        for language, text in cleaned.items():
+            if not text:
+                raise ValueError(f"the {language!r} text is empty")
+            if len(text) > MAX_CONSENT_PHRASE:
+                raise ValueError(f"the {language!r} text is {len(text)} characters; keep it under "
+                                 f"{MAX_CONSENT_PHRASE} (it is part of a sentence of the consent text)")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _every_language(self) -> StudySection:
+        for key in ("team_hours", "reply_within", "records_kept"):
+            given = getattr(self, key)
+            missing = [language for language in self.languages if language not in given]
+            extra = [language for language in given if language not in self.languages]
+            if missing:
+                raise ValueError(f"{key}: no text for {', '.join(map(repr, missing))}: give one for each of "
+                                 f"languages ({', '.join(self.languages)}), e.g. {key} = {{ en = \"...\", es = \"...\" }}")
+            if extra:
+                raise ValueError(f"{key}: {', '.join(map(repr, extra))} is not one of languages "
+                                 f"({', '.join(self.languages)})")
+        return self
 
     @property
     def default_language(self) -> str:
@@ -335,7 +370,9 @@ class Protocol(_Section):
         study, safety = self.study, self.safety
         return {"study_name": study.short_name, "study_phone": study.phone, "study_email": study.email,
                 "emergency_number": safety.emergency_number, "crisis_line": safety.crisis_line,
-                "flag_labels": {code: flag.label for code, flag in self.screener.flags.items()}}
+                "flag_labels": {code: flag.label for code, flag in self.screener.flags.items()},
+                "team_hours": dict(study.team_hours), "reply_within": dict(study.reply_within),
+                "records_kept": dict(study.records_kept)}
 
 
 class ProtocolError(Exception):

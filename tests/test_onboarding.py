@@ -16,7 +16,7 @@ async def test_good_invite_shows_consent_and_agree_links_the_chat(trial: Trial) 
     user = trial.world.add_user(user_id=1001, first_name="Pat")
     await user.send_text(f"/start {code}")
     consent = await user.next_bot_event()
-    assert "not a fully private way" in consent.text
+    assert "not fully private" in consent.text and "not end-to-end encrypted" in consent.text
     assert consent.button_labels == ["✅ Yes, I agree", "No, thank you"]
 
     await user.press("✅ Yes, I agree")

@@ -89,6 +89,7 @@ async def start(update: Update, context: CallbackContext) -> None:
     buttons = [[Button("agree", cb.CONSENT_AGREE + code)], [Button("decline", cb.CONSENT_DECLINE + code)]]
     await show(update, context, render(context, "consent", person.language, {
         "applications_per_day": svc.protocol.treatment.applications_per_day,
+        "pregnancy_tests": svc.protocol.pregnancy_tests.enabled,
     }, buttons))
 
 
