@@ -32,6 +32,7 @@ from study.models import Broadcast, DiaryEntry, OutboxMessage, Participant
 from study.participants import EnrolmentRequest
 from study.protocol import load_protocol
 from tests.drills.process import scratch_database
+from tests.ledger import approve_all
 from tests.study_files import confirmed, write_study_file
 from tests.test_webhook import free_port
 from tests.trial import COORDINATOR
@@ -166,6 +167,7 @@ async def enrol_everyone(database_url: str) -> list[str]:
     protocol = load_protocol(REPO / "study.toml")
     db = Database(database_url)
     await db.migrate()
+    await approve_all(db, protocol, actor=COORDINATOR)  # as the site's IRB did: `trialbot run` sends nothing else
     now = datetime.now(UTC)
     codes = []
     async with db.transaction() as session:

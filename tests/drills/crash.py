@@ -40,6 +40,7 @@ from study.models import OutboxMessage, Participant
 from study.protocol import load_protocol
 from tests.drills.process import REPO, TOKEN, BotProcess
 from tests.drills.records import half_written, in_flight
+from tests.ledger import approve_all
 
 BROADCAST_TEXT = "clinic is closed"
 REMINDER_TEXT = "Time for your study cream"
@@ -129,6 +130,7 @@ async def run_crash_drill(database_url: str, workdir: Path, config: CrashConfig)
     rng = random.Random(config.seed)
     try:
         await db.migrate()
+        await approve_all(db, load_protocol(REPO / "study.toml"), actor=Actor.cli("drill"))  # as the site's IRB did
         now = datetime.now(UTC)
         if config.wave == "broadcast":
             await _populate(db, config.recipients, zone="Europe/London", times="08:00,20:00", now=now,
