@@ -9,13 +9,20 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from bot.app import refresh_ledger
 from messages import sent
-from messages.catalog import MESSAGES_ROOT, Catalog
+from messages.catalog import MESSAGES_ROOT
+from messages.ledger import sha256_text
+from study.audit import Actor
 from study.models import SentMessage
+from tests.ledger import approve_all
 from tests.trial import Trial
 
 pytestmark = pytest.mark.timeout(60)
-CATALOG = Catalog.load(MESSAGES_ROOT)
+
+
+def _file_hash(template_id: str, language: str) -> str:
+    return sha256_text((MESSAGES_ROOT / language / f"{template_id}.html.j2").read_bytes())
 
 
 async def _sent_to(trial: Trial, study_id: str, count: int) -> list[sent.SentRow]:
@@ -43,7 +50,7 @@ async def test_what_a_spanish_speaking_participant_received_is_queryable(trial: 
         ("consent", "reply"), ("consent_agreed", "edit"), ("applied_logged", "edit"), ("help", "reply")]
     for row in rows:
         assert row.language == "es" and row.recipient == "P002" and not row.draft
-        assert row.template_hash == CATALOG.approval(row.template_id, "es").sha256
+        assert row.template_hash == _file_hash(row.template_id, "es")  # the approved text (the demo ledger's)
         assert row.sent_at == trial.clock.now()
     assert rows[-1].telegram_message_id == user.last_bot_message.message_id
 
@@ -97,7 +104,7 @@ async def test_trialbot_messages_sent_lists_one_participant(trial: Trial, monkey
     lines = result.output.strip().splitlines()
     assert [line.split()[4] for line in lines] == ["consent", "consent_agreed", "contact"]
     assert all(" P001 " in line and " en " in line for line in lines)
-    contact_hash = CATALOG.approval("contact", "en").sha256[:12]
+    contact_hash = _file_hash("contact", "en")[:12]
     assert f"sha256:{contact_hash}" in lines[-1]
     missing = await asyncio.to_thread(CliRunner().invoke, app, ["messages", "sent", "--participant", "P999"])
     assert missing.exit_code == 2
@@ -128,10 +135,11 @@ async def test_a_template_edited_while_the_bot_runs_is_never_sent(messages_copy,
     assert "contact" not in [r.template_id for r in rows]
     assert rows[-1].template_id == "error_generic"
 
-    Catalog.load(messages_copy).approve("contact", "en", irb_ref="IRB 26-1042 amendment 1",
-                                        on=trial.clock.now().date())
+    # The IRB approves the new wording: an approval in the ledger, which the running bot re-reads.
+    await approve_all(trial.db, trial.protocol, actor=Actor.staff(1), root=messages_copy)
+    assert await refresh_ledger(trial.app.bot_data["services"])
     await user.send_text("/contact")
     assert "day or night" in (await user.next_bot_event()).text
     rows = await _sent_to(trial, "P001", 4)
     assert rows[-1].template_id == "contact"
-    assert rows[-1].template_hash == Catalog.load(messages_copy).approval("contact", "en").sha256
+    assert rows[-1].template_hash == sha256_text(path.read_bytes())

@@ -428,14 +428,15 @@ async def test_a_leader_cut_off_from_its_lock_polls_on_until_another_process_lea
     it sees another process lead (and poll), it stops, since Telegram serves one poller."""
     if db.is_sqlite:
         pytest.skip("several processes need PostgreSQL (SQLite is one process on one machine)")
-    from bot.app import build_application, running
+    from bot.app import build_application, demo_messages, running
 
     other = Database(db.url.render_as_string(hide_password=False), schema=db.schema)
 
     def process(database: Database, retry: float):
         return build_application(token=telegram.token, base_url=bot_api.base_url,
                                  base_file_url=bot_api.base_file_url, protocol=protocol, db=database, clock=clock,
-                                 tick_seconds=None, rate_limit_retries=0, leader_retry_seconds=retry)
+                                 tick_seconds=None, rate_limit_retries=0, leader_retry_seconds=retry,
+                                 messages=demo_messages(protocol))
 
     first, second = process(db, 1.0), process(other, 0.05)  # the second competes more eagerly
     try:
@@ -467,7 +468,7 @@ async def test_a_stepped_down_leader_cut_off_from_the_database_stops_polling_whe
     answers one of the two pollers with 409 Conflict, and the one that does not lead stops."""
     if db.is_sqlite:
         pytest.skip("several processes need PostgreSQL (SQLite is one process on one machine)")
-    from bot.app import build_application, running
+    from bot.app import build_application, demo_messages, running
     from tests.drills.pgproxy import PostgresProxy
 
     url = db.url.render_as_string(hide_password=False)
@@ -475,7 +476,8 @@ async def test_a_stepped_down_leader_cut_off_from_the_database_stops_polling_whe
     def process(database: Database, retry: float):
         return build_application(token=telegram.token, base_url=bot_api.base_url,
                                  base_file_url=bot_api.base_file_url, protocol=protocol, db=database, clock=clock,
-                                 tick_seconds=None, rate_limit_retries=0, leader_retry_seconds=retry)
+                                 tick_seconds=None, rate_limit_retries=0, leader_retry_seconds=retry,
+                                 messages=demo_messages(protocol))
 
     async with PostgresProxy.for_url(url) as proxy:
         cut_off, other = Database(proxy.url(url), schema=db.schema), Database(url, schema=db.schema)

@@ -6,8 +6,13 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
-from messages.renderer import MessageCatalog
-from scheduler.planner import ParticipantView, VisitFact, plan_pregnancy_tests, plan_visits
+from messages.renderer import demo_catalog
+from scheduler.planner import (
+    ParticipantView,
+    VisitFact,
+    plan_pregnancy_tests,
+    plan_visits,
+)
 from study.pregnancy_tests import PregnancyFact
 from study.protocol import Protocol
 
@@ -115,7 +120,7 @@ NEW_TEMPLATES = {
 
 @pytest.mark.parametrize("template_id", sorted(NEW_TEMPLATES))
 def test_every_new_message_exists_in_english_and_spanish_with_the_same_blocks(template_id: str) -> None:
-    catalog = MessageCatalog()
+    catalog = demo_catalog({}, ["en", "es"])
     assert catalog.path(template_id, "es").exists()
     assert sorted(catalog.block_names(template_id, "en")) == sorted(catalog.block_names(template_id, "es"))
     study = {"study_name": "Skin Cream Study", "study_phone": "216 445-8776", "study_email": "x@example.org"}
