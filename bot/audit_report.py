@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import audit
+from study import audit, record_hashes
 from study.models import (
     AuditEntry,
     CheckIn,
@@ -32,6 +32,9 @@ async def participant_entries(session: AsyncSession, study_id: str, *, limit: in
                           ("visit", Visit), ("pregnancy_test", PregnancyTest), ("checkin", CheckIn)):
         ids = (await session.scalars(select(model.id).where(model.participant_id == participant.id))).all()
         related[entity] = [str(i) for i in ids]
+    for kind in record_hashes.RECORDS:  # content hashes taken after the record was made (migration 0011)
+        ids = (await session.scalars(select(kind.model.id).where(kind.model.participant_id == participant.id))).all()
+        related[kind.table] = [str(i) for i in ids]
     rows: list[AuditEntry] = []
     for entity, ids in related.items():
         rows += await audit.entries(session, entity=entity, entity_ids=ids)
@@ -49,4 +52,6 @@ def format_entries(entries: Iterable[AuditEntry]) -> Iterator[str]:
             change += " old=" + json.dumps(e.old_values, ensure_ascii=False)
         if e.new_values:
             change += " new=" + json.dumps(e.new_values, ensure_ascii=False)
+        if e.content:  # the record's content hash (study/record_hashes.py): its start is enough for a person
+            change += f" content=sha256:{str(e.content.get('sha256', ''))[:12]}"
         yield f"#{e.seq:<5} {when}  {e.actor:<22} {e.action:<7} {e.entity} {e.entity_id}{change}  ({e.reason or ''})"

@@ -307,16 +307,20 @@ def staff_list() -> None:
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check the whole audit chain; exits 1 if any entry was altered or removed."""
+    """Check the audit chain and re-hash every record against its creation entry; exits 1 if an entry
+    or a record was altered or removed, or a record has no entry."""
     from study import audit
 
     async def verify(db) -> audit.VerifyReport:
-        async with db.transaction() as session:
+        async with db.read() as session:
+            if not db.is_sqlite:  # one snapshot of chain and records, though the bot writes meanwhile
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             return await audit.verify(session)
 
     report = _with_database(verify, migrate=False)
     if report.ok:
-        typer.secho(f"audit trail OK: {report.entries} entries, chain intact", fg=typer.colors.GREEN)
+        typer.secho(f"audit trail OK: {report.entries} entries, chain intact, {report.records} records verified",
+                    fg=typer.colors.GREEN)
         return
     typer.secho(f"audit trail FAILED: {len(report.problems)} problem(s) in {report.entries} entries", fg=typer.colors.RED, err=True)
     for problem in report.problems:
