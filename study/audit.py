@@ -6,7 +6,9 @@ appended under a lock (SQLite's write lock; an advisory lock on PostgreSQL) so t
 writers cannot fork it; the unique `prev_hash` column is the last line of defence.
 
 An entry that creates a clinical record also holds the record's content hash (study/record_hashes.py),
-so `verify` finds a record changed after it was made, not only a changed entry.
+so `verify` finds a record changed after it was made, not only a changed entry. Removing the
+newest entries leaves a shorter chain that is intact: an anchor kept outside the database
+(study/audit_anchor.py) catches that.
 """
 
 from __future__ import annotations
@@ -174,7 +176,7 @@ async def verify(session: AsyncSession) -> VerifyReport:
     """Walk the whole chain and report altered, missing or re-ordered entries; then re-hash every
     clinical record against its creation entry, and report records changed since, gone, or
     made without an entry (which is also how removing the newest entries shows, when they
-    created records)."""
+    created records; an anchor catches the rest: study/audit_anchor.py)."""
     report = VerifyReport()
     expected_prev, expected_seq = GENESIS, 1
     created: set[tuple[str, str]] = set()

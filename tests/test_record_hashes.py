@@ -1,5 +1,7 @@
-"""Records that verify: each record's creation entry holds its content hash, and `trialbot audit
-verify` finds a record changed, removed or slipped in with the append-only guards dropped.
+"""Records that verify: each record's creation entry holds its content hash, `trialbot audit verify`
+finds a record changed, removed or slipped in with the append-only guards dropped, and an anchor
+kept outside the database catches audit entries removed, the newest ones included; every morning
+the investigator gets one.
 
 The command line is driven as the study team runs it, on the database the real bot wrote. It
 names its database by DATABASE_URL alone, so on PostgreSQL these tests get a database of their
@@ -19,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from study import audit, pregnancy_tests
+from study import audit, audit_anchor, pregnancy_tests
 from study.audit import GENESIS, Actor
 from study.database import Database
 from study.models import AuditEntry
@@ -212,6 +214,115 @@ async def _creations(trial: Trial, entity: str) -> list[AuditEntry]:
 
 def _problems(output: str) -> list[str]:
     return [line.strip() for line in output.splitlines() if line.startswith("  ")]
+
+
+async def test_removed_and_truncated_audit_entries_are_caught_against_an_anchor(trial: Trial, trialbot,
+                                                                               tmp_path: Path) -> None:
+    user = await trial.join()
+    await saved(user, press(user, APPLIED_NOW))
+    await trial.add_staff(5005, name="Dana")
+    await trial.add_staff(5006, name="Eli")  # the newest entries create no record: only an anchor notices them gone
+    anchors = tmp_path / "elsewhere" / "anchors.txt"
+    anchors.parent.mkdir()
+    taken = await trialbot("audit", "anchor", "--append", str(anchors))
+    assert taken.exit_code == 0
+    line = taken.output.strip()
+    async with trial.db.read() as session:
+        count = await audit.count(session)
+        head = await session.scalar(select(AuditEntry.hash).where(AuditEntry.seq == count))
+    assert line.startswith(f"trialbot-anchor v1 count={count} head={head} at=")
+    assert anchors.read_text().splitlines()[-1] == line
+
+    await saved(user, applied_earlier(user, "Today", "7:00 AM"))  # the trail grows past the anchor: still it
+    later = await trialbot("audit", "verify", "--anchor", str(anchors))
+    assert later.exit_code == 0 and "matches the anchor" in later.output, later.output
+    assert (await trialbot("audit", "verify", "--anchor", line)).exit_code == 0, "a line, as well as a file"
+
+    # The newest entries removed, up to and past the anchor's (the entry, and the record, made
+    # since; the two staff members' creation): what is left is a chain, intact.
+    async with trial.db.read() as session:
+        assert [e.entity for e in (await audit.entries(session))[count - 2:]] == ["staff", "staff", "diary_entry"]
+    await drop_append_only_guards(trial.db)
+    await execute(trial.db, "DELETE FROM diary_entries WHERE id = (SELECT max(id) FROM diary_entries)",
+                  f"DELETE FROM audit_entries WHERE seq >= {count - 1}")
+    blind = await trialbot("audit", "verify")
+    assert blind.exit_code == 0, "without an anchor, a trail cut short looks whole"
+    truncated = await trialbot("audit", "verify", "--anchor", str(anchors))
+    assert truncated.exit_code == 1
+    when = f"{audit_anchor.Anchor.parse(line).at:%Y-%m-%d %H:%M}"
+    assert _problems(truncated.output) == [
+        (f"anchor: the trail ends at entry {count - 2}, before entry {count} that the anchor of {when} UTC names "
+         "(the newest entries were removed)")]
+
+    # An entry removed from the middle: the chain breaks, and the anchor counts one entry too few.
+    await execute(trial.db, "DELETE FROM audit_entries WHERE seq = 3")
+    removed = await trialbot("audit", "verify", "--anchor", line)
+    assert removed.exit_code == 1
+    problems = _problems(removed.output)
+    assert "entry 3 is missing (found 4 next)" in problems
+    assert any(p.startswith("anchor: 1 of the first") and "entries were removed" in p for p in problems)
+
+
+async def test_a_rewritten_trail_does_not_match_its_anchor(db: Database, trialbot) -> None:
+    async with db.transaction() as session:
+        for i in range(3):
+            await audit.record(session, actor=Actor.cli("dana"), action="create", entity="thing", entity_id=i,
+                               now=datetime(2026, 11, 24, 15, tzinfo=UTC), new={"n": i})
+    line = (await trialbot("audit", "anchor")).output.strip()
+    # The last entry replaced by another, chained properly: intact, but not the trail anchored.
+    await drop_append_only_guards(db)
+    await execute(db, "DELETE FROM audit_entries WHERE seq = 3")
+    async with db.transaction() as session:
+        await audit.record(session, actor=Actor.cli("dana"), action="create", entity="thing", entity_id=2,
+                           now=datetime(2026, 11, 24, 15, tzinfo=UTC), new={"n": 20})
+    assert (await trialbot("audit", "verify")).exit_code == 0
+    result = await trialbot("audit", "verify", "--anchor", line)
+    assert result.exit_code == 1
+    when = f"{audit_anchor.Anchor.parse(line).at:%Y-%m-%d %H:%M}"
+    assert _problems(result.output) == [
+        f"anchor: entry 3 is not the entry the anchor of {when} UTC names (its hash differs: the trail was rewritten)"]
+
+
+async def test_an_anchor_that_is_not_one_is_refused_in_a_line(db: Database, trialbot, tmp_path: Path) -> None:
+    result = await trialbot("audit", "verify", "--anchor", "trialbot-anchor v1 count=x")
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "not an anchor line" in result.output
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    result = await trialbot("audit", "verify", "--anchor", str(empty))
+    assert result.exit_code == 2 and "holds no anchor line" in result.output
+    fresh = await trialbot("audit", "anchor")  # an empty trail has an anchor too, and verifies against it
+    assert fresh.output.startswith(f"trialbot-anchor v1 count=0 head={GENESIS} at=")
+    assert (await trialbot("audit", "verify", "--anchor", fresh.output.strip())).exit_code == 0
+
+
+async def test_the_investigator_gets_the_anchor_every_morning_once(trial: Trial) -> None:
+    coordinator = await trial.add_staff(5005, name="Dana")
+    investigator = await trial.add_staff(6006, name="Dr Gray", role="investigator")
+    user = await trial.join()
+    await saved(user, press(user, APPLIED_NOW))
+
+    def anchors(chat) -> list:
+        return [m for m in chat.bot_messages if "trialbot-anchor v1" in (m.text or "")]
+
+    trial.clock.set(datetime(2026, 11, 25, 12, 29, tzinfo=UTC))  # 07:29 New York: the digest's time not yet
+    await trial.tick()
+    assert anchors(investigator) == []
+    await trial.advance(minutes=1)
+    [sent] = anchors(investigator)
+    assert anchors(coordinator) == [], "to the investigator"
+    [line] = [row for row in sent.text.splitlines() if row.startswith("trialbot-anchor v1")]
+    anchor = audit_anchor.Anchor.parse(line)
+    assert anchor.at == datetime(2026, 11, 25, 12, 30, tzinfo=UTC)
+    async with trial.db.read() as session:
+        assert await audit_anchor.check(session, anchor) == [], "the head of the trail when it was taken"
+        assert anchor.count == await audit.count(session)
+
+    await trial.restart()  # once a day, whatever the restarts
+    await trial.advance(minutes=30)
+    assert len(anchors(investigator)) == 1
+    trial.clock.set(datetime(2026, 11, 26, 12, 30, tzinfo=UTC))
+    await trial.tick()
+    assert len(anchors(investigator)) == 2, "and again the next morning"
 
 
 async def test_records_made_before_content_hashes_are_backfilled_in_entries_of_their_own(tmp_path: Path) -> None:
