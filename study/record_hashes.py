@@ -221,8 +221,8 @@ class Creations:
     """The records the trail says were made, and the content each was made with, gathered while
     the chain is walked (the first entry that holds a content hash for a record counts)."""
 
-    seen: dict[tuple[str, int], int] = field(default_factory=dict)  # record -> the entry naming it
-    contents: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    seen: dict[tuple[str, int], int] = field(default_factory=dict)  # record -> the first entry naming it
+    contents: dict[tuple[str, int], tuple[int, dict[str, Any]]] = field(default_factory=dict)  # -> (entry, hash)
 
     def note(self, entry: AuditEntry) -> None:
         found = created_by(entry.action, entry.entity, entry.entity_id, entry.new_values)
@@ -231,7 +231,7 @@ class Creations:
         record = (found[0].table, found[1])
         self.seen.setdefault(record, entry.seq)
         if isinstance(entry.content, dict) and record not in self.contents:
-            self.contents[record] = entry.content
+            self.contents[record] = (entry.seq, entry.content)
 
 
 async def check(session: AsyncSession, creations: Creations) -> tuple[int, list[str]]:
@@ -248,9 +248,9 @@ async def check(session: AsyncSession, creations: Creations) -> tuple[int, list[
             elif record not in creations.contents:
                 problems.append(f"{kind.table} {row['id']}: its creation entry (#{creations.seen[record]}) "
                                 "holds no content hash")
-            elif (changed := changed_columns(creations.contents[record], row)) is not None:
+            elif (changed := changed_columns(creations.contents[record][1], row)) is not None:
                 problems.append(f"{kind.table} {row['id']}: content differs from its creation entry "
-                                f"#{creations.seen[record]} ({', '.join(changed)})")
+                                f"#{creations.contents[record][0]} ({', '.join(changed)})")
             else:
                 verified += 1
         for (table, row_id), seq in sorted(creations.seen.items()):
