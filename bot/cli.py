@@ -321,6 +321,9 @@ def audit_verify(
         raise _fail(f"--anchor: {exc}") from None
 
     async def verify(db) -> audit.VerifyReport:
+        if not await db.at_newest_migration():  # verifying changes nothing, so it does not migrate
+            raise _fail("The database's schema is older than this trialbot: run `trialbot db upgrade` first "
+                        "(it also hashes the records made before records were hashed).")
         async with db.read() as session:
             if not db.is_sqlite:  # one snapshot of chain and records, though the bot writes meanwhile
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})

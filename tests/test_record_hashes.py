@@ -385,3 +385,14 @@ async def _records_of_the_release_before(db: Database) -> None:
             ":new, 'enrolment', 'America/New_York', :prev, :hash)"),
             {"at": entry.occurred_at if not db.is_sqlite else "2026-11-24 15:00:00.000000",
              "new": '{"study_id": "P001"}', "prev": GENESIS, "hash": entry.hash})
+
+
+def test_verify_on_a_database_not_yet_upgraded_asks_for_the_upgrade(cli, tmp_path: Path) -> None:
+    async def the_release_before() -> None:
+        async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", revision="0009"):
+            pass
+
+    asyncio.run(the_release_before())
+    result = cli("audit", "verify")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "run `trialbot db upgrade` first" in result.output
