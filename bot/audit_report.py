@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import audit
+from study import audit, record_hashes
 from study.audit import Actor
 from study.models import (
     AuditEntry,
@@ -34,6 +34,9 @@ async def participant_entries(session: AsyncSession, study_id: str, *, limit: in
                           ("visit", Visit), ("pregnancy_test", PregnancyTest), ("checkin", CheckIn)):
         ids = (await session.scalars(select(model.id).where(model.participant_id == participant.id))).all()
         related[entity] = [str(i) for i in ids]
+    for kind in record_hashes.RECORDS:  # content hashes taken after the record was made (migration 0010)
+        ids = (await session.scalars(select(kind.model.id).where(kind.model.participant_id == participant.id))).all()
+        related[kind.table] = [str(i) for i in ids]
     rows: list[AuditEntry] = []
     for entity, ids in related.items():
         rows += await audit.entries(session, entity=entity, entity_ids=ids)
@@ -53,6 +56,8 @@ def format_entries(entries: Iterable[AuditEntry], names: dict[str, str] | None =
             change += " old=" + json.dumps(e.old_values, ensure_ascii=False)
         if e.new_values:
             change += " new=" + json.dumps(e.new_values, ensure_ascii=False)
+        if e.content:  # the record's content hash (study/record_hashes.py): its start is enough for a person
+            change += f" content=sha256:{str(e.content.get('sha256', ''))[:12]}"
         actor = f"{e.actor} ({names[e.actor]})" if e.actor in names else e.actor
         yield f"#{e.seq:<5} {when}  {actor:<22} {e.action:<7} {e.entity} {e.entity_id}{change}  ({e.reason or ''})"
 

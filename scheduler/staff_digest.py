@@ -3,7 +3,7 @@ still missing, and today's visits, to every active staff member."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.planner import PlannedMessage
 from study import adherence, staff, visits
-from study.models import OutboxMessage
+from study.models import OutboxMessage, StaffMember
 from study.protocol import Protocol, parse_hhmm
 from study.slots import instant
 
@@ -23,17 +23,26 @@ LISTED_PARTICIPANTS = 25
 LISTED_VISITS = 12
 
 
-async def plan_digests(session: AsyncSession, protocol: Protocol, now: datetime) -> list[PlannedMessage]:
+async def not_yet_queued_today(session: AsyncSession, protocol: Protocol, now: datetime, members: list[StaffMember],
+                               kind: str) -> tuple[datetime, date, dict[str, StaffMember]]:
+    """For the team's daily messages: today's moment for them (study.toml reminders.staff_digest_time,
+    in the study's zone), today, and, once that moment has come, the members whose `kind` message
+    of today is not queued yet. Keyed `kind:<staff id>:<day>`, so each is queued once a day
+    whatever the restarts, and whichever process plans."""
     zone = ZoneInfo(protocol.study.default_timezone)
     today = now.astimezone(zone).date()
     due_at = instant(today, parse_hhmm(protocol.reminders.staff_digest_time), zone)
-    if now < due_at:
-        return []
-    members = await staff.on_duty(session)
-    keys = {f"digest:{m.id}:{today:%Y%m%d}": m for m in members}
+    if now < due_at or not members:
+        return due_at, today, {}
+    keys = {f"{kind}:{m.id}:{today:%Y%m%d}": m for m in members}
     queued = set((await session.scalars(select(OutboxMessage.dedup_key)
                                         .where(OutboxMessage.dedup_key.in_(list(keys))))).all())
-    waiting = {key: member for key, member in keys.items() if key not in queued}
+    return due_at, today, {key: member for key, member in keys.items() if key not in queued}
+
+
+async def plan_digests(session: AsyncSession, protocol: Protocol, now: datetime) -> list[PlannedMessage]:
+    due_at, today, waiting = await not_yet_queued_today(session, protocol, now, await staff.on_duty(session),
+                                                        "digest")
     if not waiting:
         return []
     yesterday = today - timedelta(days=1)

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scheduler.daily_anchor import plan_anchors
 from scheduler.planner import (
     DiaryFact,
     ParticipantView,
@@ -134,7 +135,8 @@ class Tick:
                 if not writing.cancelled() and writing.exception() is not None:
                     log.warning("tick: a batch could not be written: %s", type(writing.exception()).__name__)
         async with self.db.transaction() as session:
-            study_wide = await plan_digests(session, self.protocol, now) + await self._alert_followups(session, now)
+            study_wide = (await plan_digests(session, self.protocol, now) + await plan_anchors(session, self.protocol, now)
+                          + await self._alert_followups(session, now))
             queued, stale = await outbox.enqueue_planned(session, study_wide, now=now)
             report.queued += queued
             report.stale += stale

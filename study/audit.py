@@ -4,6 +4,11 @@ Entries are chained: each one's hash covers its content and the previous entry's
 altered, inserted or removed entry breaks the chain and `verify` reports it. The chain is
 appended under a lock (SQLite's write lock; an advisory lock on PostgreSQL) so that concurrent
 writers cannot fork it; the unique `prev_hash` column is the last line of defence.
+
+An entry that creates a clinical record also holds the record's content hash (study/record_hashes.py),
+so `verify` finds a record changed after it was made, not only a changed entry. Removing the
+newest entries leaves a shorter chain that is intact: an anchor kept outside the database
+(study/audit_anchor.py) catches that.
 """
 
 from __future__ import annotations
@@ -14,21 +19,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study.models import (
-    AuditEntry,
-    Correction,
-    DiaryEntry,
-    Participant,
-    PregnancyTest,
-    Supersession,
-    Visit,
-)
+from study import record_hashes
+from study.models import AuditEntry, Participant, Visit
 
 GENESIS = "0" * 64
-_CHAIN_LOCK_KEY = 0x7472_6961_6C62  # "trialb": arbitrary, constant, for pg_advisory_xact_lock
+CHAIN_LOCK_KEY = 0x7472_6961_6C62  # "trialb": arbitrary, constant, for pg_advisory_xact_lock
 
 
 @dataclass(frozen=True)
@@ -69,8 +67,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _entry_hash(entry: AuditEntry) -> str:
-    content = {
+def entry_hash(entry: Any) -> str:
+    """An entry's hash (an AuditEntry, or anything with its attributes: migration 0010 hashes
+    the entries it writes). Never change it: every chain ever written depends on it."""
+    hashed = {
         "seq": entry.seq,
         "occurred_at": entry.occurred_at.isoformat(),
         "actor": entry.actor,
@@ -83,7 +83,11 @@ def _entry_hash(entry: AuditEntry) -> str:
         "timezone": entry.timezone,
         "prev": entry.prev_hash,
     }
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # Only entries that hold a content hash name it, so every entry written before there were
+    # content hashes keeps the hash it was written with.
+    if entry.content is not None:
+        hashed["content"] = entry.content
+    canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -125,14 +129,16 @@ async def record_many(session: AsyncSession, changes: list[Change]) -> list[Audi
     write (the scheduler records thousands of missing doses at once)."""
     if not changes:
         return []
+    # Read before the chain's lock is taken: the records are the caller's, in its transaction.
+    contents = await record_hashes.contents_for(session, [(c.action, c.entity, c.entity_id, c.new) for c in changes])
     if session.bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
     last = (
         await session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1))
     ).first()
     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
     entries: list[AuditEntry] = []
-    for change in changes:
+    for change, content in zip(changes, contents, strict=True):
         seq += 1
         entry = AuditEntry(
             seq=seq,
@@ -146,8 +152,9 @@ async def record_many(session: AsyncSession, changes: list[Change]) -> list[Audi
             reason=change.reason,
             timezone=change.timezone,
             prev_hash=prev,
+            content=content,
         )
-        entry.hash = prev = _entry_hash(entry)
+        entry.hash = prev = entry_hash(entry)
         entries.append(entry)
     # A Core INSERT rather than the unit of work's bookkeeping: entries are never changed after.
     columns = [c.key for c in AuditEntry.__table__.columns if c.key != "id"]
@@ -158,6 +165,7 @@ async def record_many(session: AsyncSession, changes: list[Change]) -> list[Audi
 @dataclass
 class VerifyReport:
     entries: int = 0
+    records: int = 0  # records whose content was re-hashed and found as recorded
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -166,40 +174,35 @@ class VerifyReport:
 
 
 async def verify(session: AsyncSession) -> VerifyReport:
-    """Walk the whole chain; report altered, missing or re-ordered entries, and records that
-    exist without the audit entry that created them (which is how removing the newest entries
-    shows up, since nothing follows them in the chain)."""
+    """Walk the whole chain and report altered, missing or re-ordered entries; then re-hash every
+    clinical record against its creation entry, and report records changed since, gone, or
+    made without an entry (which is also how removing the newest entries shows, when they
+    created records; an anchor catches the rest: study/audit_anchor.py)."""
     report = VerifyReport()
     expected_prev, expected_seq = GENESIS, 1
     created: set[tuple[str, str]] = set()
-    # Corrections and supersessions are written down as changes of the record they are about,
-    # each naming its own row (study/corrections.py).
-    noted: set[tuple[str, str]] = set()
+    creations = record_hashes.Creations()
     for entry in (await session.scalars(select(AuditEntry).order_by(AuditEntry.seq))).all():
         report.entries += 1
         if entry.seq != expected_seq:
             report.problems.append(f"entry {expected_seq} is missing (found {entry.seq} next)")
         if entry.prev_hash != expected_prev:
             report.problems.append(f"entry {entry.seq}: does not follow the entry before it")
-        if _entry_hash(entry) != entry.hash:
+        if entry_hash(entry) != entry.hash:
             report.problems.append(f"entry {entry.seq}: content was altered (hash mismatch)")
         if entry.action == "create":
             created.add((entry.entity, entry.entity_id))
-        for action, kind in (("correct", "correction"), ("supersede", "supersession")):
-            if entry.action == action and isinstance(entry.new_values, dict) and f"{kind}_id" in entry.new_values:
-                noted.add((kind, str(entry.new_values[f"{kind}_id"])))
+        creations.note(entry)
         expected_prev, expected_seq = entry.hash, entry.seq + 1
 
-    for entity, model in (("participant", Participant), ("diary_entry", DiaryEntry), ("visit", Visit),
-                          ("pregnancy_test", PregnancyTest)):
-        ids = (await session.scalars(select(model.id))).all()
-        for ident in ids:
+    # Participants and visits are current state, changed in place (each change audited): their
+    # creation is checked, not their content.
+    for entity, model in (("participant", Participant), ("visit", Visit)):
+        for ident in (await session.scalars(select(model.id).order_by(model.id))).all():
             if (entity, str(ident)) not in created:
-                report.problems.append(f"{entity} {ident} has no audit entry for its creation")
-    for kind, table in (("correction", Correction.__table__), ("supersession", Supersession.__table__)):
-        for ident in (await session.scalars(select(table.c.id))).all():
-            if (kind, str(ident)) not in noted:
-                report.problems.append(f"{kind} {ident} has no audit entry")
+                report.problems.append(f"{model.__tablename__} {ident}: has no creation entry in the audit trail")
+    report.records, problems = await record_hashes.check(session, creations)
+    report.problems += problems
     return report
 
 

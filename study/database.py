@@ -117,6 +117,16 @@ class Database:
                     "'trialbot migrations|' || current_database() || '|' || coalesce(current_schema(), ''), 0))"))
             await connection.run_sync(_upgrade, revision)
 
+    async def at_newest_migration(self) -> bool:
+        """Is the schema what this code expects (commands that do not migrate check first)?"""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        newest = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+        async with self.engine.connect() as connection:
+            current = await connection.run_sync(lambda sync: set(MigrationContext.configure(sync).get_current_heads()))
+        return current == newest
+
     async def _migrate_sqlite(self, revision: str) -> None:
         """SQLite changes a table's constraints by rebuilding it (copy, drop the old one, rename the
         copy), and dropping a table other rows point at fails while foreign keys are enforced: so,

@@ -32,7 +32,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
-
 class UTCDateTime(TypeDecorator):
     """Aware UTC datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
 
@@ -219,6 +218,8 @@ class AuditEntry(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The content hash of the record this entry creates (study/record_hashes.py), or none.
+    content: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
 
 
 class OutboxMessage(Base):

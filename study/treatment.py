@@ -109,7 +109,8 @@ async def change(session: AsyncSession, protocol: Protocol, participant: Partici
     await session.flush()
     await audit.record(session, actor=actor, action="update", entity="treatment", entity_id=participant.study_id,
                        now=now, old={"treatment": previous.value},
-                       new={"treatment": state.value, "reason": reason.value, "text": row.reason_text},
+                       new={"treatment": state.value, "reason": reason.value, "text": row.reason_text,
+                            "treatment_change_id": row.id},
                        reason=f"treatment {state.value}: {reason.value}", timezone=participant.timezone)
     if state != ON:
         await set_aside(session, participant, CREAM_KINDS, now=now, why=f"treatment {state.value}")
@@ -150,11 +151,13 @@ async def leave_study(session: AsyncSession, participant: Participant, status: s
         return
     zone = ZoneInfo(participant.timezone)
     previous = participant.treatment
-    session.add(TreatmentChange(participant_id=participant.id, state=state, previous=previous,
-                                reason=TreatmentReason.OTHER, reason_text=reason[:1000], changed_by=str(actor),
-                                changed_at=now, local_date=now.astimezone(zone).date(), timezone=participant.timezone))
+    row = TreatmentChange(participant_id=participant.id, state=state, previous=previous,
+                          reason=TreatmentReason.OTHER, reason_text=reason[:1000], changed_by=str(actor),
+                          changed_at=now, local_date=now.astimezone(zone).date(), timezone=participant.timezone)
+    session.add(row)
     participant.treatment, participant.treatment_reason, participant.treatment_since = state, TreatmentReason.OTHER, now
+    await session.flush()
     await audit.record(session, actor=actor, action="update", entity="treatment", entity_id=participant.study_id,
                        now=now, old={"treatment": previous}, new={"treatment": state.value, "reason": "other",
-                                                                   "text": reason[:1000]},
+                                                                   "text": reason[:1000], "treatment_change_id": row.id},
                        reason=f"participant {status}", timezone=participant.timezone)

@@ -86,7 +86,7 @@ async def test_removing_the_newest_entry_shows_as_a_record_without_its_audit(tri
     async with trial.db.transaction() as session:
         await session.execute(text("DELETE FROM audit_entries WHERE seq = (SELECT MAX(seq) FROM audit_entries)"))
         report = await audit.verify(session)
-    assert report.problems == ["diary_entry 1 has no audit entry for its creation"]
+    assert report.problems == ["diary_entries 1: has no creation entry in the audit trail"]
 
 
 async def test_a_real_session_leaves_a_complete_verifiable_trail(trial) -> None:

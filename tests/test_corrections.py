@@ -233,9 +233,13 @@ async def test_a_checkin_answer_is_corrected_in_the_picture_and_both_exports(tri
     async with trial.db.transaction() as session:  # a full check-in, as the participant saved it
         person = await participants.by_study_id(session, "P001")
         now = trial.clock.now()
-        session.add(CheckIn(participant_id=person.id, kind="full", started_at=now, submitted_at=now,
-                            local_date=date(2026, 11, 24), timezone=person.timezone, source="command", itch=8,
-                            pain=2, reaction="redness", reaction_severity="moderate", medicines="no", red_flags=[]))
+        saved = CheckIn(participant_id=person.id, kind="full", started_at=now, submitted_at=now,
+                        local_date=date(2026, 11, 24), timezone=person.timezone, source="command", itch=8, pain=2,
+                        reaction="redness", reaction_severity="moderate", medicines="no", red_flags=[])
+        session.add(saved)
+        await session.flush()
+        await audit.record(session, actor=Actor.participant("P001"), action="create", entity="checkin",
+                           entity_id=saved.id, now=now, reason="symptom check-in")
     [checkin] = await rows(trial, CheckIn)
     await say(coordinator, f"/correct P001 checkin {checkin.id} itch 3 reaction none reason typed 8 for 3; no reaction")
     done = coordinator.last_bot_message.text
@@ -401,7 +405,7 @@ async def test_a_correction_without_its_audit_entry_is_found(trial: Trial) -> No
                                field="kind", old_value="applied", new_value="missed", reason="slipped in",
                                corrected_by="staff:1", corrected_at=trial.clock.now(), timezone=person.timezone))
     report = await verified(trial)
-    assert [p for p in report.problems if "correction" in p] == ["correction 1 has no audit entry"]
+    assert [p for p in report.problems if "correction" in p] == ["corrections 1: has no creation entry in the audit trail"]
 
 
 async def test_the_corrections_table_is_append_only_and_checked(trial: Trial) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from study import diary, participants
+from study import audit, diary, participants
+from study.audit import Actor
 from study.database import Database
 from study.models import CheckIn
 from study.protocol import load_protocol
@@ -35,9 +36,13 @@ def study(cli, tmp_path: Path) -> Path:
             person = await participants.by_study_id(session, "P001")
             await diary.log_application(session, person, occurred_at=EARLIER, source="button", key="k1",
                                         rules=protocol.diary, now=NOW)
-            session.add(CheckIn(participant_id=person.id, kind="full", started_at=NOW, submitted_at=NOW,
-                                local_date=NOW.date(), timezone="UTC", source="command", itch=8, pain=2,
-                                reaction="none", medicines="no", red_flags=[]))
+            checkin = CheckIn(participant_id=person.id, kind="full", started_at=NOW, submitted_at=NOW,
+                              local_date=NOW.date(), timezone="UTC", source="command", itch=8, pain=2,
+                              reaction="none", medicines="no", red_flags=[])
+            session.add(checkin)
+            await session.flush()
+            await audit.record(session, actor=Actor.participant("P001"), action="create", entity="checkin",
+                               entity_id=checkin.id, now=NOW, reason="symptom check-in")
         await db.dispose()
 
     asyncio.run(seed())
@@ -109,7 +114,8 @@ def test_a_correction_at_the_server_names_who_made_it_and_the_chain_verifies(cli
     assert done == "Corrected P001 check-in 1 (staff:2): itch 8 -> 3. Reason: typed 8 for 3"
     assert [(field, who) for field, _, _, _, who in corrections(study)] == [("occurred_at", "staff:1"), ("itch", "staff:2")]
     assert "[late, corrected]" in cli("correct", "list", "P001").output
-    assert cli("audit", "verify").exit_code == 0
+    verified = cli("audit", "verify")
+    assert verified.exit_code == 0, verified.output
     with sqlite3.connect(study) as connection:
         assert connection.execute("SELECT occurred_at FROM diary_entries").fetchone()[0].startswith(
             EARLIER.strftime("%Y-%m-%d %H:%M")), "the entry as recorded is kept"

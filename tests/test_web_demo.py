@@ -112,7 +112,8 @@ async def test_the_clock_steps_through_every_scheduled_moment(demo) -> None:
         _, state = await _json(http, "GET", f"{demo.url}api/state")
         assert state["clock"]["next_what"] == "the staff digest"
         _, moved = await _json(http, "POST", f"{demo.url}api/clock", json={"action": "next"})
-        assert moved["summary"].startswith("Now Tue 24 Nov 07:30 (America/New_York): 2 messages sent")
+        # The digest to both staff members, and the day's audit anchor to the investigator.
+        assert moved["summary"].startswith("Now Tue 24 Nov 07:30 (America/New_York): 3 messages sent")
         # A day forward stops at each reminder and nudge on the way: nothing is skipped or late.
         _, moved = await _json(http, "POST", f"{demo.url}api/clock", json={"action": "day"})
         assert moved["summary"].startswith("Now Wed 25 Nov 07:30")

@@ -102,8 +102,12 @@ class Trial:
         user = self.world.add_user(user_id=user_id, first_name="Pat", language_code=enrolment.get("language", "en"))
         await user.send_text(f"/start {code}")
         await user.next_bot_event()
+        answered = len(user.callback_answers)
         await user.press(data=f"c:a:{code}")
         await user.next_bot_event()
+        # The button's answer comes last: waited for here, it cannot be taken for the answer to the
+        # test's next press (which would then go on before that press was handled).
+        await user.wait_for(lambda u: len(u.callback_answers) > answered)
         return user
 
     async def tick(self):
