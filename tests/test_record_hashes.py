@@ -387,9 +387,13 @@ async def _records_of_the_release_before(db: Database) -> None:
              "new": '{"study_id": "P001"}', "prev": GENESIS, "hash": entry.hash})
 
 
-def test_verify_on_a_database_not_yet_upgraded_asks_for_the_upgrade(cli, tmp_path: Path) -> None:
+def test_verify_on_a_database_not_yet_upgraded_asks_for_the_upgrade(cli, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"  # not the fixture's database, which is up to date
+    monkeypatch.setenv("DATABASE_URL", url)
+
     async def the_release_before() -> None:
-        async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", revision="0009"):
+        async with migrated(url, revision="0009"):
             pass
 
     asyncio.run(the_release_before())
