@@ -27,7 +27,9 @@ def utc(*args: int) -> datetime:
 
 
 def test_reminders(user) -> list:
-    return [m for m in user.bot_messages if "pregnancy test" in (m.edits[0].text if m.edits else m.text or "")]
+    # The reminder's own words: the consent text mentions pregnancy tests too.
+    return [m for m in user.bot_messages
+            if "time for your monthly pregnancy test" in (m.edits[0].text if m.edits else m.text or "")]
 
 
 test_reminders.__test__ = False  # a helper, not a test
