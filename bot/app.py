@@ -24,6 +24,7 @@ from telegram.ext import (
     CommandHandler,
     Defaults,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -35,6 +36,7 @@ from bot.handlers import (
     corrections,
     diary,
     errors,
+    gate,
     info,
     onboarding,
     oversight,
@@ -80,6 +82,9 @@ log = logging.getLogger(__name__)
 
 
 def register_handlers(app: Application) -> None:
+    # Before any handler: updates of a kind the bot does not handle (business messages, channel
+    # posts) and buttons pressed on another chat's message go no further (bot/handlers/gate.py).
+    app.add_handler(TypeHandler(Update, gate.screen), group=-1)
     # A message edited after it was sent: its new words go to the study team, whatever they say
     # (first, so that an edited command or answer is never carried out a second time).
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, conversation.participant_edited))

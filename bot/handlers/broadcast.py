@@ -14,6 +14,7 @@ import logging
 from telegram import Update
 from telegram.ext import CallbackContext
 
+from bot import callback_data as cb
 from bot.access import staff_command
 from bot.exactly_once import effects
 from bot.replies import answer_button, render, send_new, show
@@ -119,8 +120,7 @@ async def _draft_and_preview(update: Update, context: CallbackContext, member: S
 
 def _broadcast_id(update: Update) -> int | None:
     data = update.callback_query.data or ""
-    tail = data.split(":")[-1]
-    return int(tail) if tail.isdigit() and len(tail) < 12 else None
+    return cb.record_id(data.split(":")[-1])
 
 
 def _status_variables(row: Broadcast, state: str, progress=None, approver: str = "") -> dict:
