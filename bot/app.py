@@ -137,6 +137,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("broadcast", broadcast.broadcast))
     app.add_handler(CallbackQueryHandler(broadcast.confirm_or_cancel, pattern=cb.BROADCAST_CONFIRM_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))
+    app.add_handler(CallbackQueryHandler(broadcast.withdraw, pattern=cb.BROADCAST_WITHDRAW_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.pick, pattern=cb.BROADCAST_PICK_PATTERN))
 
     # Whatever is left: unknown buttons and commands; then what participants send: text (to the

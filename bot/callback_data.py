@@ -197,5 +197,7 @@ ACK_PATTERN = r"^a:\d{1,10}$"
 # Broadcasts: confirm / cancel (the author) and approve (a second staff member); b:<step>:<id>.
 BROADCAST_CONFIRM_PATTERN = r"^b:[sx]:\d{1,10}$"
 BROADCAST_APPROVE_PATTERN = r"^b:a:\d{1,10}$"
+# Withdrawing a broadcast awaiting approval (its author or the investigator): b:w:<id>.
+BROADCAST_WITHDRAW_PATTERN = r"^b:w:\d{1,10}$"
 # Picking with buttons: b:p:<notice>[:<audience>].
 BROADCAST_PICK_PATTERN = r"^b:p:(notice|closure)(:(all|wocbp|visits:\d{1,2}))?$"
