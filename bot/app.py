@@ -43,6 +43,7 @@ from bot.handlers import (
     pause,
     pregnancy,
     staff_alerts,
+    team,
     times,
     treatment,
     urgent,
@@ -139,6 +140,9 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.withdraw, pattern=cb.BROADCAST_WITHDRAW_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.pick, pattern=cb.BROADCAST_PICK_PATTERN))
+    # The study team itself (the investigator): /staff, its buttons, a contact card to add someone.
+    app.add_handler(CommandHandler("staff", team.staff_command))
+    app.add_handler(CallbackQueryHandler(team.button, pattern=cb.STAFF_PATTERN))
 
     # Whatever is left: unknown buttons and commands; then what participants send: text (to the
     # study team, or the typed answer to a check-in question), media (to the study team as it
@@ -148,6 +152,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(MessageHandler(filters.TEXT, conversation.participant_text))
     app.add_handler(MessageHandler(PARTICIPANT_MEDIA, conversation.participant_media))
     app.add_handler(MessageHandler(filters.Sticker.ALL, conversation.sticker))
+    app.add_handler(MessageHandler(filters.CONTACT, team.contact))
     app.add_handler(MessageHandler(filters.ALL, diary.free_text))
     app.add_error_handler(errors.on_error)
 

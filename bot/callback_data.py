@@ -201,3 +201,8 @@ BROADCAST_APPROVE_PATTERN = r"^b:a:\d{1,10}$"
 BROADCAST_WITHDRAW_PATTERN = r"^b:w:\d{1,10}$"
 # Picking with buttons: b:p:<notice>[:<audience>].
 BROADCAST_PICK_PATTERN = r"^b:p:(notice|closure)(:(all|wocbp|visits:\d{1,2}))?$"
+
+# /staff (the investigator): s:l the team, s:m:<member> a card, s:r:<member>:<c|i|m> propose a
+# role, s:d:<member> propose ending access, s:a:<change>:<c|i|m> an addition's role,
+# s:y:<change>[:<c|i|m>] Confirm, s:n:<change> Cancel (bot/handlers/team.py).
+STAFF_PATTERN = r"^s:(l|[mdn]:\d{1,10}|[ra]:\d{1,10}:[cim]|y:\d{1,10}(:[cim])?)$"

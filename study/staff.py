@@ -135,17 +135,18 @@ async def propose(session: AsyncSession, by: StaffMember, kind: StaffChangeKind,
                   role: str | None = None, reason: str | None = None) -> StaffChange:
     """A change shown with Confirm / Cancel; checked now as it will be at Confirm (StaffError)."""
     if kind == StaffChangeKind.ADD:
-        if telegram_user_id is None or telegram_user_id <= 0 or not (name or "").strip():
+        name = (name or "").strip()
+        if telegram_user_id is None or telegram_user_id <= 0 or not name:
             raise StaffError("a Telegram user id and a name are needed")
-        if len(name.strip()) > NAME_MAX:
+        if len(name) > NAME_MAX:
             raise StaffError(f"name must be at most {NAME_MAX} characters")
         known = await by_telegram_id(session, telegram_user_id)
         if known is not None and known.active:
             raise StaffError(f"{known.name} is on the team already, as {known.role}")
-        name = name.strip()
     else:
         assert member is not None
         _check(kind, member, role, Actor.staff(by.id))
+    name = name if member is None else member.name  # kept with the proposal, shown in its question
     change = StaffChange(kind=kind, state=StaffChangeState.PROPOSED, proposed_by=by.id, proposed_at=now,
                          staff_id=member.id if member else None, telegram_user_id=telegram_user_id, name=name,
                          role=role, reason=(reason or "").strip() or None)
@@ -173,6 +174,7 @@ async def confirm(session: AsyncSession, change: StaffChange, by: StaffMember, *
     proposer = await session.get(StaffMember, change.proposed_by)
     who = proposer.name if proposer else "?"
     if change.kind == StaffChangeKind.ADD:
+        assert change.telegram_user_id is not None and change.name is not None  # the table's CHECK
         if role not in ROLES:
             raise StaffError("pick a role")
         known = await by_telegram_id(session, change.telegram_user_id)
@@ -182,9 +184,12 @@ async def confirm(session: AsyncSession, change: StaffChange, by: StaffMember, *
                                      role=role, actor=actor, now=now)
         change.role, change.staff_id = role, member.id
     else:
-        member = await session.get(StaffMember, change.staff_id)
+        found = await session.get(StaffMember, change.staff_id)
+        if found is None:
+            raise StaffError("no such staff member")
+        member = found
         if change.kind == StaffChangeKind.ROLE:
-            await change_role(session, member, change.role, actor=actor, now=now,
+            await change_role(session, member, change.role or "", actor=actor, now=now,
                               reason=change.reason or f"staff role changed in Telegram (/staff) by {who}")
         else:
             await deactivate(session, member, actor=actor, now=now,

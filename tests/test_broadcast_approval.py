@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from study.models import AuditEntry, Broadcast, OutboxMessage
+from study.models import AuditEntry, Broadcast, OutboxMessage, StaffMember
 from study.protocol import BroadcastSection, Protocol, load_protocol
 from tests.conftest import REPO
 from tests.test_broadcasts import notices, press, say
@@ -127,7 +127,7 @@ async def test_the_investigator_withdraws_it_and_another_coordinator_may_not(tri
 async def test_an_approval_21_days_late_is_refused_and_nothing_is_sent(trial: Trial) -> None:
     """The issue's case: approved 21 days later, it was still sent. Now the approval is refused
     and the broadcast is marked expired."""
-    person, author, other, investigator = await _awaiting(trial)
+    person, _, other, investigator = await _awaiting(trial)
     trial.clock.advance(timedelta(days=21))
     await press(investigator, "✅ Approve and send")
     assert "was not approved in time, so it expired" in investigator.last_bot_message.text
@@ -143,7 +143,7 @@ async def test_an_approval_21_days_late_is_refused_and_nothing_is_sent(trial: Tr
 
 
 async def test_an_approval_just_in_time_is_sent(trial: Trial) -> None:
-    person, author, other, investigator = await _awaiting(trial)
+    person, _, _, investigator = await _awaiting(trial)
     trial.clock.advance(timedelta(hours=23, minutes=59))
     await press(investigator, "✅ Approve and send")
     await trial.deliver()
@@ -151,7 +151,7 @@ async def test_an_approval_just_in_time_is_sent(trial: Trial) -> None:
 
 
 async def test_an_approved_broadcast_not_sent_before_its_approval_runs_out_is_not_sent(trial: Trial) -> None:
-    person, author, other, investigator = await _awaiting(trial)
+    person, author, _, investigator = await _awaiting(trial)
     second = await trial.join("P002", user_id=2002)
     status = author.last_bot_message
     trial.world.faults.fail_next("sendMessage", status=500, chat_id=second.chat_id)  # P002's is held up
@@ -168,3 +168,27 @@ async def test_an_approved_broadcast_not_sent_before_its_approval_runs_out_is_no
                                                                      OutboxMessage.status == "skipped"))).all()
     assert late.last_error == "the broadcast's approval expired before it could be sent"
     assert (await _broadcast(trial)).status == "done"
+
+
+async def test_a_member_whose_access_ended_gets_no_approval_request(trial: Trial) -> None:
+    from study import staff
+    from study.audit import Actor
+
+    await trial.join("P001", user_id=2001)
+    author = await trial.add_staff(5005, name="Dana", role="coordinator")
+    other = await trial.add_staff(5008, name="Cole", role="coordinator")
+    investigator = await trial.add_staff(5006, name="Ivan", role="investigator")
+    await say(author, "/broadcast notice all Clinic opens at 9.", count=3)
+    trial.world.faults.fail_next("sendMessage", status=500, chat_id=other.chat_id)  # Cole's is held up
+    await press(author, "✅ Confirm")  # the requests are queued to Cole and Ivan...
+    await investigator.wait_for(lambda u: "needs your approval" in (u.last_bot_message.text or ""))
+    async with trial.db.transaction() as session:  # ...and Cole's access ends before his goes out
+        await staff.deactivate(session, await session.get(StaffMember, 2), actor=Actor.staff(3),
+                               now=trial.clock.now(), reason="left the study team")
+    trial.clock.advance(timedelta(minutes=10))
+    await trial.deliver()
+    async with trial.db.transaction() as session:
+        row = await session.scalar(select(OutboxMessage).where(OutboxMessage.staff_id == 2))
+    assert (row.status, row.last_error) == ("skipped", "staff member inactive")
+    assert "needs your approval" in investigator.last_bot_message.text
+    assert all("needs your approval" not in (m.text or "") for m in other.bot_messages)
