@@ -78,7 +78,7 @@ async def main() -> None:
                     hashes = {"en": app.bot_data["services"].messages.render(row.template_id, "en", {
                         **app.bot_data["services"].study_variables(), **broadcasts.variables(row)}).template_hash}
                     queued = await broadcasts.confirm(session, row, author, hashes=hashes, second_approval=False,
-                                                      now=clock.now())
+                                                      valid=timedelta(hours=24), now=clock.now())
                 calls_before = len(world.calls)
                 started = time.perf_counter()
                 await app.bot_data["dispatcher"].deliver_due()

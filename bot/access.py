@@ -3,6 +3,8 @@
 Participant handlers are wrapped in `participant_only`, so a handler only ever runs for the
 participant linked to the chat the update came from: callback data is never trusted to say who
 someone is. Strangers get one polite sentence and nothing about them is kept except a count.
+A staff member whose access has ended (study/staff.py `deactivate`) can do nothing: whatever
+they send or tap is answered with `staff_access_ended`, and each attempt is on the record.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from telegram import Update
 from telegram.ext import CallbackContext
 
 from bot import exactly_once
-from bot.replies import render, replying_to, show
+from bot.replies import alert, render, replying_to, show
 from bot.services import services
 from messages.sent import Recipient
-from study import participants, roles, staff, strangers
+from study import audit, participants, roles, staff, strangers
+from study.audit import Actor
 from study.models import Participant, StaffMember
 
 ParticipantHandler = Callable[[Update, CallbackContext, Participant], Awaitable[None]]
@@ -59,7 +62,9 @@ def participant_only(handler: ParticipantHandler | None = None, *, others_hear_n
         if participant is None or participant.telegram_user_id != user.id:
             if others_hear_nothing:
                 return
-            if member is not None and member.active:
+            if member is not None and not member.active:
+                await access_ended(update, context, member)
+            elif member is not None and member.active:
                 await show(update, context, render(context, "staff_not_participant", member.language))
             else:
                 await reply_to_stranger(update, context)
@@ -99,12 +104,48 @@ def staff_only(handler: StaffHandler) -> Callable[[Update, CallbackContext], Awa
             with replying_to(Recipient.staff(member.id)):
                 key = exactly_once.key_of(update, context, staff_id=member.id)
                 await exactly_once.once(update, context, key, seen, lambda: handler(update, context, member))
+        elif member is not None:
+            await access_ended(update, context, member, seen)
         elif participant is not None and participant.status in participants.SERVED_STATUSES:
             await show(update, context, render(context, "unknown_input", participant.language))
         else:
             await reply_to_stranger(update, context)
 
     return wrapper
+
+
+async def access_ended(update: Update, context: CallbackContext, member: StaffMember, seen=None) -> None:
+    """A deactivated staff member sent or tapped something: nothing is done; they are told, kindly,
+    and the attempt is recorded (once, however often the update is delivered)."""
+    svc = services(context)
+    key = exactly_once.key_of(update, context, staff_id=member.id)
+    if seen is None:
+        async with svc.db.read() as session:
+            seen = await exactly_once.seen_before(session, key, context)
+
+    async def refuse() -> None:
+        async with exactly_once.effects(update, context) as fx:
+            await audit.record(fx.session, actor=Actor.staff(member.id), action="refused", entity="staff_command",
+                               entity_id=_what(update), now=svc.clock.now(), new={"active": False},
+                               reason="the staff member's access has ended")
+            fx.reply = render(context, "staff_access_ended", member.language)
+        # A tap is answered on the tap (the message it was on stays as it was), else in the chat.
+        if not await alert(update, context, fx.reply):
+            await show(update, context, fx.reply)
+
+    with replying_to(Recipient.staff(member.id)):
+        await exactly_once.once(update, context, key, seen, refuse)
+
+
+def _what(update: Update) -> str:
+    """What a refused update asked for, without what it said: a command's name, "button", "message"."""
+    message = update.effective_message
+    if update.callback_query is not None:
+        return "button"
+    text = (message.text or "") if message is not None else ""
+    if text.startswith("/"):
+        return text.split()[0][1:].split("@")[0][:32] or "message"
+    return "message"
 
 
 def staff_command(permission: str, what: str | None = None):
@@ -118,15 +159,20 @@ def staff_command(permission: str, what: str | None = None):
         @functools.wraps(handler)
         async def wrapper(update: Update, context: CallbackContext, member: StaffMember) -> None:
             if not roles.allowed(member, permission):
-                svc = services(context)
-                async with exactly_once.effects(update, context) as fx:
-                    await roles.record_refusal(fx.session, member, what=name, permission=permission,
-                                               now=svc.clock.now())
-                    fx.reply = render(context, "staff_not_allowed", member.language, {"role": member.role})
-                await show(update, context, fx.reply)
+                await refuse_role(update, context, member, what=name, permission=permission)
                 return
             await handler(update, context, member)
 
         return wrapper
 
     return decorate
+
+
+async def refuse_role(update: Update, context: CallbackContext, member: StaffMember, *, what: str,
+                      permission: str) -> None:
+    """The approved refusal for something the member's role may not do, recorded in the trail."""
+    svc = services(context)
+    async with exactly_once.effects(update, context) as fx:
+        await roles.record_refusal(fx.session, member, what=what, permission=permission, now=svc.clock.now())
+        fx.reply = render(context, "staff_not_allowed", member.language, {"role": member.role})
+    await show(update, context, fx.reply)

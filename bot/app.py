@@ -24,6 +24,7 @@ from telegram.ext import (
     CommandHandler,
     Defaults,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -35,12 +36,14 @@ from bot.handlers import (
     corrections,
     diary,
     errors,
+    gate,
     info,
     onboarding,
     oversight,
     pause,
     pregnancy,
     staff_alerts,
+    team,
     times,
     treatment,
     urgent,
@@ -80,6 +83,9 @@ log = logging.getLogger(__name__)
 
 
 def register_handlers(app: Application) -> None:
+    # Before any handler: updates of a kind the bot does not handle (business messages, channel
+    # posts) and buttons pressed on another chat's message go no further (bot/handlers/gate.py).
+    app.add_handler(TypeHandler(Update, gate.screen), group=-1)
     # A message edited after it was sent: its new words go to the study team, whatever they say
     # (first, so that an edited command or answer is never carried out a second time).
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, conversation.participant_edited))
@@ -132,7 +138,11 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("broadcast", broadcast.broadcast))
     app.add_handler(CallbackQueryHandler(broadcast.confirm_or_cancel, pattern=cb.BROADCAST_CONFIRM_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))
+    app.add_handler(CallbackQueryHandler(broadcast.withdraw, pattern=cb.BROADCAST_WITHDRAW_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.pick, pattern=cb.BROADCAST_PICK_PATTERN))
+    # The study team itself (the investigator): /staff, its buttons, a contact card to add someone.
+    app.add_handler(CommandHandler("staff", team.staff_command))
+    app.add_handler(CallbackQueryHandler(team.button, pattern=cb.STAFF_PATTERN))
 
     # Whatever is left: unknown buttons and commands; then what participants send: text (to the
     # study team, or the typed answer to a check-in question), media (to the study team as it
@@ -142,6 +152,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(MessageHandler(filters.TEXT, conversation.participant_text))
     app.add_handler(MessageHandler(PARTICIPANT_MEDIA, conversation.participant_media))
     app.add_handler(MessageHandler(filters.Sticker.ALL, conversation.sticker))
+    app.add_handler(MessageHandler(filters.CONTACT, team.contact))
     app.add_handler(MessageHandler(filters.ALL, diary.free_text))
     app.add_error_handler(errors.on_error)
 

@@ -48,6 +48,26 @@ def slot_key(form: str) -> str | None:
     return "20" + form[1:] if slot_day(form) is not None else None
 
 
+# Record ids are database integers (PostgreSQL INTEGER): a forged id past the largest one a
+# table can hold names no record, and must not reach a query that would fail on it.
+MAX_RECORD_ID = 2**31 - 1
+
+
+def record_id(token: str) -> int | None:
+    """A record id carried by a button, or None when it is not one (too long, not digits)."""
+    if not token.isdigit() or len(token) > 10 or int(token) > MAX_RECORD_ID:
+        return None
+    return int(token)
+
+
+def hhmm(token: str) -> tuple[int, int] | None:
+    """A time of day carried as HHMM ("0800"), or None for anything else ("2599")."""
+    if len(token) != 4 or not token.isdigit():
+        return None
+    hour, minute = int(token[:2]), int(token[2:])
+    return (hour, minute) if hour < 24 and minute < 60 else None
+
+
 def new_form() -> str:
     return secrets.token_urlsafe(6)[:8]
 
@@ -113,7 +133,8 @@ class VisitAnswer:
         if not re.match(VISIT_PATTERN, data or ""):
             return None
         _, action, visit_id, revision = data.split(":")
-        return cls(action, int(visit_id), int(revision))
+        found = record_id(visit_id)
+        return None if found is None else cls(action, found, int(revision))
 
 
 def visit(action: str, visit_id: int, revision: int) -> str:
@@ -139,10 +160,10 @@ class PregnancyAnswer:
         if not re.match(PREGNANCY_PATTERN, data or ""):
             return None
         _, code, participant_id, due, repeat = data.split(":")
-        day = parse_day(due)
-        if day is None:
+        day, found = parse_day(due), record_id(participant_id)
+        if day is None or found is None:
             return None
-        return cls(PREGNANCY_RESULTS[code], int(participant_id), day, int(repeat))
+        return cls(PREGNANCY_RESULTS[code], found, day, int(repeat))
 
 
 # The contraception question asked with a negative test: p:c:<participant>:<due>:<repeat>:<y|n>.
@@ -161,8 +182,8 @@ class ContraceptionAnswer:
         if not re.match(CONTRACEPTION_PATTERN, data or ""):
             return None
         _, _, participant_id, due, repeat, uses = data.split(":")
-        day = parse_day(due)
-        return None if day is None else cls(int(participant_id), day, int(repeat), uses == "y")
+        day, found = parse_day(due), record_id(participant_id)
+        return None if day is None or found is None else cls(found, day, int(repeat), uses == "y")
 
 
 # Check-ins: "k:<question>:<answer>" answers the question the draft is on; "k:save", "k:later",
@@ -176,5 +197,12 @@ ACK_PATTERN = r"^a:\d{1,10}$"
 # Broadcasts: confirm / cancel (the author) and approve (a second staff member); b:<step>:<id>.
 BROADCAST_CONFIRM_PATTERN = r"^b:[sx]:\d{1,10}$"
 BROADCAST_APPROVE_PATTERN = r"^b:a:\d{1,10}$"
+# Withdrawing a broadcast awaiting approval (its author or the investigator): b:w:<id>.
+BROADCAST_WITHDRAW_PATTERN = r"^b:w:\d{1,10}$"
 # Picking with buttons: b:p:<notice>[:<audience>].
 BROADCAST_PICK_PATTERN = r"^b:p:(notice|closure)(:(all|wocbp|visits:\d{1,2}))?$"
+
+# /staff (the investigator): s:l the team, s:m:<member> a card, s:r:<member>:<c|i|m> propose a
+# role, s:d:<member> propose ending access, s:a:<change>:<c|i|m> an addition's role,
+# s:y:<change>[:<c|i|m>] Confirm, s:n:<change> Cancel (bot/handlers/team.py).
+STAFF_PATTERN = r"^s:(l|[mdn]:\d{1,10}|[ra]:\d{1,10}:[cim]|y:\d{1,10}(:[cim])?)$"

@@ -1,6 +1,8 @@
 """Live progress of broadcasts: the author's one status message, edited in place from what the
-dispatcher recorded (sent / failed / blocked of total), at most every `progress_every_seconds`,
-and a final report when every recipient's row is settled. Runs after each delivery batch."""
+dispatcher recorded (sent / failed / blocked of total, and what was not sent because the
+approval ran out), at most every `progress_every_seconds`, and a final report when every
+recipient's row is settled. Runs after each delivery batch. An author whose access has ended
+(study/staff.py) gets no more edits; the broadcast is still finished and recorded."""
 
 from __future__ import annotations
 
@@ -63,8 +65,10 @@ class BroadcastProgress:
                                    new={"status": "done", **progress.as_variables()}, reason="broadcast finished")
             chat_id, message_id = row.status_chat_id, row.status_message_id
             variables = {**self.study_variables, "broadcast_id": row.id, "state": "done" if progress.done else "sending",
-                         "approver": approver.name if approver else "", **progress.as_variables()}
+                         "approver": approver.name if approver else "", "by": "", **progress.as_variables()}
             language = author.language if author else "en"
+        if author is None or not author.active:
+            return 0
         rendered = self.messages.render("staff_broadcast_status", language, variables)
         try:
             await self.bot.edit_message_text(rendered.text, chat_id=chat_id, message_id=message_id)

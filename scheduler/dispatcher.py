@@ -32,7 +32,16 @@ from messages.markup import inline_keyboard
 from messages.renderer import Button, MessageCatalog, MessageError, RenderedMessage
 from scheduler.planner import DiaryFact, accounted_slots
 from scheduler.tick import view_of
-from study import conversation, diary, outbox, participant_text, pregnancy_tests, visits
+from study import (
+    broadcasts,
+    conversation,
+    diary,
+    outbox,
+    participant_text,
+    pregnancy_tests,
+    roles,
+    visits,
+)
 from study.clock import Clock
 from study.database import Database, is_unavailable
 from study.models import (
@@ -302,6 +311,12 @@ class OutboxDispatcher:
     async def _no_longer_wanted(self, session, row: OutboxMessage, recipient: Participant | StaffMember,
                                 now: datetime) -> str | None:
         """Why a message should not be sent after all, now that its time has come; None to send."""
+        if isinstance(recipient, StaffMember):
+            needs = roles.RECEIVING.get(row.kind)
+            if needs is not None and not roles.may(recipient.role, needs):
+                return f"a {recipient.role} does not receive this ({needs})"
+        if row.kind == "broadcast" and row.stale_after is not None and now >= row.stale_after:
+            return broadcasts.EXPIRED_NOTE
         if row.stale_after is not None and now >= row.stale_after:
             return "stale: past its useful time when it could be sent (missed delivery)"
         if row.kind == "alert":

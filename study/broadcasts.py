@@ -8,6 +8,16 @@ member must approve before anything is queued. Queueing writes one outbox row pe
 can never queue anyone twice; the dispatcher does the sending, skipping, retrying and recording.
 Every step is audited: who wrote it, who approved it, which approved template version, what text,
 which audience and which recipients.
+
+Approvals expire (`[broadcasts] approval_valid_hours`, 24 by default):
+- a broadcast awaiting the second approval can be approved until that long after its author
+  confirmed it; an Approve pressed later is refused and the broadcast is marked expired
+  (audited), so nothing of it is ever sent;
+- a broadcast queued (by its author's confirmation, or by the second approval) is sent until that
+  long after it was queued; a recipient's message still unsent then (the bot was down, Telegram
+  slow) is not sent but recorded as skipped ("the broadcast's approval expired"), and the final
+  report counts it apart;
+- until it is approved, its author or the investigator may withdraw it (`withdraw`, audited).
 """
 
 from __future__ import annotations
@@ -20,8 +30,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit, outbox
-from study.audit import Actor
-from study.models import Broadcast, OutboxMessage, Participant, StaffMember, Visit
+from study.audit import SYSTEM, Actor
+from study.models import (
+    Broadcast,
+    BroadcastStatus,
+    OutboxMessage,
+    Participant,
+    StaffMember,
+    Visit,
+)
 from study.visits import OPEN_STATUSES
 
 # The approved notice templates a broadcast may use, and whether they wrap the author's text.
@@ -29,6 +46,8 @@ TEMPLATES: dict[str, bool] = {"broadcast_team_notice": True, "broadcast_clinic_c
 SHORT_NAMES = {"notice": "broadcast_team_notice", "closure": "broadcast_clinic_closure"}
 TEXT_MAX = 500
 MAX_VISIT_DAYS = 90
+# Why a recipient's message was not sent: its approval ran out first (scheduler/dispatcher.py).
+EXPIRED_NOTE = "the broadcast's approval expired before it could be sent"
 
 
 class BroadcastError(ValueError):
@@ -90,7 +109,8 @@ async def create_draft(session: AsyncSession, author: StaffMember, *, template_i
         text = None
     if text and len(text) > TEXT_MAX:
         raise BroadcastError("text_too_long")
-    row = Broadcast(author_id=author.id, template_id=template_id, text=text, audience=audience, status="draft",
+    row = Broadcast(author_id=author.id, template_id=template_id, text=text, audience=audience,
+                    status=BroadcastStatus.DRAFT,
                     created_at=now)
     session.add(row)
     await session.flush()
@@ -113,48 +133,93 @@ async def _set_status(session: AsyncSession, row: Broadcast, status: str, actor:
 
 
 async def confirm(session: AsyncSession, row: Broadcast, author: StaffMember, *, hashes: dict[str, str],
-                  second_approval: bool, now: datetime) -> int:
+                  second_approval: bool, valid: timedelta, now: datetime) -> int:
     """The author confirms the preview. Returns how many were queued (0 while awaiting approval)."""
-    if row.status != "draft" or row.author_id != author.id:
+    if row.status != BroadcastStatus.DRAFT or row.author_id != author.id:
         raise BroadcastError("not_draft")
     row.template_hashes = hashes
+    row.confirmed_at = now
     if second_approval:
-        await _set_status(session, row, "awaiting_approval", Actor.staff(author.id), now,
+        await _set_status(session, row, BroadcastStatus.AWAITING_APPROVAL, Actor.staff(author.id), now,
                           "broadcast confirmed by its author; a second staff member must approve",
-                          template_hashes=hashes)
+                          template_hashes=hashes, approval_expires_at=(now + valid).isoformat())
         return 0
-    return await _queue(session, row, Actor.staff(author.id), now, hashes)
+    return await _queue(session, row, Actor.staff(author.id), now, hashes, valid)
 
 
-async def approve(session: AsyncSession, row: Broadcast, approver: StaffMember, *, now: datetime) -> int:
-    if row.status != "awaiting_approval":
+def approval_expired(row: Broadcast, *, valid: timedelta, now: datetime) -> bool:
+    """Has the time to approve this broadcast (awaiting approval) run out?"""
+    return (row.status == BroadcastStatus.AWAITING_APPROVAL and row.confirmed_at is not None
+            and now >= row.confirmed_at + valid)
+
+
+async def expire(session: AsyncSession, row: Broadcast, *, valid: timedelta, now: datetime,
+                 pressed_by: StaffMember | None = None) -> bool:
+    """Mark a broadcast whose approval time ran out as expired (audited); False if it has not."""
+    if not approval_expired(row, valid=valid, now=now):
+        return False
+    why = f"not approved within {valid} of its confirmation"
+    if pressed_by is not None:
+        why += f"; the approval of {pressed_by.name} came too late and was refused"
+    await _set_status(session, row, BroadcastStatus.EXPIRED, SYSTEM, now, why)
+    return True
+
+
+async def approve(session: AsyncSession, row: Broadcast, approver: StaffMember, *, valid: timedelta,
+                  now: datetime) -> int:
+    if row.status == BroadcastStatus.EXPIRED or approval_expired(row, valid=valid, now=now):
+        raise BroadcastError("expired")
+    if row.status == BroadcastStatus.WITHDRAWN:
+        raise BroadcastError("withdrawn")
+    if row.status != BroadcastStatus.AWAITING_APPROVAL:
         raise BroadcastError("not_awaiting")
     if row.author_id == approver.id:
         raise BroadcastError("own")
     row.approver_id, row.approved_at = approver.id, now
-    return await _queue(session, row, Actor.staff(approver.id), now, row.template_hashes or {},
+    return await _queue(session, row, Actor.staff(approver.id), now, row.template_hashes or {}, valid,
                         approver=approver.name)
 
 
+async def withdraw(session: AsyncSession, row: Broadcast, member: StaffMember, *, may_withdraw_others: bool,
+                   valid: timedelta, now: datetime) -> None:
+    """Withdraw a broadcast awaiting approval: its author may, and whoever may withdraw any
+    (the investigator: study/roles.py WITHDRAW_ANY_BROADCAST). Nothing of it is sent."""
+    if row.status == BroadcastStatus.EXPIRED or await expire(session, row, valid=valid, now=now):
+        raise BroadcastError("expired")
+    if row.status == BroadcastStatus.WITHDRAWN:
+        raise BroadcastError("withdrawn")
+    if row.status != BroadcastStatus.AWAITING_APPROVAL:
+        raise BroadcastError("not_awaiting")
+    if row.author_id != member.id and not may_withdraw_others:
+        raise BroadcastError("not_yours")
+    mine = row.author_id == member.id
+    await _set_status(session, row, BroadcastStatus.WITHDRAWN, Actor.staff(member.id), now,
+                      "broadcast withdrawn by its author before approval" if mine
+                      else f"broadcast withdrawn by {member.name} ({member.role}) before approval",
+                      withdrawn_by=member.name)
+
+
 async def cancel(session: AsyncSession, row: Broadcast, member: StaffMember, *, now: datetime) -> None:
-    if row.status not in ("draft", "awaiting_approval"):
+    if row.status != BroadcastStatus.DRAFT:
         raise BroadcastError("not_draft")
-    await _set_status(session, row, "cancelled", Actor.staff(member.id), now, "broadcast cancelled")
+    await _set_status(session, row, BroadcastStatus.CANCELLED, Actor.staff(member.id), now, "broadcast cancelled")
 
 
 async def _queue(session: AsyncSession, row: Broadcast, actor: Actor, now: datetime, hashes: dict,
-                 **extra) -> int:
+                 valid: timedelta, **extra) -> int:
     people = await audience_members(session, row.audience, now=now)
     if not people:
-        await _set_status(session, row, "cancelled", actor, now, "broadcast has no recipients")
+        await _set_status(session, row, BroadcastStatus.CANCELLED, actor, now, "broadcast has no recipients")
         raise BroadcastError("no_recipients")
     row.recipients = [p.study_id for p in people]
     for person in people:
+        # Not sent once the approval has run out (scheduler/dispatcher.py: EXPIRED_NOTE).
         await outbox.enqueue(session, dedup_key=f"broadcast:{row.id}:{person.id}", template_id=row.template_id,
-                             variables=variables(row), now=now, participant_id=person.id, kind="broadcast")
-    await _set_status(session, row, "sending", actor, now, "broadcast queued",
+                             variables=variables(row), now=now, participant_id=person.id, kind="broadcast",
+                             stale_after=now + valid)
+    await _set_status(session, row, BroadcastStatus.SENDING, actor, now, "broadcast queued",
                       recipients=row.recipients, template=row.template_id, template_hashes=hashes,
-                      text=row.text, audience=row.audience, **extra)
+                      text=row.text, audience=row.audience, send_until=(now + valid).isoformat(), **extra)
     return len(people)
 
 
@@ -165,36 +230,39 @@ class Progress:
     failed: int
     blocked: int
     skipped: int
+    expired: int = 0  # not sent: the approval ran out first
 
     @property
     def pending(self) -> int:
-        return self.total - self.sent - self.failed - self.blocked - self.skipped
+        return self.total - self.sent - self.failed - self.blocked - self.skipped - self.expired
 
     @property
     def done(self) -> bool:
         return self.pending == 0
 
     def key(self) -> str:
-        return f"{self.sent}/{self.failed}/{self.blocked}/{self.skipped}/{self.total}"
+        return f"{self.sent}/{self.failed}/{self.blocked}/{self.skipped}/{self.expired}/{self.total}"
 
     def as_variables(self) -> dict:
         return {"sent": self.sent, "failed": self.failed, "blocked": self.blocked, "skipped": self.skipped,
-                "total": self.total}
+                "expired": self.expired, "total": self.total}
 
 
 async def progress(session: AsyncSession, row: Broadcast) -> Progress:
     query = (select(OutboxMessage.status, OutboxMessage.last_error, func.count())
              .where(OutboxMessage.dedup_key.like(f"broadcast:{row.id}:%"))
              .group_by(OutboxMessage.status, OutboxMessage.last_error))
-    counts = {"sent": 0, "failed": 0, "blocked": 0, "skipped": 0}
+    counts = {"sent": 0, "failed": 0, "blocked": 0, "skipped": 0, "expired": 0}
     for status, error, n in (await session.execute(query)).all():
         if status == "failed" and error == "blocked by the user":
             counts["blocked"] += n
+        elif status == "skipped" and error == EXPIRED_NOTE:
+            counts["expired"] += n
         elif status in counts:
             counts[status] += n
     return Progress(total=len(row.recipients or []), **counts)
 
 
 async def sending(session: AsyncSession) -> list[Broadcast]:
-    return list((await session.scalars(select(Broadcast).where(Broadcast.status == "sending")
+    return list((await session.scalars(select(Broadcast).where(Broadcast.status == BroadcastStatus.SENDING)
                                        .order_by(Broadcast.id))).all())

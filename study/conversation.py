@@ -8,7 +8,8 @@ one path:
 1. the text is cleaned (control characters out, the length as received kept: participant_text.py)
    and screened (screening.py); flags whose action calls for it raise a safety alert;
 2. the message is stored with what the screening found;
-3. it is queued to every on-duty staff member, in parts that each fit one Telegram message, with
+3. it is queued to every active staff member whose role receives participants' messages
+   (study/roles.py RECEIVE_PARTICIPANT_MESSAGES: coordinators and the investigator), in parts that each fit one Telegram message, with
    the media itself copied after the notice (never the participant's Telegram name: the study id);
 4. the participant is told it was passed on only once it was (`after_delivery`, run by the
    dispatcher each time one of its parts is settled), or told it could not be, with the phone
@@ -23,7 +24,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import alerts, audit, outbox, participant_text
+from study import alerts, audit, outbox, participant_text, roles
 from study import staff as staff_members
 from study.audit import Actor
 from study.models import (
@@ -97,13 +98,14 @@ async def from_participant(session: AsyncSession, protocol: Protocol, participan
 
 async def _pass_on(session: AsyncSession, protocol: Protocol, participant: Participant, record: ParticipantMessage,
                    *, now: datetime) -> int:
-    """Queue the message to every on-duty staff member: its parts, then (media) its copy."""
+    """Queue the message to every active member whose role receives participants' messages: its
+    parts, then (media) its copy."""
     screener = protocol.screener
     pieces = participant_text.split(record.text, PART_LENGTH) if record.text else [""]
     found = record.screening or {}
     flags = [screener.label(code) for code in found.get("flags", [])]
     negated = [screener.label(code) for code in found.get("negated", [])]
-    members = await staff_members.on_duty(session)
+    members = await staff_members.receiving(session, roles.RECEIVE_PARTICIPANT_MESSAGES)
     for member in members:
         for number, piece in enumerate(pieces, start=1):
             await outbox.enqueue(

@@ -164,7 +164,14 @@ class ConsentDecision(Base):
     timezone: Mapped[str] = mapped_column(String(64))
 
 
+def _sql_in(column: str, values: tuple[StrEnum, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
 class StaffMember(Base):
+    """A member of the study team. `active` and `role` are their current state, changed in place;
+    every change is in the audit trail with its old and new values, who and why (study/staff.py)."""
+
     __tablename__ = "staff"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -174,6 +181,48 @@ class StaffMember(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     language: Mapped[str] = mapped_column(String(8), default="en")
     added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StaffChangeKind(StrEnum):
+    """What a proposed change to the study team does (/staff in Telegram)."""
+
+    ADD = "add"  # add a person (or give a deactivated member access again), with a role
+    ROLE = "role"  # change a member's role
+    DEACTIVATE = "deactivate"  # end a member's access: they receive nothing and can do nothing
+
+
+class StaffChangeState(StrEnum):
+    PROPOSED = "proposed"  # shown with Confirm / Cancel
+    CONFIRMED = "confirmed"  # made (and audited, old and new values) when Confirm was pressed
+    CANCELLED = "cancelled"
+
+
+class StaffChange(Base):
+    """A change to the study team proposed in Telegram, waiting for its Confirm: who proposed it,
+    what (the person's Telegram id and name for an addition, the member for a role change or a
+    deactivation), and what became of it. Buttons carry only its id. The team itself changes, and
+    the audit trail records it, when it is confirmed (study/staff.py)."""
+
+    __tablename__ = "staff_changes"
+    __table_args__ = (
+        CheckConstraint(_sql_in("kind", tuple(StaffChangeKind)), name="kind"),
+        CheckConstraint(_sql_in("state", tuple(StaffChangeState)), name="state"),
+        CheckConstraint("role IS NULL OR role IN ('coordinator', 'investigator', 'monitor')", name="role"),
+        CheckConstraint("(kind = 'add' AND telegram_user_id IS NOT NULL AND name IS NOT NULL) OR "
+                        "(kind <> 'add' AND staff_id IS NOT NULL)", name="target"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=StaffChangeState.PROPOSED)
+    proposed_by: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))  # the member it changes
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger)  # who is added
+    name: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str | None] = mapped_column(String(16))  # the new role (an addition's: at Confirm)
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DiaryEntry(Base):
@@ -521,13 +570,29 @@ class ProcessedUpdate(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class BroadcastStatus(StrEnum):
+    """Where a broadcast is: draft -> awaiting_approval (a second staff member must approve) ->
+    sending -> done; a draft can be cancelled, a broadcast awaiting approval withdrawn (by its
+    author or the investigator) or expired (not approved in time: study/broadcasts.py)."""
+
+    DRAFT = "draft"
+    AWAITING_APPROVAL = "awaiting_approval"
+    SENDING = "sending"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+
 class Broadcast(Base):
     """A notice to many participants, from its draft to its final report. Current state changed
-    in place (every change audited): draft -> awaiting_approval -> sending -> done, or cancelled.
+    in place (every change audited): see BroadcastStatus. `confirmed_at`: when its author
+    confirmed it (a second approval is asked for from then); `approved_at`: the second approval.
     `template_hashes` are the approved SHA-256 of the template in each language at confirmation;
     `recipients` the study ids it was queued for (one outbox row each, key broadcast:<id>:<pid>)."""
 
     __tablename__ = "broadcasts"
+    __table_args__ = (CheckConstraint(_sql_in("status", tuple(BroadcastStatus)), name="status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
@@ -539,6 +604,7 @@ class Broadcast(Base):
     template_hashes: Mapped[dict | None] = mapped_column(JSON)
     recipients: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The one status message edited in place with progress, in the author's chat.
@@ -578,10 +644,6 @@ DIARY_FIELDS = (CorrectedField.KIND, CorrectedField.OCCURRED_AT, CorrectedField.
 CHECKIN_FIELDS = (CorrectedField.ITCH, CorrectedField.PAIN, CorrectedField.REACTION,
                   CorrectedField.REACTION_SEVERITY, CorrectedField.NEW_PROBLEM, CorrectedField.MEDICINES,
                   CorrectedField.MEDICINES_CHANGE)
-
-
-def _sql_in(column: str, values: tuple[StrEnum, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 # The correction names exactly one record, of its entity, and a field that record has.

@@ -7,7 +7,7 @@ errors name the offending key so a coordinator editing the file can fix it witho
 from __future__ import annotations
 
 import tomllib
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -273,6 +273,14 @@ class BroadcastSection(_Section):
     require_second_approval: bool = False
     # The status message of a broadcast is edited at most this often while it is sending.
     progress_every_seconds: int = Field(ge=1, default=5)
+    # An approval holds this long: a broadcast awaiting the second approval can be approved until
+    # this long after its author confirmed it, and a queued one is sent until this long after it
+    # was queued; what is still unsent then is not sent (study/broadcasts.py).
+    approval_valid_hours: int = Field(ge=1, le=24 * 14, default=24)
+
+    @property
+    def approval_valid(self) -> timedelta:
+        return timedelta(hours=self.approval_valid_hours)
 
 
 # What the site checks against the approved protocol before the protocol is used for real.

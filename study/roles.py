@@ -1,9 +1,17 @@
 """Who on the study team may do what. One table, used by every staff command and button.
 
-- coordinator: everything but resuming a participant's interrupted treatment.
-- investigator: everything, and receives escalations; alone resumes an interrupted treatment.
+- coordinator: everything but resuming a participant's interrupted treatment, managing the study
+  team and withdrawing someone else's broadcast.
+- investigator: everything, and receives escalations; alone resumes an interrupted treatment,
+  manages the study team (/staff, `trialbot staff`: the delegation of the study's work is the
+  investigator's) and withdraws any broadcast awaiting approval.
 - monitor: read-only: oversight (participants, visits, alerts, plots) and exports; no messaging,
-  no acknowledging, no broadcasts, no corrections.
+  no acknowledging, no broadcasts, no corrections, and does not receive participants' messages.
+
+Setting up: while the team has no active member who may manage it (no investigator yet), a
+coordinator may add and change staff (SET_UP_TEAM), so a site can add its investigator; from
+then on only the investigator may (study/staff.py `managing_permission`), at the server as in
+Telegram.
 
 A refusal is answered with the `staff_not_allowed` template and recorded in the audit trail
 (action "refused"), so a monitor's attempt to write to participants is on the record.
@@ -30,16 +38,24 @@ TREATMENT = "treatment"      # /interrupt, /offtreatment: a participant's treatm
 RESUME_TREATMENT = "resume_treatment"  # /resume P001 reason: the investigator's decision alone
 CORRECT = "correct"          # /correct: correct a diary entry or a check-in (never overwriting it)
 ENROL = "enrol"              # enrol and invite participants, their settings, visits, ending participation
-MANAGE_STAFF = "manage_staff"  # add staff members or change their role
+MANAGE_STAFF = "manage_staff"  # add staff members, change their role, deactivate them
+SET_UP_TEAM = "set_up_team"    # the same, while the team has no active member who may MANAGE_STAFF
 APPROVE_TEXT = "approve_text"  # trialbot messages approve: record the IRB's approval of a text
+WITHDRAW_ANY_BROADCAST = "withdraw_any_broadcast"  # withdraw a broadcast awaiting approval that is not one's own
+RECEIVE_PARTICIPANT_MESSAGES = "receive_participant_messages"  # what participants write, passed on to staff
 
 EVERYTHING = frozenset({OVERSEE, EXPORT, MESSAGE, ACKNOWLEDGE, BROADCAST, APPROVE_BROADCAST, TREATMENT,
-                        RESUME_TREATMENT, CORRECT, ENROL, MANAGE_STAFF, APPROVE_TEXT})
+                        RESUME_TREATMENT, CORRECT, ENROL, MANAGE_STAFF, SET_UP_TEAM, APPROVE_TEXT,
+                        WITHDRAW_ANY_BROADCAST, RECEIVE_PARTICIPANT_MESSAGES})
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "coordinator": EVERYTHING - {RESUME_TREATMENT},
+    "coordinator": EVERYTHING - {RESUME_TREATMENT, MANAGE_STAFF, WITHDRAW_ANY_BROADCAST},
     "investigator": EVERYTHING,
     "monitor": frozenset({OVERSEE, EXPORT}),
 }
+# What a staff member is sent, by outbox kind, needs this permission when it is delivered (a
+# member whose role changed since it was queued does not get it: scheduler/dispatcher.py).
+RECEIVING = {"participant_message": RECEIVE_PARTICIPANT_MESSAGES, "media_copy": RECEIVE_PARTICIPANT_MESSAGES,
+             "alert": ACKNOWLEDGE}
 # Who receives escalated alerts (after escalation.escalate_after_minutes).
 ESCALATION_ROLES = ("investigator",)
 

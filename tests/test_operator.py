@@ -26,7 +26,9 @@ def refused(result) -> str:
 def team(cli) -> None:
     """Dana Lee (coordinator, staff 1, TRIALBOT_OPERATOR), Dr Gray (investigator), Mo (monitor)."""
     assert cli("staff", "add", "--telegram-id", "7002", "--name", "Dr Gray", "--role", "investigator").exit_code == 0
-    assert cli("staff", "add", "--telegram-id", "7003", "--name", "Mo", "--role", "monitor").exit_code == 0
+    # The team has an investigator now: they manage it (study/roles.py MANAGE_STAFF).
+    assert cli("staff", "add", "--telegram-id", "7003", "--name", "Mo", "--role", "monitor",
+               "--as", "Dr Gray").exit_code == 0
 
 
 def test_no_name_no_change(cli, team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

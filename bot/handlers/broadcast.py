@@ -4,7 +4,9 @@ a second staff member, then delivered by the outbox with one status message edit
 `/broadcast` alone offers the notices and audiences as buttons; `/broadcast notice AUDIENCE text`
 or `/broadcast closure AUDIENCE` does it in one line. The draft lives in the
 `broadcasts` table (survives restarts); buttons carry only `b:<step>:<id>` and every press is
-checked against the row and the presser's role.
+checked against the row and the presser's role. A broadcast awaiting the second approval can be
+withdrawn (`b:w:<id>`) by its author, from its status message, or by the investigator, from the
+approval request; approvals expire (study/broadcasts.py).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import logging
 
 from telegram import Update
+from telegram.error import TelegramError
 from telegram.ext import CallbackContext
 
+from bot import callback_data as cb
 from bot.access import staff_command
 from bot.exactly_once import effects
 from bot.replies import answer_button, render, send_new, show
@@ -119,14 +123,17 @@ async def _draft_and_preview(update: Update, context: CallbackContext, member: S
 
 def _broadcast_id(update: Update) -> int | None:
     data = update.callback_query.data or ""
-    tail = data.split(":")[-1]
-    return int(tail) if tail.isdigit() and len(tail) < 12 else None
+    return cb.record_id(data.split(":")[-1])
 
 
-def _status_variables(row: Broadcast, state: str, progress=None, approver: str = "") -> dict:
+def _status_variables(row: Broadcast, state: str, progress=None, approver: str = "", by: str = "") -> dict:
     counts = progress.as_variables() if progress else {"sent": 0, "failed": 0, "blocked": 0, "skipped": 0,
-                                                        "total": len(row.recipients or [])}
-    return {"broadcast_id": row.id, "state": state, "approver": approver, **counts}
+                                                        "expired": 0, "total": len(row.recipients or [])}
+    return {"broadcast_id": row.id, "state": state, "approver": approver, "by": by, **counts}
+
+
+def _withdraw_button(row_id: int) -> list[list[Button]]:
+    return [[Button("broadcast_withdraw", f"b:w:{row_id}")]]
 
 
 @staff_command(roles.BROADCAST, "broadcast_confirm")
@@ -151,7 +158,9 @@ async def confirm_or_cancel(update: Update, context: CallbackContext, member: St
         else:
             people = await broadcasts.audience_members(session, row.audience, now=now)
             variables = {**_status_variables(row, "awaiting_approval" if second else "sending"), "total": len(people)}
-            fx.reply = render(context, "staff_broadcast_status", member.language, variables)
+            # Awaiting approval, the author may withdraw it (until it is approved).
+            fx.reply = render(context, "staff_broadcast_status", member.language, variables,
+                              _withdraw_button(row.id) if second else ())
     await show(update, context, fx.reply, answer=refused or step == "x")
     if refused or step == "x":
         return
@@ -165,16 +174,22 @@ async def confirm_or_cancel(update: Update, context: CallbackContext, member: St
             # What the message says now, so progress is edited only when a count changes.
             row.progress = broadcasts.Progress(total=variables["total"], sent=0, failed=0, blocked=0,
                                                skipped=0).key()
-            await broadcasts.confirm(session, row, member, hashes=hashes, second_approval=second, now=now)
+            valid = svc.protocol.broadcasts.approval_valid
+            await broadcasts.confirm(session, row, member, hashes=hashes, second_approval=second, valid=valid,
+                                     now=now)
             if second:
                 for other in await _approvers(session, member):
+                    buttons = [[["broadcast_approve", f"b:a:{row.id}", {}]]]
+                    if roles.allowed(other, roles.WITHDRAW_ANY_BROADCAST):
+                        buttons.append([["broadcast_withdraw", f"b:w:{row.id}", {}]])
+                    # An approval request is of no use once approving is no longer possible.
                     await outbox.enqueue(
                         session, dedup_key=f"broadcast-approval:{row.id}:staff{other.id}",
                         template_id="staff_broadcast_approval", now=now, staff_id=other.id,
                         variables={"broadcast_id": row.id, "author": member.name, "template": row.template_id,
                                    **_audience_variables(row.audience), "text": row.text or "",
-                                   "count": variables["total"]},
-                        buttons=[[["broadcast_approve", f"b:a:{row.id}", {}]]])
+                                   "count": variables["total"], "hours": svc.protocol.broadcasts.approval_valid_hours},
+                        buttons=buttons, stale_after=now + valid)
     except BroadcastError as exc:  # pressed twice at once: the first press confirmed it
         log.info("broadcast %s not confirmed again: %s", row_id, exc.code)
     finally:
@@ -192,14 +207,18 @@ async def _approvers(session, author: StaffMember) -> list[StaffMember]:
 async def approve(update: Update, context: CallbackContext, member: StaffMember) -> None:
     svc = services(context)
     now = svc.clock.now()
+    valid = svc.protocol.broadcasts.approval_valid
     row_id = _broadcast_id(update)
     async with effects(update, context) as fx:
         row = await fx.session.get(Broadcast, row_id) if row_id else None
         try:
             if row is None:
                 raise BroadcastError("not_awaiting")
+            # Too late: marked expired (and that stays, though the approval is refused).
+            if await broadcasts.expire(fx.session, row, valid=valid, now=now, pressed_by=member):
+                raise BroadcastError("expired")
             async with fx.session.begin_nested():  # a refusal undoes whatever the approval began
-                await broadcasts.approve(fx.session, row, member, now=now)
+                await broadcasts.approve(fx.session, row, member, valid=valid, now=now)
         except BroadcastError as exc:
             if exc.code == "own":
                 await audit.record(fx.session, actor=Actor.staff(member.id), action="refused", entity="broadcast",
@@ -211,3 +230,41 @@ async def approve(update: Update, context: CallbackContext, member: StaffMember)
                               _status_variables(row, "sending", approver=member.name))
     svc.outbox_ready.set()
     await show(update, context, fx.reply)
+
+
+@staff_command(roles.BROADCAST, "broadcast_withdraw")
+async def withdraw(update: Update, context: CallbackContext, member: StaffMember) -> None:
+    """Withdraw a broadcast awaiting the second approval: its author (from the status message) or
+    the investigator (from the approval request). Anyone else is refused, on the record."""
+    svc = services(context)
+    now = svc.clock.now()
+    row_id = _broadcast_id(update)
+    status_message = None
+    async with effects(update, context, once_per_message=True) as fx:
+        row = await fx.session.get(Broadcast, row_id) if row_id else None
+        try:
+            if row is None:
+                raise BroadcastError("not_awaiting")
+            await broadcasts.withdraw(fx.session, row, member, now=now, valid=svc.protocol.broadcasts.approval_valid,
+                                      may_withdraw_others=roles.allowed(member, roles.WITHDRAW_ANY_BROADCAST))
+        except BroadcastError as exc:
+            if exc.code == "not_yours":
+                await audit.record(fx.session, actor=Actor.staff(member.id), action="refused", entity="broadcast",
+                                   entity_id=row_id, now=now, new={"withdrawn_by": member.name},
+                                   reason=f"a {member.role} may withdraw only their own broadcast")
+            fx.reply = render(context, "staff_broadcast_refused", member.language, {"reason": exc.code})
+        else:
+            fx.reply = render(context, "staff_broadcast_status", member.language,
+                              _status_variables(row, "withdrawn", by=member.name))
+            if row.author_id != member.id and row.status_chat_id and row.status_message_id:
+                author = await fx.session.get(StaffMember, row.author_id)
+                status_message = (row.status_chat_id, row.status_message_id, render(
+                    context, "staff_broadcast_status", author.language if author else member.language,
+                    _status_variables(row, "withdrawn", by=member.name)))
+    await show(update, context, fx.reply)
+    if status_message is not None:  # the author's status message says so too (no Withdraw button left)
+        chat_id, message_id, rendered = status_message
+        try:
+            await context.bot.edit_message_text(rendered.text, chat_id=chat_id, message_id=message_id)
+        except TelegramError as exc:
+            log.info("broadcast %s: the author's status message not updated (%s)", row_id, type(exc).__name__)

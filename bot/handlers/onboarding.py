@@ -12,7 +12,7 @@ from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot import exactly_once
-from bot.access import reply_to_stranger, stranger_language
+from bot.access import access_ended, reply_to_stranger, stranger_language
 from bot.handlers.diary import diary_buttons
 from bot.replies import render, show
 from bot.services import services
@@ -74,6 +74,8 @@ async def start(update: Update, context: CallbackContext) -> None:
     if code is None:
         if member is not None and member.active:
             await show(update, context, render(context, "staff_welcome", member.language, {"name": member.name}))
+        elif member is not None:
+            await access_ended(update, context, member)
         else:
             await reply_to_stranger(update, context)
         return

@@ -7,13 +7,14 @@ from zoneinfo import ZoneInfo
 from telegram import Update
 from telegram.ext import CallbackContext
 
+from bot import callback_data as cb
 from bot.access import staff_command
 from bot.exactly_once import effects
 from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button
 from study import alerts, roles
-from study.alerts import AckOutcome
+from study.alerts import AckOutcome, AckResult
 from study.models import Participant, StaffMember
 
 
@@ -25,9 +26,10 @@ def _in_study_zone(context: CallbackContext, moment):
 async def acknowledge(update: Update, context: CallbackContext, member: StaffMember) -> None:
     svc = services(context)
     now = svc.clock.now()
-    alert_id = int(update.callback_query.data[2:])
+    alert_id = cb.record_id(update.callback_query.data[2:])
     async with effects(update, context) as fx:
-        result = await alerts.acknowledge(fx.session, alert_id, member, now=now)
+        result = (await alerts.acknowledge(fx.session, alert_id, member, now=now) if alert_id is not None
+                  else AckResult(AckOutcome.NOT_FOUND))
         participant = (await fx.session.get(Participant, result.alert.participant_id)) if result.alert else None
         if result.outcome is AckOutcome.NOT_ALLOWED:
             fx.reply = render(context, "staff_not_allowed", member.language, {"role": member.role})

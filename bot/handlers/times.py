@@ -54,8 +54,9 @@ async def change_time(update: Update, context: CallbackContext, participant: Par
         await show(update, context, render(context, "times_pick", participant.language,
                                            {"time": _local_times(participant, now)[index]}, rows))
         return
-    new = time(int(parts[2][:2]), int(parts[2][2:]))
-    if new.hour not in PICKABLE_HOURS or new.minute != 0:
+    picked = cb.hhmm(parts[2])  # forged data may carry any four digits ("2599")
+    new = time(*picked) if picked is not None else None
+    if new is None or new.hour not in PICKABLE_HOURS or new.minute != 0:
         await show(update, context, render(context, "button_expired", participant.language))
         return
     if new in current and current.index(new) != index:

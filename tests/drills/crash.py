@@ -273,4 +273,5 @@ async def _queue_broadcast(db: Database, now: datetime) -> None:
         variables = {"study_name": study.short_name, "study_phone": study.phone, "study_email": study.email,
                      **broadcasts.variables(row)}
         hashes = {"en": catalog.render(row.template_id, "en", variables).template_hash}
-        await broadcasts.confirm(session, row, author, hashes=hashes, second_approval=False, now=now)
+        await broadcasts.confirm(session, row, author, hashes=hashes, second_approval=False,
+                                     valid=timedelta(hours=24), now=now)
