@@ -58,7 +58,7 @@ from study import approvals
 from study.clock import Clock
 from study.database import Database
 from study.protocol import Protocol
-from study.strangers import WrongCodeLockout
+from study.strangers import WrongCodeLimit, WrongCodeRules
 
 # The participant's command menu, in the order Telegram shows it. Descriptions come from the
 # `commands` template, like every other word participants see.
@@ -187,11 +187,12 @@ def build_application(
         db=db,
         clock=clock,
         messages=messages,
-        lockout=WrongCodeLockout(
-            max_failures=enrolment.max_wrong_codes,
+        lockout=WrongCodeLimit(WrongCodeRules(
+            per_chat=enrolment.max_wrong_codes,
+            all_chats=enrolment.max_wrong_codes_global,
             window=timedelta(minutes=enrolment.wrong_code_window_minutes),
             lockout=timedelta(minutes=enrolment.lockout_minutes),
-        ),
+        )),
     )
     builder = (
         ApplicationBuilder()

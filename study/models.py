@@ -270,6 +270,57 @@ class StrangerCount(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class WrongCode(Base):
+    """A wrong invite code tried from a chat outside the study, counted towards the lock-out
+    (study/strangers.py). The chat is only its salted hash (HMAC-SHA256 under the deployment's
+    salt, `hash_salts`), the update only a hash too (a redelivered update counts once); nothing
+    else is kept, and rows older than the lock-out's window are deleted."""
+
+    __tablename__ = "wrong_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_hash: Mapped[str] = mapped_column(String(64), index=True)
+    tried_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    update_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class LockoutScope(StrEnum):
+    """Whom a wrong-code lock-out stops: one chat (too many wrong codes from it), or every chat
+    outside the study (too many wrong codes from all of them together)."""
+
+    CHAT = "chat"
+    ALL = "all"
+
+
+class CodeLockout(Base):
+    """A wrong-code lock-out: until `until`, the chat (its salted hash) or, for scope `all`,
+    every chat not in the study, gets "too many tries" for any invite code. Deleted once over
+    and out of the counting window."""
+
+    __tablename__ = "code_lockouts"
+    __table_args__ = (
+        CheckConstraint("scope IN ('chat', 'all')", name="scope"),
+        CheckConstraint("(scope = 'chat' AND chat_hash IS NOT NULL) OR (scope = 'all' AND chat_hash IS NULL)",
+                        name="chat"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    chat_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    until: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class HashSalt(Base):
+    """The deployment's secret salt for hashing what must not be kept in the clear (strangers'
+    chat ids), made by the migration that made this table; one row per purpose."""
+
+    __tablename__ = "hash_salts"
+
+    purpose: Mapped[str] = mapped_column(String(32), primary_key=True)
+    salt: Mapped[str] = mapped_column(String(64))  # 32 random bytes, hex
+
+
 class DeliveryEvent(Base):
     """The life of an outbox message, one row per step: queued, sent, retry, failed, skipped,
     answered. Append-only, so `trialbot deliveries` can show what happened and why."""

@@ -126,9 +126,17 @@ class DiarySection(_Section):
 
 class EnrolmentSection(_Section):
     invite_valid_days: int = Field(ge=1, le=90)
+    # Wrong invite codes within the window before a chat is locked out (per chat), and before
+    # every chat outside the study is (all of them together: many chats guessing at once).
     max_wrong_codes: int = Field(ge=1, le=50)
+    max_wrong_codes_global: int = Field(ge=1, le=10_000, default=50)
     wrong_code_window_minutes: int = Field(ge=1)
     lockout_minutes: int = Field(ge=1)
+    @model_validator(mode="after")
+    def _global_limit(self) -> EnrolmentSection:
+        if self.max_wrong_codes_global < self.max_wrong_codes:
+            raise ValueError("max_wrong_codes_global (all chats together) must be at least max_wrong_codes (one chat)")
+        return self
 
 
 class RemindersSection(_Section):
