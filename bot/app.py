@@ -34,6 +34,7 @@ from bot.handlers import (
     conversation,
     corrections,
     diary,
+    enrolment,
     errors,
     info,
     onboarding,
@@ -133,13 +134,19 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CallbackQueryHandler(broadcast.confirm_or_cancel, pattern=cb.BROADCAST_CONFIRM_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.pick, pattern=cb.BROADCAST_PICK_PATTERN))
+    # Enrolment at the consent visit: /enroll one question at a time, /invite (and their buttons).
+    app.add_handler(CommandHandler("enroll", enrolment.enroll))
+    app.add_handler(CallbackQueryHandler(enrolment.answer, pattern=cb.ENROL_PATTERN))
+    app.add_handler(CommandHandler("invite", enrolment.invite))
+    app.add_handler(CallbackQueryHandler(enrolment.invite_answer, pattern=cb.INVITE_PATTERN))
 
     # Whatever is left: unknown buttons and commands; then what participants send: text (to the
     # study team, or the typed answer to a check-in question), media (to the study team as it
     # is), stickers (kindly asked for words), anything else (what the bot understands).
     app.add_handler(CallbackQueryHandler(diary.stale_button))
     app.add_handler(MessageHandler(filters.COMMAND, diary.free_text))
-    app.add_handler(MessageHandler(filters.TEXT, conversation.participant_text))
+    # Text: a staff member's answer to /enroll's question; anyone else's, conversation.participant_text.
+    app.add_handler(MessageHandler(filters.TEXT, enrolment.typed))
     app.add_handler(MessageHandler(PARTICIPANT_MEDIA, conversation.participant_media))
     app.add_handler(MessageHandler(filters.Sticker.ALL, conversation.sticker))
     app.add_handler(MessageHandler(filters.ALL, diary.free_text))

@@ -321,6 +321,51 @@ class HashSalt(Base):
     salt: Mapped[str] = mapped_column(String(64))  # 32 random bytes, hex
 
 
+class EnrolmentStep(StrEnum):
+    """The question an enrolment in the staff chat (/enroll P001) is on."""
+
+    TIMEZONE = "timezone"
+    LANGUAGE = "language"
+    WOCBP = "wocbp"
+    TIMES = "times"
+    CONFIRM = "confirm"
+
+
+class EnrolmentDraftState(StrEnum):
+    """An enrolment in the staff chat: still being answered, done (the participant enrolled),
+    cancelled by the staff member, or replaced by their next /enroll."""
+
+    OPEN = "open"
+    ENROLLED = "enrolled"
+    CANCELLED = "cancelled"
+    REPLACED = "replaced"
+
+
+class EnrolmentDraft(Base):
+    """A staff member's /enroll conversation, one question at a time: the answers so far and the
+    question it is on. Kept in the database, so it survives a restart and any process can take
+    the next answer; nothing is enrolled until Confirm (then `participant_id`)."""
+
+    __tablename__ = "enrolment_drafts"
+    __table_args__ = (
+        CheckConstraint("step IN ('timezone', 'language', 'wocbp', 'times', 'confirm')", name="step"),
+        CheckConstraint("state IN ('open', 'enrolled', 'cancelled', 'replaced')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    study_id: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(16), default=EnrolmentStep.TIMEZONE)
+    state: Mapped[str] = mapped_column(String(16), default=EnrolmentDraftState.OPEN, index=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    wocbp: Mapped[bool | None] = mapped_column(Boolean)
+    reminder_times: Mapped[str | None] = mapped_column(String(128))  # "08:00,20:00"
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
+
+
 class DeliveryEvent(Base):
     """The life of an outbox message, one row per step: queued, sent, retry, failed, skipped,
     answered. Append-only, so `trialbot deliveries` can show what happened and why."""

@@ -53,6 +53,9 @@ async def test_a_withdrawn_participants_unused_invite_shows_nothing(trial: Trial
     await holder.press_forged(reply.message_id, f"c:a:{code}")  # Agree, forged with the code
     await holder.wait_for(lambda u: len(u.callback_answers) == 1)
     assert (await trial.participant("P001")).telegram_chat_id is None
+    # Nor is a new one issued for them in the staff chat (the command line: below).
+    coordinator = await trial.add_staff(5005, name="Dana")
+    assert "P001 has left the study, so no invite is issued." in await answer_to(coordinator, "/invite P001")
 
 
 async def test_a_decline_from_another_chat_does_nothing_to_a_participant_who_joined(trial: Trial) -> None:
