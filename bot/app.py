@@ -35,6 +35,7 @@ from bot.handlers import (
     conversation,
     corrections,
     diary,
+    enrolment,
     errors,
     gate,
     info,
@@ -61,7 +62,7 @@ from study import approvals
 from study.clock import Clock
 from study.database import Database
 from study.protocol import Protocol
-from study.strangers import WrongCodeLockout
+from study.strangers import WrongCodeLimit, WrongCodeRules
 
 # The participant's command menu, in the order Telegram shows it. Descriptions come from the
 # `commands` template, like every other word participants see.
@@ -143,13 +144,19 @@ def register_handlers(app: Application) -> None:
     # The study team itself (the investigator): /staff, its buttons, a contact card to add someone.
     app.add_handler(CommandHandler("staff", team.staff_command))
     app.add_handler(CallbackQueryHandler(team.button, pattern=cb.STAFF_PATTERN))
+    # Enrolment at the consent visit: /enroll one question at a time, /invite (and their buttons).
+    app.add_handler(CommandHandler("enroll", enrolment.enroll))
+    app.add_handler(CallbackQueryHandler(enrolment.answer, pattern=cb.ENROL_PATTERN))
+    app.add_handler(CommandHandler("invite", enrolment.invite))
+    app.add_handler(CallbackQueryHandler(enrolment.invite_answer, pattern=cb.INVITE_PATTERN))
 
     # Whatever is left: unknown buttons and commands; then what participants send: text (to the
     # study team, or the typed answer to a check-in question), media (to the study team as it
     # is), stickers (kindly asked for words), anything else (what the bot understands).
     app.add_handler(CallbackQueryHandler(diary.stale_button))
     app.add_handler(MessageHandler(filters.COMMAND, diary.free_text))
-    app.add_handler(MessageHandler(filters.TEXT, conversation.participant_text))
+    # Text: a staff member's answer to /enroll's question; anyone else's, conversation.participant_text.
+    app.add_handler(MessageHandler(filters.TEXT, enrolment.typed))
     app.add_handler(MessageHandler(PARTICIPANT_MEDIA, conversation.participant_media))
     app.add_handler(MessageHandler(filters.Sticker.ALL, conversation.sticker))
     app.add_handler(MessageHandler(filters.CONTACT, team.contact))
@@ -198,11 +205,12 @@ def build_application(
         db=db,
         clock=clock,
         messages=messages,
-        lockout=WrongCodeLockout(
-            max_failures=enrolment.max_wrong_codes,
+        lockout=WrongCodeLimit(WrongCodeRules(
+            per_chat=enrolment.max_wrong_codes,
+            all_chats=enrolment.max_wrong_codes_global,
             window=timedelta(minutes=enrolment.wrong_code_window_minutes),
             lockout=timedelta(minutes=enrolment.lockout_minutes),
-        ),
+        )),
     )
     builder = (
         ApplicationBuilder()

@@ -206,3 +206,46 @@ BROADCAST_PICK_PATTERN = r"^b:p:(notice|closure)(:(all|wocbp|visits:\d{1,2}))?$"
 # role, s:d:<member> propose ending access, s:a:<change>:<c|i|m> an addition's role,
 # s:y:<change>[:<c|i|m>] Confirm, s:n:<change> Cancel (bot/handlers/team.py).
 STAFF_PATTERN = r"^s:(l|[mdn]:\d{1,10}|[ra]:\d{1,10}:[cim]|y:\d{1,10}(:[cim])?)$"
+# /enroll, one question at a time: en:<draft id>:<answer> with the answer z:<zone> (a time zone),
+# l:<language>, w:y|w:n (pregnancy tests apply or not), t:d (the protocol's reminder times),
+# c (confirm the summary) or x (cancel). Checked against the presser's own draft and its step.
+ENROL_PATTERN = r"^en:\d{1,10}:(z:[A-Za-z0-9_+/-]{1,40}|l:[a-z]{2}|w:[yn]|t:d|c|x)$"
+# /invite P001's confirmation: iv:<s|x>:<participant id>:<their newest invite id when asked>.
+INVITE_PATTERN = r"^iv:[sx]:\d{1,10}:\d{1,10}$"
+
+
+@dataclass(frozen=True)
+class EnrolAnswer:
+    draft_id: int
+    action: str  # z l w t c x
+    value: str = ""
+
+    @classmethod
+    def parse(cls, data: str) -> EnrolAnswer | None:
+        if not re.match(ENROL_PATTERN, data or ""):
+            return None
+        _, draft_id, rest = data.split(":", 2)
+        action, _, value = rest.partition(":")
+        return cls(int(draft_id), action, value)
+
+
+def enrol(draft_id: int, action: str, value: str = "") -> str:
+    return f"en:{draft_id}:{action}" + (f":{value}" if value else "")
+
+
+@dataclass(frozen=True)
+class InviteAnswer:
+    issue: bool
+    participant_id: int
+    newest_invite_id: int
+
+    @classmethod
+    def parse(cls, data: str) -> InviteAnswer | None:
+        if not re.match(INVITE_PATTERN, data or ""):
+            return None
+        _, action, participant_id, invite_id = data.split(":")
+        return cls(action == "s", int(participant_id), int(invite_id))
+
+
+def invite(issue: bool, participant_id: int, newest_invite_id: int) -> str:
+    return f"iv:{'s' if issue else 'x'}:{participant_id}:{newest_invite_id}"

@@ -281,8 +281,12 @@ async def _issue_invite(settings: Settings, protocol, db, study_id: str, qr_dir:
         participant = await participants.by_study_id(session, study_id)
         if participant is None:
             raise _fail(f"No participant {study_id}. Enrol them first: trialbot enroll {study_id} ...")
-        issued = await invites.issue(session, participant, valid_for=timedelta(days=protocol.enrolment.invite_valid_days),
-                                     actor=actor, now=_now())
+        try:
+            issued = await invites.issue(session, participant,
+                                         valid_for=timedelta(days=protocol.enrolment.invite_valid_days),
+                                         actor=actor, now=_now())
+        except invites.InviteRefused as exc:
+            raise _fail(f"No invite: {exc}") from None
     expires = issued.invite.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     typer.echo(f"Invite for {study_id} (single use, valid until {expires}):")
     username = await bot_username(settings)

@@ -3,6 +3,7 @@ imaging library needed)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import segno
@@ -25,7 +26,15 @@ def invite_link(username: str, code: str) -> str:
     return f"https://t.me/{username}?start={code}"
 
 
+def qr_png(link: str) -> bytes:
+    """The link's QR code as a PNG (8 pixels a module, the standard 4-module quiet zone): what
+    `trialbot enroll` writes to a file and `/enroll` sends as a photo."""
+    out = io.BytesIO()
+    segno.make(link, error="m").save(out, kind="png", scale=8, border=4)
+    return out.getvalue()
+
+
 def write_qr(link: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    segno.make(link, error="m").save(path, scale=8, border=4)
+    path.write_bytes(qr_png(link))
     return path

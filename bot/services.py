@@ -11,7 +11,7 @@ from messages.renderer import MessageCatalog
 from study.clock import Clock
 from study.database import Database
 from study.protocol import Protocol
-from study.strangers import RecentUpdates, WrongCodeLockout
+from study.strangers import RecentUpdates, WrongCodeLimit
 
 
 @dataclass
@@ -20,7 +20,8 @@ class Services:
     db: Database
     clock: Clock
     messages: MessageCatalog
-    lockout: WrongCodeLockout
+    # The wrong-code lock-out (its counts are in the database: study/strangers.py).
+    lockout: WrongCodeLimit
     # Set whenever something is queued in the outbox, so the dispatcher delivers it at once.
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
     # Strangers' updates seen lately (never written down): one delivered twice is answered once.

@@ -35,6 +35,7 @@ from study import (
     outbox,
     pregnancy_tests,
     processed_updates,
+    strangers,
     visits,
 )
 from study.clock import Clock
@@ -144,6 +145,9 @@ class Tick:
             report.expired = await checkins.expire_due(session, self.protocol, now=now)
             report.queued += report.expired
             await processed_updates.forget_older_than(session, now=now)
+            # Strangers' wrong codes and lock-outs that no longer count: nothing kept past its use.
+            await strangers.forget_old(session, now=now,
+                                       window=timedelta(minutes=self.protocol.enrolment.wrong_code_window_minutes))
         if report.queued and self.wake is not None:
             self.wake.set()
         if report.queued or report.stale or report.missing:

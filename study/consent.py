@@ -2,7 +2,10 @@
 
 Agreeing links the chat to the participant and activates them; declining records the refusal
 and nothing else (no chat id, no name). Pressing Agree again on the same chat answers the same
-way and changes nothing, so a repeated callback is harmless.
+way and changes nothing, so a repeated callback is harmless. Once a participant has joined, a
+Decline changes nothing for them: pressed in their own chat it is answered as they are (in the
+study); pressed anywhere else (someone holding a newer invite of theirs) nothing is recorded
+and nobody is told (`IGNORED`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ class ConsentOutcome(Enum):
     INVITE_EXPIRED = "invite_expired"
     CHAT_IN_USE = "chat_in_use"
     NOT_ELIGIBLE = "not_eligible"
+    # A Decline from a chat that is not the participant's, when the participant has joined: the
+    # chat is told it will get no messages (true), and nothing else happens.
+    IGNORED = "ignored"
 
 
 _INVITE_PROBLEMS = {
@@ -44,6 +50,9 @@ class ConsentResult:
 
 
 async def agree(session: AsyncSession, code: str, *, chat_id: int, user_id: int, now: datetime) -> ConsentResult:
+    holder = await participants.by_chat(session, chat_id)
+    if holder is not None and holder.status in participants.FINAL_STATUSES:
+        return ConsentResult(ConsentOutcome.NOT_ELIGIBLE)  # a participant who left, on an old consent message
     found = await look_up(session, code, now=now, for_update=True)
     participant = found.participant
     if found.state is InviteState.USED and participant is not None and participant.telegram_chat_id == chat_id:
@@ -53,7 +62,6 @@ async def agree(session: AsyncSession, code: str, *, chat_id: int, user_id: int,
     assert participant is not None and found.invite is not None
     if participant.status in ("withdrawn", "completed"):
         return ConsentResult(ConsentOutcome.NOT_ELIGIBLE)
-    holder = await participants.by_chat(session, chat_id)
     if holder is not None and holder.id != participant.id:
         return ConsentResult(ConsentOutcome.CHAT_IN_USE)
 
@@ -74,11 +82,19 @@ async def agree(session: AsyncSession, code: str, *, chat_id: int, user_id: int,
     return ConsentResult(ConsentOutcome.AGREED, participant)
 
 
-async def decline(session: AsyncSession, code: str, *, now: datetime) -> ConsentResult:
+async def decline(session: AsyncSession, code: str, *, chat_id: int, now: datetime) -> ConsentResult:
+    holder = await participants.by_chat(session, chat_id)
+    if holder is not None and holder.status in participants.FINAL_STATUSES:
+        return ConsentResult(ConsentOutcome.NOT_ELIGIBLE)
     found = await look_up(session, code, now=now, for_update=True)
     if found.state is not InviteState.VALID:
         return ConsentResult(_INVITE_PROBLEMS[found.state])
     assert found.participant is not None and found.invite is not None
+    joined = found.participant.telegram_chat_id
+    if joined is not None:  # a participant in the study: their consent stands
+        if joined == chat_id:
+            return ConsentResult(ConsentOutcome.ALREADY_AGREED, found.participant)
+        return ConsentResult(ConsentOutcome.IGNORED)
     actor = Actor.participant(found.participant.study_id)
     await _record_decision(session, found.participant, found.invite.id, "declined", actor=actor, now=now)
     return ConsentResult(ConsentOutcome.DECLINED, found.participant)

@@ -2,7 +2,9 @@
 
 A code is 128 random bits in URL-safe base64 (22 characters of A-Z a-z 0-9 _ -), which fits
 Telegram's /start payload rules. Only its SHA-256 is stored: a copy of the database does not
-let anyone join as a participant. Issuing a new invite voids the old ones.
+let anyone join as a participant. Issuing a new invite voids the old ones; an invite is void too
+once its participant left the study or joined with another (`void_because`), and none is issued
+for a participant who left.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from study import audit
 from study.audit import Actor
 from study.models import Invite, Participant
+from study.participants import FINAL_STATUSES
 
 START_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A participant who left the study.
+ENDED_STATUSES = FINAL_STATUSES
 
 
 def hash_code(code: str) -> str:
@@ -38,9 +43,15 @@ class IssuedInvite:
     invite: Invite
 
 
+class InviteRefused(ValueError):
+    """No invite for this participant: they left the study (withdrawn or completed)."""
+
+
 async def issue(
     session: AsyncSession, participant: Participant, *, valid_for: timedelta, actor: Actor, now: datetime
 ) -> IssuedInvite:
+    if participant.status in ENDED_STATUSES:
+        raise InviteRefused(f"{participant.study_id} is {participant.status}: an invite would not work")
     open_invites = (
         await session.scalars(
             select(Invite).where(
@@ -80,9 +91,23 @@ class InviteLookup:
     participant: Participant | None = None
 
 
+async def void_because(session: AsyncSession, invite: Invite, participant: Participant) -> str | None:
+    """Why an invite no longer works, though nobody voided it: its participant left the study
+    (withdrawn or completed), or joined with a later invite than this unused one. (An invite
+    issued after they joined stays good: it moves them to another Telegram account.)"""
+    if participant.status in ENDED_STATUSES:
+        return f"participant {participant.status}"
+    if invite.used_at is None and await session.scalar(
+            select(Invite.id).where(Invite.participant_id == participant.id, Invite.used_at.is_not(None),
+                                    Invite.id > invite.id).limit(1)) is not None:
+        return "participant joined with a later invite"
+    return None
+
+
 async def look_up(session: AsyncSession, code: str, *, now: datetime, for_update: bool = False) -> InviteLookup:
-    """What a code is worth right now. A voided code is reported as unknown: it was never given
-    to anyone who should still be using it."""
+    """What a code is worth right now. A voided code, or one void because of its participant
+    (`void_because`), is reported as unknown: it was never given to anyone who should still be
+    using it, and whoever holds it learns nothing (not even that it once was an invite)."""
     if not looks_like_code(code):
         return InviteLookup(InviteState.UNKNOWN)
     query = select(Invite).where(Invite.code_hash == hash_code(code))
@@ -90,6 +115,8 @@ async def look_up(session: AsyncSession, code: str, *, now: datetime, for_update
     if invite is None or invite.voided_at is not None:
         return InviteLookup(InviteState.UNKNOWN)
     participant = await session.get(Participant, invite.participant_id)
+    if participant is None or await void_because(session, invite, participant) is not None:
+        return InviteLookup(InviteState.UNKNOWN)
     if invite.used_at is not None:
         return InviteLookup(InviteState.USED, invite, participant)
     if now >= invite.expires_at:

@@ -320,6 +320,102 @@ class StrangerCount(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class WrongCode(Base):
+    """A wrong invite code tried from a chat outside the study, counted towards the lock-out
+    (study/strangers.py). The chat is only its salted hash (HMAC-SHA256 under the deployment's
+    salt, `hash_salts`), the update only a hash too (a redelivered update counts once); nothing
+    else is kept, and rows older than the lock-out's window are deleted."""
+
+    __tablename__ = "wrong_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_hash: Mapped[str] = mapped_column(String(64), index=True)
+    tried_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    update_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class LockoutScope(StrEnum):
+    """Whom a wrong-code lock-out stops: one chat (too many wrong codes from it), or every chat
+    outside the study (too many wrong codes from all of them together)."""
+
+    CHAT = "chat"
+    ALL = "all"
+
+
+class CodeLockout(Base):
+    """A wrong-code lock-out: until `until`, the chat (its salted hash) or, for scope `all`,
+    every chat not in the study, gets "too many tries" for any invite code. Deleted once over
+    and out of the counting window."""
+
+    __tablename__ = "code_lockouts"
+    __table_args__ = (
+        CheckConstraint("scope IN ('chat', 'all')", name="scope"),
+        CheckConstraint("(scope = 'chat' AND chat_hash IS NOT NULL) OR (scope = 'all' AND chat_hash IS NULL)",
+                        name="chat"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    chat_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    until: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class HashSalt(Base):
+    """The deployment's secret salt for hashing what must not be kept in the clear (strangers'
+    chat ids), made by the migration that made this table; one row per purpose."""
+
+    __tablename__ = "hash_salts"
+
+    purpose: Mapped[str] = mapped_column(String(32), primary_key=True)
+    salt: Mapped[str] = mapped_column(String(64))  # 32 random bytes, hex
+
+
+class EnrolmentStep(StrEnum):
+    """The question an enrolment in the staff chat (/enroll P001) is on."""
+
+    TIMEZONE = "timezone"
+    LANGUAGE = "language"
+    WOCBP = "wocbp"
+    TIMES = "times"
+    CONFIRM = "confirm"
+
+
+class EnrolmentDraftState(StrEnum):
+    """An enrolment in the staff chat: still being answered, done (the participant enrolled),
+    cancelled by the staff member, or replaced by their next /enroll."""
+
+    OPEN = "open"
+    ENROLLED = "enrolled"
+    CANCELLED = "cancelled"
+    REPLACED = "replaced"
+
+
+class EnrolmentDraft(Base):
+    """A staff member's /enroll conversation, one question at a time: the answers so far and the
+    question it is on. Kept in the database, so it survives a restart and any process can take
+    the next answer; nothing is enrolled until Confirm (then `participant_id`)."""
+
+    __tablename__ = "enrolment_drafts"
+    __table_args__ = (
+        CheckConstraint("step IN ('timezone', 'language', 'wocbp', 'times', 'confirm')", name="step"),
+        CheckConstraint("state IN ('open', 'enrolled', 'cancelled', 'replaced')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    study_id: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(16), default=EnrolmentStep.TIMEZONE)
+    state: Mapped[str] = mapped_column(String(16), default=EnrolmentDraftState.OPEN, index=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    wocbp: Mapped[bool | None] = mapped_column(Boolean)
+    reminder_times: Mapped[str | None] = mapped_column(String(128))  # "08:00,20:00"
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
+
+
 class DeliveryEvent(Base):
     """The life of an outbox message, one row per step: queued, sent, retry, failed, skipped,
     answered. Append-only, so `trialbot deliveries` can show what happened and why."""

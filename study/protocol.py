@@ -124,11 +124,38 @@ class DiarySection(_Section):
     missed_reasons: list[Annotated[str, Field(pattern=r"^[a-z_]{1,16}$")]] = Field(min_length=1)
 
 
+# The zones /enroll offers as buttons when a site's study.toml names none.
+COMMON_TIMEZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
+                    "America/Puerto_Rico")
+MAX_COMMON_TIMEZONES = 12  # buttons on one question; any other zone can be typed
+
+
 class EnrolmentSection(_Section):
     invite_valid_days: int = Field(ge=1, le=90)
+    # Wrong invite codes within the window before a chat is locked out (per chat), and before
+    # every chat outside the study is (all of them together: many chats guessing at once).
     max_wrong_codes: int = Field(ge=1, le=50)
+    max_wrong_codes_global: int = Field(ge=1, le=10_000, default=50)
     wrong_code_window_minutes: int = Field(ge=1)
     lockout_minutes: int = Field(ge=1)
+    # The time zones /enroll offers as buttons (any other can be typed).
+    common_timezones: list[str] = Field(default=list(COMMON_TIMEZONES), min_length=1,
+                                        max_length=MAX_COMMON_TIMEZONES)
+
+    @field_validator("common_timezones")
+    @classmethod
+    def _zones(cls, values: list[str]) -> list[str]:
+        for value in values:
+            check_timezone(value)
+        if len(set(values)) != len(values):
+            raise ValueError("a time zone is listed twice")
+        return values
+
+    @model_validator(mode="after")
+    def _global_limit(self) -> EnrolmentSection:
+        if self.max_wrong_codes_global < self.max_wrong_codes:
+            raise ValueError("max_wrong_codes_global (all chats together) must be at least max_wrong_codes (one chat)")
+        return self
 
 
 class RemindersSection(_Section):

@@ -36,7 +36,7 @@ from tests.trial import Trial
 pytestmark = pytest.mark.timeout(300)
 
 # Columns whose values are random by design, per table (or everywhere).
-RANDOM_COLUMNS = {"code_hash", "idempotency_key", "hash", "prev_hash", "callback_query_id",
+RANDOM_COLUMNS = {"code_hash", "idempotency_key", "hash", "prev_hash", "callback_query_id", "salt",
                   "content"}  # audit entries' content hashes: of records that hold random keys
 _FORM = re.compile(r"(d:[a-z]+:)[A-Za-z0-9_-]{8}")  # a diary keyboard's random form token
 _CODE = re.compile(r"(c:[ad]:)[A-Za-z0-9_-]+")  # the invite code in the consent buttons

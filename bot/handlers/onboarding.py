@@ -2,7 +2,11 @@
 
 Before consent, the chat is a stranger's: nothing is written about it. The invite code travels in
 the consent buttons themselves, so no half-finished sign-up needs to be remembered; wrong codes,
-from /start or from forged buttons alike, count towards the chat's lock-out.
+from /start or from forged buttons alike, count towards the chat's lock-out and the one over every
+chat (study/strangers.py, in the database under the chat's salted hash). An invite whose
+participant left the study, or joined with another, is void (study/invites.py): it answers as a
+wrong code does. A Decline pressed in a chat that is not the participant's, on the invite of a
+participant who has joined, changes nothing and tells nobody.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from messages.renderer import Button
 from study import consent, invites, outbox, participants, staff, strangers
 from study.consent import ConsentOutcome
 from study.invites import InviteState
+from study.models import LockoutScope
 
 _PROBLEM_TEMPLATES = {
     ConsentOutcome.INVITE_UNKNOWN: "invite_wrong",
@@ -86,7 +91,7 @@ async def start(update: Update, context: CallbackContext) -> None:
     if found.state is not InviteState.VALID:
         await _invite_problem(update, context, _STATE_OUTCOMES[found.state])
         return
-    svc.lockout.clear(chat.id)
+    # A valid invite leaves the chat's count of wrong codes as it is: guessing cannot clear itself.
     person = found.participant
     buttons = [[Button("agree", cb.CONSENT_AGREE + code)], [Button("decline", cb.CONSENT_DECLINE + code)]]
     await show(update, context, render(context, "consent", person.language, {
@@ -95,11 +100,15 @@ async def start(update: Update, context: CallbackContext) -> None:
     }, buttons))
 
 
-async def _locked_out(update: Update, context: CallbackContext) -> bool:
+async def _locked_out(update: Update, context: CallbackContext, *, known: bool = False) -> bool:
+    """Is this chat locked out (its own lock-out, or the one over every chat)? Then it is told so,
+    and counted. `known`: the caller has just locked it out."""
     svc = services(context)
     now = svc.clock.now()
-    if not svc.lockout.is_locked(update.effective_chat.id, now):
-        return False
+    if not known:
+        async with svc.db.read() as session:
+            if await svc.lockout.locked(session, update.effective_chat.id, now) is None:
+                return False
     async with svc.db.transaction() as session:
         await strangers.count(session, "locked_out", now.date())
     await show(update, context, render(context, "invite_locked", stranger_language(update, context),
@@ -113,8 +122,17 @@ async def _invite_problem(update: Update, context: CallbackContext, outcome: Con
     if outcome is ConsentOutcome.INVITE_UNKNOWN:
         async with svc.db.transaction() as session:
             await strangers.count(session, "wrong_code", now.date())
-        if svc.lockout.record_failure(update.effective_chat.id, now):
-            await _locked_out(update, context)
+            lock = await svc.lockout.record_failure(session, update.effective_chat.id, now,
+                                                    update=f"{context.bot.id}:{update.update_id}")
+            if lock is not None and lock.scope is LockoutScope.ALL:
+                # Many chats guessing at once: the team hears, as new invites wait until it ends.
+                await outbox.notify_staff(
+                    session, event_key=f"invites-locked:{lock.since.isoformat()}", template_id="staff_invites_locked",
+                    variables={"until_at": lock.until.isoformat(), "count": svc.lockout.rules.all_chats,
+                               "window_minutes": svc.protocol.enrolment.wrong_code_window_minutes}, now=now)
+        if lock is not None:
+            svc.outbox_ready.set()
+            await _locked_out(update, context, known=True)
             return
     await show(update, context, render(context, _PROBLEM_TEMPLATES[outcome], stranger_language(update, context)))
 
@@ -133,7 +151,7 @@ async def consent_answer(update: Update, context: CallbackContext) -> None:
         if query.data.startswith(cb.CONSENT_AGREE):
             result = await consent.agree(session, code, chat_id=chat.id, user_id=user.id, now=now)
         else:
-            result = await consent.decline(session, code, now=now)
+            result = await consent.decline(session, code, chat_id=chat.id, now=now)
         if result.outcome in _ANSWERED:
             # Only now is the chat someone's: the update is claimed (a second delivery of the
             # same Agree is answered as the first was, not with "this invite was used").
@@ -152,5 +170,10 @@ async def consent_answer(update: Update, context: CallbackContext) -> None:
         svc.outbox_ready.set()
     if result.outcome in _PROBLEM_TEMPLATES:
         await _invite_problem(update, context, result.outcome)
+        return
+    if result.outcome is ConsentOutcome.IGNORED:
+        # Someone else's chat declined a joined participant's invite: this chat gets no messages,
+        # which is all it is told; nothing was recorded, and the study team hears nothing.
+        await show(update, context, render(context, "consent_declined", stranger_language(update, context)))
         return
     await show(update, context, fx.reply)
