@@ -256,6 +256,9 @@ class OutboxMessage(Base):
     # A participant's message passed on to the study team: the row is one part of it, or the copy
     # of their photo or voice note. When every part has reached someone, they are told so.
     participant_message_id: Mapped[int | None] = mapped_column(ForeignKey("participant_messages.id"), index=True)
+    # Set: this row edits that earlier message of the recipient's chat instead of sending a new
+    # one (an alert's copies, once someone acknowledged it: study/alerts.py `close_copies`).
+    edit_message_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class StrangerCount(Base):
@@ -632,3 +635,4 @@ class Supersession(Base):
     by_entry_id: Mapped[int] = mapped_column(ForeignKey("diary_entries.id"), unique=True)  # the participant's
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64))
+

@@ -31,9 +31,11 @@ async def enqueue(
     kind: str = "notice",
     buttons: list | None = None,
     participant_message_id: int | None = None,
+    edit_message_id: int | None = None,
 ) -> OutboxMessage | None:
     """Queue a message; None if one with this key was queued before. `participant_message_id`:
-    the participant's message this passes on to the study team (study/conversation.py)."""
+    the participant's message this passes on to the study team (study/conversation.py).
+    `edit_message_id`: edit that earlier message of the recipient's chat instead of sending one."""
     if (participant_id is None) == (staff_id is None):
         raise ValueError("an outbox message goes to exactly one participant or staff member")
     if await session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == dedup_key)):
@@ -42,7 +44,7 @@ async def enqueue(
         dedup_key=dedup_key, kind=kind, participant_id=participant_id, staff_id=staff_id,
         template_id=template_id, variables=variables, buttons=buttons, status="pending", created_at=now,
         not_before=not_before or now, due_at=not_before or now, attempts=0,
-        participant_message_id=participant_message_id,
+        participant_message_id=participant_message_id, edit_message_id=edit_message_id,
     )
     try:
         async with session.begin_nested():

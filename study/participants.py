@@ -7,10 +7,12 @@ consent (see `study.consent`), and only participants who are active or paused ar
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -182,3 +184,56 @@ async def move_to_zone(session: AsyncSession, participant: Participant, timezone
                            timezone=timezone)
     participant.next_plan_at = None
     return changed
+
+
+@dataclass(frozen=True)
+class Period:
+    """A stretch of time a participant was active: joined, not paused, not ended."""
+
+    start: datetime
+    end: datetime | None = None  # None: active still
+
+
+async def active_periods(session: AsyncSession, people: Sequence[Participant]) -> dict[int, list[Period]]:
+    """When each participant was active, read from the audit trail's record of their status
+    changes (joining makes them active; /stop, a staff member's pause, withdrawal or completion
+    ends a period; /resume starts another). Adherence counts only these days."""
+    if not people:
+        return {}
+    changes: dict[int, list[tuple[datetime, str]]] = {}
+    for entry in await audit.entries(session, entity="participant", entity_ids=[str(p.id) for p in people]):
+        status = (entry.new_values or {}).get("status")
+        if isinstance(status, str):
+            changes.setdefault(int(entry.entity_id), []).append((entry.occurred_at, status))
+    return {p.id: periods_of(p, changes.get(p.id, [])) for p in people}
+
+
+def periods_of(participant: Participant, changes: list[tuple[datetime, str]]) -> list[Period]:
+    """The active periods in a participant's status changes (oldest first). A participant who is
+    active with no change on record that made them so (a row written outside the audited path)
+    counts as active since they consented, or were enrolled."""
+    periods: list[Period] = []
+    start: datetime | None = None
+    for at, status in changes:
+        if status == "active" and start is None:
+            start = at
+        elif status != "active" and start is not None:
+            periods.append(Period(start, at))
+            start = None
+    if start is not None:
+        periods.append(Period(start))
+    if not periods and participant.status == "active":
+        periods.append(Period(participant.consented_at or participant.active_since or participant.enrolled_at))
+    return periods
+
+
+def active_on(periods: Sequence[Period], day: date, zone: ZoneInfo) -> bool:
+    """Was the participant active at any moment of this local day?"""
+    start = datetime.combine(day, time(), zone)
+    end = datetime.combine(day + timedelta(days=1), time(), zone)
+    return any(p.start < end and (p.end is None or p.end > start) for p in periods)
+
+
+def active_days(periods: Sequence[Period], zone: ZoneInfo, last: date, days: int) -> set[date]:
+    """The local days among the `days` up to `last` (included) on which the participant was active."""
+    return {day for k in range(days) if active_on(periods, day := last - timedelta(days=k), zone)}
