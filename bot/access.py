@@ -118,15 +118,21 @@ def staff_command(permission: str, what: str | None = None):
         @functools.wraps(handler)
         async def wrapper(update: Update, context: CallbackContext, member: StaffMember) -> None:
             if not roles.allowed(member, permission):
-                svc = services(context)
-                async with exactly_once.effects(update, context) as fx:
-                    await roles.record_refusal(fx.session, member, what=name, permission=permission,
-                                               now=svc.clock.now())
-                    fx.reply = render(context, "staff_not_allowed", member.language, {"role": member.role})
-                await show(update, context, fx.reply)
+                await refuse_role(update, context, member, what=name, permission=permission)
                 return
             await handler(update, context, member)
 
         return wrapper
 
     return decorate
+
+
+async def refuse_role(update: Update, context: CallbackContext, member: StaffMember, *, what: str,
+                      permission: str) -> None:
+    """Answer with the approved `staff_not_allowed` text and record the refusal in the audit trail
+    (for a staff command whose role check depends on what was asked: `/visits P001 move ...`)."""
+    async with exactly_once.effects(update, context) as fx:
+        await roles.record_refusal(fx.session, member, what=what, permission=permission,
+                                   now=services(context).clock.now())
+        fx.reply = render(context, "staff_not_allowed", member.language, {"role": member.role})
+    await show(update, context, fx.reply)

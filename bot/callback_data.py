@@ -178,3 +178,10 @@ BROADCAST_CONFIRM_PATTERN = r"^b:[sx]:\d{1,10}$"
 BROADCAST_APPROVE_PATTERN = r"^b:a:\d{1,10}$"
 # Picking with buttons: b:p:<notice>[:<audience>].
 BROADCAST_PICK_PATTERN = r"^b:p:(notice|closure)(:(all|wocbp|visits:\d{1,2}))?$"
+# Staff requests (bot/handlers/manage.py, study/staff_requests.py): under /visits P001,
+# s:<p|m|c|d>:<participant id> plans from a baseline date, moves, cancels or marks a visit done;
+# s:v:<request>:<visit> picks the visit a request is about; s:y:<request> confirms, s:n:<request>
+# cancels. Each press is checked against the presser's own request and the participant's visits.
+VISITS_BUTTON_PATTERN = r"^s:[pmcd]:\d{1,10}$"
+REQUEST_VISIT_PATTERN = r"^s:v:\d{1,10}:\d{1,10}$"
+REQUEST_DECIDE_PATTERN = r"^s:[yn]:\d{1,10}$"

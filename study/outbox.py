@@ -6,10 +6,11 @@ unique `dedup_key` means queueing the same thing twice queues it once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -212,3 +213,23 @@ async def claim(session: AsyncSession, row_id: int, *, only_if: Any = None) -> O
 async def for_participant(session: AsyncSession, participant_id: int) -> list[OutboxMessage]:
     query = select(OutboxMessage).where(OutboxMessage.participant_id == participant_id).order_by(OutboxMessage.id)
     return list((await session.scalars(query)).all())
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message the bot started for a participant and the life it had: queued (`row.created_at`),
+    then each event (sent with its message id, answered, retried, skipped or failed, and why)."""
+
+    row: OutboxMessage
+    events: list[DeliveryEvent]
+
+
+async def ledger(session: AsyncSession, participant_id: int, *, limit: int) -> tuple[list[Delivery], int]:
+    """The newest `limit` messages started for a participant (oldest of them first), each with its
+    events; and how many there are in all. `trialbot deliveries P001` and /deliveries P001."""
+    total = await session.scalar(select(func.count()).select_from(OutboxMessage)
+                                 .where(OutboxMessage.participant_id == participant_id)) or 0
+    rows = list((await session.scalars(select(OutboxMessage).where(OutboxMessage.participant_id == participant_id)
+                                       .order_by(OutboxMessage.id.desc()).limit(max(limit, 0)))).all())[::-1]
+    events = await events_for(session, [r.id for r in rows]) if rows else []
+    return [Delivery(row, [e for e in events if e.outbox_id == row.id]) for row in rows], total

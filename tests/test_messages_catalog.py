@@ -135,7 +135,7 @@ def test_the_catalogs_callback_data_examples_are_what_the_handlers_accept() -> N
         def __init__(self) -> None:
             self.handlers: list = []
 
-        def add_handler(self, handler) -> None:
+        def add_handler(self, handler, group: int = 0) -> None:
             self.handlers.append(handler)
 
         def add_error_handler(self, _) -> None:
