@@ -413,6 +413,21 @@ def participant_timezone(study_id: str, timezone: str, as_: AsOption = None) -> 
     typer.echo(f"{study_id} is now in {timezone}.")
 
 
+@participant_app.command("pause")
+def participant_pause(study_id: str, as_: AsOption = None) -> None:
+    """Pause the bot's messages to a participant, as their own /stop does: what is queued is not
+    sent and the study team is told; they turn messages back on with /resume (audited)."""
+    from study import participants
+
+    async def pause(session, p, actor) -> None:
+        participants.check_can_pause(p)
+        await participants.pause_messages(session, p, actor=actor, now=_now(),
+                                          why=f"messages paused by the study team ({actor})")
+
+    _change_participant(study_id, as_, pause)
+    typer.echo(f"Messages to {study_id} are paused; they turn them back on with /resume.")
+
+
 @participant_app.command("end")
 def participant_end(
     study_id: str,

@@ -187,6 +187,9 @@ def check_can_pause(participant: Participant) -> None:
     """Raise EnrolmentError unless the participant is active (only then can messages be paused)."""
     if participant.status == "paused":
         raise EnrolmentError(f"{participant.study_id} has paused messages already", "paused")
+    if participant.status == "invited":
+        raise EnrolmentError(f"{participant.study_id} has not joined the bot yet: there are no messages to pause",
+                             "invited")
     if participant.status != "active":
         raise EnrolmentError(f"{participant.study_id} is {participant.status}", participant.status)
 

@@ -352,3 +352,36 @@ async def test_what_changed_meanwhile_refuses_the_confirmation_and_nothing_is_ha
     person = await trial.participant()
     assert (person.status, person.treatment) == ("withdrawn", "withdrawn")
     assert {r.action: r.state for r in await rows(trial, StaffRequest)} == {"move_visit": "refused", "end": "refused"}
+
+
+def test_pause_and_end_at_the_server_refuse_kindly_what_the_record_does_not_allow(cli) -> None:
+    """The command line's equivalents: `trialbot participant pause`, and `participant end`, which
+    no longer ends a participation twice."""
+    import asyncio
+    import os
+
+    from study.database import Database
+
+    assert cli("enroll", "P001", "--timezone", "America/New_York", "--language", "en").exit_code == 0
+    invited = cli("participant", "pause", "P001")
+    assert invited.exit_code == 2 and "P001 has not joined the bot yet" in invited.output, invited.output
+
+    async def joined() -> None:  # as if P001 had opened the invite and agreed
+        db = Database(os.environ["DATABASE_URL"])
+        try:
+            async with db.transaction() as session:
+                person = await participants.by_study_id(session, "P001")
+                await participants.change(session, person, actor=COORDINATOR, now=person.enrolled_at,
+                                          reason="consented to messaging", status="active",
+                                          telegram_chat_id=2001, telegram_user_id=2001)
+        finally:
+            await db.dispose()
+
+    asyncio.run(joined())
+    paused = cli("participant", "pause", "P001")
+    assert paused.exit_code == 0 and "Messages to P001 are paused" in paused.output
+    again = cli("participant", "pause", "P001")
+    assert again.exit_code == 2 and "P001 has paused messages already" in again.output
+    assert cli("participant", "end", "P001", "withdrawn", "--reason", "moved away").exit_code == 0
+    twice = cli("participant", "end", "P001", "completed", "--reason", "finished")
+    assert twice.exit_code == 2 and twice.output.strip() == "P001 is withdrawn already"
