@@ -118,6 +118,9 @@ async def test_moving_a_visit_asks_which_the_date_and_why_and_warns_outside_the_
     await say(dana, "   ")  # Telegram does not send blank messages; a reason of one space is asked again
     await say(dana, "travelling over the holidays")
     confirmation = dana.last_bot_message
+    answered = len(dana.bot_messages)
+    await deliver_again(trial, handled, last_update_id(trial))  # the typed reason delivered again
+    assert len(dana.bot_messages) == answered, "answered once; it is not taken as another answer"
     assert ("move the Week 4 visit from Thu 2026-12-24 to Sun 2027-01-10 at 10:30. "
             "Reason: travelling over the holidays") in confirmation.text
     assert "⚠️ 2027-01-10 is outside the protocol's window for this visit (2026-12-24 ±3 days)" in confirmation.text
