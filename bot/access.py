@@ -170,9 +170,10 @@ def staff_command(permission: str, what: str | None = None):
 
 async def refuse_role(update: Update, context: CallbackContext, member: StaffMember, *, what: str,
                       permission: str) -> None:
-    """The approved refusal for something the member's role may not do, recorded in the trail."""
-    svc = services(context)
+    """Answer with the approved `staff_not_allowed` text and record the refusal in the audit trail
+    (for a staff command whose role check depends on what was asked: `/visits P001 move ...`)."""
     async with exactly_once.effects(update, context) as fx:
-        await roles.record_refusal(fx.session, member, what=what, permission=permission, now=svc.clock.now())
+        await roles.record_refusal(fx.session, member, what=what, permission=permission,
+                                   now=services(context).clock.now())
         fx.reply = render(context, "staff_not_allowed", member.language, {"role": member.role})
     await show(update, context, fx.reply)

@@ -39,6 +39,7 @@ from bot.handlers import (
     errors,
     gate,
     info,
+    manage,
     onboarding,
     oversight,
     pause,
@@ -90,6 +91,10 @@ def register_handlers(app: Application) -> None:
     # A message edited after it was sent: its new words go to the study team, whatever they say
     # (first, so that an edited command or answer is never carried out a second time).
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, conversation.participant_edited))
+    # Before everything else (group -1): words a staff member types while a request of theirs
+    # asks for a date or a reason answer it; any other text goes on to the handlers below.
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND,
+                                   manage.typed_answer), group=-1)
     app.add_handler(CommandHandler("start", onboarding.start))
     app.add_handler(CallbackQueryHandler(onboarding.consent_answer, pattern=cb.CONSENT_PATTERN))
 
@@ -122,7 +127,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("resume", treatment.resume_command))  # a participant's, or the investigator's
     app.add_handler(CommandHandler("nextvisit", oversight.nextvisit))
     app.add_handler(CommandHandler("mystats", oversight.mystats))
-    app.add_handler(CommandHandler("help", info.help_command))
+    app.add_handler(CommandHandler("help", manage.help_command))  # a participant's, or a staff member's
     app.add_handler(CommandHandler("contact", info.contact))
 
     # The study team: alerts and replies to participants.
@@ -130,12 +135,20 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("alerts", staff_alerts.list_open))
     app.add_handler(CommandHandler("reply", conversation.reply))
     app.add_handler(CommandHandler("participants", oversight.participants_list))
-    app.add_handler(CommandHandler("visits", oversight.visits_week))
+    app.add_handler(CommandHandler("visits", manage.visits_command))  # the week's, or one participant's
     app.add_handler(CommandHandler("adherence", oversight.adherence_plot))
     app.add_handler(CommandHandler("treatment", treatment.show_course))
     app.add_handler(CommandHandler("interrupt", treatment.interrupt))
     app.add_handler(CommandHandler("offtreatment", treatment.off_treatment))
     app.add_handler(CommandHandler("correct", corrections.correct))
+    # A participant's record from Telegram: each change asked for, shown back, then confirmed.
+    app.add_handler(CallbackQueryHandler(manage.visits_button, pattern=cb.VISITS_BUTTON_PATTERN))
+    app.add_handler(CallbackQueryHandler(manage.choose_visit, pattern=cb.REQUEST_VISIT_PATTERN))
+    app.add_handler(CallbackQueryHandler(manage.decide, pattern=cb.REQUEST_DECIDE_PATTERN))
+    app.add_handler(CommandHandler("pause", manage.pause_command))
+    app.add_handler(CommandHandler("end", manage.end_command))
+    app.add_handler(CommandHandler("timezone", manage.timezone_command))
+    app.add_handler(CommandHandler("deliveries", manage.deliveries_command))
     app.add_handler(CommandHandler("broadcast", broadcast.broadcast))
     app.add_handler(CallbackQueryHandler(broadcast.confirm_or_cancel, pattern=cb.BROADCAST_CONFIRM_PATTERN))
     app.add_handler(CallbackQueryHandler(broadcast.approve, pattern=cb.BROADCAST_APPROVE_PATTERN))

@@ -249,3 +249,11 @@ class InviteAnswer:
 
 def invite(issue: bool, participant_id: int, newest_invite_id: int) -> str:
     return f"iv:{'s' if issue else 'x'}:{participant_id}:{newest_invite_id}"
+# Staff requests (bot/handlers/manage.py, study/staff_requests.py; q: as in request, s: is /staff):
+# under /visits P001,
+# q:<p|m|c|d>:<participant id> plans from a baseline date, moves, cancels or marks a visit done;
+# q:v:<request>:<visit> picks the visit a request is about; q:y:<request> confirms, q:n:<request>
+# cancels. Each press is checked against the presser's own request and the participant's visits.
+VISITS_BUTTON_PATTERN = r"^q:[pmcd]:\d{1,10}$"
+REQUEST_VISIT_PATTERN = r"^q:v:\d{1,10}:\d{1,10}$"
+REQUEST_DECIDE_PATTERN = r"^q:[yn]:\d{1,10}$"

@@ -532,6 +532,21 @@ def participant_timezone(study_id: str, timezone: str, as_: AsOption = None) -> 
     typer.echo(f"{study_id} is now in {timezone}.")
 
 
+@participant_app.command("pause")
+def participant_pause(study_id: str, as_: AsOption = None) -> None:
+    """Pause the bot's messages to a participant, as their own /stop does: what is queued is not
+    sent and the study team is told; they turn messages back on with /resume (audited)."""
+    from study import participants
+
+    async def pause(session, p, actor) -> None:
+        participants.check_can_pause(p)
+        await participants.pause_messages(session, p, actor=actor, now=_now(),
+                                          why=f"messages paused by the study team ({actor})")
+
+    _change_participant(study_id, as_, pause)
+    typer.echo(f"Messages to {study_id} are paused; they turn them back on with /resume.")
+
+
 @participant_app.command("end")
 def participant_end(
     study_id: str,
@@ -540,14 +555,10 @@ def participant_end(
     as_: AsOption = None,
 ) -> None:
     """Withdraw a participant or mark them completed: the bot no longer writes to them."""
-    from study import outbox, participants, treatment
+    from study import participants
 
-    async def end(session, p, actor) -> None:
-        await participants.end_participation(session, p, status, reason=reason, actor=actor, now=_now())
-        await outbox.cancel_pending(session, p.id, reason=f"participant {status}", now=_now())
-        await treatment.leave_study(session, p, status, reason=reason, actor=actor, now=_now())
-
-    _change_participant(study_id, as_, end)
+    _change_participant(study_id, as_, lambda session, p, actor: participants.leave_study(
+        session, p, status, reason=reason, actor=actor, now=_now()))
     typer.echo(f"{study_id} is now {status}.")
 
 
@@ -564,19 +575,20 @@ def deliveries(
             participant = await participants.by_study_id(session, study_id)
             if participant is None:
                 raise _fail(f"No participant {study_id}.")
-            rows = (await outbox.for_participant(session, participant.id))[-limit:]
-            return participant, rows, await outbox.events_for(session, [r.id for r in rows])
+            found, _ = await outbox.ledger(session, participant.id, limit=limit)
+            return participant, found
 
-    participant, rows, events = _with_database(work, migrate=False)
+    participant, found = _with_database(work, migrate=False)
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(participant.timezone)
-    for row in rows:
+    for delivery in found:
+        row = delivery.row
         due = row.due_at or row.created_at
         typer.echo(f"{row.dedup_key}  {row.template_id}  due {due:%Y-%m-%d %H:%M} UTC / "
                    f"{due.astimezone(zone):%H:%M %Z}  [{row.status}]")
         typer.echo(f"    {row.created_at:%Y-%m-%d %H:%M:%S} UTC  queued")
-        for event in (e for e in events if e.outbox_id == row.id):
+        for event in delivery.events:
             typer.echo(f"    {event.at:%Y-%m-%d %H:%M:%S} UTC  {event.event}  {event.detail or ''}")
 
 

@@ -6,6 +6,9 @@ records what happened (sent with Telegram's message id, skipped with why, failed
   moved or cancelled since, and a pregnancy-test reminder answered since; one past its useful time is skipped
   as a missed delivery; one sent after `late_after` says it is late.
 - Inside quiet hours (the recipient's local time) messages go without sound.
+- A row with `edit_message_id` edits that earlier message instead of sending a new one (an
+  acknowledged alert's other copies lose their button and say who acknowledged it); an alert's
+  copy recorded sent after its alert was acknowledged is closed the same way (alerts.copy_sent).
 - 403 (blocked): failed at once, the participant marked unreachable, the study team told.
   A message Telegram refuses (400) fails at once; 429 waits `retry_after`; network errors and
   Telegram's 5xx are retried with backoff. Nothing is dropped without a record.
@@ -33,6 +36,7 @@ from messages.renderer import Button, MessageCatalog, MessageError, RenderedMess
 from scheduler.planner import DiaryFact, accounted_slots
 from scheduler.tick import view_of
 from study import (
+    alerts,
     broadcasts,
     conversation,
     diary,
@@ -201,6 +205,7 @@ class OutboxDispatcher:
             quiet = row.participant_id is not None and self.protocol.reminders.is_quiet(now.astimezone(zone).time())
             template_id = row.template_id
             to_staff = row.staff_id is not None
+            edit_id = row.edit_message_id
         if copy is not None:
             return await self._deliver_copy(row_id, chat_id, copy)
         rendered = None
@@ -210,6 +215,8 @@ class OutboxDispatcher:
                 await self._write_down(row_id, partial(self._sent, row_id, delivered_earlier, rendered, quiet,
                                                        earlier=True, at=self.clock.now()))
                 return True
+            if edit_id is not None:
+                return await self._edit(row_id, chat_id, edit_id, rendered)
             sent = await self.bot.send_message(chat_id, rendered.text, reply_markup=inline_keyboard(rendered),
                                                disable_notification=quiet)
         except MessageError as exc:
@@ -222,6 +229,26 @@ class OutboxDispatcher:
                 outcome = await self._send_plain(row_id, chat_id, rendered, exc) or outcome
         else:
             outcome = partial(self._sent, row_id, sent.message_id, rendered, quiet)
+        await self._write_down(row_id, partial(outcome, at=self.clock.now()))
+        return True
+
+    async def _edit(self, row_id: int, chat_id: int, message_id: int, rendered: RenderedMessage) -> bool:
+        """Edit an earlier message of the chat to `rendered` (its buttons too: none, none shown).
+        An edit Telegram finds already made ("not modified": an earlier try whose answer was lost)
+        counts as made; a message gone from the chat fails the row, without retries."""
+        outcome: Callable[..., Awaitable[None]]
+        try:
+            await self.bot.edit_message_text(rendered.text, chat_id=chat_id, message_id=message_id,
+                                             reply_markup=inline_keyboard(rendered))
+        except BadRequest as exc:
+            if "not modified" in exc.message.lower():
+                outcome = partial(self._sent, row_id, message_id, rendered, False, edited=True)
+            else:
+                outcome = self._after_telegram_error(row_id, exc)
+        except TelegramError as exc:
+            outcome = self._after_telegram_error(row_id, exc)
+        else:
+            outcome = partial(self._sent, row_id, message_id, rendered, False, edited=True)
         await self._write_down(row_id, partial(outcome, at=self.clock.now()))
         return True
 
@@ -334,9 +361,10 @@ class OutboxDispatcher:
         return None
 
     async def _sent(self, row_id: int, message_id: int, rendered: RenderedMessage, quiet: bool, *, at: datetime,
-                    earlier: bool = False, note: str | None = None) -> None:
+                    earlier: bool = False, note: str | None = None, edited: bool = False) -> None:
         """Telegram took the message. `earlier`: not now, but at a try whose answer was lost (the
-        participant answered it); `sent_at` is then when that came to light."""
+        participant answered it); `sent_at` is then when that came to light. `edited`: the row
+        edited message `message_id` rather than sending one."""
         now = at
         async with self.db.transaction() as session:
             row = await session.get(OutboxMessage, row_id)
@@ -345,16 +373,19 @@ class OutboxDispatcher:
             row.attempts += 0 if earlier else 1
             recipient = (sent_record.Recipient.participant(row.participant_id) if row.participant_id
                          else sent_record.Recipient.staff(row.staff_id))
-            sent_record.add(session, rendered, recipient=recipient, via="outbox", telegram_message_id=message_id,
-                            now=now)
+            sent_record.add(session, rendered, recipient=recipient, via="edit" if edited else "outbox",
+                            telegram_message_id=message_id, now=now)
             late = row.late_after is not None and now > row.late_after and not earlier
-            detail = f"message {message_id}" + (", late" if late else "") + (", silent (quiet hours)" if quiet else "")
+            detail = (f"edited message {message_id}" if edited else f"message {message_id}") + (
+                ", late" if late else "") + (", silent (quiet hours)" if quiet else "")
             if earlier:
                 detail += ", delivered at an earlier try whose answer was lost (the participant answered it)"
             if note:
                 detail += f", {note}"
             await outbox.record_event(session, row.id, "sent", now=now, detail=detail)
             await _settled(session, row, now)
+            if row is not None and row.kind == "alert":  # acknowledged while on its way: closed at once
+                await alerts.copy_sent(session, row, now=now)
 
     async def _fail(self, row_id: int, why: str, *, at: datetime) -> None:
         now = at

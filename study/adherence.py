@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from study import corrections
+from study import corrections, participants
 from study.models import DiaryEntry, Participant
 from study.protocol import Protocol
 
@@ -28,10 +29,13 @@ class DayAdherence:
 
 
 async def on_day(session: AsyncSession, protocol: Protocol, day: date) -> list[DayAdherence]:
-    """Each active or paused participant's record for one local day."""
-    people = (await session.scalars(
+    """The record for one local day of each participant in the study (active or paused) who was
+    active on that day: not the day before they joined, nor a day spent paused."""
+    everyone = (await session.scalars(
         select(Participant).where(Participant.status.in_(("active", "paused"))).order_by(Participant.study_id)
     )).all()
+    periods = await participants.active_periods(session, everyone)
+    people = [p for p in everyone if participants.active_on(periods[p.id], day, ZoneInfo(p.timezone))]
     ids = [p.id for p in people]
     touched = await corrections.touched(session, ids) if ids else set()
     withdrawal = aliased(DiaryEntry)

@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit, outbox, roles
 from study.audit import Actor
-from study.models import Alert, Participant, StaffMember
+from study.models import Alert, OutboxMessage, Participant, StaffMember
 from study.protocol import Protocol
 from study.screening import Action, most_urgent_first
 
@@ -26,6 +27,8 @@ ACKNOWLEDGERS = roles.roles_with(roles.ACKNOWLEDGE)
 # What raised an alert, and where it stands.
 SOURCES = ("checkin", "urgent", "message", "pregnancy_test")
 STATUSES = ("open", "acknowledged")
+# The outbox kind of the edit that closes a copy of an acknowledged alert in a staff member's chat.
+CLOSED_KIND = "alert_closed"
 # What the participant is told to do for what they report that is not a red flag (a red flag's
 # action is in the screening file, one source for the buttons and the words alike).
 _TRIGGER_ACTIONS = {"severity": Action.CALL_TODAY, "score": Action.CALL_TODAY, "urgent": Action.EMERGENCY}
@@ -95,7 +98,11 @@ class AckResult:
     by: StaffMember | None = None
 
 
-async def acknowledge(session: AsyncSession, alert_id: int, member: StaffMember, *, now: datetime) -> AckResult:
+async def acknowledge(session: AsyncSession, alert_id: int, member: StaffMember, *, now: datetime,
+                      pressed_message_id: int | None = None) -> AckResult:
+    """Take the alert: who and when are recorded, its queued re-sends are not sent, and every copy
+    already sent to the team is edited to say so (`close_copies`), but the one whose button was
+    pressed (`pressed_message_id`, in the member's chat), which the member's answer replaces."""
     if member.role not in ACKNOWLEDGERS or not member.active:
         return AckResult(AckOutcome.NOT_ALLOWED)
     alert = await session.scalar(select(Alert).where(Alert.id == alert_id).with_for_update())
@@ -108,7 +115,47 @@ async def acknowledge(session: AsyncSession, alert_id: int, member: StaffMember,
                        now=now, old={"status": "open"}, new={"status": "acknowledged", "by": member.name},
                        reason="alert acknowledged")
     await outbox.cancel_pending_alert(session, alert.id, now=now)
+    await close_copies(session, alert, member, now=now, pressed=(member.id, pressed_message_id))
     return AckResult(AckOutcome.ACKNOWLEDGED, alert, member)
+
+
+def _copies(alert_id: int) -> Any:
+    """The outbox rows that are this alert's copies to the team (the first and every re-send)."""
+    return OutboxMessage.dedup_key.like(f"alert:{alert_id}:%") & (OutboxMessage.kind == "alert")
+
+
+async def close_copies(session: AsyncSession, alert: Alert, by: StaffMember, *, now: datetime,
+                       pressed: tuple[int, int | None] = (0, None)) -> int:
+    """Queue an edit of every copy of an acknowledged alert in the team's chats: no Acknowledge
+    button any more, and who acknowledged it and when. One edit per copy, ever (its key); a copy
+    still on its way now is edited once it is sent (`copy_sent`). Returns how many were queued."""
+    query = select(OutboxMessage).where(_copies(alert.id), OutboxMessage.status == "sent",
+                                        OutboxMessage.telegram_message_id.is_not(None)).order_by(OutboxMessage.id)
+    queued = 0
+    for copy in (await session.scalars(query)).all():
+        if (copy.staff_id, copy.telegram_message_id) != pressed:
+            queued += await _close(session, alert, by, copy, now=now)
+    return queued
+
+
+async def copy_sent(session: AsyncSession, copy: OutboxMessage, *, now: datetime) -> bool:
+    """A copy of an alert has just been recorded sent (the outbox dispatcher): if the alert was
+    acknowledged while it was on its way, it is edited at once like the others. The alert's row
+    is locked first, so this and an acknowledgement never both miss the copy."""
+    alert = await session.scalar(select(Alert).where(Alert.id == copy.variables.get("alert_id")).with_for_update())
+    if alert is None or alert.status == "open" or alert.acknowledged_by is None:
+        return False
+    by = await session.get(StaffMember, alert.acknowledged_by)
+    return by is not None and bool(await _close(session, alert, by, copy, now=now))
+
+
+async def _close(session: AsyncSession, alert: Alert, by: StaffMember, copy: OutboxMessage, *, now: datetime) -> int:
+    row = await outbox.enqueue(
+        session, dedup_key=f"alert-closed:{alert.id}:{copy.id}", template_id=copy.template_id, now=now,
+        variables={**copy.variables, "acknowledged_by": by.name,
+                   "acknowledged_at": (alert.acknowledged_at or now).isoformat()},
+        staff_id=copy.staff_id, kind=CLOSED_KIND, edit_message_id=copy.telegram_message_id)
+    return row is not None
 
 
 async def open_alerts(session: AsyncSession) -> list[tuple[Alert, Participant]]:

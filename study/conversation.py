@@ -166,8 +166,36 @@ async def _tell_participant(session: AsyncSession, participant: Participant, rec
                          buttons=[[["checkin_resume", "k:resume", {}]]] if waiting else None)
 
 
+class ReplyRefused(ValueError):
+    """The bot does not write to this participant now, so a reply is not taken. `standing` says
+    why: "paused" (they paused messages), "withdrawn", "completed", or "not_joined" (invited only).
+
+    Refused rather than held: a participant who paused asked for silence, and words held until
+    they resume could arrive days later, out of their context; the staff member is told at once
+    and can call instead."""
+
+    def __init__(self, standing: str) -> None:
+        super().__init__(f"the bot does not write to this participant now ({standing})")
+        self.standing = standing
+
+
+def reply_refusal(participant: Participant) -> str | None:
+    """Why a reply from the study team would not reach this participant now; None if it would
+    (the dispatcher sends a reply only to an active participant with a chat)."""
+    if participant.status == "invited" or participant.telegram_chat_id is None:
+        return "not_joined"
+    if participant.status != "active":
+        return participant.status
+    return None
+
+
 async def from_staff(session: AsyncSession, participant: Participant, member: StaffMember, text: str, *,
                      now: datetime) -> ParticipantMessage:
+    """A reply from the study team, kept; raises ReplyRefused (and keeps nothing) when the bot
+    does not write to the participant now."""
+    refusal = reply_refusal(participant)
+    if refusal is not None:
+        raise ReplyRefused(refusal)
     record = ParticipantMessage(participant_id=participant.id, direction="out", text=text, staff_id=member.id,
                                 at=now, timezone=participant.timezone, kind=MessageKind.TEXT,
                                 original_length=len(text), context="reply")

@@ -306,6 +306,9 @@ class OutboxMessage(Base):
     # A participant's message passed on to the study team: the row is one part of it, or the copy
     # of their photo or voice note. When every part has reached someone, they are told so.
     participant_message_id: Mapped[int | None] = mapped_column(ForeignKey("participant_messages.id"), index=True)
+    # Set: this row edits that earlier message of the recipient's chat instead of sending a new
+    # one (an alert's copies, once someone acknowledged it: study/alerts.py `close_copies`).
+    edit_message_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class StrangerCount(Base):
@@ -791,3 +794,66 @@ class Supersession(Base):
     by_entry_id: Mapped[int] = mapped_column(ForeignKey("diary_entries.id"), unique=True)  # the participant's
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64))
+
+
+class RequestAction(StrEnum):
+    """What a staff member asked for in Telegram, held until they confirm it (study/staff_requests.py)."""
+
+    PLAN_VISITS = "plan_visits"  # the protocol's visits, from a baseline date
+    MOVE_VISIT = "move_visit"
+    CANCEL_VISIT = "cancel_visit"
+    VISIT_DONE = "visit_done"
+    PAUSE = "pause"  # the bot's messages to the participant, as their own /stop
+    END = "end"  # withdrawn or completed
+    TIMEZONE = "timezone"
+
+
+class RequestState(StrEnum):
+    """Where a staff request stands. Asking and confirming are open (until `expires_at`); the
+    rest are final."""
+
+    ASKING = "asking"  # the bot asked for something (`step`): the member's next words or button answer it
+    CONFIRMING = "confirming"  # all given, shown back with Confirm and Cancel
+    CONFIRMED = "confirmed"  # done
+    CANCELLED = "cancelled"
+    REFUSED = "refused"  # could not be done when confirmed (the member was told why)
+    SUPERSEDED = "superseded"  # the member started another request before finishing this one
+    EXPIRED = "expired"  # left open past `expires_at`
+
+
+class RequestStep(StrEnum):
+    """What an asking request waits for."""
+
+    VISIT = "visit"  # which visit (buttons)
+    BASELINE = "baseline"  # the baseline date of a visit plan (typed)
+    DATE = "date"  # a visit's new date, and time if agreed (typed)
+    REASON = "reason"  # why (typed)
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+class StaffRequest(Base):
+    """A change a staff member asked for in Telegram (/visits P001's buttons, /pause, /end,
+    /timezone), from the first question to Confirm or Cancel. Current state, changed in place;
+    every change is audited (entity "staff_request"). What it does when confirmed is the same
+    domain call the command line makes, audited as usual."""
+
+    __tablename__ = "staff_requests"
+    __table_args__ = (CheckConstraint(_in("action", RequestAction), name="action"),
+                      CheckConstraint(_in("state", RequestState), name="state"),
+                      CheckConstraint(f"step IS NULL OR {_in('step', RequestStep)}", name="step"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(12))
+    step: Mapped[str | None] = mapped_column(String(12))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
+    # What was given so far: baseline, date, time, reason, status, timezone (JSON: ISO strings).
+    details: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -6,10 +6,11 @@ unique `dedup_key` means queueing the same thing twice queues it once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,10 +33,12 @@ async def enqueue(
     buttons: list | None = None,
     participant_message_id: int | None = None,
     stale_after: datetime | None = None,
+    edit_message_id: int | None = None,
 ) -> OutboxMessage | None:
     """Queue a message; None if one with this key was queued before. `participant_message_id`:
     the participant's message this passes on to the study team (study/conversation.py);
-    `stale_after`: not sent from then on (recorded as skipped by the dispatcher)."""
+    `stale_after`: not sent from then on (recorded as skipped by the dispatcher);
+    `edit_message_id`: edit that earlier message of the recipient's chat instead of sending one."""
     if (participant_id is None) == (staff_id is None):
         raise ValueError("an outbox message goes to exactly one participant or staff member")
     if await session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == dedup_key)):
@@ -44,7 +47,7 @@ async def enqueue(
         dedup_key=dedup_key, kind=kind, participant_id=participant_id, staff_id=staff_id,
         template_id=template_id, variables=variables, buttons=buttons, status="pending", created_at=now,
         not_before=not_before or now, due_at=not_before or now, attempts=0,
-        participant_message_id=participant_message_id, stale_after=stale_after,
+        participant_message_id=participant_message_id, stale_after=stale_after, edit_message_id=edit_message_id,
     )
     try:
         async with session.begin_nested():
@@ -212,3 +215,23 @@ async def claim(session: AsyncSession, row_id: int, *, only_if: Any = None) -> O
 async def for_participant(session: AsyncSession, participant_id: int) -> list[OutboxMessage]:
     query = select(OutboxMessage).where(OutboxMessage.participant_id == participant_id).order_by(OutboxMessage.id)
     return list((await session.scalars(query)).all())
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message the bot started for a participant and the life it had: queued (`row.created_at`),
+    then each event (sent with its message id, answered, retried, skipped or failed, and why)."""
+
+    row: OutboxMessage
+    events: list[DeliveryEvent]
+
+
+async def ledger(session: AsyncSession, participant_id: int, *, limit: int) -> tuple[list[Delivery], int]:
+    """The newest `limit` messages started for a participant (oldest of them first), each with its
+    events; and how many there are in all. `trialbot deliveries P001` and /deliveries P001."""
+    total = await session.scalar(select(func.count()).select_from(OutboxMessage)
+                                 .where(OutboxMessage.participant_id == participant_id)) or 0
+    rows = list((await session.scalars(select(OutboxMessage).where(OutboxMessage.participant_id == participant_id)
+                                       .order_by(OutboxMessage.id.desc()).limit(max(limit, 0)))).all())[::-1]
+    events = await events_for(session, [r.id for r in rows]) if rows else []
+    return [Delivery(row, [e for e in events if e.outbox_id == row.id]) for row in rows], total

@@ -7,13 +7,15 @@ counts as corrected, and how many of the entries counted were corrected is shown
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import corrections
+from study import corrections, participants
 from study.diary import local_today
 from study.models import Alert, DiaryEntry, Participant, Visit
 from study.protocol import Protocol
@@ -69,12 +71,11 @@ async def scores(session: AsyncSession, participant_id: int) -> list[tuple[date,
             for v in await corrections.checkin_views(session, [participant_id])]
 
 
-def adherence(applied: dict[date, int], first: date | None, today: date, days: int, per_day: int) -> int | None:
+def adherence(applied: dict[date, int], active: Collection[date], today: date, days: int, per_day: int) -> int | None:
     """Percent of expected applications recorded over the last `days` local days (today included),
-    counting only study days; None before the study started for them."""
-    if first is None:
-        return None
-    window = [today - timedelta(days=k) for k in range(days) if today - timedelta(days=k) >= first]
+    counting only days on which the participant was active (`active`: participants.active_days),
+    so not the days before they joined, paused or after they left; None with no such day."""
+    window = [today - timedelta(days=k) for k in range(days) if today - timedelta(days=k) in active]
     if not window:
         return None
     done = sum(min(applied.get(day, 0), per_day) for day in window)
@@ -92,6 +93,7 @@ class Row:
     next_visit: date | None
     reachable: bool
     corrected_28: int = 0  # entries of the last 28 days corrected by the study team
+    joined: bool = True  # False: invited, has not joined the bot (not "unreachable": never reached)
 
 
 async def overview(session: AsyncSession, protocol: Protocol, *, now: datetime) -> list[Row]:
@@ -104,8 +106,10 @@ async def overview(session: AsyncSession, protocol: Protocol, *, now: datetime) 
     per_day = protocol.treatment.applications_per_day
     # One read of everyone's last 28 days (and a day's margin for time zones ahead of UTC).
     records = await diary_records(session, since=now.date() - timedelta(days=29))
+    periods = await participants.active_periods(session, people)
     for p in people:
         today = local_today(p, now)
+        active = participants.active_days(periods[p.id], ZoneInfo(p.timezone), today, 28)
         record = records.get(p.id, DiaryRecord({}, []))
         applied = record.applied
         first = start_day(p)
@@ -115,10 +119,10 @@ async def overview(session: AsyncSession, protocol: Protocol, *, now: datetime) 
         if last_at is not None and last_at.tzinfo is None:
             from datetime import UTC
             last_at = last_at.replace(tzinfo=UTC)
-        result.append(Row(p.study_id, p.status, adherence(applied, first, today, 7, per_day),
-                          adherence(applied, first, today, 28, per_day), last_at, alerts.get(p.id, 0),
+        result.append(Row(p.study_id, p.status, adherence(applied, active, today, 7, per_day),
+                          adherence(applied, active, today, 28, per_day), last_at, alerts.get(p.id, 0),
                           next_visit, p.telegram_chat_id is not None and p.unreachable_since is None,
-                          corrected_within(record, first, today, 28)))
+                          corrected_within(record, first, today, 28), joined=p.telegram_chat_id is not None))
     return result
 
 

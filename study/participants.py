@@ -7,15 +7,18 @@ consent (see `study.consent`), and only participants who are active or paused ar
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
+from difflib import get_close_matches
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import audit
+from study import audit, outbox, treatment
 from study.audit import Actor
 from study.models import Participant
 from study.protocol import Protocol, check_timezone, parse_hhmm
@@ -25,7 +28,12 @@ STUDY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
 
 
 class EnrolmentError(ValueError):
-    """The enrolment request is invalid; the message says what to fix."""
+    """The enrolment request (or a change of a participant's record) is invalid; the message says
+    what to fix, `code` names it for a template (timezone, ended, status...)."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -160,25 +168,143 @@ async def resume(session: AsyncSession, participant: Participant, *, actor: Acto
     return True
 
 
+async def pause_messages(session: AsyncSession, participant: Participant, *, actor: Actor, now: datetime,
+                         why: str) -> bool:
+    """Pause the bot's messages to a participant (their own /stop, or a staff member's /pause for
+    them): what was queued for them is not sent, and the study team is told. False, and nothing
+    done, if they were not active."""
+    if not await pause(session, participant, actor=actor, now=now):
+        return False
+    await outbox.cancel_pending(session, participant.id, reason=why, now=now)
+    await outbox.notify_staff(session, event_key=f"pause:{participant.study_id}:{now.isoformat()}",
+                              template_id="staff_paused", now=now,
+                              variables={"study_id": participant.study_id,
+                                         "by_team": actor.kind != "participant"})
+    return True
+
+
+def check_can_pause(participant: Participant) -> None:
+    """Raise EnrolmentError unless the participant is active (only then can messages be paused)."""
+    if participant.status == "paused":
+        raise EnrolmentError(f"{participant.study_id} has paused messages already", "paused")
+    if participant.status == "invited":
+        raise EnrolmentError(f"{participant.study_id} has not joined the bot yet: there are no messages to pause",
+                             "invited")
+    if participant.status != "active":
+        raise EnrolmentError(f"{participant.study_id} is {participant.status}", participant.status)
+
+
 FINAL_STATUSES = ("withdrawn", "completed")
 STATUSES = ("invited", *SERVED_STATUSES, *FINAL_STATUSES)
 
 
+def check_can_end(participant: Participant, status: str) -> None:
+    """Raise EnrolmentError unless the participant can be withdrawn or completed now."""
+    if status not in FINAL_STATUSES:
+        raise EnrolmentError(f"status must be one of {', '.join(FINAL_STATUSES)}", "status")
+    if participant.status in FINAL_STATUSES:
+        raise EnrolmentError(f"{participant.study_id} is {participant.status} already", "ended")
+
+
 async def end_participation(session: AsyncSession, participant: Participant, status: str, *, reason: str,
                             actor: Actor, now: datetime) -> bool:
-    """Withdrawn or completed: the bot writes to them no more (their records stay)."""
+    """Withdrawn or completed: the bot writes to them no more (their records stay). `leave_study`
+    is the whole of it (queued messages, the treatment course)."""
     if status not in FINAL_STATUSES:
-        raise EnrolmentError(f"status must be one of {', '.join(FINAL_STATUSES)}")
+        raise EnrolmentError(f"status must be one of {', '.join(FINAL_STATUSES)}", "status")
     return await change(session, participant, actor=actor, now=now, reason=reason, status=status)
+
+
+async def leave_study(session: AsyncSession, participant: Participant, status: str, *, reason: str,
+                      actor: Actor, now: datetime) -> None:
+    """A participant withdrawn or completed (`trialbot participant end`, /end): the bot writes to
+    them no more, what was queued for them is not sent, and their treatment course ends with it.
+    Refused (EnrolmentError) for someone who has left already."""
+    check_can_end(participant, status)
+    await end_participation(session, participant, status, reason=reason, actor=actor, now=now)
+    await outbox.cancel_pending(session, participant.id, reason=f"participant {status}", now=now)
+    await treatment.leave_study(session, participant, status, reason=reason, actor=actor, now=now)
+
+
+def check_zone(timezone: str) -> str:
+    """The zone, if it is a known IANA zone; EnrolmentError (code timezone) otherwise."""
+    try:
+        return check_timezone(timezone)
+    except ValueError as exc:
+        raise EnrolmentError(str(exc), "timezone") from None
+
+
+def zone_suggestions(typed: str, limit: int = 3) -> list[str]:
+    """Known zones close to what was typed ("america/new york", "Europe/Londres"), best first."""
+    wanted = typed.strip().replace(" ", "_")
+    names = sorted(available_timezones())
+    by_lower = {name.lower(): name for name in names}
+    if wanted.lower() in by_lower:
+        return [by_lower[wanted.lower()]]
+    tail = {name.rsplit("/", 1)[-1].lower(): name for name in names if "/" in name}
+    close = get_close_matches(wanted.lower(), list(by_lower), n=limit, cutoff=0.6)
+    close += get_close_matches(wanted.rsplit("/", 1)[-1].lower(), list(tail), n=limit, cutoff=0.75)
+    found = [by_lower.get(c) or tail[c] for c in close]
+    return list(dict.fromkeys(found))[:limit]
 
 
 async def move_to_zone(session: AsyncSession, participant: Participant, timezone: str, *, actor: Actor,
                        now: datetime) -> bool:
-    try:
-        check_timezone(timezone)
-    except ValueError as exc:
-        raise EnrolmentError(str(exc)) from None
+    check_zone(timezone)
     changed = await change(session, participant, actor=actor, now=now, reason="time zone changed",
                            timezone=timezone)
     participant.next_plan_at = None
     return changed
+
+
+@dataclass(frozen=True)
+class Period:
+    """A stretch of time a participant was active: joined, not paused, not ended."""
+
+    start: datetime
+    end: datetime | None = None  # None: active still
+
+
+async def active_periods(session: AsyncSession, people: Sequence[Participant]) -> dict[int, list[Period]]:
+    """When each participant was active, read from the audit trail's record of their status
+    changes (joining makes them active; /stop, a staff member's pause, withdrawal or completion
+    ends a period; /resume starts another). Adherence counts only these days."""
+    if not people:
+        return {}
+    changes: dict[int, list[tuple[datetime, str]]] = {}
+    for entry in await audit.entries(session, entity="participant", entity_ids=[str(p.id) for p in people]):
+        status = (entry.new_values or {}).get("status")
+        if isinstance(status, str):
+            changes.setdefault(int(entry.entity_id), []).append((entry.occurred_at, status))
+    return {p.id: periods_of(p, changes.get(p.id, [])) for p in people}
+
+
+def periods_of(participant: Participant, changes: list[tuple[datetime, str]]) -> list[Period]:
+    """The active periods in a participant's status changes (oldest first). A participant who is
+    active with no change on record that made them so (a row written outside the audited path)
+    counts as active since they consented, or were enrolled."""
+    periods: list[Period] = []
+    start: datetime | None = None
+    for at, status in changes:
+        if status == "active" and start is None:
+            start = at
+        elif status != "active" and start is not None:
+            periods.append(Period(start, at))
+            start = None
+    if start is not None:
+        periods.append(Period(start))
+    if not periods and participant.status == "active":
+        periods.append(Period(participant.consented_at or participant.active_since or participant.enrolled_at))
+    return periods
+
+
+def active_on(periods: Sequence[Period], day: date, zone: ZoneInfo) -> bool:
+    """Was the participant active at any moment of this local day?"""
+    start = datetime.combine(day, time(), zone)
+    end = datetime.combine(day + timedelta(days=1), time(), zone)
+    return any(p.start < end and (p.end is None or p.end > start) for p in periods)
+
+
+def active_days(periods: Sequence[Period], zone: ZoneInfo, last: date, days: int) -> set[date]:
+    """The local days among the `days` up to `last` (included) on which the participant was active."""
+    return {day for k in range(days) if active_on(periods, day := last - timedelta(days=k), zone)}

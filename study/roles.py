@@ -5,8 +5,9 @@
 - investigator: everything, and receives escalations; alone resumes an interrupted treatment,
   manages the study team (/staff, `trialbot staff`: the delegation of the study's work is the
   investigator's) and withdraws any broadcast awaiting approval.
-- monitor: read-only: oversight (participants, visits, alerts, plots) and exports; no messaging,
-  no acknowledging, no broadcasts, no corrections, and does not receive participants' messages.
+- monitor: read-only: oversight (participants, visits, alerts, plots, deliveries) and exports; no
+  messaging, no acknowledging, no broadcasts, no corrections, no changes to a participant's record,
+  and does not receive participants' messages.
 
 Setting up: while the team has no active member who may manage it (no investigator yet), a
 coordinator may add and change staff (SET_UP_TEAM), so a site can add its investigator; from
@@ -28,7 +29,7 @@ from study.audit import Actor
 from study.models import StaffMember
 
 # What a staff member may do, by name.
-OVERSEE = "oversee"          # /participants, /visits, /alerts, /adherence
+OVERSEE = "oversee"          # /participants, /visits, /alerts, /adherence, /treatment, /deliveries, /visits P001
 EXPORT = "export"            # trialbot export (a server command; listed for completeness)
 MESSAGE = "message"          # /reply
 ACKNOWLEDGE = "acknowledge"  # the Acknowledge button on alerts
@@ -37,7 +38,7 @@ APPROVE_BROADCAST = "approve_broadcast"  # the second approval of someone else's
 TREATMENT = "treatment"      # /interrupt, /offtreatment: a participant's treatment course
 RESUME_TREATMENT = "resume_treatment"  # /resume P001 reason: the investigator's decision alone
 CORRECT = "correct"          # /correct: correct a diary entry or a check-in (never overwriting it)
-ENROL = "enrol"              # enrol and invite participants, their settings, visits, ending participation
+ENROL = "enrol"              # enrol and invite participants, their settings, visits, /pause, /end, /timezone
 MANAGE_STAFF = "manage_staff"  # add staff members, change their role, deactivate them
 SET_UP_TEAM = "set_up_team"    # the same, while the team has no active member who may MANAGE_STAFF
 APPROVE_TEXT = "approve_text"  # trialbot messages approve: record the IRB's approval of a text
@@ -56,12 +57,29 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 # member whose role changed since it was queued does not get it: scheduler/dispatcher.py).
 RECEIVING = {"participant_message": RECEIVE_PARTICIPANT_MESSAGES, "media_copy": RECEIVE_PARTICIPANT_MESSAGES,
              "alert": ACKNOWLEDGE}
+
+# The study team's commands and buttons in Telegram, each with the permission it needs, in the
+# order a staff /help lists them (bot/handlers/manage.py staff_help; words: messages/*/staff_help).
+STAFF_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("participants", OVERSEE), ("visits", OVERSEE), ("visits_participant", OVERSEE), ("adherence", OVERSEE),
+    ("alerts", OVERSEE), ("treatment", OVERSEE), ("deliveries", OVERSEE),
+    ("acknowledge", ACKNOWLEDGE), ("reply", MESSAGE), ("broadcast", BROADCAST),
+    ("approve_broadcast", APPROVE_BROADCAST), ("visits_change", ENROL), ("pause", ENROL), ("end", ENROL),
+    ("timezone", ENROL), ("interrupt", TREATMENT), ("offtreatment", TREATMENT),
+    ("resume_treatment", RESUME_TREATMENT), ("correct", CORRECT), ("enroll", ENROL), ("invite", ENROL),
+    ("staff", MANAGE_STAFF),
+)
 # Who receives escalated alerts (after escalation.escalate_after_minutes).
 ESCALATION_ROLES = ("investigator",)
 
 
 def may(role: str, permission: str) -> bool:
     return permission in PERMISSIONS.get(role, frozenset())
+
+
+def commands_for(role: str) -> list[str]:
+    """The staff commands (STAFF_COMMANDS) a role may use, in their order."""
+    return [name for name, permission in STAFF_COMMANDS if may(role, permission)]
 
 
 def roles_with(permission: str) -> tuple[str, ...]:

@@ -28,7 +28,50 @@ NAME_PATTERN = r"^[a-z0-9_]{1,16}$"
 
 
 class VisitError(ValueError):
-    """The request cannot be carried out; the message says why in plain words."""
+    """The request cannot be carried out; the message says why in plain words, `code` names why
+    for a template: no_schedule, ended, planned, name, name_taken, closed, status."""
+
+    def __init__(self, message: str, code: str = "refused") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class PlannedVisit:
+    """A visit of the protocol's schedule laid on a participant's calendar from a baseline date."""
+
+    name: str
+    label: str
+    day: date
+    window_days: int
+
+
+def schedule_from(protocol: Protocol, baseline: date) -> list[PlannedVisit]:
+    """The protocol's visits counted from `baseline` (what `plan_schedule` creates)."""
+    return [PlannedVisit(d.name, d.label, baseline + timedelta(days=d.day), d.window_days)
+            for d in protocol.visits.schedule]
+
+
+async def check_plan(session: AsyncSession, protocol: Protocol, participant: Participant) -> None:
+    """Raise VisitError if a visit plan cannot be made for the participant now."""
+    if not protocol.visits.schedule:
+        raise VisitError("the protocol lists no visits ([visits] schedule in study.toml)", "no_schedule")
+    if participant.status in ("withdrawn", "completed"):
+        raise VisitError(f"{participant.study_id} is {participant.status}", "ended")
+    names = [v.name for v in protocol.visits.schedule]
+    existing = await session.scalar(select(Visit.id).where(Visit.participant_id == participant.id,
+                                                          Visit.name.in_(names)))
+    if existing is not None:
+        raise VisitError(f"{participant.study_id} already has a visit plan; change single visits with "
+                         "visits move, add or cancel", "planned")
+
+
+def check_open(visit: Visit, *, moving: bool = False) -> None:
+    """Raise VisitError if the visit is cancelled or done (nothing more changes it)."""
+    if visit.status in ("cancelled", "done"):
+        if moving:
+            raise VisitError(f"the {visit.name} visit is {visit.status}; add a new visit instead", "closed")
+        raise VisitError(f"the {visit.name} visit is already {visit.status}", "closed")
 
 
 @dataclass(frozen=True)
@@ -68,22 +111,13 @@ async def by_name(session: AsyncSession, participant: Participant, name: str) ->
 async def plan_schedule(session: AsyncSession, protocol: Protocol, participant: Participant, *, baseline: date,
                         actor: Actor, now: datetime) -> list[Visit]:
     """Create the protocol's visits from the baseline date; refuses if any were planned before."""
-    if not protocol.visits.schedule:
-        raise VisitError("the protocol lists no visits ([visits] schedule in study.toml)")
-    if participant.status in ("withdrawn", "completed"):
-        raise VisitError(f"{participant.study_id} is {participant.status}")
-    names = [v.name for v in protocol.visits.schedule]
-    existing = await session.scalar(select(Visit.id).where(Visit.participant_id == participant.id,
-                                                          Visit.name.in_(names)))
-    if existing is not None:
-        raise VisitError(f"{participant.study_id} already has a visit plan; change single visits with "
-                         "visits move, add or cancel")
+    await check_plan(session, protocol, participant)
     created = []
-    for definition in protocol.visits.schedule:
-        day = baseline + timedelta(days=definition.day)
-        visit = Visit(participant_id=participant.id, name=definition.name, label=definition.label,
-                      scheduled_date=day, scheduled_time=None, target_date=day, window_days=definition.window_days,
-                      status="scheduled", revision=1, created_at=now, changed_at=now)
+    for planned in schedule_from(protocol, baseline):
+        visit = Visit(participant_id=participant.id, name=planned.name, label=planned.label,
+                      scheduled_date=planned.day, scheduled_time=None, target_date=planned.day,
+                      window_days=planned.window_days, status="scheduled", revision=1, created_at=now,
+                      changed_at=now)
         session.add(visit)
         await session.flush()
         await _audit(session, visit, participant, action="create", actor=actor, now=now, old=None,
@@ -97,11 +131,11 @@ async def add(session: AsyncSession, participant: Participant, *, name: str, day
               label: str | None = None, actor: Actor, now: datetime, reason: str | None = None) -> Visit:
     """An extra visit, outside the protocol's schedule."""
     if not re.match(NAME_PATTERN, name):
-        raise VisitError("a visit name is 1-16 lower-case letters, digits or '_' (for example extra1)")
+        raise VisitError("a visit name is 1-16 lower-case letters, digits or '_' (for example extra1)", "name")
     if participant.status in ("withdrawn", "completed"):
-        raise VisitError(f"{participant.study_id} is {participant.status}")
+        raise VisitError(f"{participant.study_id} is {participant.status}", "ended")
     if await by_name(session, participant, name) is not None:
-        raise VisitError(f"{participant.study_id} already has a visit named {name}")
+        raise VisitError(f"{participant.study_id} already has a visit named {name}", "name_taken")
     visit = Visit(participant_id=participant.id, name=name, label=(label or name)[:64], scheduled_date=day,
                   scheduled_time=at, target_date=None, window_days=None, status="scheduled", revision=1,
                   created_at=now, changed_at=now)
@@ -122,8 +156,7 @@ def outside_window(visit: Visit, day: date) -> bool:
 async def move(session: AsyncSession, participant: Participant, visit: Visit, *, day: date, at: time | None,
                actor: Actor, now: datetime, reason: str | None = None) -> MoveResult:
     """A new date (and time): reminders start again for it, and it waits for a new confirmation."""
-    if visit.status in ("cancelled", "done"):
-        raise VisitError(f"the {visit.name} visit is {visit.status}; add a new visit instead")
+    check_open(visit, moving=True)
     if visit.scheduled_date == day and visit.scheduled_time == at:
         return MoveResult(visit, outside_window(visit, day))
     old = _snapshot(visit)
@@ -141,11 +174,10 @@ async def set_status(session: AsyncSession, participant: Participant, visit: Vis
                      now: datetime, reason: str) -> bool:
     """Change a visit's status (audited); False if it already had that status."""
     if status not in STATUSES:
-        raise VisitError(f"status must be one of {', '.join(STATUSES)}")
+        raise VisitError(f"status must be one of {', '.join(STATUSES)}", "status")
     if visit.status == status:
         return False
-    if visit.status in ("cancelled", "done"):
-        raise VisitError(f"the {visit.name} visit is already {visit.status}")
+    check_open(visit)
     old = _snapshot(visit)
     visit.status = status
     visit.changed_at = now
@@ -156,8 +188,7 @@ async def set_status(session: AsyncSession, participant: Participant, visit: Vis
 
 async def cancel(session: AsyncSession, participant: Participant, visit: Visit, *, actor: Actor, now: datetime,
                  reason: str) -> bool:
-    if visit.status in ("cancelled", "done"):
-        raise VisitError(f"the {visit.name} visit is already {visit.status}")
+    check_open(visit)
     return await set_status(session, participant, visit, "cancelled", actor=actor, now=now, reason=reason)
 
 

@@ -137,12 +137,17 @@ async def reply(update: Update, context: CallbackContext, member: StaffMember) -
         return
     async with effects(update, context) as fx:
         person = await participants.by_study_id(fx.session, args[0])
-        if person is not None and person.status in participants.SERVED_STATUSES and person.telegram_chat_id:
-            record = await conversation.from_staff(fx.session, person, member, text, now=now)
-            await outbox.enqueue(fx.session, dedup_key=f"reply:{record.id}", template_id="message_from_team",
-                                 variables={"text": text}, now=now, participant_id=person.id, kind="reply")
-            fx.reply = render(context, "staff_reply_sent", member.language, {"study_id": person.study_id})
+        if person is None:
+            fx.reply = render(context, "staff_reply_unknown", member.language, {"study_id": args[0][:32]})
         else:
-            fx.reply = render(context, "staff_reply_unknown", member.language, {"study_id": args[0]})
+            try:
+                record = await conversation.from_staff(fx.session, person, member, text, now=now)
+            except conversation.ReplyRefused as refused:  # paused or left: told, not queued to be skipped
+                fx.reply = render(context, "staff_reply_refused", member.language,
+                                  {"study_id": person.study_id, "standing": refused.standing})
+            else:
+                await outbox.enqueue(fx.session, dedup_key=f"reply:{record.id}", template_id="message_from_team",
+                                     variables={"text": text}, now=now, participant_id=person.id, kind="reply")
+                fx.reply = render(context, "staff_reply_sent", member.language, {"study_id": person.study_id})
     svc.outbox_ready.set()
     await show(update, context, fx.reply)

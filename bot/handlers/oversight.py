@@ -32,7 +32,7 @@ async def participants_list(update: Update, context: CallbackContext, member: St
     shown = [{"study_id": r.study_id, "status": r.status, "a7": r.adherence_7, "a28": r.adherence_28,
               "last_entry": r.last_entry_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if r.last_entry_at else "",
               "open_alerts": r.open_alerts, "next_visit": r.next_visit.isoformat() if r.next_visit else "",
-              "reachable": r.reachable, "corrected": r.corrected_28} for r in rows]
+              "reachable": r.reachable, "joined": r.joined, "corrected": r.corrected_28} for r in rows]
     for start in range(0, max(len(shown), 1), PAGE):  # Telegram's 4096 characters: 20 a message
         await show(update, context, render(context, "staff_participants", member.language,
                                            {"rows": shown[start:start + PAGE]}))
@@ -71,15 +71,17 @@ async def _picture(context: CallbackContext, participant: Participant, language:
     async with svc.db.read() as session:
         record = await oversight.diary_record(session, participant.id)
         scores = await oversight.scores(session, participant.id)
+        periods = (await participants.active_periods(session, [participant]))[participant.id]
     applied = record.applied
     first, today = oversight.start_day(participant), diary.local_today(participant, now)
+    active = participants.active_days(periods, ZoneInfo(participant.timezone), today, 28)
     per_day = svc.protocol.treatment.applications_per_day
     labels = {name: svc.messages.render_block("plot_labels", language, f"label_{name}") for name in plots.LABELS}
     png = await asyncio.to_thread(plots.adherence_png, applied, scores, first=first, today=today, per_day=per_day,
                                   labels=labels)  # drawing takes a moment: not on the event loop
     days = (today - first).days + 1 if first else 0
-    return png, {"days": days, "a7": oversight.adherence(applied, first, today, 7, per_day),
-                 "a28": oversight.adherence(applied, first, today, 28, per_day),
+    return png, {"days": days, "a7": oversight.adherence(applied, active, today, 7, per_day),
+                 "a28": oversight.adherence(applied, active, today, 28, per_day),
                  "corrected": oversight.corrected_within(record, first, today)}
 
 

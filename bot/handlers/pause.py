@@ -22,16 +22,15 @@ async def _switch(update: Update, context: CallbackContext, participant: Partici
     async with effects(update, context) as fx:
         session = fx.session
         current = await session.merge(participant)
-        switch = participants.pause if pause else participants.resume
-        changed = await switch(session, current, actor=actor, now=now)
-        if changed and pause:
-            await outbox.cancel_pending(session, participant.id, reason="participant paused messages (/stop)", now=now)
-        if changed:
-            await outbox.notify_staff(
-                session, event_key=f"{'pause' if pause else 'resume'}:{participant.study_id}:{now.isoformat()}",
-                template_id="staff_paused" if pause else "staff_resumed",
-                variables={"study_id": participant.study_id}, now=now,
-            )
+        if pause:
+            changed = await participants.pause_messages(session, current, actor=actor, now=now,
+                                                        why="participant paused messages (/stop)")
+        else:
+            changed = await participants.resume(session, current, actor=actor, now=now)
+            if changed:
+                await outbox.notify_staff(session, event_key=f"resume:{participant.study_id}:{now.isoformat()}",
+                                          template_id="staff_resumed", variables={"study_id": participant.study_id},
+                                          now=now)
         template = ("paused" if changed else "already_paused") if pause else ("resumed" if changed else "already_active")
         fx.reply = render(context, template, participant.language)
     if changed:

@@ -28,8 +28,10 @@ async def acknowledge(update: Update, context: CallbackContext, member: StaffMem
     now = svc.clock.now()
     alert_id = cb.record_id(update.callback_query.data[2:])
     async with effects(update, context) as fx:
-        result = (await alerts.acknowledge(fx.session, alert_id, member, now=now) if alert_id is not None
-                  else AckResult(AckOutcome.NOT_FOUND))
+        pressed = update.callback_query.message if update.callback_query is not None else None
+        result = (await alerts.acknowledge(fx.session, alert_id, member, now=now,
+                                           pressed_message_id=pressed.message_id if pressed is not None else None)
+                  if alert_id is not None else AckResult(AckOutcome.NOT_FOUND))
         participant = (await fx.session.get(Participant, result.alert.participant_id)) if result.alert else None
         if result.outcome is AckOutcome.NOT_ALLOWED:
             fx.reply = render(context, "staff_not_allowed", member.language, {"role": member.role})
@@ -42,6 +44,8 @@ async def acknowledge(update: Update, context: CallbackContext, member: StaffMem
                 "acknowledged_at": _in_study_zone(context, result.alert.acknowledged_at),
                 "already": result.outcome is AckOutcome.ALREADY,
             })
+    if result.outcome is AckOutcome.ACKNOWLEDGED:
+        svc.outbox_ready.set()  # the other copies are edited
     await show(update, context, fx.reply)
 
 
