@@ -87,7 +87,8 @@ log = logging.getLogger(__name__)
 def register_handlers(app: Application) -> None:
     # Before any handler: updates of a kind the bot does not handle (business messages, channel
     # posts) and buttons pressed on another chat's message go no further (bot/handlers/gate.py).
-    app.add_handler(TypeHandler(Update, gate.screen), group=-1)
+    # (Group -2: in a group, PTB runs only the first handler that matches, and this one matches all.)
+    app.add_handler(TypeHandler(Update, gate.screen), group=-2)
     # A message edited after it was sent: its new words go to the study team, whatever they say
     # (first, so that an edited command or answer is never carried out a second time).
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, conversation.participant_edited))

@@ -1,7 +1,7 @@
 """What never reaches a handler: updates of a kind the bot does not handle, and buttons pressed
 on a message of another chat.
 
-Runs before every handler (bot/app.py registers it in group -1). Telegram sends the kinds
+Runs before every handler (bot/app.py registers it in group -2, ahead of group -1's typed answers). Telegram sends the kinds
 `ALLOWED_UPDATES` names, but nothing here relies on that: a business message, a channel post or
 an edit of either is not a participant writing to the bot, and PTB would otherwise route it by
 its `effective_message` like a new message (an edited business message saying "/undo" would
