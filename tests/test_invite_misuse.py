@@ -5,17 +5,13 @@ processes, and opening a valid invite does not reset it."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 from telegram import Update
 
-from bot.app import build_application, demo_messages
 from study import participants
-from study.database import Database
 from study.models import (
     AuditEntry,
     CodeLockout,
@@ -24,6 +20,7 @@ from study.models import (
     StrangerCount,
     WrongCode,
 )
+from tests.test_exactly_once import second_process
 from tests.trial import COORDINATOR, Trial
 
 pytestmark = pytest.mark.timeout(180)
@@ -141,23 +138,6 @@ async def test_forty_chats_guessing_together_meet_the_limit_over_all_chats(trial
     async with trial.db.read() as session:
         assert (await session.scalars(select(WrongCode))).all() == [], "tries past the window are gone"
         assert (await session.scalars(select(CodeLockout))).all() == [], "and the lock-out, once over"
-
-
-@contextlib.asynccontextmanager
-async def second_process(trial: Trial) -> AsyncIterator:
-    """Another process of the same bot on the same database (its own connections), given updates
-    by hand, as a webhook behind a balancer would give it some of them."""
-    db = Database(trial.db.url.render_as_string(hide_password=False), schema=trial.db.schema)
-    app = build_application(token=trial.world.token, base_url=trial.server.base_url,
-                            base_file_url=trial.server.base_file_url, protocol=trial.protocol, db=db,
-                            clock=trial.clock, tick_seconds=None, rate_limit_retries=0,
-                            messages=demo_messages(trial.protocol))
-    await app.initialize()
-    try:
-        yield app
-    finally:
-        await app.shutdown()
-        await db.dispose()
 
 
 async def test_the_limit_holds_across_processes(trial: Trial) -> None:
