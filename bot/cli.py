@@ -197,6 +197,10 @@ def demo(
     from bot.logging_setup import configure_logging
 
     configure_logging("WARNING")
+    # Started in the background (`&` in a script), a program inherits SIGINT ignored; Ctrl-C and
+    # `kill -INT` must stop the demo all the same, and so must SIGTERM: each ends it as Ctrl-C does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if terminal:
         asyncio.run(run_demo(color=not plain and sys.stdout.isatty()))
         return

@@ -134,12 +134,16 @@ async def test_the_clock_steps_through_every_scheduled_moment(demo) -> None:
     assert ("DEMO01", reminders[0]["id"]) in tagged  # the page can name each bubble's template
 
 
-async def test_trialbot_demo_serves_the_page_until_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+async def test_trialbot_demo_serves_the_page_until_interrupted(tmp_path: Path, stop: signal.Signals) -> None:
+    """Started as from a script's `&`, which hands the program SIGINT ignored: Ctrl-C (SIGINT) and
+    SIGTERM stop it all the same."""
     env = {**os.environ, "STUDY_FILE": str(REPO / "study.toml"), "PYTHONUNBUFFERED": "1"}
     env.pop("TELEGRAM_BOT_TOKEN", None)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "demo", "--port", "0", cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         url = None
         while url is None:
@@ -150,7 +154,7 @@ async def test_trialbot_demo_serves_the_page_until_interrupted(tmp_path: Path) -
         async with aiohttp.ClientSession() as http:
             async with http.get(url) as page:
                 assert page.status == 200 and "trialbot demo" in await page.text()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         rest = (await asyncio.wait_for(process.stdout.read(), 30)).decode()
         assert await process.wait() == 0, rest
         assert "demo stopped" in rest
