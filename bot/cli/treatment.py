@@ -19,14 +19,14 @@ treatment_app = typer.Typer(help="A participant's treatment course: show, interr
 
 
 def _fail(message: str) -> typer.Exit:
-    from bot.cli import _fail as fail
+    from bot.cli.common import fail
 
     return fail(message)
 
 
 def _work(study_id: str, work, acting: tuple[str | None, str, str] | None = None):
     """`work(session, protocol, participant[, actor])` in one transaction; every refusal one line."""
-    from bot.cli import participant_work
+    from bot.cli.common import participant_work
     from study.treatment import TreatmentError
 
     return participant_work(study_id, work, refusals=(TreatmentError,), describe=lambda exc: f"Nothing changed: {exc}.",

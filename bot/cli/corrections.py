@@ -47,7 +47,7 @@ def _reason(reason: str | None) -> str:
 def _run(study_id: str, work, as_: str | None):
     """`work(session, protocol, participant, actor, now)` in one transaction by the staff member named
     (who must be allowed to correct), every refusal one line."""
-    from bot.cli import participant_work
+    from bot.cli.common import participant_work
     from study import roles
     from study.corrections import CorrectionRefused
 
@@ -78,7 +78,7 @@ def correct_list(
     async def read(session, protocol, person):
         return person, *await corrections.recent(session, person, now=datetime.now(UTC), days=days)
 
-    from bot.cli import participant_work
+    from bot.cli.common import participant_work
 
     person, entries, checkins = participant_work(study_id, read)
     zone = ZoneInfo(person.timezone)

@@ -61,14 +61,14 @@ def _catalog():
 
 def _ledger():
     """The approvals recorded in the database (read only; the schema is brought up to date first)."""
-    from bot.cli import _with_database
+    from bot.cli.common import with_database
     from study import approvals
 
     async def read(db):
         async with db.transaction() as session:
             return await approvals.load(session)
 
-    return _with_database(read)
+    return with_database(read)
 
 
 def _renderer(ledger=None):
@@ -209,14 +209,14 @@ def preview_command(
 
 
 def _participant(study_id: str):
-    from bot.cli import _with_database
+    from bot.cli.common import with_database
     from study import participants
 
     async def find(db):
         async with db.transaction() as session:
             return await participants.by_study_id(session, study_id)
 
-    person = _with_database(find)
+    person = with_database(find)
     if person is None:
         raise _fail(f"No participant {study_id}.")
     return person
@@ -233,7 +233,7 @@ def approve_command(
     """Record that the IRB approved the current text of a template, with the study values in it
     (phone, e-mail, study name...): an entry in the audit trail under your name (--as, a
     coordinator or the investigator). The bot sends exactly that, nothing else."""
-    from bot.cli import _actor, _with_database
+    from bot.cli.common import actor_for, with_database
     from messages.lint import lint
     from study import approvals, roles
 
@@ -256,7 +256,7 @@ def approve_command(
 
         done = []
         async with db.transaction() as session:
-            actor = await _actor(session, as_, roles.APPROVE_TEXT, "approve texts")
+            actor = await actor_for(session, as_, roles.APPROVE_TEXT, "approve texts")
             current = MessageCatalog(catalog.root, ledger=await approvals.load(session), study_values=study_values)
             for lang in languages:
                 verdict = current.verdict(template_id, lang)
@@ -270,7 +270,7 @@ def approve_command(
         return done
 
     try:
-        done = _with_database(approve)
+        done = with_database(approve)
     except approvals.ApprovalRefused as exc:
         raise _fail(f"Not approved: {exc}") from None
     for lang, approval in done:
@@ -306,7 +306,7 @@ def sent_command(
     limit: Annotated[int, typer.Option(help="Without --participant: the newest this many.")] = 100,
 ) -> None:
     """What the bot sent: when, which template and approved version (hash), language, to whom."""
-    from bot.cli import _with_database
+    from bot.cli.common import with_database
     from messages import sent
 
     async def rows(db):
@@ -315,7 +315,7 @@ def sent_command(
                 return await sent.sent_to_participant(session, participant)
             return await sent.sent_all(session, limit=limit)
 
-    found = _with_database(rows)
+    found = with_database(rows)
     if found is None:
         raise _fail(f"No participant {participant}.")
     if not found:
