@@ -5,13 +5,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 
-.PHONY: demo demo-terminal test test-postgres run lint-messages clean
+.PHONY: demo demo-terminal test test-postgres run install lint-messages clean
 
-demo: $(INSTALLED)          ## try the bot: local Telegram stand-in, SQLite, a web page at http://127.0.0.1:8080
+demo: $(RUNTIME)            ## try the bot: local Telegram stand-in, SQLite, a web page at http://127.0.0.1:8080
 	$(BIN)/trialbot demo
 
-demo-terminal: $(INSTALLED) ## the same in a terminal chat
+demo-terminal: $(RUNTIME)   ## the same in a terminal chat
 	$(BIN)/trialbot demo --terminal
 
 test: $(INSTALLED)          ## the whole test suite (PostgreSQL too when TRIALBOT_TEST_DATABASE_URL is set)
@@ -20,13 +21,21 @@ test: $(INSTALLED)          ## the whole test suite (PostgreSQL too when TRIALBO
 test-postgres: $(INSTALLED) ## the suite on SQLite and on the local PostgreSQL
 	TRIALBOT_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test TRIALBOT_REQUIRE_POSTGRES=1 $(BIN)/pytest
 
-run: $(INSTALLED)           ## production: needs TELEGRAM_BOT_TOKEN (see .env.example)
+run: $(RUNTIME)             ## production: needs TELEGRAM_BOT_TOKEN (in .env: `trialbot init DIR` writes one)
 	$(BIN)/trialbot run
 
-$(INSTALLED): pyproject.toml
+install: $(RUNTIME)         ## the runtime dependencies only (a server's install: docs/deploy.md)
+
+# Two installs into one .venv: the runtime alone (demo, run, a server) and, for tests, the runtime
+# with the dev extras (pytest, Playwright...) on top.
+$(RUNTIME): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trialbot needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(INSTALLED): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 

@@ -34,7 +34,7 @@ from study.audit import Actor
 from study.clock import ManualClock
 from study.database import Database
 from study.models import Participant
-from study.protocol import load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 GLOBAL_PER_SECOND = 30
@@ -44,7 +44,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=1000)
     count = parser.parse_args().recipients
-    protocol = load_protocol(ROOT / "study.toml")
+    protocol = load_protocol(EXAMPLE_PROTOCOL)
     clock = ManualClock(START)
     with tempfile.TemporaryDirectory() as scratch:
         db = Database(f"sqlite+aiosqlite:///{scratch}/bench.db")

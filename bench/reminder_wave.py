@@ -39,7 +39,7 @@ from scheduler.tick import Tick  # noqa: E402
 from study.clock import ManualClock  # noqa: E402
 from study.database import Database  # noqa: E402
 from study.models import OutboxMessage, Participant  # noqa: E402
-from study.protocol import load_protocol  # noqa: E402
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol  # noqa: E402
 from tests.drills.process import scratch_database  # noqa: E402
 
 SAME_MINUTE_ZONES = ["America/New_York", "America/Toronto", "America/Detroit", "America/Nassau",
@@ -47,7 +47,7 @@ SAME_MINUTE_ZONES = ["America/New_York", "America/Toronto", "America/Detroit", "
 DAY_ZONES = ["America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata", "America/Los_Angeles"]
 EIGHT_AM = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)  # 08:00 in every SAME_MINUTE_ZONES zone
 DAY_START = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
-PROTOCOL = load_protocol(ROOT / "study.toml")
+PROTOCOL = load_protocol(EXAMPLE_PROTOCOL)
 
 
 async def populate(db: Database, count: int, zones: list[str], joined: datetime) -> None:

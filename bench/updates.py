@@ -61,7 +61,7 @@ from study.clock import ManualClock
 from study.consent import agree
 from study.database import Database
 from study.participants import EnrolmentRequest
-from study.protocol import load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 from tests.drills.process import scratch_database
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 in New York
@@ -156,7 +156,7 @@ async def trialbot_rate(count: int, scratch: Path, database_url: str | None, lat
 
 
 async def _trialbot_rate(count: int, db: Database, latency: float, transport: str) -> float:
-    protocol = load_protocol(ROOT / "study.toml")
+    protocol = load_protocol(EXAMPLE_PROTOCOL)
     clock = ManualClock(START)
     await db.migrate()
     actor = Actor.cli("bench")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import tempfile
 import webbrowser
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,7 +44,7 @@ from study.models import (
     StaffMember,
 )
 from study.participants import EnrolmentRequest
-from study.protocol import load_protocol, parse_hhmm
+from study.protocol import EXAMPLE_PROTOCOL, Protocol, load_protocol, parse_hhmm
 from study.slots import instant
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,19 @@ Opening it now. Type a button's number to press it, or type a message. {quit} to
 """
 
 
+def demo_protocol(say: Callable[[str], None] | None = None) -> Protocol:
+    """The site's study.toml when there is one (STUDY_FILE, or study.toml in this folder); otherwise
+    the example protocol that ships inside the package, so the demo runs wherever trialbot is
+    installed. A STUDY_FILE that names a missing file is an error, not a reason to fall back."""
+    settings = Settings()
+    if settings.study_file.exists() or "study_file" in settings.model_fields_set:
+        return load_protocol(settings.study_file)
+    if say is not None:
+        say(f"No {settings.study_file} in this folder: the demo runs on the example protocol that ships with "
+            f"trialbot ({EXAMPLE_PROTOCOL}). `trialbot init DIR` starts a site's own.")
+    return load_protocol(EXAMPLE_PROTOCOL)
+
+
 async def _read_stdin() -> str | None:
     try:
         return await asyncio.to_thread(input, "")
@@ -74,7 +88,7 @@ async def run_demo(
     write: Callable[[str], None] = print,
     workdir: Path | None = None,
 ) -> None:
-    protocol = load_protocol(Settings().study_file)
+    protocol = demo_protocol(write)
     clock = SystemClock()
     with tempfile.TemporaryDirectory(prefix="trialbot-demo-") as scratch:
         db = Database(f"sqlite+aiosqlite:///{Path(workdir or scratch) / 'demo.db'}")
@@ -325,9 +339,9 @@ class WebDemo:
 
 @contextlib.asynccontextmanager
 async def web_demo(*, port: int = 8080, start: datetime | None = None, workdir: Path | None = None,
-                   heartbeat: bool = True) -> AsyncIterator[WebDemo]:
+                   heartbeat: bool = True, say: Callable[[str], None] | None = None) -> AsyncIterator[WebDemo]:
     """The whole demo, running until the `async with` ends; the page is at `demo.url`."""
-    protocol = load_protocol(Settings().study_file)
+    protocol = demo_protocol(say)
     clock = ManualClock(start or datetime.now(UTC).replace(second=0, microsecond=0))
     with tempfile.TemporaryDirectory(prefix="trialbot-demo-") as scratch:
         db = Database(f"sqlite+aiosqlite:///{Path(workdir or scratch) / 'demo.db'}")
@@ -374,12 +388,23 @@ async def web_demo(*, port: int = 8080, start: datetime | None = None, workdir: 
 
 async def run_web_demo(*, port: int = 8080, open_browser: bool = False, write: Callable[[str], None] = print,
                        start: datetime | None = None, workdir: Path | None = None) -> None:
-    """`trialbot demo`: serve the page until interrupted."""
-    async with web_demo(port=port, start=start, workdir=workdir) as demo:
-        write(WEB_INTRO.format(url=demo.url))
-        if open_browser:
-            await asyncio.to_thread(webbrowser.open, demo.url)
-        await asyncio.Event().wait()
+    """`trialbot demo`: serve the page until SIGINT (Ctrl-C) or SIGTERM, then stop in order: the
+    bot, the stand-in, the page, and the scratch folder with its database. The signals are handled
+    in the event loop (whatever disposition the demo inherited, as from a script's `&`), so the
+    shutdown is the ordinary end of the `async with`, never an exception through PTB's tasks."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with web_demo(port=port, start=start, workdir=workdir, say=write) as demo:
+            write(WEB_INTRO.format(url=demo.url))
+            if open_browser:
+                await asyncio.to_thread(webbrowser.open, demo.url)
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 async def _enrol_personas(db: Database, protocol, clock) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Settings from the environment (or a `.env` file), validated by pydantic-settings.
 
-Every setting is documented in `.env.example`. The bot token is a SecretStr so it never shows
+Every setting is documented in `bot/env.example`, which `trialbot init` copies into a site's .env. The bot token is a SecretStr so it never shows
 up in a repr, a log line or an error message.
 """
 
@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from messages.catalog import ROOT_ENV as MESSAGES_DIR_ENV
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///trialbot.db"
 TELEGRAM_API_URL = "https://api.telegram.org"
@@ -26,6 +29,9 @@ class Settings(BaseSettings):
     telegram_bot_username: str | None = None
     database_url: str = DEFAULT_DATABASE_URL
     study_file: Path = Path("study.toml")
+    # A site's own copy of the message templates and catalog (`trialbot init` writes one); the
+    # copy inside the package when unset. Read by messages/catalog.py from the environment.
+    trialbot_messages_dir: Path | None = None
     log_level: str = "INFO"
     # Webhook mode (`trialbot run --webhook URL`): where this process listens behind the proxy
     # that terminates HTTPS, and the secret Telegram must send back with every update.
@@ -38,6 +44,12 @@ class Settings(BaseSettings):
     scheduler_tick_seconds: float = Field(default=60, gt=0)
     outbox_poll_seconds: float = Field(default=5, gt=0)
     leader_retry_seconds: float = Field(default=5, gt=0)
+
+    def export_messages_dir(self) -> None:
+        """Make a TRIALBOT_MESSAGES_DIR given in .env visible to messages/catalog.py, which reads
+        only the environment (the environment itself wins, as everywhere in these settings)."""
+        if self.trialbot_messages_dir is not None:
+            os.environ.setdefault(MESSAGES_DIR_ENV, str(self.trialbot_messages_dir.resolve()))
 
     @property
     def token(self) -> str | None:

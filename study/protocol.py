@@ -414,12 +414,19 @@ class ProtocolError(Exception):
     """The protocol file is missing or invalid; the message names each offending key."""
 
 
+# The example protocol that ships inside the package (with its screening.toml beside it): what
+# `trialbot demo` runs on when there is no study.toml, and what `trialbot init` copies for a new site.
+EXAMPLE_PROTOCOL = Path(__file__).parent / "example" / "study.toml"
+EXAMPLE_SCREENING = EXAMPLE_PROTOCOL.with_name("screening.toml")
+
+
 def load_protocol(path: Path | str) -> Protocol:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ProtocolError(f"study protocol not found: {path} (set STUDY_FILE)") from None
+        raise ProtocolError(f"study protocol not found: {path} (set STUDY_FILE, or start a new site's folder with "
+                            "`trialbot init DIR`)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProtocolError(f"{path}: not valid TOML: {exc}") from None
     try:

@@ -19,7 +19,7 @@ from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
 from study.clock import ManualClock
 from study.database import Database
-from study.protocol import Protocol, load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, Protocol, load_protocol
 from tests.databases import migrated
 from tests.redelivery import HandledUpdates, watching
 from tests.study_files import write_study_file
@@ -53,7 +53,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def protocol() -> Protocol:
-    return load_protocol(REPO / "study.toml")
+    return load_protocol(EXAMPLE_PROTOCOL)
 
 
 @pytest.fixture

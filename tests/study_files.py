@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from study.protocol import EXAMPLE_PROTOCOL, EXAMPLE_SCREENING
+
 REPO = Path(__file__).resolve().parent.parent
 
 # What a site writes into [protocol] once it has checked the file against the approved protocol.
@@ -30,7 +32,7 @@ def write_study_file(folder: Path, text: str | None = None) -> Path:
     """`text` (default: the shipped study.toml, confirmed) as folder/study.toml, with screening.toml."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "study.toml"
-    path.write_text(confirmed((REPO / "study.toml").read_text(encoding="utf-8")) if text is None else text,
+    path.write_text(confirmed(EXAMPLE_PROTOCOL.read_text(encoding="utf-8")) if text is None else text,
                     encoding="utf-8")
-    (folder / "screening.toml").write_text((REPO / "screening.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    (folder / "screening.toml").write_text(EXAMPLE_SCREENING.read_text(encoding="utf-8"), encoding="utf-8")
     return path

@@ -8,8 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from study.models import AuditEntry, Broadcast, OutboxMessage, StaffMember
-from study.protocol import BroadcastSection, Protocol, load_protocol
-from tests.conftest import REPO
+from study.protocol import EXAMPLE_PROTOCOL, BroadcastSection, Protocol, load_protocol
 from tests.test_broadcasts import notices, press, say
 from tests.trial import Trial
 
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def protocol() -> Protocol:
-    return load_protocol(REPO / "study.toml").model_copy(
+    return load_protocol(EXAMPLE_PROTOCOL).model_copy(
         update={"broadcasts": BroadcastSection(require_second_approval=True)})
 
 

@@ -155,7 +155,8 @@ async def test_restart_mid_broadcast_sends_to_everyone_exactly_once(trial: Trial
 async def test_audience_with_a_visit_in_the_next_days(trial: Trial) -> None:
     from datetime import date
 
-    from study import participants as people_of, visits
+    from study import participants as people_of
+    from study import visits
     from tests.trial import COORDINATOR
 
     people = await participants(trial, 3)

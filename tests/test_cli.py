@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.limits import is_valid_start_payload
+from study.protocol import EXAMPLE_PROTOCOL, EXAMPLE_SCREENING
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -116,7 +117,7 @@ def test_without_a_webhook_secret_every_process_derives_the_same_one_from_the_to
 
 
 def test_run_without_a_token_fails_clearly(cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))  # unconfirmed too: the token is asked for first
+    monkeypatch.setenv("STUDY_FILE", str(EXAMPLE_PROTOCOL))  # unconfirmed too: the token is asked for first
     result = cli("run")
     assert result.exit_code == 2
     assert "TELEGRAM_BOT_TOKEN is not set" in result.output and "trialbot demo" in result.output
@@ -130,8 +131,8 @@ UNCONFIRMED = ("study.toml is the shipped example, not confirmed for this study:
 
 
 def test_run_refuses_the_shipped_example_in_one_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "study.toml").write_text((REPO / "study.toml").read_text())
-    (tmp_path / "screening.toml").write_text((REPO / "screening.toml").read_text())
+    (tmp_path / "study.toml").write_text(EXAMPLE_PROTOCOL.read_text())
+    (tmp_path / "screening.toml").write_text(EXAMPLE_SCREENING.read_text())
     monkeypatch.setenv("STUDY_FILE", "study.toml")  # the default, next to the bot
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:never-used-because-it-never-starts")
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'untouched.db'}")
@@ -143,8 +144,8 @@ def test_run_refuses_the_shipped_example_in_one_line(cli, tmp_path: Path, monkey
 
 def test_enrolling_and_planning_visits_wait_for_the_confirmation(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli("enroll", "P001", "--timezone", "UTC", "--language", "en").exit_code == 0  # confirmed copy
-    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
-    shipped = UNCONFIRMED.replace("study.toml", str(REPO / "study.toml"), 1)
+    monkeypatch.setenv("STUDY_FILE", str(EXAMPLE_PROTOCOL))
+    shipped = UNCONFIRMED.replace("study.toml", str(EXAMPLE_PROTOCOL), 1)
     for args in (["enroll", "P002", "--timezone", "UTC", "--language", "en"],
                  ["visits", "plan", "P001", "--baseline", "2026-11-24"]):
         result = cli(*args)
@@ -156,7 +157,7 @@ def test_enrolling_and_planning_visits_wait_for_the_confirmation(cli, monkeypatc
 
 
 def test_a_broken_protocol_names_the_key(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    broken = (REPO / "study.toml").read_text().replace('reminder_times = ["08:00", "20:00"]',
+    broken = EXAMPLE_PROTOCOL.read_text().replace('reminder_times = ["08:00", "20:00"]',
                                                         'reminder_times = ["08:00", "25:00"]')
     (tmp_path / "study.toml").write_text(broken)
     monkeypatch.setenv("STUDY_FILE", str(tmp_path / "study.toml"))
@@ -168,7 +169,7 @@ def test_a_broken_protocol_names_the_key(cli, tmp_path: Path, monkeypatch: pytes
 def test_demo_runs_the_real_bot_in_a_terminal_chat(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from bot.demo import run_demo
 
-    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
+    monkeypatch.setenv("STUDY_FILE", str(EXAMPLE_PROTOCOL))
     typed = iter(["1", "1", "/undo", ":quit"])
     shown: list[str] = []
 

@@ -17,12 +17,12 @@ from pydantic import ValidationError
 from messages.catalog import MESSAGES_ROOT
 from messages.renderer import Button, demo_catalog
 from sandbox.telegram_html import MAX_TEXT_LENGTH, parse_html, utf16_len
-from study.protocol import Protocol, ProtocolError, StudySection, load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, Protocol, ProtocolError, StudySection, load_protocol
 from tests.study_files import write_study_file
 from tests.trial import Trial
 
 REPO = Path(__file__).resolve().parent.parent
-PROTOCOL = load_protocol(REPO / "study.toml")
+PROTOCOL = load_protocol(EXAMPLE_PROTOCOL)
 LANGUAGES = ("en", "es")
 STUDY = PROTOCOL.study
 
@@ -167,7 +167,7 @@ def test_the_consent_text_is_one_telegram_message_even_with_the_longest_values(l
 
 
 def test_study_toml_needs_the_consent_values_in_every_language(tmp_path: Path) -> None:
-    text = (REPO / "study.toml").read_text(encoding="utf-8")
+    text = EXAMPLE_PROTOCOL.read_text(encoding="utf-8")
     line = next(line for line in text.splitlines() if line.startswith("reply_within = "))
     no_spanish = text.replace(line, 'reply_within = { en = "within one working day" }')
     with pytest.raises(ProtocolError, match=r"reply_within: no text for 'es'"):

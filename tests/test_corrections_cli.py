@@ -14,7 +14,7 @@ from study import audit, diary, participants
 from study.audit import Actor
 from study.database import Database
 from study.models import CheckIn
-from study.protocol import load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC)  # the command line uses the real clock
@@ -31,7 +31,7 @@ def study(cli, tmp_path: Path) -> Path:
 
     async def seed() -> None:
         db = Database(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
-        protocol = load_protocol(REPO / "study.toml")
+        protocol = load_protocol(EXAMPLE_PROTOCOL)
         async with db.transaction() as session:
             person = await participants.by_study_id(session, "P001")
             await diary.log_application(session, person, occurred_at=EARLIER, source="button", key="k1",

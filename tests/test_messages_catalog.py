@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot import callback_data as cb
 from bot.cli import app as cli_app
 from messages.catalog import MESSAGES_ROOT, ROOT_ENV, Catalog
 from messages.ledger import DEMO_REF, Ledger
-from messages.lint import lint, sample_values, button_variants
+from messages.lint import button_variants, lint, sample_values
 from messages.renderer import Button, CatalogNotReady, MessageCatalog, MessageError, NotApprovedError, demo_catalog
-from tests.study_files import write_study_file
 from messages.review_packet import build_review_packet
-from sandbox.telegram_html import MAX_TEXT_LENGTH, render_text
 from sandbox.limits import MAX_CALLBACK_DATA_BYTES
+from sandbox.telegram_html import MAX_TEXT_LENGTH, render_text
+from study.protocol import EXAMPLE_PROTOCOL
+from tests.study_files import write_study_file
 
 REPO = Path(__file__).resolve().parent.parent
 LANGUAGES = ["en", "es"]
@@ -334,7 +334,7 @@ def test_the_review_packet_lists_the_screening_words(cli, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     packet = (tmp_path / "packet.html").read_text(encoding="utf-8")
     assert "<h2 id='screening'>" in packet
-    screener = load_protocol(REPO / "study.toml").screener
+    screener = load_protocol(EXAMPLE_PROTOCOL).screener
     for code, flag in screener.flags.items():
         assert f"<tr><td>{code}</td>" in packet
         for language in LANGUAGES:

@@ -7,14 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from study.protocol import CONFIRMED_SECTIONS, Protocol, ProtocolError, load_protocol
+from study.protocol import (
+    CONFIRMED_SECTIONS,
+    EXAMPLE_PROTOCOL,
+    EXAMPLE_SCREENING,
+    Protocol,
+    ProtocolError,
+    load_protocol,
+)
 from tests.study_files import confirmed, write_study_file
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_the_shipped_protocol_describes_this_trial() -> None:
-    protocol = load_protocol(REPO / "study.toml")
+    protocol = load_protocol(EXAMPLE_PROTOCOL)
     assert protocol.study.phone == "216 445-8776"
     assert protocol.study.email == "dermatologyresearch@ccf.org"
     assert protocol.treatment.applications_per_day == 2
@@ -37,7 +44,7 @@ def test_the_shipped_protocol_describes_this_trial() -> None:
     ],
 )
 def test_each_mistake_names_its_key(tmp_path: Path, change: tuple[str, str], key: str) -> None:
-    text = (REPO / "study.toml").read_text()
+    text = EXAMPLE_PROTOCOL.read_text()
     assert change[0] in text
     path = tmp_path / "study.toml"
     path.write_text(text.replace(change[0], change[1], 1))
@@ -58,19 +65,19 @@ def test_missing_and_malformed_files_are_explained(tmp_path: Path) -> None:
 
 
 def _copy_study(tmp_path: Path, old: str = "", new: str = "", *, screening: str | None = None) -> Path:
-    text = (REPO / "study.toml").read_text()
+    text = EXAMPLE_PROTOCOL.read_text()
     if old:
         assert old in text
         text = text.replace(old, new, 1)
     (tmp_path / "study.toml").write_text(text)
     (tmp_path / "screening.toml").write_text(screening if screening is not None
-                                             else (REPO / "screening.toml").read_text(encoding="utf-8"),
+                                             else EXAMPLE_SCREENING.read_text(encoding="utf-8"),
                                              encoding="utf-8")
     return tmp_path / "study.toml"
 
 
 def test_the_protocol_loads_the_screening_next_to_it() -> None:
-    protocol = load_protocol(REPO / "study.toml")
+    protocol = load_protocol(EXAMPLE_PROTOCOL)
     assert protocol.safety.screening_file == "screening.toml"
     assert (protocol.safety.emergency_number, protocol.safety.crisis_line) == ("911", "988")
     assert set(protocol.safety.red_flags) <= set(protocol.screener.flags)
@@ -79,7 +86,7 @@ def test_the_protocol_loads_the_screening_next_to_it() -> None:
 
 
 def test_a_protocol_not_built_by_load_protocol_says_so() -> None:
-    protocol = load_protocol(REPO / "study.toml")
+    protocol = load_protocol(EXAMPLE_PROTOCOL)
     bare = Protocol.model_validate(protocol.model_dump())
     with pytest.raises(ProtocolError, match="load_protocol"):
         _ = bare.screener
@@ -95,7 +102,7 @@ def test_a_missing_or_broken_screening_file_is_named(tmp_path: Path) -> None:
     path = _copy_study(tmp_path, 'screening_file = "screening.toml"', 'screening_file = "words.toml"')
     with pytest.raises(ProtocolError, match=r"safety\.screening_file: screening file not found: .*words\.toml"):
         load_protocol(path)
-    shipped = (REPO / "screening.toml").read_text(encoding="utf-8")
+    shipped = EXAMPLE_SCREENING.read_text(encoding="utf-8")
     broken = shipped.replace('action = "emergency"', 'action = "urgent"', 1)
     path = _copy_study(tmp_path, screening=broken)
     with pytest.raises(ProtocolError, match=r"safety\.screening_file: .*flag\[2\] \(breathing_chest\)\.action"):
@@ -114,7 +121,7 @@ def test_the_emergency_number_and_crisis_line_are_short_numbers(tmp_path: Path) 
 
 
 def test_the_shipped_file_is_an_unconfirmed_example() -> None:
-    protocol = load_protocol(REPO / "study.toml")
+    protocol = load_protocol(EXAMPLE_PROTOCOL)
     assert protocol.protocol.example
     assert protocol.unconfirmed_keys() == ["protocol.version", "protocol.confirmed_by", "protocol.confirmed_on",
                                            "protocol.example"]
@@ -134,11 +141,11 @@ def test_a_confirmed_copy_names_nothing_to_confirm(tmp_path: Path) -> None:
     assert not protocol.protocol.example
     assert protocol.unconfirmed_keys() == [] and protocol.confirmation_problem(tmp_path / "study.toml") is None
     # Everything else is the shipped protocol.
-    assert protocol.model_dump(exclude={"protocol"}) == load_protocol(REPO / "study.toml").model_dump(exclude={"protocol"})
+    assert protocol.model_dump(exclude={"protocol"}) == load_protocol(EXAMPLE_PROTOCOL).model_dump(exclude={"protocol"})
 
 
 def test_each_missing_confirmation_is_named(tmp_path: Path) -> None:
-    text = confirmed((REPO / "study.toml").read_text())
+    text = confirmed(EXAMPLE_PROTOCOL.read_text())
     path = write_study_file(tmp_path, text.replace('confirmed_by = "Dana Lee"', 'confirmed_by = "   "'))
     protocol = load_protocol(path)
     assert protocol.unconfirmed_keys() == ["protocol.confirmed_by"]
@@ -151,7 +158,7 @@ def test_each_missing_confirmation_is_named(tmp_path: Path) -> None:
 
 
 def test_a_file_without_the_section_is_unconfirmed(tmp_path: Path) -> None:
-    text = (REPO / "study.toml").read_text()
+    text = EXAMPLE_PROTOCOL.read_text()
     start = text.index("[protocol]\n")
     without = text[:start] + text[text.index("[study]\n"):]
     protocol = load_protocol(write_study_file(tmp_path, without))
@@ -159,7 +166,7 @@ def test_a_file_without_the_section_is_unconfirmed(tmp_path: Path) -> None:
 
 
 def test_a_confirmation_date_may_be_quoted(tmp_path: Path) -> None:
-    text = confirmed((REPO / "study.toml").read_text()).replace("confirmed_on = 2026-10-02", 'confirmed_on = "2026-10-02"')
+    text = confirmed(EXAMPLE_PROTOCOL.read_text()).replace("confirmed_on = 2026-10-02", 'confirmed_on = "2026-10-02"')
     assert load_protocol(write_study_file(tmp_path, text)).protocol.confirmed_on == date(2026, 10, 2)
 
 
@@ -176,7 +183,7 @@ def test_a_confirmation_date_may_be_quoted(tmp_path: Path) -> None:
     ],
 )
 def test_a_malformed_protocol_section_names_the_key(tmp_path: Path, old: str, new: str, message: str) -> None:
-    text = confirmed((REPO / "study.toml").read_text())
+    text = confirmed(EXAMPLE_PROTOCOL.read_text())
     assert old in text
     with pytest.raises(ProtocolError) as error:
         load_protocol(write_study_file(tmp_path, text.replace(old, new, 1)))

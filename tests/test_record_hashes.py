@@ -25,6 +25,7 @@ from study import audit, audit_anchor, pregnancy_tests
 from study.audit import GENESIS, Actor
 from study.database import Database
 from study.models import AuditEntry
+from study.protocol import EXAMPLE_PROTOCOL
 from study.record_hashes import BY_TABLE, RECORDS
 from tests.conftest import PG_URL, REQUIRE_PG
 from tests.databases import migrated
@@ -72,7 +73,7 @@ def trialbot(db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", db.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
+    monkeypatch.setenv("STUDY_FILE", str(EXAMPLE_PROTOCOL))
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
 
     async def run(*args: str):

@@ -20,13 +20,13 @@ from messages.lint import lint
 from messages.renderer import demo_catalog, new_environment
 from messages.review_packet import build_review_packet
 from messages.variants import SAMPLE, describe, load_variants, values_for, variants_of
-from study.protocol import load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 
 REPO = Path(__file__).resolve().parent.parent
 LANGUAGES = ["en", "es"]
 CATALOG = Catalog.load(MESSAGES_ROOT)
 VARIANTS = load_variants(MESSAGES_ROOT)
-PROTOCOL = load_protocol(REPO / "study.toml")
+PROTOCOL = load_protocol(EXAMPLE_PROTOCOL)
 # Templates with a branch in them: an {% if %}, an inline `if`, or a loop.
 BRANCHING = sorted(tid for tid in CATALOG.templates
                    if re.search(r"{%-?\s*(if|for)\b|\bif\b.+\belse\b", (MESSAGES_ROOT / "en" / f"{tid}.html.j2").read_text()))

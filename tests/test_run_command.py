@@ -14,6 +14,7 @@ import pytest
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
 from study.database import Database
+from study.protocol import EXAMPLE_PROTOCOL
 from tests.ledger import approve_all
 from tests.study_files import write_study_file
 from tests.trial import COORDINATOR
@@ -36,7 +37,7 @@ async def test_trialbot_run_serves_participants_and_stops_cleanly(tmp_path: Path
     now = datetime.now(UTC)
     async with db.transaction() as session:
         participant = await participants.enroll(
-            session, load_protocol(REPO / "study.toml"), EnrolmentRequest("P001", "Europe/London", "en"),
+            session, load_protocol(EXAMPLE_PROTOCOL), EnrolmentRequest("P001", "Europe/London", "en"),
             actor=COORDINATOR, now=now)
         code = (await invites.issue(session, participant, valid_for=timedelta(days=1), actor=COORDINATOR,
                                     now=now)).code

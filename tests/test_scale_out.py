@@ -30,7 +30,7 @@ from study import invites, participants, staff
 from study.database import Database
 from study.models import Broadcast, DiaryEntry, OutboxMessage, Participant
 from study.participants import EnrolmentRequest
-from study.protocol import load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 from tests.drills.process import scratch_database
 from tests.ledger import approve_all
 from tests.study_files import confirmed, write_study_file
@@ -164,7 +164,7 @@ class BotProcess:
 
 async def enrol_everyone(database_url: str) -> list[str]:
     """Participants P001.. with invite codes, and a coordinator; as `trialbot enroll` would."""
-    protocol = load_protocol(REPO / "study.toml")
+    protocol = load_protocol(EXAMPLE_PROTOCOL)
     db = Database(database_url)
     await db.migrate()
     await approve_all(db, protocol, actor=COORDINATOR)  # as the site's IRB did: `trialbot run` sends nothing else
@@ -280,10 +280,10 @@ def study_file_with_no_digest_due(folder: Path) -> Path:
     and a digest that falls due during the test would go to the coordinator before they open the
     bot (Telegram: "chat not found"). Only the last two minutes before midnight, study time, are
     left without a later time."""
-    zone = ZoneInfo(load_protocol(REPO / "study.toml").study.default_timezone)
+    zone = ZoneInfo(load_protocol(EXAMPLE_PROTOCOL).study.default_timezone)
     now = datetime.now(zone)
     later = min(now + timedelta(hours=1), now.replace(hour=23, minute=59))
-    text = (REPO / "study.toml").read_text()
+    text = EXAMPLE_PROTOCOL.read_text()
     assert 'staff_digest_time = "07:30"' in text
     return write_study_file(folder, confirmed(text.replace('staff_digest_time = "07:30"',
                                                            f'staff_digest_time = "{later:%H:%M}"')))

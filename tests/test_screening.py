@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from study.protocol import EXAMPLE_SCREENING
 from study.screening import (
     URGENCY,
     Action,
@@ -21,7 +22,7 @@ from study.screening import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-SCREENER = Screener.load(REPO / "screening.toml")
+SCREENER = Screener.load(EXAMPLE_SCREENING)
 BUTTON_FLAGS = ["fever", "skin_infection", "breathing_chest", "leg_swelling", "weakness_speech",
                 "blistering_rash", "pregnancy_positive"]
 REQUIRED_FLAGS = BUTTON_FLAGS + ["infection_signs", "shingles", "bleeding_bruising", "skin_lesion",

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from study.protocol import EXAMPLE_SCREENING
 from study.screening import Action, Screener
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,11 +126,11 @@ def measure(screener: Screener, cases: list[Case]) -> Figures:
 
 @pytest.fixture(scope="module")
 def figures() -> Figures:
-    return measure(Screener.load(REPO / "screening.toml"), load_corpus())
+    return measure(Screener.load(EXAMPLE_SCREENING), load_corpus())
 
 
 def test_the_corpus_is_big_enough_and_labelled_with_real_flags() -> None:
-    screener = Screener.load(REPO / "screening.toml")
+    screener = Screener.load(EXAMPLE_SCREENING)
     cases = load_corpus()
     assert len(cases) >= 300
     languages = Counter(case.lang for case in cases)
@@ -160,10 +161,10 @@ def test_the_screening_meets_its_bars_on_the_corpus(figures: Figures, tmp_path_f
 
 def test_the_held_out_set_is_measured_and_reported(tmp_path_factory: pytest.TempPathFactory) -> None:
     cases = load_corpus(HOLDOUT)
-    figures = measure(Screener.load(REPO / "screening.toml"), cases)
+    figures = measure(Screener.load(EXAMPLE_SCREENING), cases)
     report = figures.table()
     path = tmp_path_factory.mktemp("screening") / "screening-holdout-report.txt"
     path.write_text(report + "\n", encoding="utf-8")
     print(f"\nHELD-OUT (not tuned on; reported, not gated)\n{report}\n(written to {path})")
     assert figures.cases == len(cases) >= 40
-    assert not {code for case in cases for code in case.flags} - set(Screener.load(REPO / "screening.toml").flags)
+    assert not {code for case in cases for code in case.flags} - set(Screener.load(EXAMPLE_SCREENING).flags)

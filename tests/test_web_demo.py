@@ -23,8 +23,9 @@ import aiohttp
 import pytest
 
 from bot.demo import web_demo
-from sandbox.web import Persona, WebChat
+from sandbox.web import WebChat
 from sandbox.world import TelegramWorld
+from study.protocol import EXAMPLE_PROTOCOL
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts" / "web-demo"
@@ -41,7 +42,7 @@ def _in_ci() -> bool:
 
 @pytest.fixture(autouse=True)
 def _study_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUDY_FILE", str(REPO / "study.toml"))
+    monkeypatch.setenv("STUDY_FILE", str(EXAMPLE_PROTOCOL))
 
 
 @pytest.fixture
@@ -138,7 +139,7 @@ async def test_the_clock_steps_through_every_scheduled_moment(demo) -> None:
 async def test_trialbot_demo_serves_the_page_until_interrupted(tmp_path: Path, stop: signal.Signals) -> None:
     """Started as from a script's `&`, which hands the program SIGINT ignored: Ctrl-C (SIGINT) and
     SIGTERM stop it all the same."""
-    env = {**os.environ, "STUDY_FILE": str(REPO / "study.toml"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "STUDY_FILE": str(EXAMPLE_PROTOCOL), "PYTHONUNBUFFERED": "1"}
     env.pop("TELEGRAM_BOT_TOKEN", None)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "demo", "--port", "0", cwd=tmp_path, env=env,

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 
-from _common import ROOT, parser, scratch_dir, scratch_schema_database, verdict
+from _common import parser, scratch_dir, scratch_schema_database, verdict
 
-from study.protocol import load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 from tests.drills.traffic import TrafficConfig, run_traffic_drill
 
 
@@ -33,7 +33,7 @@ async def main() -> None:
                            checkin_share=0.3, request_timeout=args.request_timeout, patience=5.0, at_once=20,
                            minute_seconds=30.0)
     async with scratch_dir() as scratch, scratch_schema_database(args, scratch) as db:
-        report = await run_traffic_drill(db, load_protocol(ROOT / "study.toml"), config)
+        report = await run_traffic_drill(db, load_protocol(EXAMPLE_PROTOCOL), config)
     verdict(report, scratch)
 
 

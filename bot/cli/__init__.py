@@ -12,15 +12,26 @@ from __future__ import annotations
 
 import typer
 
-from bot.cli import audit, enrolment, export, participant, serve, staff, visits
+from bot.cli import audit, enrolment, export, init, participant, serve, staff, visits
 from bot.cli.corrections import correct_app
 from bot.cli.messages import messages_app
 from bot.cli.treatment import treatment_app
+from bot.settings import Settings
 
 app = typer.Typer(help="trialbot: a Telegram companion for clinical-trial participants.", no_args_is_help=True,
                   add_completion=False)
 
-# Running it
+
+
+@app.callback()
+def _settings() -> None:
+    """trialbot: a Telegram companion for clinical-trial participants. Run every command from the site's
+    folder (`trialbot init DIR` makes one): settings come from the environment and its .env."""
+    Settings().export_messages_dir()
+
+
+# Setting up and running it
+app.command()(init.init)
 app.command()(serve.run)
 app.command()(serve.demo)
 app.add_typer(serve.db_app, name="db")

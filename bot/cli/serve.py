@@ -35,7 +35,7 @@ def run(
     if not settings.token:
         raise fail(
             "TELEGRAM_BOT_TOKEN is not set, so trialbot cannot connect to Telegram: get a token from @BotFather, "
-            "put it in .env (see .env.example) and run again; to try trialbot without a token, run: trialbot demo"
+            "put it in .env (`trialbot init DIR` writes one) and run again; to try trialbot without a token, run: trialbot demo"
         )
     refuse_unconfirmed(settings, protocol)
     from messages.renderer import MessageCatalog, MessageError
@@ -118,17 +118,22 @@ def demo(
     # `kill -INT` must stop the demo all the same, and so must SIGTERM: each ends it as Ctrl-C does.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    if terminal:
-        asyncio.run(run_demo(color=not plain and sys.stdout.isatty()))
-        return
     if not 0 <= port <= 65535:
         raise fail("--port must be between 0 and 65535")
+    from study.protocol import ProtocolError
+
     try:
-        asyncio.run(run_web_demo(port=port, open_browser=open_browser, write=typer.echo))
-    except KeyboardInterrupt:
-        typer.echo("\ndemo stopped; its database is gone.")
+        if terminal:
+            asyncio.run(run_demo(color=not plain and sys.stdout.isatty()))
+        else:
+            asyncio.run(run_web_demo(port=port, open_browser=open_browser, write=typer.echo))
+    except KeyboardInterrupt:  # the terminal chat, or a signal before the web demo was serving
+        pass
+    except ProtocolError as exc:
+        raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot serve the demo on 127.0.0.1:{port} ({exc.strerror or exc}); try --port {port + 1}") from None
+    typer.echo("\ndemo stopped; its database is gone.")
 
 
 @db_app.command("upgrade")

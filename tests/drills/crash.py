@@ -37,8 +37,8 @@ from study import audit, broadcasts, staff
 from study.audit import Actor
 from study.database import Database
 from study.models import OutboxMessage, Participant
-from study.protocol import load_protocol
-from tests.drills.process import REPO, TOKEN, BotProcess
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
+from tests.drills.process import TOKEN, BotProcess
 from tests.drills.records import half_written, in_flight
 from tests.ledger import approve_all
 
@@ -130,7 +130,7 @@ async def run_crash_drill(database_url: str, workdir: Path, config: CrashConfig)
     rng = random.Random(config.seed)
     try:
         await db.migrate()
-        await approve_all(db, load_protocol(REPO / "study.toml"), actor=Actor.cli("drill"))  # as the site's IRB did
+        await approve_all(db, load_protocol(EXAMPLE_PROTOCOL), actor=Actor.cli("drill"))  # as the site's IRB did
         now = datetime.now(UTC)
         if config.wave == "broadcast":
             await _populate(db, config.recipients, zone="Europe/London", times="08:00,20:00", now=now,
@@ -262,7 +262,7 @@ async def _populate(db: Database, count: int, *, zone: str, times: str, now: dat
 
 async def _queue_broadcast(db: Database, now: datetime) -> None:
     """What the coordinator's Confirm does: the draft, then one outbox row per recipient."""
-    protocol = load_protocol(REPO / "study.toml")
+    protocol = load_protocol(EXAMPLE_PROTOCOL)
     catalog = demo_messages(protocol)
     async with db.transaction() as session:
         author = await staff.add_or_update(session, telegram_user_id=9001, name="Drill", role="coordinator",

@@ -26,7 +26,7 @@ from sandbox.world import TelegramWorld
 from study.audit import Actor
 from study.database import Database
 from study.models import DiaryEntry, OutboxMessage, Participant
-from study.protocol import load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 from tests.drills.crash import (
     FIRST_CHAT,
     REMINDER_TEXT,
@@ -46,7 +46,7 @@ from tests.drills.outage import (
     _wait,
 )
 from tests.drills.pgproxy import PostgresProxy
-from tests.drills.process import REPO, TOKEN, BotProcess
+from tests.drills.process import TOKEN, BotProcess
 from tests.drills.records import half_written
 from tests.ledger import approve_all
 
@@ -155,7 +155,7 @@ async def run_live_outage_drill(database_url: str, workdir: Path, config: LiveOu
     db = Database(database_url)  # the drill's own view, never through the proxy
     try:
         await db.migrate()
-        await approve_all(db, load_protocol(REPO / "study.toml"), actor=Actor.cli("drill"))  # as the site's IRB did
+        await approve_all(db, load_protocol(EXAMPLE_PROTOCOL), actor=Actor.cli("drill"))  # as the site's IRB did
         now = datetime.now(UTC)
         zone, times = _reminder_due_now(now)
         await _populate(db, config.participants, zone=zone, times=times, now=now, plan_at=None)
