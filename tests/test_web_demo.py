@@ -135,6 +135,36 @@ async def test_the_clock_steps_through_every_scheduled_moment(demo) -> None:
     assert ("DEMO01", reminders[0]["id"]) in tagged  # the page can name each bubble's template
 
 
+async def test_the_bots_pictures_are_served_from_the_stand_ins_stored_upload(demo) -> None:
+    """/mystats is a photo with a caption: the page gets its address and size, never "[photo]"
+    alone, and the address serves the very bytes the bot uploaded. Nothing else the stand-in
+    keeps is served: a file no shown message carries, or an address of another run, is 404."""
+    maya = next(p for p in demo.web.personas.values() if p.key == "DEMO01").user
+    async with aiohttp.ClientSession() as http:
+        await _json(http, "POST", f"{demo.url}api/chats/DEMO01/open-link", json={})
+        consent = await maya.next_bot_event()
+        await _json(http, "POST", f"{demo.url}api/chats/DEMO01/press",
+                    json={"message_id": consent.message_id, "data": consent.buttons[0][0][1]})
+        await maya.wait_for(lambda u: len(u.callback_answers) >= 1)
+        await _json(http, "POST", f"{demo.url}api/chats/DEMO01/send", json={"text": "/mystats"})
+        await maya.wait_for(lambda u: any(m.kind == "photo" for m in u.messages))
+        _, state = await _json(http, "GET", f"{demo.url}api/state")
+        shown = next(m for m in next(p for p in state["personas"] if p["key"] == "DEMO01")["messages"] if m["photo"])
+        sent = next(m for m in maya.messages if m.kind == "photo")
+        assert shown["caption"].startswith("📊") and shown["photo"]["width"] > 0 and shown["photo"]["height"] > 0
+        assert shown["photo"]["url"] == f"{demo.web.files_url}{sent.file_id}"
+        async with http.get(demo.url + shown["photo"]["url"].lstrip("/")) as picture:
+            assert picture.status == 200 and picture.content_type == "image/png"
+            assert await picture.read() == demo.world.files[sent.file_id].content == sent.photo
+            assert "no-store" not in picture.headers["Cache-Control"]
+            assert picture.headers["X-Content-Type-Options"] == "nosniff"
+        unshown = demo.world.store_file("document", sent.photo, "plot.png", "image/png")
+        other_run = "/api/file/000000000000/" + sent.file_id
+        for address in (demo.web.files_url + unshown, other_run, demo.web.files_url + "sandbox-photo-999"):
+            async with http.get(demo.url + address.lstrip("/")) as refused:
+                assert refused.status == 404, address
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 async def test_trialbot_demo_serves_the_page_until_interrupted(tmp_path: Path, stop: signal.Signals) -> None:
     """Started as from a script's `&`, which hands the program SIGINT ignored: Ctrl-C (SIGINT) and

@@ -13,6 +13,8 @@ Safety: it binds only to loopback, refuses requests whose Host or Origin is not 
 rebinding, cross-site forms), takes actions only as JSON POSTs, and sends a Content-Security-Policy
 that allows nothing but its own files. The bot's HTML is never injected: the page builds the
 formatting from Telegram's entities (what the stand-in parsed from the bot's HTML) with DOM calls.
+Photos in the chats (the bot's /mystats and /adherence plots) are served from the stand-in's
+stored upload, and only those: a file no shown message carries, or that is not an image, is 404.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import secrets
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol, Self
 
 from aiohttp import web
 
+from sandbox import media
 from sandbox.chat import ChatMessage, SimUser
 from sandbox.world import TelegramWorld
 
@@ -35,6 +39,10 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 CLOCK_ACTIONS = ("next", "hour", "day", "week")
 MAX_TEXT = 4096
 PUSH_INTERVAL = 0.25  # seconds between two pushes of the state to one page
+#: The image types a browser shows, by their first bytes (what the stand-in stored is served by
+#: what it is, never by the type the uploader claimed).
+IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
+               (b"GIF89a", "image/gif"))
 
 
 @dataclass
@@ -70,8 +78,26 @@ class DemoControls(Protocol):
         via, approved}."""
 
 
-def message_json(message: ChatMessage) -> dict[str, Any]:
-    """A chat message for the page: text and Telegram's entities (never HTML), buttons, edits."""
+def photo_json(message: ChatMessage, files_url: str) -> dict[str, Any] | None:
+    """A photo message's picture for the page: its largest size, served from the stand-in's
+    stored file at `files_url` + file_id, with the size to reserve for it."""
+    if message.kind != "photo" or message.file_id is None or message.photo is None:
+        return None
+    if message.photo_sizes:
+        width, height = message.photo_sizes[-1]["width"], message.photo_sizes[-1]["height"]
+    else:
+        width, height = media.image_size(message.photo)
+    return {"url": files_url + message.file_id, "width": width, "height": height}
+
+
+def image_type(content: bytes) -> str | None:
+    """The MIME type of an image a browser can show, from its first bytes; None for anything else."""
+    return next((mime for signature, mime in IMAGE_TYPES if content.startswith(signature)), None)
+
+
+def message_json(message: ChatMessage, files_url: str = "/api/file/") -> dict[str, Any]:
+    """A chat message for the page: text and Telegram's entities (never HTML), buttons, edits,
+    and a photo's address."""
     buttons = []
     for row in (message.reply_markup or {}).get("inline_keyboard", []):
         cells = []
@@ -93,7 +119,7 @@ def message_json(message: ChatMessage) -> dict[str, Any]:
         "entities": message.entities,
         "caption": message.caption,
         "caption_entities": message.caption_entities,
-        "photo": message.photo is not None,
+        "photo": photo_json(message, files_url),
         "document": message.document_name if message.document is not None else None,
         "kind": message.kind,
         "media": message.media_label,  # "[photo]", "[voice note 0:03]", ... or None for text
@@ -132,6 +158,10 @@ class WebChat:
         self._streams: set[asyncio.Task[Any]] = set()
         self._clock_lock = asyncio.Lock()
         self._last_clock_summary = ""
+        # In the address of every picture: a file_id names the same bytes for the whole run, so
+        # the browser may keep it, but the next demo on this port numbers its files afresh.
+        self._run = secrets.token_hex(6)
+        self.files_url = f"/api/file/{self._run}/"
 
     @property
     def url(self) -> str:
@@ -145,6 +175,7 @@ class WebChat:
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/file/{run}/{file_id}", self._file_of_chat)
         app.router.add_post("/api/chats/{key}/send", self._send)
         app.router.add_post("/api/chats/{key}/press", self._press)
         app.router.add_post("/api/chats/{key}/open-link", self._open_link)
@@ -216,6 +247,21 @@ class WebChat:
         body = resources.files("sandbox.web").joinpath("static", name).read_bytes()
         return web.Response(body=body, content_type=STATIC_FILES[name], charset="utf-8")
 
+    async def _file_of_chat(self, request: web.Request) -> web.Response:
+        """A photo shown in one of the page's chats, as the stand-in stored it (the bot's upload,
+        or what a person sent). Only files a shown message carries, and only images a browser
+        shows: nothing else the stand-in holds is reachable."""
+        file_id = request.match_info["file_id"]
+        shown = request.match_info["run"] == self._run and any(
+            file_id in message.file_ids
+            for persona in self.personas.values() for message in persona.user.messages if message.kind == "photo")
+        stored = self.world.files.get(file_id) if shown else None
+        mime = image_type(stored.content) if stored is not None else None
+        if mime is None:
+            raise web.HTTPNotFound(text="no such picture in these chats")
+        return web.Response(body=stored.content, content_type=mime,
+                            headers={"Cache-Control": "private, max-age=86400, immutable"})
+
     # --- state -----------------------------------------------------------------------------
 
     async def state(self) -> dict[str, Any]:
@@ -230,7 +276,7 @@ class WebChat:
                 {
                     "key": p.key, "name": p.name, "description": p.description, "role": p.role,
                     "timezone": p.timezone, "start_link": p.start_link,
-                    "messages": [message_json(m) for m in p.user.messages],
+                    "messages": [message_json(m, self.files_url) for m in p.user.messages],
                     "toasts": [{"id": qid, "text": text, "alert": alert}
                                for qid, text, alert in p.user.callback_answers if text],
                 }

@@ -12,6 +12,7 @@ const ui = {
   seenBotMessages: {},   // persona key -> bot messages seen while selected
   seenToasts: new Set(),
   phones: {},            // role -> {root, header, chat, input, key}
+  pictures: new Map(),   // "<persona>/<message>/<url>" -> its <img>, kept so a re-render never reloads it
   logRows: 0,
 };
 
@@ -314,7 +315,13 @@ function messageElement(persona, message, templateIds) {
   bubble.className = "bubble";
   if (message.forwarded) { const m = document.createElement("div"); m.className = "media"; m.append("Forwarded message"); bubble.append(m); }
   if (message.reply_to) { const m = document.createElement("div"); m.className = "media"; m.append("↩ reply to #" + message.reply_to); bubble.append(m); }
-  if (message.media) { const m = document.createElement("div"); m.className = "media"; m.append(message.media); bubble.append(m); }
+  if (message.photo) {
+    wrap.classList.add("has-photo");
+    bubble.append(picture(persona, message));
+  }
+  if (message.media && !message.photo) {
+    const m = document.createElement("div"); m.className = "media"; m.append(message.media); bubble.append(m);
+  }
   if (message.text !== null && message.text !== undefined) {
     const body = document.createElement("span");
     body.className = "text";
@@ -325,7 +332,7 @@ function messageElement(persona, message, templateIds) {
   }
   if (message.caption) {
     const body = document.createElement("span");
-    body.className = "text";
+    body.className = "text caption";
     body.append(renderFormatted(message.caption, message.caption_entities));
     bubble.append(body);
   }
@@ -359,6 +366,30 @@ function messageElement(persona, message, templateIds) {
     wrap.append(tag);
   }
   return wrap;
+}
+
+// A photo as the chat shows it: the picture the stand-in stored, at its own proportions (the
+// size is reserved before it loads, so the chat stays scrolled to the bottom); opens full size.
+function picture(persona, message) {
+  const key = persona.key + "/" + message.id + "/" + message.photo.url;
+  let link = ui.pictures.get(key);
+  if (!link) {
+    link = document.createElement("a");
+    link.className = "photo";
+    link.href = message.photo.url;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.title = "open the picture full size";
+    const img = document.createElement("img");
+    img.src = message.photo.url;
+    img.width = message.photo.width;
+    img.height = message.photo.height;
+    img.alt = "picture sent by " + (message.from_bot ? "the bot" : persona.name);
+    img.decoding = "async";
+    link.append(img);
+    ui.pictures.set(key, link);
+  }
+  return link;
 }
 
 function keyboardButton(persona, message, button) {
