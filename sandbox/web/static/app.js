@@ -437,15 +437,15 @@ function renderLog(rows) {
     if (!row.approved) tr.className = "draft";
     if (ui.logRows && index >= rows.length - fresh) tr.classList.add("fresh");
     const cells = [
-      [fmt(row.time, "UTC", SHORT), ""],
-      [row.to, ""],
+      [fmt(row.time, "UTC", SHORT), "time"],
+      [row.to, "to"],
       [row.template + " (" + row.language + ")", "template"],
       [(row.approved ? "✓ " : "DRAFT ") + row.hash.slice(0, 8), "hash"],
-      [row.via, ""],
+      [row.via, "via"],
     ];
     for (const [text, cls] of cells) {
       const td = document.createElement("td");
-      if (cls) td.className = cls;
+      td.className = cls;
       td.append(text);
       tr.append(td);
     }
