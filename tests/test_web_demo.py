@@ -1,22 +1,22 @@
 """The web demo: what `trialbot demo` serves, checked over HTTP, and once end to end in a real
 browser (headless Chromium from the Debian package, driven by Playwright, started by the test).
 
-Screenshots of the browser run are saved under artifacts/web-demo/ (gitignored). With
+Screenshots of the browser run are saved as story-*.png in the artifacts folder
+(tests/web_browser.py: $TRIALBOT_ARTIFACTS_DIR, else artifacts/screenshots/, gitignored). With
 TRIALBOT_DOCS_SCREENSHOT=1 the acknowledged-alert screenshot also replaces docs/web-demo.png, the
-one the README shows.
+one the README shows. The page's layout at a phone's, a laptop's and a wide screen's width:
+tests/test_web_layout.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -26,18 +26,8 @@ from bot.demo import web_demo
 from sandbox.web import WebChat
 from sandbox.world import TelegramWorld
 from study.protocol import EXAMPLE_PROTOCOL
-
-REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "artifacts" / "web-demo"
-# 07:00 in New York on a plain Tuesday: the staff digest (07:30) and the first reminder (08:00) are next.
-DEMO_START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+from tests import web_browser
+from tests.web_browser import DEMO_START, REPO, artifacts_dir, opened_page, screenshot_on_failure
 
 
 @pytest.fixture(autouse=True)
@@ -198,67 +188,29 @@ async def test_trialbot_demo_serves_the_page_until_interrupted(tmp_path: Path, s
 # --- in a browser --------------------------------------------------------------------------------
 
 
-def _chromium() -> str:
-    """The Debian chromium binary. Locally a machine without it skips the browser tests; in CI
-    (CI set) a missing browser fails, so the end-to-end test cannot silently stop running."""
-    path = os.environ.get("TRIALBOT_CHROMIUM") or shutil.which("chromium") or (
-        str(DEBIAN_CHROMIUM) if DEBIAN_CHROMIUM.exists() else None)
-    problem = None
-    if path is None:
-        problem = "no chromium (apt-get install -y chromium)"
-    else:
-        try:
-            import playwright.async_api  # noqa: F401
-        except ImportError:
-            problem = "playwright is not installed (pip install -e '.[dev]')"
-    if problem:
-        if _in_ci():
-            pytest.fail(f"CI is set but the browser test cannot run: {problem}")
-        pytest.skip(problem)
-    return path
-
-
 @pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
 def test_without_chromium_the_browser_test_fails_in_ci_and_is_skipped_elsewhere(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str, outcome: type[BaseException]) -> None:
     monkeypatch.setenv("CI", ci)
     monkeypatch.delenv("TRIALBOT_CHROMIUM", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    monkeypatch.setattr(sys.modules[__name__], "DEBIAN_CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setattr(web_browser, "DEBIAN_CHROMIUM", tmp_path / "no-chromium")
     with pytest.raises(outcome, match="chromium"):
-        _chromium()
+        web_browser.chromium()
+
+
+def test_screenshots_go_where_ci_says(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TRIALBOT_ARTIFACTS_DIR", str(tmp_path / "ci-artifacts"))
+    assert artifacts_dir() == tmp_path / "ci-artifacts" and artifacts_dir().is_dir()
+    monkeypatch.delenv("TRIALBOT_ARTIFACTS_DIR")
+    monkeypatch.setattr(web_browser, "REPO", tmp_path)
+    assert artifacts_dir() == tmp_path / "artifacts" / "screenshots" and artifacts_dir().is_dir()
 
 
 @pytest.fixture
 async def browser_page(demo):
-    from playwright.async_api import async_playwright
-
-    executable = _chromium()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1420, "height": 1000}, locale="en-GB")
-            requests: list[str] = []
-            page.on("request", lambda request: requests.append(request.url))
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.set_default_timeout(10_000)
-            await page.goto(demo.url)
-            yield page
-            assert all(url.startswith(demo.url) for url in requests), [u for u in requests if not u.startswith(demo.url)]
-            assert errors == []
-        finally:
-            await browser.close()
-
-
-@contextlib.asynccontextmanager
-async def screenshot_on_failure(page, name: str):
-    try:
-        yield
-    except BaseException:
-        await page.screenshot(path=ARTIFACTS / f"{name}-failure.png", full_page=True)
-        raise
+    async with opened_page(demo.url, width=1420, height=1000) as page:
+        yield page
 
 
 @pytest.mark.browser
@@ -288,7 +240,7 @@ async def _join_agree_and_answer_a_reminder(page) -> None:
     # Telegram's formatting, rendered from entities: the heading is bold, nothing else leaked in.
     await expect(participant.locator(".msg.in .bubble b").first).to_have_text(re.compile(r"^Welcome to the "))
     await expect(participant.locator(".template-tag").first).to_have_text("consent (en)")
-    await page.screenshot(path=ARTIFACTS / "01-consent.png")
+    await page.screenshot(path=artifacts_dir() / "story-01-consent.png")
     await agree.click()
     await expect(participant.locator(".msg.in").last).to_contain_text("You are all set")
     await expect(participant.locator(".msg.in").last).to_contain_text("edited")
@@ -303,12 +255,12 @@ async def _join_agree_and_answer_a_reminder(page) -> None:
     shown = participant.locator(".msg.in", has_text="Time for your study cream").last
     await expect(shown).to_be_visible()
     reminder = participant.locator(f'.msg[data-message-id="{await shown.get_attribute("data-message-id")}"]')
-    await page.screenshot(path=ARTIFACTS / "02-reminder.png")
+    await page.screenshot(path=artifacts_dir() / "story-02-reminder.png")
     await reminder.get_by_role("button", name="✅ I put it on now").click()
     await expect(reminder).to_contain_text("Saved.")
     await expect(reminder.locator(".template-tag")).to_have_text("reminder_application (en) → applied_logged (en)")
     await expect(page.locator("#log tbody")).to_contain_text("applied_logged")
-    await page.screenshot(path=ARTIFACTS / "03-applied.png", full_page=True)
+    await page.screenshot(path=artifacts_dir() / "story-03-applied.png", full_page=True)
 
     # A question in free text reaches the study team, and their /reply reaches the participant.
     box = participant.get_by_role("textbox")
@@ -340,7 +292,7 @@ async def _report_a_red_flag_and_acknowledge_it(page) -> None:
     await expect(alert.locator(".template-tag")).to_have_text("staff_alert (en)")
     acknowledge = alert.get_by_role("button", name="✅ Acknowledge")
     await expect(acknowledge).to_be_visible()
-    await page.screenshot(path=ARTIFACTS / "05-alert.png")
+    await page.screenshot(path=artifacts_dir() / "story-05-alert.png")
     await acknowledge.click()
     acknowledged = staff.locator(f'.msg[data-message-id="{await alert.get_attribute("data-message-id")}"]')
     await expect(acknowledged).to_contain_text("Acknowledged: alert for DEMO01")
@@ -353,9 +305,9 @@ async def _report_a_red_flag_and_acknowledge_it(page) -> None:
     await staff_box.fill("/alerts")
     await staff_box.press("Enter")
     await expect(staff.locator(".msg.in").last).to_contain_text("No open alerts")
-    await page.screenshot(path=ARTIFACTS / "06-acknowledged.png", full_page=True)
+    await page.screenshot(path=artifacts_dir() / "story-06-acknowledged.png", full_page=True)
     if os.environ.get("TRIALBOT_DOCS_SCREENSHOT") == "1":
-        shutil.copyfile(ARTIFACTS / "06-acknowledged.png", REPO / "docs" / "web-demo.png")
+        shutil.copyfile(artifacts_dir() / "story-06-acknowledged.png", REPO / "docs" / "web-demo.png")
 
 
 async def _the_other_participants(page) -> None:
@@ -370,7 +322,7 @@ async def _the_other_participants(page) -> None:
     await participant.get_by_role("button", name="✅ Sí, estoy de acuerdo").click()
     await expect(participant.locator(".msg.in").last).to_contain_text("edited")
     await expect(participant.locator(".template-tag").last).to_have_text("consent (es) → consent_agreed (es)")
-    await page.screenshot(path=ARTIFACTS / "07-spanish.png")
+    await page.screenshot(path=artifacts_dir() / "story-07-spanish.png")
 
 
 async def _what_people_type_is_never_markup(page) -> None:
