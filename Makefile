@@ -2,6 +2,8 @@
 # Everything runs from a virtual environment in .venv that the first command creates.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The web demo's port: make demo PORT=8090
+PORT ?= 8080
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
@@ -10,7 +12,7 @@ RUNTIME := $(VENV)/.runtime
 .PHONY: demo demo-terminal test test-postgres run install lint-messages clean
 
 demo: $(RUNTIME)            ## try the bot: local Telegram stand-in, SQLite, a web page at http://127.0.0.1:8080
-	$(BIN)/trialbot demo
+	$(BIN)/trialbot demo --port $(PORT)
 
 demo-terminal: $(RUNTIME)   ## the same in a terminal chat
 	$(BIN)/trialbot demo --terminal
