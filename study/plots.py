@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402  (no pyplot: safe to draw in a worker thread)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 LABELS = ("title", "weekdays", "itch", "pain", "day", "no_scores")
 
@@ -44,14 +45,15 @@ def adherence_png(applied: dict[date, int], scores: list[tuple[date, int | None,
     top.set_title(labels["title"], fontsize=9)
     days = [d for d, _, _ in scores]
     if days:
-        top_x = [(d - first).days for d in days]
+        top_x = [(d - first).days + 1 for d in days]  # study day 1 is the first day
         bottom.plot(top_x, [i if i is not None else np.nan for _, i, _ in scores], marker="o", label=labels["itch"])
         bottom.plot(top_x, [p if p is not None else np.nan for _, _, p in scores], marker="s", label=labels["pain"])
         bottom.legend(fontsize=7, loc="upper right")
     else:
         bottom.text(0.5, 0.5, labels["no_scores"], ha="center", va="center", transform=bottom.transAxes, fontsize=8)
     bottom.set_ylim(-0.5, 10.5)
-    bottom.set_xlim(-0.5, max((today - first).days, 1) + 0.5)
+    bottom.set_xlim(0.5, max((today - first).days + 1, 2) + 0.5)
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole study days, never "0.25"
     bottom.set_xlabel(labels["day"], fontsize=7)
     bottom.set_ylabel("0-10", fontsize=7)
     bottom.tick_params(labelsize=7)
