@@ -26,6 +26,7 @@ from jinja2 import TemplateError, TemplateSyntaxError, meta, nodes
 from messages.branches import untaken_branches
 from messages.catalog import SUFFIX, Catalog, CatalogError, TemplateSpec
 from messages.renderer import SHARED_BUTTONS, Button, MessageCatalog, MessageError
+from messages.telegram_html import MAX_TEXT_LENGTH, TelegramHtmlError, parse_html, utf16_len
 from messages.variants import (
     Variant,
     button_variants,
@@ -34,8 +35,6 @@ from messages.variants import (
     values_for,
     variants_of,
 )
-from sandbox.errors import ApiError
-from sandbox.telegram_html import MAX_TEXT_LENGTH, parse_html, utf16_len
 
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_COMMAND_DESCRIPTION = 256
@@ -192,8 +191,8 @@ def _lint_message(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec
 def _check_text(rel: str, text: str, which: str) -> list[Finding]:
     try:
         plain, _entities = parse_html(text)
-    except ApiError as exc:
-        return [Finding(rel, f"Telegram would refuse the HTML ({which} values): {exc.description}")]
+    except TelegramHtmlError as exc:
+        return [Finding(rel, f"Telegram would refuse the HTML ({which} values): {exc}")]
     if not plain.strip():
         return [Finding(rel, f"renders to an empty message ({which} values)")]
     length = utf16_len(plain)

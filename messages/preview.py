@@ -14,8 +14,8 @@ from messages.catalog import Catalog, TemplateSpec
 from messages.ledger import Ledger
 from messages.lint import COMMANDS
 from messages.renderer import Button, MessageCatalog
+from messages.telegram_html import parse_html
 from messages.variants import Variant, button_variants, values_for
-from sandbox.telegram_html import parse_html
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from messages.telegram_html import MAX_CAPTION_LENGTH, utf16_len
 from sandbox import media
-from sandbox.telegram_html import MAX_CAPTION_LENGTH, utf16_len
 
 if TYPE_CHECKING:
     from sandbox.world import TelegramWorld

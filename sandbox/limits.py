@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from messages.telegram_html import utf16_len
 from sandbox.errors import bad_request
-from sandbox.telegram_html import utf16_len
 
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_CALLBACK_ANSWER_LENGTH = 200

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 from sandbox import limits, media
 from sandbox.chat import CAPTION_KINDS, SERVICE_KINDS, ChatMessage, SimUser
 from sandbox.errors import ApiError, bad_request
-from sandbox.spec import UploadedFile, load_spec
-from sandbox.telegram_html import (
+from sandbox.rendering import (
     MAX_CAPTION_LENGTH,
     MAX_TEXT_LENGTH,
     render_text,
     utf16_len,
 )
+from sandbox.spec import UploadedFile, load_spec
 from sandbox.webhook import DEFAULT_MAX_CONNECTIONS, check_url, conflict_with_webhook
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from messages.catalog import MESSAGES_ROOT
 from messages.renderer import Button, demo_catalog
-from sandbox.telegram_html import MAX_TEXT_LENGTH, parse_html, utf16_len
+from messages.telegram_html import MAX_TEXT_LENGTH, parse_html, utf16_len
 from study.protocol import EXAMPLE_PROTOCOL, Protocol, ProtocolError, StudySection, load_protocol
 from tests.study_files import write_study_file
 from tests.trial import Trial

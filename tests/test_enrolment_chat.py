@@ -224,8 +224,8 @@ def test_the_invite_caption_fits_a_photo_caption_with_the_longest_values(languag
     """Telegram takes 1024 characters under a photo (the stand-in refuses more); lint checks 4096."""
     from messages.catalog import Catalog
     from messages.renderer import MessageCatalog
+    from messages.telegram_html import MAX_CAPTION_LENGTH, parse_html, utf16_len
     from messages.variants import values_for
-    from sandbox.telegram_html import MAX_CAPTION_LENGTH, parse_html, utf16_len
 
     catalog = Catalog.load(None)
     text = MessageCatalog(None, allow_drafts=True).render(

@@ -23,7 +23,7 @@ from messages.lint import button_variants, lint, sample_values
 from messages.renderer import Button, CatalogNotReady, MessageCatalog, MessageError, NotApprovedError, demo_catalog
 from messages.review_packet import build_review_packet
 from sandbox.limits import MAX_CALLBACK_DATA_BYTES
-from sandbox.telegram_html import MAX_TEXT_LENGTH, render_text
+from sandbox.rendering import MAX_TEXT_LENGTH, render_text
 from study.protocol import EXAMPLE_PROTOCOL
 from tests.study_files import write_study_file
 

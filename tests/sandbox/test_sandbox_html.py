@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from messages.telegram_html import TelegramHtmlError, parse_html, utf16_len
 from sandbox.errors import ApiError
 from sandbox.limits import is_valid_start_payload
-from sandbox.telegram_html import parse_html, render_text, utf16_len
+from sandbox.rendering import render_text
 
 
 def test_formatting_becomes_entities() -> None:
@@ -50,8 +51,11 @@ def test_pre_with_language_and_other_allowed_tags() -> None:
     ],
 )
 def test_refused_markup(markup: str, detail: str) -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(TelegramHtmlError) as parsed:  # the rules themselves, as the IRB lint meets them
         parse_html(markup)
+    assert str(parsed.value) == f"can't parse entities: {detail}"
+    with pytest.raises(ApiError) as caught:  # and as the stand-in answers a sendMessage
+        render(markup)
     assert caught.value.description == f"Bad Request: can't parse entities: {detail}"
 
 

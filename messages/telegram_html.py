@@ -1,5 +1,9 @@
 """Telegram's HTML parse mode: validation and conversion to (plain text, entities).
 
+One copy of Telegram's rules, shared by the IRB lint (messages/lint.py: a template Telegram would
+refuse is a lint error) and the Bot API stand-in (sandbox/rendering.py: it refuses what Telegram
+refuses). Neither owns it; it knows nothing of either.
+
 Why: Telegram rejects the whole message when its HTML has an unsupported tag, a tag left
 open or an unknown entity, and applies length limits to the text *after* markup is removed.
 The sandbox must reject the same messages and measure the same length, so it parses the
@@ -13,8 +17,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-
-from sandbox.errors import ApiError, bad_request
 
 MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
@@ -56,7 +58,7 @@ class _OpenTag:
 def parse_html(markup: str) -> tuple[str, list[dict[str, Any]]]:
     """Parse Telegram HTML into plain text and Bot API MessageEntity dicts.
 
-    Raises ApiError(400, "Bad Request: can't parse entities: ...") for markup Telegram
+    Raises TelegramHtmlError("can't parse entities: ...") for markup Telegram
     refuses.
     """
     parser = _Parser(markup)
@@ -233,31 +235,10 @@ def _code_point(value: int) -> str | None:
     return chr(value)
 
 
-def _error(detail: str) -> ApiError:
-    return bad_request(f"can't parse entities: {detail}")
+class TelegramHtmlError(ValueError):
+    """Markup Telegram would refuse; the message is Telegram's own description without the
+    "Bad Request: " prefix ("can't parse entities: ... at byte offset N")."""
 
 
-def render_text(
-    text: str, parse_mode: str | None, *, limit: int, too_long: str, empty: str | None
-) -> tuple[str, list[dict[str, Any]] | None]:
-    """Apply a message's parse_mode and Telegram's length limit to its text or caption.
-
-    Returns (plain text, entities or None when no parse mode). `empty` is the error detail
-    for text that is empty after parsing, or None when empty is allowed (captions).
-    """
-    mode = (parse_mode or "").strip()
-    if not mode:
-        plain, entities = text, None
-    elif mode.lower() == "html":
-        plain, entities = parse_html(text)
-    elif mode.lower() in ("markdown", "markdownv2"):
-        raise bad_request(
-            f"parse_mode {mode} is not supported by the sandbox (the product uses HTML only)"
-        )
-    else:
-        raise bad_request(f"unsupported parse_mode {mode}")
-    if empty is not None and not plain.strip():
-        raise bad_request(empty)
-    if utf16_len(plain) > limit:
-        raise bad_request(too_long)
-    return plain, entities
+def _error(detail: str) -> TelegramHtmlError:
+    return TelegramHtmlError(f"can't parse entities: {detail}")
