@@ -54,6 +54,7 @@ from bot.handlers import (
 from bot.services import Services
 from bot.update_order import OneChatAtATime
 from bot.webhook import WebhookServer
+from messages.catalog import PARTICIPANT_COMMANDS
 from messages.renderer import MessageCatalog, demo_catalog
 from scheduler.broadcast_progress import BroadcastProgress
 from scheduler.dispatcher import OutboxDispatcher
@@ -65,10 +66,6 @@ from study.database import Database
 from study.protocol import Protocol
 from study.strangers import WrongCodeLimit, WrongCodeRules
 
-# The participant's command menu, in the order Telegram shows it. Descriptions come from the
-# `commands` template, like every other word participants see.
-PARTICIPANT_COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "nextvisit", "mystats", "help", "contact",
-                        "stop", "resume")
 TICK_SECONDS = 60
 # What a participant may send the study team as it is (bot/handlers/conversation.py MEDIA_KINDS).
 PARTICIPANT_MEDIA = (filters.PHOTO | filters.Document.ALL | filters.VOICE | filters.AUDIO | filters.VIDEO

@@ -25,6 +25,11 @@ SUFFIX = ".html.j2"
 # A site can keep its templates (and their catalog) outside the installed package.
 ROOT_ENV = "TRIALBOT_MESSAGES_DIR"
 
+# The participant's command menu, in the order Telegram shows it (bot/app.py sets it); each one's
+# description is the `command_<name>` block of the `commands` template, checked by the lint.
+PARTICIPANT_COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "nextvisit", "mystats", "help",
+                        "contact", "stop", "resume")
+
 
 def default_root() -> Path:
     configured = os.environ.get(ROOT_ENV)

@@ -24,7 +24,7 @@ from typing import Any
 from jinja2 import TemplateError, TemplateSyntaxError, meta, nodes
 
 from messages.branches import untaken_branches
-from messages.catalog import SUFFIX, Catalog, CatalogError, TemplateSpec
+from messages.catalog import PARTICIPANT_COMMANDS, SUFFIX, Catalog, CatalogError, TemplateSpec
 from messages.renderer import SHARED_BUTTONS, Button, MessageCatalog, MessageError
 from messages.telegram_html import MAX_TEXT_LENGTH, TelegramHtmlError, parse_html, utf16_len
 from messages.variants import (
@@ -39,9 +39,6 @@ from messages.variants import (
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_COMMAND_DESCRIPTION = 256
 MAX_BUTTON_LABEL = 64  # Telegram documents no limit; long labels are cut off on phones anyway
-COMMANDS = ("log", "today", "undo", "symptoms", "urgent", "times", "nextvisit", "mystats", "help", "contact", "stop",
-            "resume")
-# The same as bot.app.PARTICIPANT_COMMANDS (messages/ may not import bot/; a test holds them equal).
 
 
 
@@ -235,7 +232,7 @@ def _lint_labels(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec,
 def _lint_commands(renderer: MessageCatalog, spec: TemplateSpec, language: str, rel: str,
                    blocks: set[str]) -> list[Finding]:
     out = []
-    for name in COMMANDS:
+    for name in PARTICIPANT_COMMANDS:
         block = f"command_{name}"
         if block not in blocks:
             out.append(Finding(rel, f"no description for /{name} ({{% block {block} %}})"))
@@ -245,7 +242,7 @@ def _lint_commands(renderer: MessageCatalog, spec: TemplateSpec, language: str, 
             out.append(Finding(rel, f"/{name}: a description must be 1 to {MAX_COMMAND_DESCRIPTION} characters"))
         if html.unescape(text) != text or "<" in text:
             out.append(Finding(rel, f"/{name}: descriptions are plain text, without HTML"))
-    for block in sorted(blocks - {f"command_{n}" for n in COMMANDS}):
+    for block in sorted(blocks - {f"command_{n}" for n in PARTICIPANT_COMMANDS}):
         out.append(Finding(rel, f"block {block!r} is not a command the bot has"))
     return out
 

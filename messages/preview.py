@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from messages.catalog import Catalog, TemplateSpec
+from messages.catalog import PARTICIPANT_COMMANDS, Catalog, TemplateSpec
 from messages.ledger import Ledger
-from messages.lint import COMMANDS
 from messages.renderer import Button, MessageCatalog
 from messages.telegram_html import parse_html
 from messages.variants import Variant, button_variants, values_for
@@ -60,7 +59,7 @@ def build_preview(root: Path, template_id: str, language: str, *, study_globals:
                  for b in renderer.block_names(template_id, language)]
         return Preview(template_id, language, spec.kind, "", draft, lines)
     if spec.kind == "commands":
-        lines = [f"/{c}: {renderer.render_block(template_id, language, f'command_{c}')}" for c in COMMANDS]
+        lines = [f"/{c}: {renderer.render_block(template_id, language, f'command_{c}')}" for c in PARTICIPANT_COMMANDS]
         return Preview(template_id, language, spec.kind, "", draft, lines)
     variables = _in_zone(values_for(catalog, spec, variant, "sample", study_globals), zone)
     rows = [[Button(name, catalog.buttons.get(name, "x"), _in_zone(sample, zone))]

@@ -119,11 +119,36 @@ def test_spanish_dates_and_times_are_written_the_spanish_way() -> None:
     assert "10:03\u202fAM on Tuesday, November 24" in english
 
 
-def test_lint_checks_the_command_menu_the_bot_sets() -> None:
-    from bot.app import PARTICIPANT_COMMANDS
-    from messages.lint import COMMANDS
+def test_every_command_in_a_menu_or_the_roles_table_has_its_handler() -> None:
+    """The participant's menu (messages/catalog.py) and the staff commands (study/roles.py) are the
+    lists; a name in either that no CommandHandler answers would be a dead end."""
+    from telegram.ext import CommandHandler
 
-    assert COMMANDS == PARTICIPANT_COMMANDS
+    from bot.app import register_handlers
+    from messages.catalog import PARTICIPANT_COMMANDS
+    from study.roles import STAFF_COMMANDS
+
+    registry = _Registry()
+    register_handlers(registry)
+    handled = {name for h in registry.handlers if isinstance(h, CommandHandler) for name in h.commands}
+    listed = set(PARTICIPANT_COMMANDS) | {name for name, _ in STAFF_COMMANDS}
+    # STAFF_COMMANDS also lists what staff do with buttons or a command's variant (a line of /help each)
+    buttons_and_variants = {"acknowledge", "approve_broadcast", "visits_change", "visits_participant",
+                            "resume_treatment"}
+    assert listed - handled == buttons_and_variants
+
+
+class _Registry:
+    """What register_handlers registers, without building a bot."""
+
+    def __init__(self) -> None:
+        self.handlers: list = []
+
+    def add_handler(self, handler, group: int = 0) -> None:
+        self.handlers.append(handler)
+
+    def add_error_handler(self, _) -> None:
+        pass
 
 
 def test_the_catalogs_callback_data_examples_are_what_the_handlers_accept() -> None:
@@ -131,17 +156,7 @@ def test_the_catalogs_callback_data_examples_are_what_the_handlers_accept() -> N
 
     from bot.app import register_handlers
 
-    class Registry:  # what register_handlers registers, without building a bot
-        def __init__(self) -> None:
-            self.handlers: list = []
-
-        def add_handler(self, handler, group: int = 0) -> None:
-            self.handlers.append(handler)
-
-        def add_error_handler(self, _) -> None:
-            pass
-
-    registry = Registry()
+    registry = _Registry()
     register_handlers(registry)
     patterns = [h.pattern for h in registry.handlers if isinstance(h, CallbackQueryHandler) and h.pattern]
     for name, data in CATALOG.buttons.items():
