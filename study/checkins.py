@@ -15,10 +15,11 @@ or restarted draft is kept in `incomplete_checkins` as it was, and the participa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from enum import Enum
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
@@ -214,52 +215,87 @@ async def notify_regimen_change(session: AsyncSession, participant: Participant,
                                          "text": draft.answers.get("medicines_change") or ""}, now=now)
 
 
+class _Parsed(NamedTuple):
+    """The answers after one accepted answer; `stay` for a toggle, whose question is asked again."""
+
+    answers: dict
+    stay: bool = False
+
+
+# One parser per check-in question, from the answers so far and the value given to the answers
+# after it, or None for a value the question does not take.
+_StepParser = Callable[[Protocol, dict, str | None], _Parsed | None]
+
+
+def _score(step: str) -> _StepParser:
+    def parse(protocol: Protocol, answers: dict, value: str | None) -> _Parsed | None:
+        score = parse_score(value or "")
+        return None if score is None else _Parsed({**answers, step: score})
+    return parse
+
+
+def _choice(step: str, allowed: Sequence[str], *, value_clearing: str | None = None,
+            clears: str | None = None) -> _StepParser:
+    """One of `allowed`; the answer `value_clearing` drops the follow-up question's answer `clears`
+    (no reaction, no severity; no change of medicines, nothing to describe)."""
+    def parse(protocol: Protocol, answers: dict, value: str | None) -> _Parsed | None:
+        if value not in allowed:
+            return None
+        updated = {**answers, step: value}
+        if clears is not None and value == value_clearing:
+            updated.pop(clears, None)
+        return _Parsed(updated)
+    return parse
+
+
+def _new_problem(protocol: Protocol, answers: dict, value: str | None) -> _Parsed | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if text.lower() == "no" or not text:
+        return _Parsed({**answers, "new_problem": None})
+    return None if len(text) > FREE_TEXT_MAX else _Parsed({**answers, "new_problem": text})
+
+
+def _medicines_change(protocol: Protocol, answers: dict, value: str | None) -> _Parsed | None:
+    text = parse_free_text(value) if value is not None else None
+    return None if text is None else _Parsed({**answers, "medicines_change": text})
+
+
+def _red_flags(protocol: Protocol, answers: dict, value: str | None) -> _Parsed | None:
+    chosen = list(answers.get("red_flags", []))
+    if value == "done":
+        return _Parsed({**answers, "red_flags": chosen})
+    if value in protocol.safety.red_flags:
+        chosen = [f for f in chosen if f != value] if value in chosen else [*chosen, value]
+        return _Parsed({**answers, "red_flags": chosen}, stay=True)
+    return None
+
+
+STEP_PARSERS: dict[str, _StepParser] = {
+    "itch": _score("itch"),
+    "pain": _score("pain"),
+    "reaction": _choice("reaction", REACTIONS, value_clearing="none", clears="severity"),
+    "severity": _choice("severity", SEVERITIES),
+    "new_problem": _new_problem,
+    "medicines": _choice("medicines", MEDICINES, value_clearing="no", clears="medicines_change"),
+    "medicines_change": _medicines_change,
+    "red_flags": _red_flags,
+}
+
+
 def answer(protocol: Protocol, draft: CheckinDraft, step: str, value: str | None, *, now: datetime) -> AnswerStatus:
     """Record one answer in the draft (the caller's transaction persists it)."""
     if step != draft.step:
         return AnswerStatus.WRONG_STEP
-    answers = dict(draft.answers)
-    if step in ("itch", "pain"):
-        score = parse_score(value or "")
-        if score is None:
-            return AnswerStatus.INVALID
-        answers[step] = score
-    elif step == "reaction" and value in REACTIONS:
-        answers["reaction"] = value
-        if value == "none":
-            answers.pop("severity", None)
-    elif step == "severity" and value in SEVERITIES:
-        answers["severity"] = value
-    elif step == "new_problem" and value is not None:
-        text = value.strip()
-        if text.lower() == "no" or not text:
-            answers["new_problem"] = None
-        elif len(text) > FREE_TEXT_MAX:
-            return AnswerStatus.INVALID
-        else:
-            answers["new_problem"] = text
-    elif step == "medicines" and value in MEDICINES:
-        answers["medicines"] = value
-        if value == "no":
-            answers.pop("medicines_change", None)
-    elif step == "medicines_change" and value is not None and parse_free_text(value) is not None:
-        answers["medicines_change"] = parse_free_text(value)
-    elif step == "red_flags" and value is not None:
-        chosen = list(answers.get("red_flags", []))
-        if value == "done":
-            answers["red_flags"] = chosen
-        elif value in protocol.safety.red_flags:
-            chosen = [f for f in chosen if f != value] if value in chosen else [*chosen, value]
-            answers["red_flags"] = chosen
-            draft.answers, draft.updated_at, draft.state = answers, now, DraftState.ASKING
-            return AnswerStatus.ACCEPTED  # a toggle: stay on this question
-        else:
-            return AnswerStatus.INVALID
-    else:
+    parser = STEP_PARSERS.get(step)
+    parsed = parser(protocol, dict(draft.answers), value) if parser is not None else None
+    if parsed is None:
         return AnswerStatus.INVALID
-    draft.answers, draft.updated_at = answers, now
+    draft.answers, draft.updated_at = parsed.answers, now
     draft.state = DraftState.ASKING  # answering a question set aside takes it up again
-    draft.step = next_step(draft)
+    if not parsed.stay:
+        draft.step = next_step(draft)
     return AnswerStatus.ACCEPTED
 
 
