@@ -200,7 +200,6 @@ class WebDemo:
         self.world = world
         self.app = app
         self.web: WebChat | None = None
-        self.invite_codes: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
     @property
@@ -358,7 +357,6 @@ async def web_demo(*, port: int = 8080, start: datetime | None = None, workdir: 
                                         outbox_poll_seconds=1.0, messages=demo_messages(protocol))
                 async with running(app, poll_timeout=1):
                     demo = WebDemo(db=db, protocol=protocol, clock=clock, world=world, app=app)
-                    demo.invite_codes = codes
                     personas: list[Persona] = []
                     for p in PERSONAS:
                         user = world.add_user(user_id=p.user_id, first_name=p.first_name, language_code=p.language)

@@ -12,7 +12,6 @@ hash pasted into the file can never make a text sendable.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -38,10 +37,6 @@ def default_root() -> Path:
 
 class CatalogError(Exception):
     """The catalog file itself cannot be read or is malformed."""
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -84,10 +84,6 @@ class Approval:
     text: str  # the approved template source, for diffs and for inspectors
     seq: int = 0  # the audit entry's position in the chain (0 for the demo ledger)
 
-    @property
-    def is_demo(self) -> bool:
-        return self.irb_ref == DEMO_REF
-
 
 class State(Enum):
     APPROVED = "approved"

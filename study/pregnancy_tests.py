@@ -61,11 +61,6 @@ def apply_to(rules: PregnancyTestSection, participant: Participant) -> bool:
             and pregnancy_tests_due(rules.during, participant.treatment, participant.treatment_reason))
 
 
-def consent_day(participant: Participant) -> date:
-    consented = participant.consented_at or participant.enrolled_at
-    return consented.astimezone(ZoneInfo(participant.timezone)).date()
-
-
 async def anchors_for(session: AsyncSession, rules: PregnancyTestSection,
                       participants: Iterable[Participant | Any]) -> dict[int, date]:
     """Each participant's calendar anchor: their anchor visit's protocol date, else consent."""

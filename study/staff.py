@@ -113,10 +113,6 @@ async def managing_permission(session: AsyncSession) -> str:
     return roles.MANAGE_STAFF if await session.scalar(managers.limit(1)) is not None else roles.SET_UP_TEAM
 
 
-async def may_manage(session: AsyncSession, member: StaffMember) -> bool:
-    return roles.allowed(member, await managing_permission(session))
-
-
 async def by_id(session: AsyncSession, staff_id: int) -> StaffMember | None:
     return await session.get(StaffMember, staff_id)
 

@@ -67,10 +67,6 @@ class Outcome:
     changed: bool = True  # False: it was so already (a visit moved to the day it had)
 
 
-def is_open(request: StaffRequest, now: datetime) -> bool:
-    return request.state in OPEN and now < request.expires_at
-
-
 def next_step(request: StaffRequest) -> RequestStep | None:
     """What the request still needs, in the order it is asked; None: ready to confirm."""
     given = request.details

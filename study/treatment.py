@@ -69,10 +69,6 @@ class TreatmentError(Exception):
         self.code = code
 
 
-def creams_allowed(participant: Participant) -> bool:
-    return participant.treatment == ON
-
-
 def pregnancy_tests_due(during: Sequence[str], state: str, reason: str | None) -> bool:
     """Are pregnancy tests due in this state? Never once the course changed for a pregnancy."""
     if reason == TreatmentReason.PREGNANCY:
