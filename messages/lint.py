@@ -17,7 +17,7 @@ Files not in the catalog are reported too. Lint renders drafts: it checks text, 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,42 +96,72 @@ def _rel(catalog: Catalog, path) -> str:
         return str(path)
 
 
+@dataclass(frozen=True)
+class _File:
+    """One template in one language, with what its checks need."""
+
+    catalog: Catalog
+    renderer: MessageCatalog
+    spec: TemplateSpec
+    language: str
+    rel: str
+    study_globals: Mapping[str, Any] | None
+    listed: Mapping[str, tuple[Variant, ...]]
+
+    def finding(self, text: str) -> Finding:
+        return Finding(self.rel, text)
+
+
+def _no_other_files(f: _File, ast: nodes.Template, variants: list[Variant]) -> list[Finding]:
+    return [f.finding(f"line {node.lineno}: a template may not include, import or extend another file")
+            for node in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport))]
+
+
+def _variables_declared(f: _File, ast: nodes.Template, variants: list[Variant]) -> list[Finding]:
+    declared = set(f.catalog.globals) | set(f.spec.variables)
+    used = meta.find_undeclared_variables(ast)
+    return ([f.finding(f"uses {{{{ {name} }}}}, which the catalog does not declare for {f.spec.id!r}")
+             for name in sorted(used - declared)]
+            + [f.finding(f"does not use the declared variable {name!r} (remove it from the catalog, or use it)")
+               for name in sorted(set(f.spec.variables) - used)])
+
+
+def _variants_known(f: _File, ast: nodes.Template, variants: list[Variant]) -> list[Finding]:
+    out = [f.finding(f"variant {variant.name!r} sets {name!r}, which {f.spec.id!r} does not take")
+           for variant in variants for name in unknown_names(f.catalog, f.spec, variant)]
+    if f.spec.kind != "message" and len(variants) > 1:
+        out.append(f.finding(f"variants are for messages; {f.spec.id!r} is {f.spec.kind}"))
+    return out
+
+
+# What every template must get right before it is rendered at all; any finding here stops its lint.
+_STRUCTURE_CHECKS = (_no_other_files, _variables_declared, _variants_known)
+
+# How each kind of template is then rendered and checked (catalog.toml `kind`; "message" otherwise).
+_KIND_CHECKS: dict[str, Callable[[_File, set[str], list[Variant]], list[Finding]]] = {
+    "labels": lambda f, blocks, variants: _lint_labels(f.catalog, f.renderer, f.spec, f.language, f.rel, blocks),
+    "commands": lambda f, blocks, variants: _lint_commands(f.renderer, f.spec, f.language, f.rel, blocks),
+    "figure": lambda f, blocks, variants: _lint_figure(f.renderer, f.spec, f.language, f.rel, blocks),
+    "message": lambda f, blocks, variants: _lint_message(f.catalog, f.renderer, f.spec, f.language, f.rel, blocks,
+                                                         f.study_globals, variants),
+}
+
+
 def _lint_file(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec, language: str, rel: str,
                study_globals: Mapping[str, Any] | None, listed: Mapping[str, tuple[Variant, ...]]) -> list[Finding]:
-    out: list[Finding] = []
+    f = _File(catalog, renderer, spec, language, rel, study_globals, listed)
     source = catalog.path(spec.id, language).read_text(encoding="utf-8")
-    env = renderer.environment(language)
     try:
-        ast = env.parse(source)
+        ast = renderer.environment(language).parse(source)
     except TemplateSyntaxError as exc:
-        return [Finding(rel, f"line {exc.lineno}: {exc.message}")]
-    for node in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
-        out.append(Finding(rel, f"line {node.lineno}: a template may not include, import or extend another file"))
-    blocks = {b.name for b in ast.find_all(nodes.Block)}
-    declared = set(catalog.globals) | set(spec.variables)
-    used = meta.find_undeclared_variables(ast)
-    for name in sorted(used - declared):
-        out.append(Finding(rel, f"uses {{{{ {name} }}}}, which the catalog does not declare for {spec.id!r}"))
-    for name in sorted(set(spec.variables) - used):
-        out.append(Finding(rel, f"does not use the declared variable {name!r} (remove it from the catalog, or use it)"))
+        return [f.finding(f"line {exc.lineno}: {exc.message}")]
     variants = variants_of(spec.id, listed)
-    for variant in variants:
-        for name in unknown_names(catalog, spec, variant):
-            out.append(Finding(rel, f"variant {variant.name!r} sets {name!r}, which {spec.id!r} does not take"))
-    if spec.kind != "message" and len(variants) > 1:
-        out.append(Finding(rel, f"variants are for messages; {spec.id!r} is {spec.kind}"))
-    if out:
-        return out
-
-    if spec.kind == "labels":
-        out = _lint_labels(catalog, renderer, spec, language, rel, blocks)
-    elif spec.kind == "commands":
-        out = _lint_commands(renderer, spec, language, rel, blocks)
-    elif spec.kind == "figure":
-        out = _lint_figure(renderer, spec, language, rel, blocks)
-    else:
-        out = _lint_message(catalog, renderer, spec, language, rel, blocks, study_globals, variants)
-    return _dedupe(out + _lint_branches(catalog, renderer, spec, language, rel, listed))
+    structural = [finding for check in _STRUCTURE_CHECKS for finding in check(f, ast, variants)]
+    if structural:
+        return structural
+    blocks = {b.name for b in ast.find_all(nodes.Block)}
+    by_kind = _KIND_CHECKS.get(spec.kind, _KIND_CHECKS["message"])
+    return _dedupe(by_kind(f, blocks, variants) + _lint_branches(catalog, renderer, spec, language, rel, listed))
 
 
 def _lint_branches(catalog: Catalog, renderer: MessageCatalog, spec: TemplateSpec, language: str, rel: str,
