@@ -48,13 +48,14 @@ def run(
         async with db.transaction() as session:
             return await approvals.load(session)
 
-    # Start-up: the database (migrated here: only run and db upgrade change the schema), then
-    # Telegram (getMe), each failing in one line; TRY_AGAIN when out of reach, so systemd retries.
+    # Start-up: the database (migrated here: only run and db upgrade change the schema), the texts,
+    # then Telegram (getMe), each failing in one line; TRY_AGAIN when out of reach: systemd retries.
     messages.use_ledger(with_database(approved_texts, migrate=True, unavailable_code=TRY_AGAIN))
     try:  # fail closed: every template the bot may send must be the IRB-approved text, with these study values
         messages.check_ready(protocol.study.languages, for_participants=True)
     except MessageError as exc:
         raise fail(f"trialbot will not start: {exc}\nSee `trialbot messages status` and `trialbot messages approve`.") from None
+    run_async(_reach_telegram(settings), unavailable_code=TRY_AGAIN)
     secret = settings.webhook_secret_value()
     configure_logging(settings.log_level, secrets=[settings.token, secret])
     confirmation = protocol.protocol
@@ -65,7 +66,6 @@ def run(
         hook = Webhook(url=webhook, secret_token=secret, listen=settings.webhook_listen, port=settings.webhook_port)
 
     async def serve() -> None:
-        await _reach_telegram(settings)
         application = build_application(
             token=settings.token, base_url=settings.bot_base_url(), base_file_url=settings.bot_file_url(),
             protocol=protocol, db=db, clock=SystemClock(), messages=messages,
