@@ -300,6 +300,14 @@ def test_database_url_that_cannot_be_used(url: str, trialbot) -> None:
     assert line.startswith("DATABASE_URL cannot be used") and "sqlite+aiosqlite:///" in line, line
 
 
+def test_a_setting_that_is_not_valid(trialbot, tmp_path: Path) -> None:
+    for args in (("staff", "list"), ("messages", "lint")):
+        result = trialbot(f"sqlite+aiosqlite:///{tmp_path / 'trialbot.db'}", *args, webhook_port="eighty")
+        line = one_line(result)
+        assert result.exit_code == 2 and line.startswith("A setting is not valid (WEBHOOK_PORT: "), line
+        assert "eighty" not in line  # what was given is not echoed: it could be a secret
+
+
 def test_postgresql_database_that_does_not_exist(trialbot) -> None:
     if not PG_URL:
         pytest.skip("needs TRIALBOT_TEST_DATABASE_URL")

@@ -152,7 +152,7 @@ def telegram_problem(exc: BaseException) -> Problem:
     if isinstance(exc, tg.NetworkError):
         return Problem(f"Cannot reach Telegram ({outage_cause(exc)}): {check}.", transient=True)
     if isinstance(exc, tg.RetryAfter):
-        return Problem(f"Telegram asks to wait {exc.retry_after} before trying again (flood control).", transient=True)
+        return Problem(f"Telegram asks to wait before trying again (flood control: {said}).", transient=True)
     return Problem(f"Telegram refused: {said}.")
 
 
