@@ -336,6 +336,25 @@ def _polling_failed(app: Application, error: TelegramError) -> None:
     log.warning("polling for updates failed (%s); trying again", type(error).__name__)
 
 
+class _LastPollAtShutdown(logging.Filter):
+    """Stopping, PTB's updater calls getUpdates once more to confirm the updates it fetched, and
+    logs a traceback when Telegram is out of reach then. One line says it: whatever was not
+    confirmed comes again at the next start and is handled once (bot/exactly_once.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and "get_updates` one more time" in str(record.msg):
+            error = record.exc_info[1]
+            record.msg = ("could not confirm the last updates to Telegram while stopping (%s); Telegram sends them "
+                          "again at the next start, and they are not handled twice")
+            record.args = (type(error).__name__,)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_LAST_POLL_AT_SHUTDOWN = _LastPollAtShutdown()
+
+
 async def _stop_polling(app: Application) -> None:
     """Another process leads, and polls: Telegram serves one poller, so this one stops."""
     if app.bot_data.get("polling") is not None and app.updater.running:
@@ -408,6 +427,7 @@ async def running(app: Application, *, poll_timeout: float = 10, webhook: Webhoo
     process leads from the start), then it competes in the background until the block ends. In
     polling mode the leader polls (and a leader that stepped down, until another leads: see
     _stop_leading); in webhook mode every process serves the webhook."""
+    logging.getLogger("telegram.ext.Updater").addFilter(_LAST_POLL_AT_SHUTDOWN)  # once: it is one object
     await app.initialize()
     await _prepare(app)
     await app.start()

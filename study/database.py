@@ -29,6 +29,8 @@ CONNECT_TIMEOUT_SECONDS = 10
 # How long a writer waits for another to finish on SQLite before giving up.
 SQLITE_BUSY_SECONDS = 30
 log = logging.getLogger(__name__)
+# Database.schema_state(): how the schema compares with this code's migrations.
+SCHEMA_CURRENT, SCHEMA_EMPTY, SCHEMA_OLDER, SCHEMA_UNKNOWN = "current", "empty", "older", "unknown"
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -119,13 +121,40 @@ class Database:
 
     async def at_newest_migration(self) -> bool:
         """Is the schema what this code expects (commands that do not migrate check first)?"""
+        return await self.schema_state() == SCHEMA_CURRENT
+
+    async def schema_state(self) -> str:
+        """How the schema compares with this code's migrations, changing nothing: SCHEMA_CURRENT,
+        SCHEMA_EMPTY (no trialbot tables yet; a SQLite file that does not exist is not created to
+        find that out), SCHEMA_OLDER (`trialbot db upgrade` brings it up to date) or SCHEMA_UNKNOWN
+        (at a revision this code does not have: a newer trialbot's, or not trialbot's at all)."""
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
-        newest = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+        file = self.sqlite_file
+        if file is not None and not file.exists():
+            return SCHEMA_EMPTY
+        script = ScriptDirectory.from_config(alembic_config())
         async with self.engine.connect() as connection:
             current = await connection.run_sync(lambda sync: set(MigrationContext.configure(sync).get_current_heads()))
-        return current == newest
+        if not current:
+            return SCHEMA_EMPTY
+        if current == set(script.get_heads()):
+            return SCHEMA_CURRENT
+        known = {revision.revision for revision in script.walk_revisions()}
+        return SCHEMA_OLDER if current <= known else SCHEMA_UNKNOWN
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database's file; None for PostgreSQL, an in-memory database or a file: URI."""
+        name = self.url.database if self.is_sqlite else None
+        if not name or name == ":memory:" or name.startswith("file:") or self.url.query.get("uri"):
+            return None
+        return Path(name)
+
+    def display_url(self) -> str:
+        """DATABASE_URL as an operator may see it: the password masked."""
+        return self.url.render_as_string(hide_password=True)
 
     async def _migrate_sqlite(self, revision: str) -> None:
         """SQLite changes a table's constraints by rebuilding it (copy, drop the old one, rename the

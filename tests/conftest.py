@@ -99,6 +99,8 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "site_trial_bot")
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     runner = CliRunner()
+    upgraded = runner.invoke(app, ["db", "upgrade"])  # only run and db upgrade create the schema
+    assert upgraded.exit_code == 0, upgraded.output
     # The site's first staff member, who runs these commands: every change names a person (--as).
     first = runner.invoke(app, ["staff", "add", "--telegram-id", "7001", "--name", "Dana Lee", "--role", "coordinator"])
     assert first.exit_code == 0, first.output

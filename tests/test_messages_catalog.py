@@ -48,6 +48,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, messages_copy: Path):
     monkeypatch.setenv(ROOT_ENV, str(messages_copy))
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     runner = CliRunner()
+    assert runner.invoke(cli_app, ["db", "upgrade"]).exit_code == 0
     first = runner.invoke(cli_app, ["staff", "add", "--telegram-id", "7001", "--name", "Dana Lee", "--role", "coordinator"])
     assert first.exit_code == 0, first.output
     monkeypatch.setenv("TRIALBOT_OPERATOR", "Dana Lee")

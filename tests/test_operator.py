@@ -82,6 +82,8 @@ def test_the_first_member_adds_themselves_and_must_be_able_to_add_others(tmp_pat
     def cli(*args: str):
         return runner.invoke(app, list(args))
 
+    assert cli("db", "upgrade").exit_code == 0
+
     assert "not a monitor" in refused(cli("staff", "add", "--telegram-id", "1", "--name", "Mo", "--role", "monitor"))
     first = cli("staff", "add", "--telegram-id", "1", "--name", "Ana Ruiz", "--role", "investigator")
     assert first.exit_code == 0, first.output

@@ -13,13 +13,14 @@ from __future__ import annotations
 import typer
 
 from bot.cli import audit, enrolment, export, init, participant, serve, staff, visits
+from bot.cli.common import GuardedGroup
 from bot.cli.corrections import correct_app
 from bot.cli.messages import messages_app
 from bot.cli.treatment import treatment_app
 from bot.settings import Settings
 
 app = typer.Typer(help="trialbot: a Telegram companion for clinical-trial participants.", no_args_is_help=True,
-                  add_completion=False)
+                  add_completion=False, cls=GuardedGroup)
 
 
 
@@ -51,4 +52,13 @@ app.command()(export.export)
 
 
 def main() -> None:
-    app()
+    """The `trialbot` command. GuardedGroup turns what a command raises into one line; this is the
+    last resort for anything raised outside a command (TRIALBOT_DEBUG=1: the traceback instead)."""
+    from bot.cli.common import debugging, fail, unexpected
+
+    try:
+        app()
+    except Exception as exc:
+        if debugging():
+            raise
+        raise SystemExit(fail(unexpected(exc), code=1).exit_code) from None

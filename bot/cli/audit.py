@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bot.cli.common import fail, now, with_database
+from bot.cli.common import fail, now, with_database, writable_file
 
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 
@@ -27,10 +27,7 @@ def audit_verify(
     except (audit_anchor.AnchorError, OSError) as exc:
         raise fail(f"--anchor: {exc}") from None
 
-    async def verify(db) -> audit.VerifyReport:
-        if not await db.at_newest_migration():  # verifying changes nothing, so it does not migrate
-            raise fail("The database's schema is older than this trialbot: run `trialbot db upgrade` first "
-                        "(it also hashes the records made before records were hashed).")
+    async def verify(db) -> audit.VerifyReport:  # the schema is checked first (with_database), never migrated
         async with db.read() as session:
             if not db.is_sqlite:  # one snapshot of chain and records, though the bot writes meanwhile
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
@@ -59,6 +56,9 @@ def audit_anchor_command(
     """Print the chain's head as one line (entry count, last hash, time UTC), to keep outside the
     database; `audit verify --anchor` checks the trail against it later."""
     from study import audit_anchor
+
+    if append is not None:
+        writable_file(append, "--append")
 
     async def take(db) -> audit_anchor.Anchor:
         async with db.read() as session:

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from bot.cli.common import actor_for, context, fail, now, refuse_unconfirmed, with_database
+from bot.cli.common import (
+    actor_for,
+    context,
+    explain,
+    fail,
+    now,
+    refuse_unconfirmed,
+    telegram_problem,
+    with_database,
+    writable_folder,
+)
 from bot.operator import AsOption
 from bot.settings import Settings
 from study import roles
@@ -36,13 +46,23 @@ def enroll(
 
     settings, protocol, _ = context()
     refuse_unconfirmed(settings, protocol)
+    writable_folder(qr_dir, "--qr-dir")  # before anything is saved: the QR code goes there
 
     async def enrol_and_invite(db) -> None:
         async with db.transaction() as session:
             actor = await actor_for(session, as_, roles.ENROL, "enrol participants")
             participant = await participants.enroll(session, protocol, request, actor=actor, now=now())
         typer.echo(f"Enrolled {participant.study_id} ({participant.timezone}, {participant.language}).")
-        await _issue_invite(settings, protocol, db, request.study_id, qr_dir, as_)
+        # Saved: from here on a failure must say so, and how to get the invite (enrolling again is refused).
+        try:
+            await _issue_invite(settings, protocol, db, request.study_id, qr_dir, as_)
+        except typer.Exit:  # said in one line already
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the participant is enrolled: say so
+            problem = explain(exc, database=db)
+            why = problem.message if problem is not None else type(exc).__name__
+            raise fail(f"{request.study_id} is enrolled, but no invite was issued ({why}); "
+                       f"for one: trialbot invite {request.study_id}") from None
 
     try:
         with_database(enrol_and_invite)
@@ -57,11 +77,14 @@ def invite(
 ) -> None:
     """Issue a new invite for a participant; any earlier unused invite stops working."""
     settings, protocol, _ = context()
+    writable_folder(qr_dir, "--qr-dir")
     with_database(lambda db: _issue_invite(settings, protocol, db, study_id, qr_dir, as_))
 
 
 async def _issue_invite(settings: Settings, protocol, db, study_id: str, qr_dir: Path, as_: str | None) -> None:
     from datetime import timedelta
+
+    from telegram.error import TelegramError
 
     from bot.invite_link import bot_username, invite_link, write_qr
     from study import invites, participants
@@ -79,13 +102,24 @@ async def _issue_invite(settings: Settings, protocol, db, study_id: str, qr_dir:
             raise fail(f"No invite: {exc}") from None
     expires = issued.invite.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     typer.echo(f"Invite for {study_id} (single use, valid until {expires}):")
-    username = await bot_username(settings)
+    try:
+        username = await bot_username(settings)
+    except TelegramError as exc:  # the code is issued and good: print it, and why there is no link
+        typer.echo(f"  code: {issued.code}")
+        typer.secho(f"  No link or QR code yet: the bot's username comes from Telegram ({telegram_problem(exc).message}) "
+                    f"Set TELEGRAM_BOT_USERNAME, or once Telegram answers, `trialbot invite {study_id}` gives a new "
+                    "invite with its link (this code then stops working).", fg=typer.colors.YELLOW, err=True)
+        return
     if username is None:
         typer.echo(f"  code: {issued.code}")
         typer.echo("  Set TELEGRAM_BOT_USERNAME (or TELEGRAM_BOT_TOKEN) to get the link and its QR code.")
         return
     link = invite_link(username, issued.code)
     typer.echo(f"  {link}")
-    path = write_qr(link, qr_dir / f"{study_id}-invite.png")
+    try:
+        path = write_qr(link, qr_dir / f"{study_id}-invite.png")
+    except OSError as exc:
+        raise fail(f"  No QR code: cannot write in {qr_dir} ({exc.strerror or exc}). The link above works without it; "
+                   f"`trialbot invite {study_id} --qr-dir FOLDER` gives a new one with its QR code.") from None
     typer.echo(f"  QR code: {path}")
     typer.echo("Hand it over at the consent visit, then delete the file. Anyone with it can join as this participant.")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bot.cli.common import actor_for, context, fail, now, with_database
+from bot.cli.common import actor_for, context, fail, now, with_database, writable_folder
 from bot.operator import AsOption
 from study import roles
 
@@ -25,6 +25,7 @@ def export(
 
     if fmt not in exporting.FORMATS:
         raise fail(f"--format must be one of {', '.join(exporting.FORMATS)}")
+    writable_folder(out, "--out")  # before the record is read, or the export audited
     _, protocol, _ = context()  # its lists (missed-dose reasons, red flags, languages) are choice lists
 
     async def work(db):

@@ -60,7 +60,7 @@ def _catalog():
 
 
 def _ledger():
-    """The approvals recorded in the database (read only; the schema is brought up to date first)."""
+    """The approvals recorded in the database (read only; the schema must be up to date)."""
     from bot.cli.common import with_database
     from study import approvals
 
@@ -289,14 +289,21 @@ def review_packet_command(
     """One HTML document for the IRB: every template in every language, rendered with samples and
     with each of its variants (every branch), its buttons, purpose and when it is sent, what changed
     since the last approval, and the red-flag screening's words with what each triggers."""
+    from bot.cli.common import writable_folder
     from messages.review_packet import build_review_packet
 
+    writable_folder(out.parent, "--out")
+    if out.is_dir():
+        raise _fail(f"--out: {out} is a folder; give the file to write, e.g. {out / 'review-packet.html'}")
     languages = _languages(language)
     protocol = _protocol()
     document = build_review_packet(_catalog().root, languages, study_globals=_study_globals(),
                                    study_name=protocol.study.name, screener=protocol.screener, ledger=_ledger())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(document, encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(document, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"--out: cannot write {out}: {exc.strerror or exc}") from None
     typer.echo(f"review packet written: {out} (open it in a browser; print to PDF if the IRB wants PDF)")
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from bot.cli.common import context, fail, refuse_unconfirmed, with_database
+from bot.cli.common import TRY_AGAIN, context, fail, refuse_unconfirmed, run_async, with_database
 
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 
@@ -48,11 +48,14 @@ def run(
         async with db.transaction() as session:
             return await approvals.load(session)
 
-    messages.use_ledger(with_database(approved_texts))
+    # Start-up: the database (migrated here: only run and db upgrade change the schema), the texts,
+    # then Telegram (getMe), each failing in one line; TRY_AGAIN when out of reach: systemd retries.
+    messages.use_ledger(with_database(approved_texts, migrate=True, unavailable_code=TRY_AGAIN))
     try:  # fail closed: every template the bot may send must be the IRB-approved text, with these study values
         messages.check_ready(protocol.study.languages, for_participants=True)
     except MessageError as exc:
         raise fail(f"trialbot will not start: {exc}\nSee `trialbot messages status` and `trialbot messages approve`.") from None
+    run_async(_reach_telegram(settings), unavailable_code=TRY_AGAIN)
     secret = settings.webhook_secret_value()
     configure_logging(settings.log_level, secrets=[settings.token, secret])
     confirmation = protocol.protocol
@@ -63,7 +66,6 @@ def run(
         hook = Webhook(url=webhook, secret_token=secret, listen=settings.webhook_listen, port=settings.webhook_port)
 
     async def serve() -> None:
-        await db.migrate()
         application = build_application(
             token=settings.token, base_url=settings.bot_base_url(), base_file_url=settings.bot_file_url(),
             protocol=protocol, db=db, clock=SystemClock(), messages=messages,
@@ -80,7 +82,18 @@ def run(
         finally:
             await db.dispose()
 
-    asyncio.run(serve())
+    # Once it serves, a lost network or database no longer ends it (PTB polls again, the
+    # scheduler and outbox wait): only what fails while starting reaches run_async.
+    run_async(serve(), database=db, unavailable_code=TRY_AGAIN)
+
+
+async def _reach_telegram(settings) -> None:
+    """getMe with the token, before anything is started: Telegram unreachable or refusing the
+    token is one line at start (and the Bot is closed again either way)."""
+    from telegram import Bot
+
+    async with Bot(settings.token, base_url=settings.bot_base_url(), base_file_url=settings.bot_file_url()):
+        pass
 
 
 def _webhook_url_ok(url: str) -> bool:
@@ -139,7 +152,7 @@ def demo(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations (trialbot run and demo also do this at start)."""
-    with_database(_nothing)
+    with_database(_nothing, migrate=True)
     typer.echo("database is up to date")
 
 
