@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import audit, record_hashes
+from study import audit, participants, record_hashes
 from study.audit import Actor
 from study.models import (
     AuditEntry,
@@ -17,7 +17,6 @@ from study.models import (
     ConsentDecision,
     DiaryEntry,
     Invite,
-    Participant,
     PregnancyTest,
     StaffMember,
     Visit,
@@ -26,7 +25,7 @@ from study.models import (
 
 async def participant_entries(session: AsyncSession, study_id: str, *, limit: int | None = None) -> list[AuditEntry]:
     """Entries about the participant and about every record that belongs to them."""
-    participant = await session.scalar(select(Participant).where(Participant.study_id == study_id))
+    participant = await participants.by_study_id(session, study_id)
     if participant is None:
         return []
     related = {"participant": [str(participant.id)]}

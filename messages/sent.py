@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from messages.renderer import RenderedMessage
 from study.database import Database, is_unavailable
 from study.models import Participant, SentMessage, StaffMember
+from study.participants import normal_study_id
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,12 @@ class SentRow:
 
 async def sent_to_participant(session: AsyncSession, study_id: str) -> list[SentRow] | None:
     """Everything sent to one participant, oldest first; None if there is no such participant."""
-    participant = await session.scalar(select(Participant).where(Participant.study_id == study_id))
+    participant = await session.scalar(select(Participant).where(Participant.study_id == normal_study_id(study_id)))
     if participant is None:
         return None
     rows = await session.scalars(
         select(SentMessage).where(SentMessage.participant_id == participant.id).order_by(SentMessage.id))
-    return [_row(r, study_id) for r in rows]
+    return [_row(r, participant.study_id) for r in rows]
 
 
 async def sent_all(session: AsyncSession, *, limit: int = 100) -> list[SentRow]:

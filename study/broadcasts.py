@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import audit, outbox
+from study import audit, outbox, participants
 from study.audit import SYSTEM, Actor
 from study.models import (
     Broadcast,
@@ -69,7 +69,7 @@ def parse_audience(value: str) -> str:
             raise BroadcastError("audience")
         return f"visits:{int(days)}"
     if value and len(value) <= 20 and value.replace("-", "").replace("_", "").isalnum():
-        return f"participant:{value}"
+        return f"participant:{participants.normal_study_id(value)}"  # p001 is P001
     raise BroadcastError("audience")
 
 

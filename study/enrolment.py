@@ -11,17 +11,14 @@ staff member confirms; then `participants.enroll` and `invites.issue` run, exact
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from functools import lru_cache
-from zoneinfo import available_timezones
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import invites, participants
+from study import invites, participants, zones
 from study.audit import Actor
 from study.invites import IssuedInvite
 from study.models import (
@@ -32,15 +29,14 @@ from study.models import (
     Participant,
     StaffMember,
 )
-from study.participants import STUDY_ID_PATTERN, EnrolmentRequest
+from study.participants import EnrolmentError, EnrolmentRequest
 from study.protocol import Protocol
 
 # An enrolment left unanswered this long is over: its buttons are stale, typed words are not its answers.
 DRAFT_KEPT = timedelta(hours=24)
 STEPS = (EnrolmentStep.TIMEZONE, EnrolmentStep.LANGUAGE, EnrolmentStep.WOCBP, EnrolmentStep.TIMES,
          EnrolmentStep.CONFIRM)
-MAX_TYPED = 64  # characters of a typed answer worth reading (and showing back)
-MAX_SUGGESTIONS = 4
+MAX_TYPED = zones.MAX_TYPED  # characters of a typed answer worth reading (and showing back)
 
 
 class DraftProblem(ValueError):
@@ -53,14 +49,22 @@ class DraftProblem(ValueError):
 
 
 def valid_study_id(study_id: str) -> bool:
-    return bool(re.match(STUDY_ID_PATTERN, study_id))
+    """Can the typed words be a study id (read in capitals: p001 is P001)?"""
+    try:
+        participants.check_study_id(study_id)
+    except EnrolmentError:
+        return False
+    return True
 
 
 async def start(session: AsyncSession, protocol: Protocol, member: StaffMember, study_id: str, *,
                 now: datetime) -> EnrolmentDraft:
-    """A new enrolment for `study_id`; the member's enrolment in progress, if any, is replaced."""
-    if not valid_study_id(study_id):
-        raise DraftProblem("invalid_id")
+    """A new enrolment for `study_id` (as stored: " p001" is P001); the member's enrolment in
+    progress, if any, is replaced."""
+    try:
+        study_id = participants.check_study_id(study_id)
+    except EnrolmentError:
+        raise DraftProblem("invalid_id") from None
     if await participants.by_study_id(session, study_id) is not None:
         raise DraftProblem("exists")
     for old in await _open_drafts(session, member):
@@ -119,45 +123,6 @@ def _moved(draft: EnrolmentDraft, now: datetime) -> None:
 # --- the answers ---------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _zones() -> dict[str, str]:
-    """Every IANA zone name this system knows, by its lower-case spelling."""
-    return {name.lower(): name for name in available_timezones()}
-
-
-@lru_cache(maxsize=1)
-def _cities() -> dict[str, tuple[str, ...]]:
-    """The zones by the lower-case name of their city ("madrid": Europe/Madrid)."""
-    found: dict[str, list[str]] = {}
-    for lower, name in _zones().items():
-        found.setdefault(lower.rsplit("/", 1)[-1], []).append(name)
-    return {city: tuple(sorted(names)) for city, names in found.items()}
-
-
-@dataclass(frozen=True)
-class ZoneAnswer:
-    zone: str | None  # the zone, spelt as IANA spells it; None if the words are not one
-    suggestions: tuple[str, ...] = ()  # zones the words may have meant
-
-
-def read_zone(words: str) -> ZoneAnswer:
-    """Typed words as a time zone, kindly: any case, spaces for underscores ("america/new york").
-    Not a zone: the zones it may mean (a city's name alone, a slip of spelling)."""
-    typed = "_".join(words.strip()[:MAX_TYPED].split()).lower()
-    zones = _zones()
-    if typed in zones:
-        return ZoneAnswer(zones[typed])
-    if not typed:
-        return ZoneAnswer(None)
-    city = typed.rsplit("/", 1)[-1]
-    cities = _cities()
-    near_cities = difflib.get_close_matches(city, list(cities), n=MAX_SUGGESTIONS, cutoff=0.75)
-    close = [zones[z] for z in difflib.get_close_matches(typed, list(zones), n=MAX_SUGGESTIONS, cutoff=0.75)]
-    suggestions = tuple(dict.fromkeys([*cities.get(city, ()), *close,
-                                       *(z for c in near_cities for z in cities[c])]))[:MAX_SUGGESTIONS]
-    return ZoneAnswer(None, suggestions)
-
-
 _TIME = re.compile(r"^(\d{1,2})[:.h](\d{2})$")
 
 
@@ -186,7 +151,7 @@ def read_times(words: str, protocol: Protocol) -> TimesAnswer:
 
 
 def set_timezone(draft: EnrolmentDraft, zone: str, *, now: datetime) -> None:
-    answer = read_zone(zone)
+    answer = zones.read(zone)
     if answer.zone is None:
         raise DraftProblem("invalid_answers")
     draft.timezone = answer.zone

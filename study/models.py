@@ -90,11 +90,22 @@ TREATMENT_STATES = "'on_treatment', 'interrupted', 'off_treatment', 'completed',
 TREATMENT_REASONS = "'pregnancy', 'infection', 'adverse_event', 'investigator_decision', 'end_of_treatment', 'other'"
 
 
+# A study id as stored (study.participants.STUDY_ID): capitals, so the unique constraint is unique
+# whatever the case. Each database's own pattern match (migration 0014).
+STUDY_ID_CHECKS = {
+    "postgresql": "study_id ~ '^[A-Z0-9][A-Z0-9_-]{0,31}$'",
+    "sqlite": ("length(study_id) BETWEEN 1 AND 32 AND study_id GLOB '[A-Z0-9]*' "
+               "AND study_id NOT GLOB '*[^A-Z0-9_-]*'"),
+}
+
+
 class Participant(Base):
     __tablename__ = "participants"
     __table_args__ = (CheckConstraint(f"treatment IN ({TREATMENT_STATES})", name="treatment"),
                       CheckConstraint(f"treatment_reason IS NULL OR treatment_reason IN ({TREATMENT_REASONS})",
-                                      name="treatment_reason"))
+                                      name="treatment_reason"),
+                      *(CheckConstraint(sql, name="study_id").ddl_if(dialect=dialect)
+                        for dialect, sql in STUDY_ID_CHECKS.items()))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[str] = mapped_column(String(32), unique=True)

@@ -10,30 +10,49 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from difflib import get_close_matches
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study import audit, outbox, treatment
+from study import audit, outbox, treatment, zones
 from study.audit import Actor
 from study.models import Participant
-from study.protocol import Protocol, check_timezone, parse_hhmm
+from study.protocol import Protocol, parse_hhmm
 
 SERVED_STATUSES = ("active", "paused")
-STUDY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+# A study id as stored: upper case, 1-32 letters, digits, '-' or '_', a letter or digit first. What
+# anyone types is read trimmed and in capitals (`normal_study_id`: p001 is P001), so ids that differ
+# only in case are one id; the database refuses any other (migration 0014, models.Participant).
+STUDY_ID = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
+STUDY_ID_RULE = "1 to 32 letters, digits, '-' or '_', starting with a letter or digit (for example P001)"
 
 
 class EnrolmentError(ValueError):
     """The enrolment request (or a change of a participant's record) is invalid; the message says
-    what to fix, `code` names it for a template (timezone, ended, status...)."""
+    what to fix, `code` names it for a template (timezone, study_id, ended, status...); a zone
+    refused carries why and what it may have meant (`zone`)."""
 
-    def __init__(self, message: str, code: str = "invalid") -> None:
+    def __init__(self, message: str, code: str = "invalid", *, zone: zones.ZoneAnswer | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.zone = zone
+
+
+def normal_study_id(typed: str) -> str:
+    """A study id as the study writes it: trimmed, in capitals (" p001 " is P001). Not checked:
+    looking up words that cannot be a study id finds no one."""
+    return typed.strip().upper()
+
+
+def check_study_id(typed: str) -> str:
+    """The study id as stored (`normal_study_id`), or EnrolmentError (code study_id) if it cannot be one."""
+    study_id = normal_study_id(typed)
+    if not STUDY_ID.fullmatch(study_id):
+        raise EnrolmentError(f"{typed.strip()[:40]!r} cannot be a study id: use {STUDY_ID_RULE}", "study_id")
+    return study_id
 
 
 @dataclass(frozen=True)
@@ -66,12 +85,8 @@ def _snapshot(p: Participant, fields: tuple[str, ...]) -> dict[str, Any]:
 async def enroll(
     session: AsyncSession, protocol: Protocol, request: EnrolmentRequest, *, actor: Actor, now: datetime
 ) -> Participant:
-    if not re.match(STUDY_ID_PATTERN, request.study_id):
-        raise EnrolmentError("study id must be 1-32 letters, digits, '-' or '_' (for example P001)")
-    try:
-        check_timezone(request.timezone)
-    except ValueError as exc:
-        raise EnrolmentError(str(exc)) from None
+    study_id = check_study_id(request.study_id)
+    timezone = check_zone(request.timezone)
     if request.language not in protocol.study.languages:
         raise EnrolmentError(
             f"language {request.language!r} is not offered by this study ({', '.join(protocol.study.languages)})"
@@ -83,12 +98,12 @@ async def enroll(
         )
     if list(times) != sorted(set(times)):
         raise EnrolmentError("reminder times must be distinct and in order")
-    if await by_study_id(session, request.study_id) is not None:
-        raise EnrolmentError(f"{request.study_id} is already enrolled")
+    if await by_study_id(session, study_id) is not None:
+        raise EnrolmentError(f"{study_id} is already enrolled", "exists")
 
     participant = Participant(
-        study_id=request.study_id,
-        timezone=request.timezone,
+        study_id=study_id,
+        timezone=timezone,
         language=request.language,
         wocbp=request.wocbp,
         reminder_times=format_times(times),
@@ -112,7 +127,8 @@ async def enroll(
 
 
 async def by_study_id(session: AsyncSession, study_id: str) -> Participant | None:
-    return await session.scalar(select(Participant).where(Participant.study_id == study_id))
+    """The participant with this study id, however it was typed (p001, " P001 "), or None."""
+    return await session.scalar(select(Participant).where(Participant.study_id == normal_study_id(study_id)))
 
 
 async def by_chat(session: AsyncSession, chat_id: int) -> Participant | None:
@@ -227,30 +243,17 @@ async def leave_study(session: AsyncSession, participant: Participant, status: s
 
 
 def check_zone(timezone: str) -> str:
-    """The zone, if it is a known IANA zone; EnrolmentError (code timezone) otherwise."""
+    """The zone as IANA spells it, if the study takes it (study/zones.py: Area/Location, or UTC);
+    EnrolmentError (code timezone, with why and the zones it may mean) otherwise."""
     try:
-        return check_timezone(timezone)
-    except ValueError as exc:
-        raise EnrolmentError(str(exc), "timezone") from None
-
-
-def zone_suggestions(typed: str, limit: int = 3) -> list[str]:
-    """Known zones close to what was typed ("america/new york", "Europe/Londres"), best first."""
-    wanted = typed.strip().replace(" ", "_")
-    names = sorted(available_timezones())
-    by_lower = {name.lower(): name for name in names}
-    if wanted.lower() in by_lower:
-        return [by_lower[wanted.lower()]]
-    tail = {name.rsplit("/", 1)[-1].lower(): name for name in names if "/" in name}
-    close = get_close_matches(wanted.lower(), list(by_lower), n=limit, cutoff=0.6)
-    close += get_close_matches(wanted.rsplit("/", 1)[-1].lower(), list(tail), n=limit, cutoff=0.75)
-    found = [by_lower.get(c) or tail[c] for c in close]
-    return list(dict.fromkeys(found))[:limit]
+        return zones.check(timezone)
+    except zones.ZoneError as exc:
+        raise EnrolmentError(str(exc), "timezone", zone=exc.answer) from None
 
 
 async def move_to_zone(session: AsyncSession, participant: Participant, timezone: str, *, actor: Actor,
                        now: datetime) -> bool:
-    check_zone(timezone)
+    timezone = check_zone(timezone)
     changed = await change(session, participant, actor=actor, now=now, reason="time zone changed",
                            timezone=timezone)
     participant.next_plan_at = None

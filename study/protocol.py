@@ -11,7 +11,6 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from study import zones
 from study.screening import Screener, ScreeningFileError
 
 LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2}$")]
@@ -41,11 +41,9 @@ def parse_hhmm(value: str) -> time:
 
 
 def check_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{name!r} is not a known time zone (use names like America/New_York)") from None
-    return name
+    """An IANA Area/Location zone (or UTC), as IANA spells it; a ValueError saying why not, with
+    the zones it may mean, otherwise (study/zones.py)."""
+    return zones.check(name)
 
 
 class _Section(BaseModel):
@@ -145,8 +143,7 @@ class EnrolmentSection(_Section):
     @field_validator("common_timezones")
     @classmethod
     def _zones(cls, values: list[str]) -> list[str]:
-        for value in values:
-            check_timezone(value)
+        values = [check_timezone(value) for value in values]
         if len(set(values)) != len(values):
             raise ValueError("a time zone is listed twice")
         return values

@@ -285,14 +285,15 @@ async def _check_standing(session: AsyncSession, protocol: Protocol, participant
         elif action == RequestAction.END:
             participants.check_can_end(participant, details.get("status", ""))
         elif action == RequestAction.TIMEZONE:
-            participants.check_zone(details.get("timezone", ""))
-            if details.get("timezone") == participant.timezone:
+            details["timezone"] = participants.check_zone(details.get("timezone", ""))  # as IANA spells it
+            if details["timezone"] == participant.timezone:
                 raise RequestRefused("same_zone", timezone=participant.timezone)
     except (VisitError, EnrolmentError) as exc:
         refused = _refusal(exc)
         refused.details.setdefault("status", participant.status)
-        if refused.code == "timezone":
-            refused.details["typed"] = str(details.get("timezone", ""))[:64]
+        zone = exc.zone if isinstance(exc, EnrolmentError) else None
+        if zone is not None:  # why the zone is refused, and what it may have meant
+            refused.details.update(typed=zone.typed, zone_problem=zone.problem, suggestions=list(zone.suggestions))
         raise refused from None
 
 

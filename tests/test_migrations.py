@@ -80,3 +80,55 @@ async def _check_upgraded(db: Database) -> None:
         with pytest.raises(Exception, match="append-only"):
             async with session.begin_nested():
                 await session.execute(text("UPDATE participant_messages SET text = 'changed'"))
+
+
+# Issue 17: study ids are stored in capitals (0014). A site that enrolled p002 and " P003" before
+# gets them normalised, each change audited and the trail still intact; p001 beside P001 stops
+# the upgrade, naming both, with nothing changed.
+def _participant(pid: int, study_id: str) -> str:
+    return ("INSERT INTO participants (id, study_id, timezone, language, wocbp, reminder_times, status, "
+            f"enrolled_at, treatment) VALUES ({pid}, '{study_id}', 'America/New_York', 'en', false, '08:00,20:00', "
+            f"'invited', '{NOW}', 'on_treatment')")
+
+
+async def test_study_ids_written_before_are_normalised_and_audited(url: str) -> None:
+    from study import audit
+
+    async with migrated(url, revision="0013") as db:
+        async with db.engine.begin() as connection:
+            for pid, study_id in ((1, "P001"), (2, "p002"), (3, " P003 ")):
+                await connection.execute(text(_participant(pid, study_id)))
+        await db.migrate()
+        async with db.read() as session:
+            rows = (await session.execute(text("SELECT id, study_id FROM participants ORDER BY id"))).all()
+            assert rows == [(1, "P001"), (2, "P002"), (3, "P003")]
+            changes = [(e.entity_id, e.old_values, e.new_values, e.actor)
+                       for e in await audit.entries(session, entity="participant")]
+            assert changes == [("2", {"study_id": "p002"}, {"study_id": "P002"}, "system"),
+                               ("3", {"study_id": " P003 "}, {"study_id": "P003"}, "system")]
+            report = await audit.verify(session)  # the chain holds (the rows were written here without entries)
+            assert report.entries == 2 and [p for p in report.problems if "no creation entry" not in p] == []
+        async with db.transaction() as session:  # the database itself refuses an id not normalised
+            for study_id in ("p004", " P004", "P 004", "P.004", "", "P" * 33, "-P004", "PÉ04"):
+                with pytest.raises(Exception, match="(?i)check|too long"):  # PostgreSQL: varchar(32)
+                    async with session.begin_nested():
+                        await session.execute(text(_participant(4, study_id)))
+            await session.execute(text(_participant(4, "P004-A_1")))
+            with pytest.raises(Exception, match="(?i)unique|duplicate"):  # unique, whatever the case was typed
+                async with session.begin_nested():
+                    await session.execute(text(_participant(5, "P002")))
+
+
+async def test_two_ids_that_differ_only_in_case_stop_the_upgrade_and_change_nothing(url: str) -> None:
+    async with migrated(url, revision="0013") as db:
+        async with db.engine.begin() as connection:
+            for pid, study_id in ((1, "P001"), (2, "p001"), (3, "p003")):
+                await connection.execute(text(_participant(pid, study_id)))
+        with pytest.raises(RuntimeError, match=r"'P001' \(participant 1\) and 'p001' \(participant 2\) would both "
+                                               r"be P001"):
+            await db.migrate()
+        assert not await db.at_newest_migration()
+        async with db.read() as session:
+            rows = (await session.execute(text("SELECT study_id FROM participants ORDER BY id"))).scalars().all()
+            assert rows == ["P001", "p001", "p003"]
+            assert (await session.execute(text("SELECT count(*) FROM audit_entries"))).scalar() == 0

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli.arguments import study_id_option
 from bot.cli.common import fail, now, with_database, writable_file
 
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
@@ -76,16 +77,18 @@ def audit_anchor_command(
 
 @audit_app.command("show")
 def audit_show(
-    participant: Annotated[str | None, typer.Option(help="Only this participant's records, e.g. P001.")] = None,
+    participant: Annotated[str | None, study_id_option("Only this participant's records, e.g. P001.")] = None,
     limit: Annotated[int, typer.Option(help="Show at most this many of the newest entries.")] = 50,
 ) -> None:
     """Print the audit trail: when (UTC and the participant's zone), who, what, and why."""
     from bot.audit_report import format_entries, participant_entries, staff_names
-    from study import audit
+    from study import audit, participants
 
     async def entries(db) -> tuple[list, dict[str, str]]:
         async with db.transaction() as session:
             names = await staff_names(session)
+            if participant and await participants.by_study_id(session, participant) is None:
+                raise fail(f"No participant {participant}.")
             if participant:
                 return await participant_entries(session, participant, limit=limit), names
             return await audit.entries(session, limit=limit), names

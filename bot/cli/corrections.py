@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from bot.cli.arguments import StudyIdArgument
 from bot.operator import AsOption
 
 correct_app = typer.Typer(help="Correct a diary entry or a check-in (never overwriting it; audited).",
@@ -66,7 +67,7 @@ def _report(done, actor) -> None:
 
 @correct_app.command("list")
 def correct_list(
-    study_id: str,
+    study_id: StudyIdArgument,
     days: Annotated[int, typer.Option(help="How many local days back, today included.")] = 7,
 ) -> None:
     """A participant's diary entries and check-ins, with the ids to correct them by (newest first)."""
@@ -104,7 +105,7 @@ def correct_list(
 
 @correct_app.command("entry")
 def correct_entry(
-    study_id: str,
+    study_id: StudyIdArgument,
     entry_id: Annotated[str, typer.Argument(help="The diary entry's id (see: trialbot correct list).")],
     reason: ReasonOption = None,
     time: Annotated[str | None, typer.Option(help="When it was put on, participant-local: HH:MM or 'YYYY-MM-DD HH:MM'.")] = None,
@@ -137,7 +138,7 @@ def correct_entry(
 
 @correct_app.command("checkin")
 def correct_checkin(
-    study_id: str,
+    study_id: StudyIdArgument,
     checkin_id: Annotated[str, typer.Argument(help="The check-in's id (see: trialbot correct list).")],
     reason: ReasonOption = None,
     itch: Annotated[str | None, typer.Option(help="Worst itch, 0-10.")] = None,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli.arguments import ZONE_HELP, StudyIdArgument, time_zone
 from bot.cli.common import (
     actor_for,
     context,
@@ -24,8 +25,8 @@ from study import roles
 
 
 def enroll(
-    study_id: Annotated[str, typer.Argument(help="The participant's study id, e.g. P001.")],
-    timezone: Annotated[str, typer.Option(help="The participant's time zone, e.g. America/New_York.")],
+    study_id: StudyIdArgument,
+    timezone: Annotated[str, typer.Option(help=ZONE_HELP, callback=time_zone)],
     language: Annotated[str, typer.Option(help="Language for messages, e.g. en or es.")],
     wocbp: Annotated[bool, typer.Option("--wocbp", help="Woman of childbearing potential (monthly pregnancy tests).")] = False,
     reminder_times: Annotated[str | None, typer.Option(help="Local reminder times, e.g. 08:00,20:00.")] = None,
@@ -71,7 +72,7 @@ def enroll(
 
 
 def invite(
-    study_id: str,
+    study_id: StudyIdArgument,
     qr_dir: Annotated[Path, typer.Option(help="Where to write the invite QR code.")] = Path("invites"),
     as_: AsOption = None,
 ) -> None:

@@ -14,12 +14,14 @@ from typing import Annotated
 
 import typer
 
+from bot.cli.arguments import study_id_option
 from bot.operator import AsOption
 
 messages_app = typer.Typer(help="The IRB-approved message catalog (templates, approvals, previews).",
                            no_args_is_help=True)
 
 LanguageOption = Annotated[str | None, typer.Option("--language", "-l", help="One language, e.g. es (default: all the study's languages).")]
+TemplateArgument = Annotated[str, typer.Argument(help="A template's id, e.g. reminder_application (see messages status).")]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -149,7 +151,7 @@ def unified_diff(catalog, ledger, template_id: str, language: str) -> list[str]:
 
 
 @messages_app.command("diff")
-def diff_command(template_id: str, language: LanguageOption = None) -> None:
+def diff_command(template_id: TemplateArgument, language: LanguageOption = None) -> None:
     """What changed in a template since it was approved (unified diff)."""
     catalog = _catalog()
     _known(catalog, template_id)
@@ -165,9 +167,10 @@ def diff_command(template_id: str, language: LanguageOption = None) -> None:
 
 @messages_app.command("preview")
 def preview_command(
-    template_id: str,
+    template_id: TemplateArgument,
     language: LanguageOption = None,
-    participant: Annotated[str | None, typer.Option(help="Show it as this participant would see it (their language and time zone), e.g. P001.")] = None,
+    participant: Annotated[str | None, study_id_option(
+        "Show it as this participant would see it (their language and time zone), e.g. P001.")] = None,
     markup: Annotated[bool, typer.Option("--html", help="Show Telegram's HTML markup instead of the text.")] = False,
     variant: Annotated[str | None, typer.Option(help="One of the template's variants in catalog.toml instead of the samples, e.g. 'the day before'.")] = None,
 ) -> None:
@@ -224,7 +227,7 @@ def _participant(study_id: str):
 
 @messages_app.command("approve")
 def approve_command(
-    template_id: str,
+    template_id: TemplateArgument,
     irb_ref: Annotated[str, typer.Option("--irb-ref", help="The IRB approval or amendment number, e.g. 'IRB 26-1042 amendment 3'.")],
     on: Annotated[str | None, typer.Option("--date", help="The date of the IRB approval, YYYY-MM-DD (default: today).")] = None,
     language: LanguageOption = None,
@@ -309,7 +312,7 @@ def review_packet_command(
 
 @messages_app.command("sent")
 def sent_command(
-    participant: Annotated[str | None, typer.Option(help="Only this participant, e.g. P001.")] = None,
+    participant: Annotated[str | None, study_id_option("Only this participant, e.g. P001.")] = None,
     limit: Annotated[int, typer.Option(help="Without --participant: the newest this many.")] = 100,
 ) -> None:
     """What the bot sent: when, which template and approved version (hash), language, to whom."""

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli.arguments import StudyIdArgument, time_zone
 from bot.cli.common import actor_for, fail, now, with_database
 from bot.operator import AsOption
 from study import roles
@@ -34,7 +35,12 @@ def _change_participant(study_id: str, as_: str | None, change) -> None:
 
 
 @participant_app.command("timezone")
-def participant_timezone(study_id: str, timezone: str, as_: AsOption = None) -> None:
+def participant_timezone(
+    study_id: StudyIdArgument,
+    timezone: Annotated[str, typer.Argument(help="The new time zone, an IANA Area/Location name, e.g. Europe/Madrid.",
+                                            callback=time_zone)],
+    as_: AsOption = None,
+) -> None:
     """Move a participant to another time zone; reminders follow from now on (audited)."""
     from study import participants
 
@@ -44,7 +50,7 @@ def participant_timezone(study_id: str, timezone: str, as_: AsOption = None) -> 
 
 
 @participant_app.command("pause")
-def participant_pause(study_id: str, as_: AsOption = None) -> None:
+def participant_pause(study_id: StudyIdArgument, as_: AsOption = None) -> None:
     """Pause the bot's messages to a participant, as their own /stop does: what is queued is not
     sent and the study team is told; they turn messages back on with /resume (audited)."""
     from study import participants
@@ -60,7 +66,7 @@ def participant_pause(study_id: str, as_: AsOption = None) -> None:
 
 @participant_app.command("end")
 def participant_end(
-    study_id: str,
+    study_id: StudyIdArgument,
     status: Annotated[str, typer.Argument(help="withdrawn or completed")],
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")],
     as_: AsOption = None,
@@ -74,7 +80,7 @@ def participant_end(
 
 
 def deliveries(
-    study_id: str,
+    study_id: StudyIdArgument,
     limit: Annotated[int, typer.Option(help="Show at most this many of the newest messages.")] = 30,
 ) -> None:
     """The life of each message the bot started for a participant: queued, sent, answered, skipped..."""

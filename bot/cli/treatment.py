@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli.arguments import StudyIdArgument
 from bot.operator import AsOption
 from study import roles
 from study.audit import Actor
@@ -59,7 +60,7 @@ def _change(study_id: str, state: str, reason: str, text: str | None, as_: str |
 
 
 @treatment_app.command("show")
-def show(study_id: str) -> None:
+def show(study_id: StudyIdArgument) -> None:
     """The participant's treatment course now, and its history."""
     from study import treatment
 
@@ -76,7 +77,7 @@ def show(study_id: str) -> None:
 
 @treatment_app.command("interrupt")
 def interrupt(
-    study_id: str,
+    study_id: StudyIdArgument,
     reason: Annotated[str, typer.Option(help="pregnancy, infection, adverse_event, investigator_decision or other")],
     text: Annotated[str | None, typer.Option(help="In your own words, for the record.")] = None,
     as_: AsOption = None,
@@ -87,7 +88,7 @@ def interrupt(
 
 @treatment_app.command("resume")
 def resume(
-    study_id: str,
+    study_id: StudyIdArgument,
     text: Annotated[str, typer.Option(help="Why, in the investigator's words.")],
     as_: AsOption = None,
 ) -> None:
@@ -100,7 +101,7 @@ def resume(
 
 @treatment_app.command("off")
 def off(
-    study_id: str,
+    study_id: StudyIdArgument,
     reason: Annotated[str, typer.Option(help="end_of_treatment, adverse_event, investigator_decision, ...")] = "end_of_treatment",
     text: Annotated[str | None, typer.Option(help="In your own words, for the record.")] = None,
     as_: AsOption = None,

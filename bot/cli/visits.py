@@ -6,9 +6,12 @@ from typing import Annotated
 
 import typer
 
+from bot.cli.arguments import StudyIdArgument
 from bot.cli.common import context, fail, now, parse_date, parse_time, participant_work, refuse_unconfirmed
 from bot.operator import AsOption
 from study import roles
+
+VisitArgument = Annotated[str, typer.Argument(help="The visit's name, as `trialbot visits list` shows it, e.g. week4.")]
 
 visits_app = typer.Typer(help="Study visits: plan from the protocol, add, move, cancel, list.", no_args_is_help=True)
 
@@ -42,7 +45,7 @@ async def _named_visit(session, participant, name: str):
 
 @visits_app.command("plan")
 def visits_plan(
-    study_id: str,
+    study_id: StudyIdArgument,
     baseline: Annotated[str, typer.Option(help="The baseline date the protocol's day offsets count from, e.g. 2026-11-24.")],
     as_: AsOption = None,
 ) -> None:
@@ -63,7 +66,7 @@ def visits_plan(
 
 @visits_app.command("add")
 def visits_add(
-    study_id: str,
+    study_id: StudyIdArgument,
     name: Annotated[str, typer.Option(help="A short name for the visit, e.g. extra1.")],
     date: Annotated[str, typer.Option(help="The visit's day, e.g. 2026-12-02.")],
     time: Annotated[str | None, typer.Option(help="The visit's time, participant-local, e.g. 09:30.")] = None,
@@ -86,8 +89,8 @@ def visits_add(
 
 @visits_app.command("move")
 def visits_move(
-    study_id: str,
-    name: str,
+    study_id: StudyIdArgument,
+    name: VisitArgument,
     date: Annotated[str, typer.Option(help="The new day, e.g. 2026-12-23.")],
     time: Annotated[str | None, typer.Option(help="The new time, participant-local, e.g. 09:30.")] = None,
     reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
@@ -113,8 +116,8 @@ def visits_move(
 
 @visits_app.command("cancel")
 def visits_cancel(
-    study_id: str,
-    name: str,
+    study_id: StudyIdArgument,
+    name: VisitArgument,
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")],
     as_: AsOption = None,
 ) -> None:
@@ -132,8 +135,8 @@ def visits_cancel(
 
 @visits_app.command("done")
 def visits_done(
-    study_id: str,
-    name: str,
+    study_id: StudyIdArgument,
+    name: VisitArgument,
     reason: Annotated[str, typer.Option(help="For the audit trail.")] = "visit took place",
     as_: AsOption = None,
 ) -> None:
@@ -150,7 +153,7 @@ def visits_done(
 
 
 @visits_app.command("list")
-def visits_list(study_id: str) -> None:
+def visits_list(study_id: StudyIdArgument) -> None:
     """A participant's visits, in date order."""
     from study import visits
 

@@ -138,7 +138,7 @@ async def reply(update: Update, context: CallbackContext, member: StaffMember) -
     async with effects(update, context) as fx:
         person = await participants.by_study_id(fx.session, args[0])
         if person is None:
-            fx.reply = render(context, "staff_reply_unknown", member.language, {"study_id": args[0][:32]})
+            fx.reply = render(context, "staff_reply_unknown", member.language, {"study_id": participants.normal_study_id(args[0])[:32]})
         else:
             try:
                 record = await conversation.from_staff(fx.session, person, member, text, now=now)

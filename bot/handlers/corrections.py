@@ -97,7 +97,7 @@ def parse(text: str, missed_reasons: tuple[str, ...] | list[str] = ()) -> Comman
     tokens = _tokens(text)
     if not tokens:
         raise CorrectionRefused("syntax")
-    command = Command(tokens[0].text[:32])
+    command = Command(participants.normal_study_id(tokens[0].text)[:32])
     if len(tokens) == 1:
         return command
     record = _RECORDS.get(tokens[1].text.lower())

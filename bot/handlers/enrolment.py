@@ -36,7 +36,7 @@ from bot.invite_link import invite_link, qr_png
 from bot.replies import _record, answer_button, render, show
 from bot.services import services
 from messages.renderer import Button, RenderedMessage
-from study import enrolment, invites, participants, roles, staff
+from study import enrolment, invites, participants, roles, staff, zones
 from study.enrolment import DraftProblem
 from study.invites import IssuedInvite
 from study.models import EnrolmentDraft, EnrolmentStep, Participant, StaffMember
@@ -60,7 +60,7 @@ def _refused(context: CallbackContext, member: StaffMember, reason: str, study_i
 
 
 def question(context: CallbackContext, member: StaffMember, draft: EnrolmentDraft, *, problem: str = "",
-             typed: str = "", suggestions: tuple[str, ...] = ()) -> RenderedMessage:
+             typed: str = "", suggestions: tuple[str, ...] = (), zone_problem: str = "") -> RenderedMessage:
     """The question the draft is on, with its buttons (and what was wrong with the last answer)."""
     protocol = services(context).protocol
     step = enrolment.next_step(draft)
@@ -69,7 +69,7 @@ def question(context: CallbackContext, member: StaffMember, draft: EnrolmentDraf
     if step is EnrolmentStep.TIMEZONE:
         zones = suggestions or tuple(protocol.enrolment.common_timezones)
         rows = [[Button("enrol_zone", cb.enrol(draft.id, "z", zone), {"zone": zone})] for zone in zones]
-        variables |= {"typed": typed, "suggested": bool(suggestions)}
+        variables |= {"typed": typed, "suggested": bool(suggestions), "zone_problem": zone_problem}
     elif step is EnrolmentStep.LANGUAGE:
         rows = [[Button("enrol_language", cb.enrol(draft.id, "l", code), {"code": code})
                  for code in protocol.study.languages]]
@@ -96,7 +96,7 @@ async def enroll(update: Update, context: CallbackContext, member: StaffMember) 
     if len(args) != 1:
         await show(update, context, _refused(context, member, "usage_enroll"))
         return
-    study_id = args[0]
+    study_id = participants.normal_study_id(args[0])  # p001 is P001
     async with effects(update, context) as fx:
         try:
             draft = await enrolment.start(fx.session, svc.protocol, member, study_id, now=svc.clock.now())
@@ -205,9 +205,10 @@ def _typed_answer(context: CallbackContext, member: StaffMember, draft: Enrolmen
     step = enrolment.next_step(draft)
     shown = words[:enrolment.MAX_TYPED]
     if step is EnrolmentStep.TIMEZONE:
-        zone = enrolment.read_zone(words)
+        zone = zones.read(words)
         if zone.zone is None:
-            return question(context, member, draft, problem="unknown_zone", typed=shown, suggestions=zone.suggestions)
+            return question(context, member, draft, problem="unknown_zone", typed=shown, suggestions=zone.suggestions,
+                            zone_problem=zone.problem)
         enrolment.set_timezone(draft, zone.zone, now=now)
     elif step is EnrolmentStep.TIMES:
         times = enrolment.read_times(words, services(context).protocol)
@@ -231,7 +232,8 @@ async def invite(update: Update, context: CallbackContext, member: StaffMember) 
         person = await participants.by_study_id(session, args[0])
         newest = await enrolment.newest_invite_id(session, person) if person is not None else 0
     if person is None:
-        reply = _refused(context, member, "unknown" if enrolment.valid_study_id(args[0]) else "invalid_id", args[0])
+        reply = _refused(context, member, "unknown" if enrolment.valid_study_id(args[0]) else "invalid_id",
+                         participants.normal_study_id(args[0]))
     elif person.status in participants.FINAL_STATUSES:
         reply = _refused(context, member, "ended", person.study_id)
     else:

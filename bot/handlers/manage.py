@@ -359,15 +359,12 @@ async def _refusal_view(context: CallbackContext, session, member: StaffMember, 
 def _suggested(refused: RequestRefused) -> dict[str, Any]:
     details = dict(refused.details)
     details.pop("message", None)
-    if refused.code == "timezone":
-        typed = str(details.get("typed", ""))
-        details["suggestions"] = participants.zone_suggestions(typed) if typed else []
     return details
 
 
 def _refused(context: CallbackContext, member: StaffMember, code: str, study_id: str, **details: Any) -> RenderedMessage:
-    variables = {"code": code, "study_id": study_id, "command": "", "status": "", "name": "", "typed": "",
-                 "suggestions": [], "timezone": "", "state": "",
+    variables = {"code": code, "study_id": participants.normal_study_id(study_id)[:32], "command": "", "status": "", "name": "", "typed": "",
+                 "suggestions": [], "zone_problem": "", "timezone": "", "state": "",
                  "minutes": int(staff_requests.EXPIRES_AFTER.total_seconds() // 60)}
     variables.update({k: v for k, v in details.items() if k in variables})
     return render(context, "staff_request_refused", member.language, variables)

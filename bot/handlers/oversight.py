@@ -93,7 +93,7 @@ async def _send_photo(update: Update, context: CallbackContext, png: bytes, rend
 @staff_command(roles.OVERSEE, "adherence")
 async def adherence_plot(update: Update, context: CallbackContext, member: StaffMember) -> None:
     svc = services(context)
-    study_id = (context.args or [""])[0][:32]
+    study_id = participants.normal_study_id((context.args or [""])[0])[:32]
     async with svc.db.read() as session:
         person = await participants.by_study_id(session, study_id) if study_id else None
     base = {"study_id": study_id or "P001", "days": 0, "a7": None, "a28": None, "corrected": 0}

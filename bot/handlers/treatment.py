@@ -63,7 +63,7 @@ async def show_course(update: Update, context: CallbackContext, member: StaffMem
     async with services(context).db.read() as session:
         person = await participants.by_study_id(session, args[0]) if args else None
         reply = (await _overview(context, member, session, person) if person is not None
-                 else _usage(context, member, "unknown" if args else "usage", study_id=args[0][:32] if args else ""))
+                 else _usage(context, member, "unknown" if args else "usage", study_id=participants.normal_study_id(args[0])[:32] if args else ""))
     await show(update, context, reply)
 
 
@@ -106,19 +106,20 @@ async def _change(update: Update, context: CallbackContext, member: StaffMember,
     if not args:
         await show(update, context, _usage(context, member, "usage"))
         return
+    study_id = participants.normal_study_id(args[0])[:32]  # p001 is P001
     given = REASON_WORDS.get(args[1].lower()) if len(args) > 1 else None
     words = " ".join(args[2:] if given is not None else args[1:]).strip()
     reason = given or default
     if reason is None:
-        await show(update, context, _usage(context, member, "reason", study_id=args[0][:32]))
+        await show(update, context, _usage(context, member, "reason", study_id=study_id))
         return
     if needs_words and not words:
-        await show(update, context, _usage(context, member, "words", study_id=args[0][:32]))
+        await show(update, context, _usage(context, member, "words", study_id=study_id))
         return
     async with effects(update, context) as fx:
         person = await participants.by_study_id(fx.session, args[0])
         if person is None:
-            fx.reply = _usage(context, member, "unknown", study_id=args[0][:32])
+            fx.reply = _usage(context, member, "unknown", study_id=study_id)
         else:
             try:
                 await treatment.change(fx.session, svc.protocol, person, state, reason,
