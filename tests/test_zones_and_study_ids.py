@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from study import participants, zones
 from study.models import Participant, StaffRequest
-from study.protocol import ProtocolError, load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, ProtocolError, load_protocol
 from tests.study_files import write_study_file
 from tests.test_enrolment_chat import press, say
 from tests.trial import Trial
@@ -79,7 +79,7 @@ def test_an_offset_says_what_it_stands_for_and_an_old_link_is_not_suggested_twic
      "fixed offset"),
 ])
 def test_study_toml_takes_only_real_zones(tmp_path: Path, old: str, new: str, key: str, says: str) -> None:
-    text = (REPO / "study.toml").read_text()
+    text = EXAMPLE_PROTOCOL.read_text()
     assert old in text
     (tmp_path / "study.toml").write_text(text.replace(old, new, 1))
     with pytest.raises(ProtocolError) as error:
@@ -88,7 +88,7 @@ def test_study_toml_takes_only_real_zones(tmp_path: Path, old: str, new: str, ke
 
 
 def test_study_toml_zones_are_kept_as_iana_spells_them(tmp_path: Path) -> None:
-    text = (REPO / "study.toml").read_text()
+    text = EXAMPLE_PROTOCOL.read_text()
     text = text.replace('default_timezone = "America/New_York"', 'default_timezone = "america/new_york"', 1)
     protocol = load_protocol(write_study_file(tmp_path, text.replace('common_timezones = ["America/New_York",',
                                                                      'common_timezones = ["america/new york",', 1)))
