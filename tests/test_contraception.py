@@ -3,13 +3,11 @@ pregnancy test, stored once per reminder, and a "no" tells the study team (a not
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
 from study.models import Alert, ContraceptionAnswer
-from study.protocol import Protocol, load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, Protocol, load_protocol
 from tests.test_pregnancy_tests import NEGATIVE, answer, at, test_reminders, utc
 from tests.trial import Trial
 
@@ -18,7 +16,7 @@ pytestmark = pytest.mark.timeout(90)
 
 @pytest.fixture
 def protocol() -> Protocol:
-    shipped = load_protocol(Path(__file__).resolve().parent.parent / "study.toml")
+    shipped = load_protocol(EXAMPLE_PROTOCOL)
     return shipped.model_copy(update={"pregnancy_tests": shipped.pregnancy_tests.model_copy(
         update={"ask_contraception": True})})
 

@@ -15,6 +15,7 @@ from messages.catalog import MESSAGES_ROOT
 from messages.ledger import sha256_text
 from study.audit import Actor
 from study.models import SentMessage
+from study.protocol import EXAMPLE_PROTOCOL
 from tests.ledger import approve_all
 from tests.trial import Trial
 
@@ -98,7 +99,7 @@ async def test_trialbot_messages_sent_lists_one_participant(trial: Trial, monkey
     await user.next_bot_event()
     await _sent_to(trial, "P001", 3)
     monkeypatch.setenv("DATABASE_URL", str(trial.db.url))
-    monkeypatch.setenv("STUDY_FILE", str(MESSAGES_ROOT.parent / "study.toml"))
+    monkeypatch.setenv("STUDY_FILE", str(EXAMPLE_PROTOCOL))
     result = await asyncio.to_thread(CliRunner().invoke, app, ["messages", "sent", "--participant", "P001"])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()

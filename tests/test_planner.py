@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from scheduler.planner import DiaryFact, ParticipantView
 from scheduler.tick import Records, plan_participant
-from study.protocol import load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 
-PROTOCOL = load_protocol(Path(__file__).resolve().parent.parent / "study.toml")
+PROTOCOL = load_protocol(EXAMPLE_PROTOCOL)
 ZONES = ["America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata"]
 # Both halves of the year: Feb-May holds the spring changes of New York and London and Sydney's
 # autumn one; Sep-Jan holds Sydney's spring change and the autumn ones of London and New York.

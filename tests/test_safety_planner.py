@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
 from scheduler.planner import ParticipantView
 from scheduler.safety_planner import plan_alert_followups, plan_checkins
-from study.protocol import load_protocol
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 
-PROTOCOL = load_protocol(Path(__file__).resolve().parent.parent / "study.toml")
+PROTOCOL = load_protocol(EXAMPLE_PROTOCOL)
 JOINED = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 New York
 PERSON = ParticipantView(id=1, study_id="P001", timezone="America/New_York",
                          reminder_times=(time(8), time(20)), active_since=JOINED)
