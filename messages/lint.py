@@ -60,6 +60,8 @@ def sample_values(catalog: Catalog, spec: TemplateSpec, which: str = "sample",
 def lint(root, languages: Sequence[str], *, study_globals: Mapping[str, Any] | None = None,
          only: str | None = None) -> list[Finding]:
     catalog = Catalog.load(root)
+    if not (catalog.root / "catalog.toml").is_file():  # an empty catalog would lint "OK" with nothing in it
+        return [Finding(str(catalog.root), "no catalog.toml here: not a messages folder (check TRIALBOT_MESSAGES_DIR)")]
     renderer = MessageCatalog(root, allow_drafts=True)
     findings: list[Finding] = []
     try:

@@ -289,6 +289,13 @@ def test_status_diff_and_audited_approve(cli, messages_copy: Path, tmp_path: Pat
     assert '"irb_ref": "IRB 26-1042 amendment 2"' in new and "No hay nada para quitar." in new
 
 
+def test_lint_of_a_folder_without_a_catalog_is_a_finding_not_ok(cli, tmp_path: Path, monkeypatch) -> None:
+    """TRIALBOT_MESSAGES_DIR naming a wrong folder: nothing to lint is a problem, never "OK"."""
+    monkeypatch.setenv("TRIALBOT_MESSAGES_DIR", str(tmp_path / "nowhere"))
+    result = cli("messages", "lint")
+    assert result.exit_code != 0 and "no catalog.toml here" in result.output, result.output
+
+
 def test_approve_refuses_a_template_that_fails_lint(cli, messages_copy: Path) -> None:
     _edit(messages_copy, "en", "contact", "{{ study_email }}", "{{ study_emial }}")
     result = cli("messages", "approve", "contact", "--irb-ref", "IRB 1")
