@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from study import participants
 from study.audit import Actor
 from study.models import DiaryEntry, OutboxMessage
+from study.protocol import EXAMPLE_PROTOCOL
 from tests.trial import Trial
 
 pytestmark = pytest.mark.timeout(90)
@@ -309,6 +310,7 @@ async def test_deliveries_shows_each_messages_life(trial: Trial, monkeypatch: py
     trial.clock.set(datetime(2026, 11, 26, 20, 0, tzinfo=UTC))  # down for a day: a stale one
     await trial.tick()
     monkeypatch.setenv("DATABASE_URL", trial.db.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("STUDY_FILE", str(EXAMPLE_PROTOCOL))
     result = await asyncio.to_thread(CliRunner().invoke, app, ["deliveries", "P001"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
