@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import Enum
-from typing import Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, Select, select
@@ -25,6 +25,9 @@ from study.audit import Actor
 from study.database import among, insert_new
 from study.models import DiaryEntry, Participant
 from study.protocol import DiarySection
+
+if TYPE_CHECKING:
+    from scheduler.planner import ParticipantView
 
 # A phone's clock may run a little ahead of the server's; a "now" this far ahead is still now.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -239,7 +242,7 @@ async def withdraw_last(
 
 
 async def record_missing(
-    session: AsyncSession, missing: list[tuple[Participant, datetime, date, str]], *, now: datetime
+    session: AsyncSession, missing: list[tuple[ParticipantView, datetime, date, str]], *, now: datetime
 ) -> int:
     """The system's records that dose slots closed with nothing logged: (participant, slot
     instant, local day, slot key) each. Not a guess about what happened, only that nothing was
