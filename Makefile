@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 
-.PHONY: demo demo-terminal test test-postgres run install lint-messages clean
+.PHONY: demo demo-terminal test test-postgres check run install lint-messages clean
 
 demo: $(RUNTIME)            ## try the bot: local Telegram stand-in, SQLite, a web page at http://127.0.0.1:8080
 	$(BIN)/trialbot demo --port $(PORT)
@@ -22,6 +22,9 @@ test: $(INSTALLED)          ## the whole test suite (PostgreSQL too when TRIALBO
 
 test-postgres: $(INSTALLED) ## the suite on SQLite and on the local PostgreSQL
 	TRIALBOT_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test TRIALBOT_REQUIRE_POSTGRES=1 $(BIN)/pytest
+
+check: $(INSTALLED)         ## the static checks: mypy held to its baseline (.ci/mypy-gate; README, Tests)
+	$(BIN)/python .ci/mypy-gate
 
 run: $(RUNTIME)             ## production: needs TELEGRAM_BOT_TOKEN (in .env: `trialbot init DIR` writes one)
 	$(BIN)/trialbot run
@@ -42,4 +45,4 @@ $(INSTALLED): $(RUNTIME)
 	touch $(INSTALLED)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache

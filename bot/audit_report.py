@@ -37,8 +37,8 @@ async def participant_entries(session: AsyncSession, study_id: str, *, limit: in
         ids = (await session.scalars(select(kind.model.id).where(kind.model.participant_id == participant.id))).all()
         related[kind.table] = [str(i) for i in ids]
     rows: list[AuditEntry] = []
-    for entity, ids in related.items():
-        rows += await audit.entries(session, entity=entity, entity_ids=ids)
+    for entity, entity_ids in related.items():
+        rows += await audit.entries(session, entity=entity, entity_ids=entity_ids)
     rows.sort(key=lambda e: e.seq)
     return rows[-limit:] if limit else rows
 

@@ -294,8 +294,8 @@ class WebDemo:
                 .order_by(CheckinDraft.expires_at).limit(1))).first()
             staff_on_duty = bool(await staff.on_duty(session))
             open_alerts = await alerts.open_alerts(session)
-        candidates = []
-        if planned:
+        candidates: list[tuple[datetime, str]] = []
+        if planned and planned[0] is not None:
             candidates.append((planned[0], f"{planned[1]}'s schedule (a reminder, a nudge or a dose window closing)"))
         if queued:
             candidates.append((queued[0], f"queued message ({queued[1]})"))
@@ -333,7 +333,7 @@ class WebDemo:
 
     async def _sent_count(self) -> int:
         async with self.db.transaction() as session:
-            return await session.scalar(select(func.count()).select_from(SentMessage))
+            return (await session.execute(select(func.count()).select_from(SentMessage))).scalar_one()
 
 
 @contextlib.asynccontextmanager

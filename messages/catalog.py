@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ class Catalog:
     def path(self, template_id: str, language: str) -> Path:
         return self.root / language / f"{template_id}{SUFFIX}"
 
-    def template_ids_on_disk(self, languages: list[str] | tuple[str, ...]) -> set[str]:
+    def template_ids_on_disk(self, languages: Iterable[str]) -> set[str]:
         found: set[str] = set()
         for language in languages:
             folder = self.root / language
@@ -101,7 +102,7 @@ class Catalog:
                 found |= {p.name[: -len(SUFFIX)] for p in folder.glob(f"*{SUFFIX}")}
         return found
 
-    def all_ids(self, languages: list[str] | tuple[str, ...]) -> list[str]:
+    def all_ids(self, languages: Iterable[str]) -> list[str]:
         return sorted(set(self.templates) | self.template_ids_on_disk(languages))
 
     def changed_on_disk(self) -> bool:

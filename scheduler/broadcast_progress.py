@@ -7,6 +7,7 @@ recipient's row is settled. Runs after each delivery batch. An author whose acce
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 
 from telegram import Bot
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 class BroadcastProgress:
     def __init__(self, bot: Bot, db: Database, messages: MessageCatalog, clock: Clock, protocol: Protocol,
-                 study_variables: dict) -> None:
+                 study_variables: Mapping[str, object]) -> None:
         self.bot, self.db, self.messages, self.clock = bot, db, messages, clock
         self.every = timedelta(seconds=protocol.broadcasts.progress_every_seconds)
         self.study_variables = study_variables
@@ -45,7 +46,7 @@ class BroadcastProgress:
     async def _one(self, row_id: int) -> int:
         now = self.clock.now()
         async with self.db.transaction() as session:
-            row = await session.get(Broadcast, row_id)
+            row = await session.get_one(Broadcast, row_id)  # just read as sending; never deleted
             if not row.status_chat_id or not row.status_message_id:
                 # The author's confirmation is still becoming the status message: report (and
                 # finish) only once it exists, or the final report would have nowhere to go.

@@ -20,13 +20,14 @@ import asyncio
 import html
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
@@ -50,6 +51,7 @@ from study.clock import Clock
 from study.database import Database, is_unavailable
 from study.models import (
     Alert,
+    JSONObject,
     OutboxMessage,
     Participant,
     ParticipantMessage,
@@ -80,7 +82,7 @@ def _retry_after(error: RetryAfter) -> timedelta:
 
 class OutboxDispatcher:
     def __init__(self, bot: Bot, db: Database, messages: MessageCatalog, clock: Clock, protocol: Protocol,
-                 study_variables: dict) -> None:
+                 study_variables: Mapping[str, object]) -> None:
         self.bot = bot
         self.db = db
         self.messages = messages
@@ -133,8 +135,9 @@ class OutboxDispatcher:
         was away) is written first: only messages nobody can account for go back in the queue."""
         await self._write_down_kept()
         async with self.db.transaction() as session:
-            result = await session.execute(
-                update(OutboxMessage).where(OutboxMessage.status == "sending").values(status="pending"))
+            # (An UPDATE's result is a CursorResult; AsyncSession.execute is typed for any statement.)
+            result = cast(CursorResult[Any], await session.execute(
+                update(OutboxMessage).where(OutboxMessage.status == "sending").values(status="pending")))
         if result.rowcount:
             log.warning("%s message(s) were being sent when the last deliverer stopped; sending again",
                         result.rowcount)
@@ -180,15 +183,16 @@ class OutboxDispatcher:
             row = await outbox.claim(session, row_id, only_if=fence)
             if row is None:
                 return False
-            recipient = await session.get(Participant if row.participant_id else StaffMember,
-                                          row.participant_id or row.staff_id)
+            recipient: Participant | StaffMember | None = (
+                await session.get(Participant, row.participant_id) if row.participant_id
+                else await session.get(StaffMember, row.staff_id))
             chat_id, language, zone, why_not = _address(recipient, ZoneInfo(self.protocol.study.default_timezone),
                                                         kind=row.kind)
             # An earlier try reached the participant though Telegram's answer to it was lost: they
             # answered that message (outbox.mark_answered learnt its id). It is recorded as sent,
             # not sent again, whatever has happened since (a dose recorded, the reminder stale).
             delivered_earlier = row.telegram_message_id if row.answered_at is not None else None
-            if delivered_earlier is None and why_not is None:
+            if delivered_earlier is None and why_not is None and recipient is not None:
                 why_not = await self._no_longer_wanted(session, row, recipient, now)
             copy = await _copy_source(session, row) if row.kind == conversation.COPY_KIND else None
             if copy is not None and None in copy[:2] and why_not is None:
@@ -209,6 +213,7 @@ class OutboxDispatcher:
         if copy is not None:
             return await self._deliver_copy(row_id, chat_id, copy)
         rendered = None
+        outcome: Callable[..., Awaitable[None]]
         try:
             rendered = self.messages.render(template_id, language, variables, buttons)
             if delivered_earlier is not None:
@@ -292,6 +297,7 @@ class OutboxDispatcher:
         """Copy a participant's photo, document or voice note into a staff member's chat, as a
         reply to the notice that says whose it is (copyMessage carries no link to the sender)."""
         from_chat, message_id, reply_to = source
+        assert from_chat is not None and message_id is not None  # else skipped before (_deliver)
         try:
             copied = await self.bot.copy_message(
                 chat_id, from_chat_id=from_chat, message_id=message_id,
@@ -305,7 +311,7 @@ class OutboxDispatcher:
 
     async def _copied(self, row_id: int, message_id: int, *, at: datetime) -> None:
         async with self.db.transaction() as session:
-            row = await session.get(OutboxMessage, row_id)
+            row = await session.get_one(OutboxMessage, row_id)
             row.status, row.sent_at, row.telegram_message_id = "sent", at, message_id
             row.attempts += 1
             await outbox.record_event(session, row.id, "sent", now=at, detail=f"message {message_id} (a copy)")
@@ -335,7 +341,7 @@ class OutboxDispatcher:
                 log.warning("outbox %s was settled by another deliverer; what this one saw is not recorded", row_id)
             self._unwritten.pop(0)
 
-    async def _no_longer_wanted(self, session, row: OutboxMessage, recipient: Participant | StaffMember,
+    async def _no_longer_wanted(self, session: AsyncSession, row: OutboxMessage, recipient: Participant | StaffMember,
                                 now: datetime) -> str | None:
         """Why a message should not be sent after all, now that its time has come; None to send."""
         if isinstance(recipient, StaffMember):
@@ -350,6 +356,8 @@ class OutboxDispatcher:
             alert = await session.get(Alert, row.variables.get("alert_id"))
             if alert is not None and alert.status != "open":
                 return "alert acknowledged before this was sent"
+        if not isinstance(recipient, Participant):  # the rest are participants' own reminders
+            return None
         if row.kind in outbox.SLOT_KINDS and recipient.treatment != TreatmentState.ON_TREATMENT:
             return f"treatment {recipient.treatment}: no cream reminders"
         if row.kind in outbox.SLOT_KINDS and await _slot_recorded(session, recipient, row):
@@ -367,12 +375,15 @@ class OutboxDispatcher:
         edited message `message_id` rather than sending one."""
         now = at
         async with self.db.transaction() as session:
-            row = await session.get(OutboxMessage, row_id)
+            row = await session.get_one(OutboxMessage, row_id)
             row.status, row.sent_at, row.telegram_message_id = "sent", now, message_id
             row.language, row.template_hash, row.disable_notification = rendered.language, rendered.template_hash, quiet
             row.attempts += 0 if earlier else 1
-            recipient = (sent_record.Recipient.participant(row.participant_id) if row.participant_id
-                         else sent_record.Recipient.staff(row.staff_id))
+            if row.participant_id:
+                recipient = sent_record.Recipient.participant(row.participant_id)
+            else:
+                assert row.staff_id is not None  # every message is to a participant or a staff member
+                recipient = sent_record.Recipient.staff(row.staff_id)
             sent_record.add(session, rendered, recipient=recipient, via="edit" if edited else "outbox",
                             telegram_message_id=message_id, now=now)
             late = row.late_after is not None and now > row.late_after and not earlier
@@ -390,7 +401,7 @@ class OutboxDispatcher:
     async def _fail(self, row_id: int, why: str, *, at: datetime) -> None:
         now = at
         async with self.db.transaction() as session:
-            row = await session.get(OutboxMessage, row_id)
+            row = await session.get_one(OutboxMessage, row_id)
             row.status, row.last_error = "failed", why[:256]
             row.attempts += 1
             await outbox.record_event(session, row.id, "failed", now=now, detail=why)
@@ -400,13 +411,13 @@ class OutboxDispatcher:
     async def _blocked(self, row_id: int, *, at: datetime) -> None:
         now = at
         async with self.db.transaction() as session:
-            row = await session.get(OutboxMessage, row_id)
+            row = await session.get_one(OutboxMessage, row_id)
             row.status, row.last_error = "failed", "blocked by the user"
             row.attempts += 1
             await outbox.record_event(session, row.id, "failed", now=now, detail="blocked by the user (403)")
             await _settled(session, row, now)
             if row.participant_id is not None:
-                participant = await session.get(Participant, row.participant_id)
+                participant = await session.get_one(Participant, row.participant_id)
                 if participant.unreachable_since is None:
                     participant.unreachable_since = now
                     await outbox.notify_staff(session, event_key=f"unreachable:{participant.study_id}:{now:%Y%m%d}",
@@ -417,7 +428,7 @@ class OutboxDispatcher:
     async def _retry(self, row_id: int, why: str, delay: timedelta | None, *, at: datetime) -> None:
         now = at
         async with self.db.transaction() as session:
-            row = await session.get(OutboxMessage, row_id)
+            row = await session.get_one(OutboxMessage, row_id)
             row.attempts += 1
             row.last_error = why
             row.status = "pending"
@@ -432,23 +443,23 @@ class OutboxDispatcher:
         log.warning("outbox %s not delivered (%s), attempt %s", row_id, why, row.attempts)
 
 
-async def _settled(session, row: OutboxMessage, now: datetime) -> None:
+async def _settled(session: AsyncSession, row: OutboxMessage, now: datetime) -> None:
     """A row that passes on a participant's message is settled: perhaps they can be told now."""
     if row.participant_message_id is not None:
         await conversation.after_delivery(session, row.participant_message_id, now=now)
 
 
-async def _copy_source(session, row: OutboxMessage) -> tuple[int | None, int | None, int | None]:
+async def _copy_source(session: AsyncSession, row: OutboxMessage) -> tuple[int | None, int | None, int | None]:
     """Where a copy comes from (the participant's chat and message) and the staff notice it
     answers (its message id, once sent)."""
-    record = await session.get(ParticipantMessage, row.participant_message_id)
-    participant = await session.get(Participant, record.participant_id)
+    record = await session.get_one(ParticipantMessage, row.participant_message_id)
+    participant = await session.get_one(Participant, record.participant_id)
     reply_to = await session.scalar(select(OutboxMessage.telegram_message_id).where(
         OutboxMessage.dedup_key == row.variables.get("reply_to_key"), OutboxMessage.status == "sent"))
     return participant.telegram_chat_id, record.telegram_message_id, reply_to
 
 
-async def _slot_recorded(session, participant: Participant, row: OutboxMessage) -> bool:
+async def _slot_recorded(session: AsyncSession, participant: Participant, row: OutboxMessage) -> bool:
     slot_day = date.fromisoformat(row.variables["slot_date"])
     facts = [DiaryFact(e.kind, e.local_date, e.occurred_at)
              for e in await diary.standing_facts(session, [participant.id], slot_day)]
@@ -456,7 +467,7 @@ async def _slot_recorded(session, participant: Participant, row: OutboxMessage) 
     return row.dedup_key.rsplit(":", 1)[-1] in accounted_slots(view, facts, [slot_day])
 
 
-async def _visit_changed(session, participant: Participant, row: OutboxMessage) -> str | None:
+async def _visit_changed(session: AsyncSession, participant: Participant, row: OutboxMessage) -> str | None:
     """A visit reminder is for one revision of one visit: moved or cancelled since, it is not sent."""
     visit = await session.get(Visit, row.variables.get("visit_id"))
     if visit is None or visit.participant_id != participant.id:
@@ -468,7 +479,7 @@ async def _visit_changed(session, participant: Participant, row: OutboxMessage) 
     return None
 
 
-async def _pregnancy_answered(session, protocol: Protocol, participant: Participant, row: OutboxMessage) -> str | None:
+async def _pregnancy_answered(session: AsyncSession, protocol: Protocol, participant: Participant, row: OutboxMessage) -> str | None:
     if not pregnancy_tests.apply_to(protocol.pregnancy_tests, participant):
         return f"pregnancy tests do not apply to this participant now (treatment {participant.treatment})"
     today = diary.local_today(participant, row.due_at or row.not_before)
@@ -478,7 +489,7 @@ async def _pregnancy_answered(session, protocol: Protocol, participant: Particip
     return None
 
 
-def _localised(variables: dict, zone: ZoneInfo) -> dict:
+def _localised(variables: JSONObject, zone: ZoneInfo) -> JSONObject:
     """Outbox variables are JSON; `*_at` values are instants shown in the recipient's zone and
     `*_date` values are calendar days."""
     result = {}

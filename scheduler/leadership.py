@@ -29,7 +29,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import text
 
@@ -37,6 +37,18 @@ from study.database import Database
 
 log = logging.getLogger(__name__)
 Duty = Callable[[], Awaitable[None]]
+
+
+class _LockConnection(Protocol):
+    """What is used of the leader's asyncpg.Connection (asyncpg ships no type information)."""
+
+    def get_server_pid(self) -> int: ...
+    def is_closed(self) -> bool: ...
+    def add_termination_listener(self, callback: Callable[[Any], object]) -> None: ...
+    async def fetchrow(self, query: str, *args: object) -> Any: ...  # an asyncpg.Record, or None
+    async def fetchval(self, query: str, *args: object) -> Any: ...  # the first column's value
+    async def close(self) -> None: ...
+    def terminate(self) -> None: ...
 
 # A bigint advisory-lock key shows in pg_locks as classid (high 32 bits), objid (low 32 bits)
 # and objsubid 1.
@@ -110,7 +122,7 @@ class AdvisoryLockLeadership:
         self.answer_seconds = max(retry_seconds, 5.0)
         self.is_leader = False
         self.key: int | None = None
-        self._connection = None  # asyncpg.Connection, this process's own
+        self._connection: _LockConnection | None = None  # asyncpg.Connection, this process's own
         self._closed = asyncio.Event()
         self._said_standing_by = False
 
@@ -131,6 +143,7 @@ class AdvisoryLockLeadership:
         """A SQL condition, true only while this process's lock connection still holds the lock:
         the dispatcher claims a message only under it, so a leader cut off from its lock claims
         nothing more, even before it notices; it can finish at most the one message it had."""
+        assert self._connection is not None and self.key is not None, "only a leader has a fence"
         high, low = _halves(self.key)
         return text(_FENCE).bindparams(leader_pid=self._connection.get_server_pid(), high=high, low=low)
 
@@ -167,13 +180,13 @@ class AdvisoryLockLeadership:
             return False
         return True
 
-    async def _connect(self):
+    async def _connect(self) -> _LockConnection:
         if self._connection is None or self._connection.is_closed():
             self._closed = asyncio.Event()
             async with asyncio.timeout(self.answer_seconds):
-                self._connection = await self.db.dedicated_connection()
-                self._connection.add_termination_listener(lambda _connection: self._closed.set())
-                database, schema = await self._connection.fetchrow("SELECT current_database(), current_schema()")
+                self._connection = connection = await self.db.dedicated_connection()
+                connection.add_termination_listener(lambda _connection: self._closed.set())
+                database, schema = await connection.fetchrow("SELECT current_database(), current_schema()")
             self.key = lock_key(database, schema)
         return self._connection
 
@@ -181,6 +194,7 @@ class AdvisoryLockLeadership:
         """Return when the lock may no longer be ours: the connection closed, or a check failed."""
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
         # arrives as its timeout fires, and this loop would then outlive the process's stop.
+        assert self.key is not None, "the key is known once connected"
         high, low = _halves(self.key)
         while True:
             with contextlib.suppress(TimeoutError):
@@ -189,6 +203,7 @@ class AdvisoryLockLeadership:
                 return
             try:
                 async with asyncio.timeout(self.answer_seconds):
+                    assert self._connection is not None  # else: lost, like a failed check
                     held = await self._connection.fetchval(_HOLDS_LOCK, high, low)
             except Exception:  # noqa: BLE001 - cannot tell: assume it is lost, and stop at once
                 held = False

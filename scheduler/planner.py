@@ -14,6 +14,7 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from study.models import ButtonRows, JSONObject
 from study.pregnancy_tests import PregnancyFact, due_date
 from study.protocol import Protocol, parse_hhmm
 from study.slots import Slot, instant, slots_on
@@ -64,8 +65,8 @@ class PlannedMessage:
     kind: str
     template_id: str
     due_at: datetime
-    variables: dict = field(default_factory=dict)
-    buttons: list = field(default_factory=list)  # rows of [label block, callback data, variables]
+    variables: JSONObject = field(default_factory=dict)
+    buttons: ButtonRows = field(default_factory=list)  # rows of [label block, callback data, variables]
     late_after: datetime | None = None
     stale_after: datetime | None = None
     participant_id: int | None = None
@@ -190,7 +191,7 @@ def _slot_message(protocol: Protocol, participant: ParticipantView, slot: Slot, 
 
 
 @lru_cache(maxsize=4096)
-def _slot_payload(slot: Slot) -> tuple[dict, list]:
+def _slot_payload(slot: Slot) -> tuple[JSONObject, ButtonRows]:
     """A slot's reminder variables and buttons: the same for everyone whose slot it is, so a wave
     of thousands shares them (they are only ever read)."""
     form = slot_form(slot)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from scheduler.planner import ParticipantView, Plan, PlannedMessage
+from study.models import JSONObject
 from study.protocol import Protocol, parse_hhmm
 from study.roles import ESCALATION_ROLES
 from study.slots import instant
@@ -48,7 +49,7 @@ def plan_checkins(protocol: Protocol, participant: ParticipantView, last_full: d
     return plan
 
 
-def plan_alert_followups(protocol: Protocol, open_alerts: list[tuple[int, datetime, dict]],
+def plan_alert_followups(protocol: Protocol, open_alerts: list[tuple[int, datetime, JSONObject]],
                          staff: list[tuple[int, str]], now: datetime) -> list[PlannedMessage]:
     """Re-send each open alert every `realert_minutes` to every on-duty coordinator and
     investigator, and once `escalate_after_minutes` have passed, to the investigators marked as
@@ -75,6 +76,6 @@ def plan_alert_followups(protocol: Protocol, open_alerts: list[tuple[int, dateti
     return planned
 
 
-def _alert_message(key: str, alert_id: int, staff_id: int, due: datetime, variables: dict) -> PlannedMessage:
+def _alert_message(key: str, alert_id: int, staff_id: int, due: datetime, variables: JSONObject) -> PlannedMessage:
     return PlannedMessage(key=key, kind="alert", template_id="staff_alert", due_at=due, variables=variables,
                           buttons=[[["acknowledge", f"a:{alert_id}", {}]]], staff_id=staff_id)

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.daily_anchor import plan_anchors
@@ -21,6 +22,7 @@ from scheduler.planner import (
     DiaryFact,
     ParticipantView,
     Plan,
+    PlannedMessage,
     VisitFact,
     plan_applications,
     plan_pregnancy_tests,
@@ -120,7 +122,7 @@ class Tick:
             due_ids = await _due_for_planning(session, now)
         # Batch by batch: read and plan the next batch while the one before is being written, so
         # the database's work on a morning wave overlaps the planner's.
-        writing: asyncio.Task | None = None
+        writing: asyncio.Task[None] | None = None
         try:
             for start in range(0, len(due_ids), BATCH):
                 batch = await self._read_and_plan(due_ids[start:start + BATCH], now)
@@ -155,7 +157,7 @@ class Tick:
                      report.participants, report.queued, report.stale, report.missing)
         return report
 
-    async def _alert_followups(self, session: AsyncSession, now: datetime) -> list:
+    async def _alert_followups(self, session: AsyncSession, now: datetime) -> list[PlannedMessage]:
         open_now = await alerts.open_alerts(session)
         if not open_now:
             return []
@@ -214,8 +216,8 @@ class Tick:
 class PlannedBatch:
     """What planning one batch decided, waiting to be written."""
 
-    messages: list = field(default_factory=list)
-    missing: list = field(default_factory=list)
+    messages: list[PlannedMessage] = field(default_factory=list)
+    missing: list[tuple[ParticipantView, datetime, date, str]] = field(default_factory=list)
     next_plan: dict[tuple[datetime | None, datetime | None], list[int]] = field(default_factory=dict)
 
 
@@ -225,7 +227,7 @@ _VIEW_COLUMNS = (Participant.id, Participant.study_id, Participant.timezone, Par
                  Participant.treatment_since)
 
 
-def _view_from_row(row) -> ParticipantView:
+def _view_from_row(row: Row[*tuple[Any, ...]]) -> ParticipantView:
     return ParticipantView(
         id=row.id, study_id=row.study_id, timezone=row.timezone, reminder_times=parse_times(row.reminder_times),
         active_since=row.active_since or row.consented_at or row.enrolled_at, wocbp=row.wocbp,

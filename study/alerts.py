@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit, outbox, roles
 from study.audit import Actor
-from study.models import Alert, OutboxMessage, Participant, StaffMember
+from study.models import Alert, JSONObject, OutboxMessage, Participant, StaffMember
 from study.protocol import Protocol
 from study.screening import Action, most_urgent_first
 
@@ -34,7 +34,7 @@ CLOSED_KIND = "alert_closed"
 _TRIGGER_ACTIONS = {"severity": Action.CALL_TODAY, "score": Action.CALL_TODAY, "urgent": Action.EMERGENCY}
 
 
-def participant_actions(protocol: Protocol, triggers: list[dict]) -> tuple[Action, ...]:
+def participant_actions(protocol: Protocol, triggers: list[JSONObject]) -> tuple[Action, ...]:
     """Every action these reports call for, most urgent first; nothing for the participant to do
     (MESSAGE_TEAM) is left out."""
     found: list[Action] = []
@@ -48,7 +48,7 @@ def participant_actions(protocol: Protocol, triggers: list[dict]) -> tuple[Actio
     return most_urgent_first(action for action in found if action is not Action.MESSAGE_TEAM)
 
 
-def alert_variables(alert: Alert, participant: Participant) -> dict:
+def alert_variables(alert: Alert, participant: Participant) -> JSONObject:
     return {"alert_id": alert.id, "study_id": participant.study_id, "triggers": alert.triggers,
             "source": alert.source, "reported_at": alert.reported_at.isoformat()}
 
@@ -59,7 +59,7 @@ def flag_labels(protocol: Protocol) -> dict[str, str]:
 
 
 async def raise_alert(
-    session: AsyncSession, participant: Participant, *, source: str, triggers: list[dict], now: datetime,
+    session: AsyncSession, participant: Participant, *, source: str, triggers: list[JSONObject], now: datetime,
     checkin_id: int | None = None, message_id: int | None = None,
 ) -> Alert:
     """Record the alert and queue it to every on-duty staff member, in the caller's transaction.

@@ -17,9 +17,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import record_hashes
@@ -131,7 +131,7 @@ async def record_many(session: AsyncSession, changes: list[Change]) -> list[Audi
         return []
     # Read before the chain's lock is taken: the records are the caller's, in its transaction.
     contents = await record_hashes.contents_for(session, [(c.action, c.entity, c.entity_id, c.new) for c in changes])
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
     last = (
         await session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1))
@@ -157,8 +157,10 @@ async def record_many(session: AsyncSession, changes: list[Change]) -> list[Audi
         entry.hash = prev = entry_hash(entry)
         entries.append(entry)
     # A Core INSERT rather than the unit of work's bookkeeping: entries are never changed after.
-    columns = [c.key for c in AuditEntry.__table__.columns if c.key != "id"]
-    await session.execute(AuditEntry.__table__.insert(), [{c: getattr(e, c) for c in columns} for e in entries])
+    # (A mapped class's __table__ is its Table; DeclarativeBase declares only a FromClause.)
+    table = cast(Table, AuditEntry.__table__)
+    columns = [c.key for c in table.columns if c.key != "id"]
+    await session.execute(table.insert(), [{c: getattr(e, c) for c in columns} for e in entries])
     return entries
 
 

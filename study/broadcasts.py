@@ -120,12 +120,12 @@ async def create_draft(session: AsyncSession, author: StaffMember, *, template_i
     return row
 
 
-def variables(row: Broadcast) -> dict:
+def variables(row: Broadcast) -> dict[str, str]:
     return {"text": row.text} if row.text else {}
 
 
 async def _set_status(session: AsyncSession, row: Broadcast, status: str, actor: Actor, now: datetime,
-                      reason: str, **extra) -> None:
+                      reason: str, **extra: object) -> None:
     old = {"status": row.status}
     row.status = status
     await audit.record(session, actor=actor, action="update", entity="broadcast", entity_id=row.id, now=now,
@@ -205,8 +205,8 @@ async def cancel(session: AsyncSession, row: Broadcast, member: StaffMember, *, 
     await _set_status(session, row, BroadcastStatus.CANCELLED, Actor.staff(member.id), now, "broadcast cancelled")
 
 
-async def _queue(session: AsyncSession, row: Broadcast, actor: Actor, now: datetime, hashes: dict,
-                 valid: timedelta, **extra) -> int:
+async def _queue(session: AsyncSession, row: Broadcast, actor: Actor, now: datetime, hashes: dict[str, str],
+                 valid: timedelta, **extra: object) -> int:
     people = await audience_members(session, row.audience, now=now)
     if not people:
         await _set_status(session, row, BroadcastStatus.CANCELLED, actor, now, "broadcast has no recipients")
@@ -243,7 +243,7 @@ class Progress:
     def key(self) -> str:
         return f"{self.sent}/{self.failed}/{self.blocked}/{self.skipped}/{self.expired}/{self.total}"
 
-    def as_variables(self) -> dict:
+    def as_variables(self) -> dict[str, int]:
         return {"sent": self.sent, "failed": self.failed, "blocked": self.blocked, "skipped": self.skipped,
                 "expired": self.expired, "total": self.total}
 

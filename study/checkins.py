@@ -35,6 +35,7 @@ from study.models import (
     CheckinDraft,
     DraftState,
     IncompleteCheckin,
+    JSONObject,
     Participant,
 )
 from study.protocol import Protocol
@@ -56,7 +57,7 @@ def steps_of(kind: str) -> tuple[str, ...]:
 
 
 # Questions that are not asked, given the answers so far.
-_SKIPPED: dict[str, Callable[[dict], bool]] = {
+_SKIPPED: dict[str, Callable[[JSONObject], bool]] = {
     "severity": lambda answers: answers.get("reaction") == "none",  # no reaction: nothing to grade
     "medicines_change": lambda answers: answers.get("medicines", "no") == "no",  # nothing changed
 }
@@ -218,17 +219,17 @@ async def notify_regimen_change(session: AsyncSession, participant: Participant,
 class _Parsed(NamedTuple):
     """The answers after one accepted answer; `stay` for a toggle, whose question is asked again."""
 
-    answers: dict
+    answers: JSONObject
     stay: bool = False
 
 
 # One parser per check-in question, from the answers so far and the value given to the answers
 # after it, or None for a value the question does not take.
-_StepParser = Callable[[Protocol, dict, str | None], _Parsed | None]
+_StepParser = Callable[[Protocol, JSONObject, str | None], _Parsed | None]
 
 
 def _score(step: str) -> _StepParser:
-    def parse(protocol: Protocol, answers: dict, value: str | None) -> _Parsed | None:
+    def parse(protocol: Protocol, answers: JSONObject, value: str | None) -> _Parsed | None:
         score = parse_score(value or "")
         return None if score is None else _Parsed({**answers, step: score})
     return parse
@@ -238,7 +239,7 @@ def _choice(step: str, allowed: Sequence[str], *, value_clearing: str | None = N
             clears: str | None = None) -> _StepParser:
     """One of `allowed`; the answer `value_clearing` drops the follow-up question's answer `clears`
     (no reaction, no severity; no change of medicines, nothing to describe)."""
-    def parse(protocol: Protocol, answers: dict, value: str | None) -> _Parsed | None:
+    def parse(protocol: Protocol, answers: JSONObject, value: str | None) -> _Parsed | None:
         if value not in allowed:
             return None
         updated = {**answers, step: value}
@@ -248,7 +249,7 @@ def _choice(step: str, allowed: Sequence[str], *, value_clearing: str | None = N
     return parse
 
 
-def _new_problem(protocol: Protocol, answers: dict, value: str | None) -> _Parsed | None:
+def _new_problem(protocol: Protocol, answers: JSONObject, value: str | None) -> _Parsed | None:
     if value is None:
         return None
     text = value.strip()
@@ -257,12 +258,12 @@ def _new_problem(protocol: Protocol, answers: dict, value: str | None) -> _Parse
     return None if len(text) > FREE_TEXT_MAX else _Parsed({**answers, "new_problem": text})
 
 
-def _medicines_change(protocol: Protocol, answers: dict, value: str | None) -> _Parsed | None:
+def _medicines_change(protocol: Protocol, answers: JSONObject, value: str | None) -> _Parsed | None:
     text = parse_free_text(value) if value is not None else None
     return None if text is None else _Parsed({**answers, "medicines_change": text})
 
 
-def _red_flags(protocol: Protocol, answers: dict, value: str | None) -> _Parsed | None:
+def _red_flags(protocol: Protocol, answers: JSONObject, value: str | None) -> _Parsed | None:
     chosen = list(answers.get("red_flags", []))
     if value == "done":
         return _Parsed({**answers, "red_flags": chosen})
@@ -299,11 +300,11 @@ def answer(protocol: Protocol, draft: CheckinDraft, step: str, value: str | None
     return AnswerStatus.ACCEPTED
 
 
-def triggers_for(protocol: Protocol, answers: dict) -> list[dict]:
+def triggers_for(protocol: Protocol, answers: JSONObject) -> list[JSONObject]:
     """What in these answers the study team must hear about now. The participant's own words
     (a new health problem, what medicines changed) were screened when typed, and alerted then."""
     safety = protocol.safety
-    found: list[dict] = [{"red_flag": code} for code in answers.get("red_flags", []) or []]
+    found: list[JSONObject] = [{"red_flag": code} for code in answers.get("red_flags", []) or []]
     if answers.get("severity") == "severe":
         found.append({"reaction": answers.get("reaction"), "severity": "severe"})
     for score, threshold in (("itch", safety.itch_alert_at), ("pain", safety.pain_alert_at)):
@@ -316,7 +317,7 @@ def triggers_for(protocol: Protocol, answers: dict) -> list[dict]:
 class Submitted:
     checkin: CheckIn
     alert: Alert | None = None
-    triggers: list[dict] = field(default_factory=list)
+    triggers: list[JSONObject] = field(default_factory=list)
 
 
 async def submit(session: AsyncSession, protocol: Protocol, participant: Participant, draft: CheckinDraft, *,

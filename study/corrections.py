@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -159,7 +159,8 @@ def shown(field_name: str, stored: Any, zone: ZoneInfo) -> str:
     if stored is None:
         return ""
     if field_name == CorrectedField.OCCURRED_AT:
-        return _value(field_name, stored).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        instant: datetime = _value(field_name, stored)
+        return instant.astimezone(zone).strftime("%Y-%m-%d %H:%M")
     if field_name == CorrectedField.WITHDRAWN:
         return "yes" if stored else "no"
     return str(stored)
@@ -552,7 +553,7 @@ _DIARY_ORDER = (CorrectedField.KIND, CorrectedField.OCCURRED_AT, CorrectedField.
                 CorrectedField.MISSED_REASON, CorrectedField.WITHDRAWN)
 
 
-def _refuser(participant: Participant, record: str, record_id: int):
+def _refuser(participant: Participant, record: str, record_id: int) -> Callable[..., CorrectionRefused]:
     def refuse(problem: str, **details: Any) -> CorrectionRefused:
         return CorrectionRefused(problem, study_id=participant.study_id, record=record, record_id=record_id,
                                  **details)

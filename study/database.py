@@ -18,7 +18,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Row, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -94,7 +94,7 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def _watched(self, sessions: async_sessionmaker) -> AsyncIterator[AsyncSession]:
+    async def _watched(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
         """A session in a transaction, noting whether the database answered (see Availability)."""
         try:
             async with sessions() as session, session.begin():
@@ -164,6 +164,7 @@ class Database:
         enforcement is back on before the connection returns to the pool."""
         async with self.engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None  # an open connection has its driver's
             await driver.execute("PRAGMA foreign_keys=OFF")
             try:
                 async with connection.begin():
@@ -200,7 +201,7 @@ class WriterQueue:
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
-        self._holder: asyncio.Task | None = None
+        self._holder: asyncio.Task[Any] | None = None
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -241,16 +242,14 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
 
 
 async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *, unique: str,
-                     returning: tuple) -> list:
+                     returning: tuple[Any, ...]) -> list[Row[*tuple[Any, ...]]]:
     """Insert many rows at once, skipping any whose `unique` column is taken already, and return
     the `returning` columns of the rows actually inserted (INSERT ... ON CONFLICT DO NOTHING
     RETURNING, on SQLite and PostgreSQL alike). One statement instead of a look-up per key."""
     if not rows:
         return []
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(*returning)
     return list((await session.execute(statement, rows)).all())
 
@@ -262,7 +261,7 @@ async def insert_new_counted(session: AsyncSession, table: Any, rows: list[dict[
     take a key in between, ON CONFLICT still skips it and only the count is off by that."""
     if not rows:
         return 0
-    if session.bind.dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         return len(await insert_new(session, table, rows, unique=unique, returning=(table.c[unique],)))
     from sqlalchemy import String, any_, bindparam, select
     from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -280,7 +279,7 @@ async def insert_new_counted(session: AsyncSession, table: Any, rows: list[dict[
 def among(session: AsyncSession, column: Any, ids: list[int]) -> Any:
     """`column IN ids` for the planner's batches of thousands. On PostgreSQL as `= ANY(array)`:
     one parameter rather than thousands, which asyncpg would otherwise prepare a statement for."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy import Integer, any_, bindparam
         from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -288,7 +287,7 @@ def among(session: AsyncSession, column: Any, ids: list[int]) -> Any:
     return column.in_(ids)
 
 
-def is_unavailable(error: BaseException) -> bool:
+def is_unavailable(error: BaseException | None) -> bool:
     """Is this the database being away (connection refused, dropped, the server shutting down or
     starting up) rather than something wrong with what was asked of it? Such an error says nothing
     about the data, and passes when the server is back.

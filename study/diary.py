@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import Enum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -25,6 +25,9 @@ from study.audit import Actor
 from study.database import among, insert_new
 from study.models import DiaryEntry, Participant
 from study.protocol import DiarySection
+
+if TYPE_CHECKING:
+    from scheduler.planner import ParticipantView
 
 # A phone's clock may run a little ahead of the server's; a "now" this far ahead is still now.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -191,7 +194,7 @@ def _describe(entry: DiaryEntry) -> dict[str, object]:
     }
 
 
-def _standing_entries(participant: Participant):
+def _standing_entries(participant: Participant) -> Select[DiaryEntry]:
     """Applied and missed entries that no later withdrawal has taken back."""
     withdrawal = aliased(DiaryEntry)
     return (
@@ -239,14 +242,14 @@ async def withdraw_last(
 
 
 async def record_missing(
-    session: AsyncSession, missing: list[tuple[Participant, datetime, date, str]], *, now: datetime
+    session: AsyncSession, missing: list[tuple[ParticipantView, datetime, date, str]], *, now: datetime
 ) -> int:
     """The system's records that dose slots closed with nothing logged: (participant, slot
     instant, local day, slot key) each. Not a guess about what happened, only that nothing was
     recorded. Idempotent per slot; written in bulk, since a whole time zone's slots close together.
     Returns how many were new."""
     keyed = {f"{p.id}:missing:{key}": (p, at, day) for p, at, day, key in missing}
-    rows = [
+    rows: list[dict[str, Any]] = [
         dict(participant_id=p.id, kind="missing", occurred_at=at, local_date=day, timezone=p.timezone,
              recorded_at=now, source="system", late=False, missed_reason=None, supersedes_id=None,
              recorded_by=str(audit.SYSTEM), idempotency_key=key)
@@ -274,7 +277,11 @@ class Fact(NamedTuple):
     occurred_at: datetime | None
 
 
-async def standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list:
+# A standing fact as read: a Fact, or the plain query's row of the same columns.
+FactRow: TypeAlias = Fact | Row[int, str, date, datetime | None]
+
+
+async def standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list[FactRow]:
     """Standing applied, missed and missing entries of many participants from `since` on, as rows
     of (participant_id, kind, local_date, occurred_at): all the planners need. Corrected entries
     count as corrected, withdrawn ones not at all, and a missing record a participant's own entry
@@ -289,7 +296,7 @@ async def standing_facts(session: AsyncSession, participant_ids: list[int], sinc
         Fact(v.participant_id, v.kind, v.local_date, v.occurred_at) for v in views if v.stands]
 
 
-async def _plain_standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list:
+async def _plain_standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list[FactRow]:
     withdrawal = aliased(DiaryEntry)
     query = (
         select(DiaryEntry.participant_id, DiaryEntry.kind, DiaryEntry.local_date, DiaryEntry.occurred_at)

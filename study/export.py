@@ -57,6 +57,7 @@ from study import (
     visits,
 )
 from study.audit import Actor
+from study.database import Database
 from study.models import (
     Alert,
     AuditEntry,
@@ -65,6 +66,7 @@ from study.models import (
     CorrectedField,
     Correction,
     IncompleteCheckin,
+    JSONObject,
     MessageKind,
     OutboxMessage,
     Participant,
@@ -551,7 +553,7 @@ async def _reactions(r: _Reading) -> Rows:
             for v in await r.checkin_views() if v["reaction"] and v["reaction"] != "none"]
 
 
-def _red_flags(triggers: list[dict] | None) -> list[str]:
+def _red_flags(triggers: list[JSONObject] | None) -> list[str]:
     """The red-flag codes among an alert's triggers: a check-in's or /urgent's, or a message's screening."""
     found: list[str] = []
     for trigger in triggers or []:
@@ -630,7 +632,7 @@ async def _corrections(r: _Reading) -> Rows:
 
 
 async def _audit_trail(r: _Reading) -> Rows:
-    hide = (lambda v: v) if r.include_contact else masked
+    hide: Callable[[Any], Any] = (lambda v: v) if r.include_contact else masked
     return [{**{c.name: getattr(e, c.name) for c in SPECS["audit_trail"].columns},
              "old_values": hide(e.old_values), "new_values": hide(e.new_values)}
             for e in await r.all(AuditEntry, AuditEntry.seq)]
@@ -840,7 +842,7 @@ async def record_export(session: AsyncSession, *, actor: Actor, fmt: str, out: P
 STEPS = len(DATASETS)  # the ticks `collect` makes, for a progress bar
 
 
-async def run(db, *, protocol: Protocol, fmt: str, out: Path, include_contact: bool, actor: Actor, now: datetime,
+async def run(db: Database, *, protocol: Protocol, fmt: str, out: Path, include_contact: bool, actor: Actor, now: datetime,
               tick: Callable[[int], None] | None = None) -> tuple[list[Dataset], list[Path]]:
     """Read the record in one transaction, write the files, then audit the export."""
     if fmt not in FORMATS:

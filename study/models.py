@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import (
     JSON,
@@ -31,8 +31,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# What the JSON columns hold, as the code writes them and json.loads gives them back.
+# A JSON object whose values are of several JSON types (template variables, answers, audit values).
+JSONObject: TypeAlias = dict[str, Any]
+# Buttons queued with a message: rows of [template block name, callback data, variables], JSON
+# arrays (lists, not tuples, once read back).
+ButtonRows: TypeAlias = list[list[list[Any]]]
 
-class UTCDateTime(TypeDecorator):
+
+class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
 
     impl = DateTime(timezone=True)
@@ -272,14 +279,14 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(32))
     entity: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[str] = mapped_column(String(64))
-    old_values: Mapped[dict | None] = mapped_column(JSON)
-    new_values: Mapped[dict | None] = mapped_column(JSON)
+    old_values: Mapped[JSONObject | None] = mapped_column(JSON)
+    new_values: Mapped[JSONObject | None] = mapped_column(JSON)
     reason: Mapped[str | None] = mapped_column(Text)
     timezone: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
     # The content hash of the record this entry creates (study/record_hashes.py), or none.
-    content: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    content: Mapped[JSONObject | None] = mapped_column(JSON(none_as_null=True))
 
 
 class OutboxMessage(Base):
@@ -296,7 +303,7 @@ class OutboxMessage(Base):
     participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), index=True)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
     template_id: Mapped[str] = mapped_column(String(64))
-    variables: Mapped[dict] = mapped_column(JSON)
+    variables: Mapped[JSONObject] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending | sent | failed | skipped
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -305,7 +312,7 @@ class OutboxMessage(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     late_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stale_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    buttons: Mapped[list | None] = mapped_column(JSON)  # rows of [label block, callback data, variables]
+    buttons: Mapped[ButtonRows | None] = mapped_column(JSON)  # rows of [label block, callback data, variables]
     disable_notification: Mapped[bool] = mapped_column(Boolean, default=False)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -546,7 +553,7 @@ class CheckIn(Base):
     new_problem: Mapped[str | None] = mapped_column(Text)  # the participant's words, optional
     medicines: Mapped[str | None] = mapped_column(String(16))  # no | medicines | other_cream | both
     medicines_change: Mapped[str | None] = mapped_column(Text)  # what changed, in their words
-    red_flags: Mapped[list | None] = mapped_column(JSON)  # codes from study.toml [safety] red_flags
+    red_flags: Mapped[list[str] | None] = mapped_column(JSON)  # codes from study.toml [safety] red_flags
 
 
 class DraftState(StrEnum):
@@ -570,7 +577,7 @@ class CheckinDraft(Base):
     kind: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(16))
     step: Mapped[str] = mapped_column(String(16))
-    answers: Mapped[dict] = mapped_column(JSON)
+    answers: Mapped[JSONObject] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     state: Mapped[str] = mapped_column(String(8), default=DraftState.ASKING)
@@ -590,7 +597,7 @@ class IncompleteCheckin(Base):
     kind: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(16))
     step: Mapped[str] = mapped_column(String(16))  # the question it stopped at
-    answers: Mapped[dict] = mapped_column(JSON)
+    answers: Mapped[JSONObject] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
     local_date: Mapped[date] = mapped_column(Date)  # the participant's day it was started
@@ -607,7 +614,7 @@ class Alert(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
     source: Mapped[str] = mapped_column(String(16))  # checkin | urgent | message | pregnancy_test
-    triggers: Mapped[list] = mapped_column(JSON)  # what was reported, as codes and scores
+    triggers: Mapped[list[JSONObject]] = mapped_column(JSON)  # what was reported, as codes and scores
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open | acknowledged
     acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
@@ -651,7 +658,7 @@ class ParticipantMessage(Base):
     # asked that question, and it was not an answer to it).
     context: Mapped[str | None] = mapped_column(String(32))
     # What the red-flag screening found: {"flags": [...], "negated": [...]}.
-    screening: Mapped[dict | None] = mapped_column(JSON)
+    screening: Mapped[JSONObject | None] = mapped_column(JSON)
     # The participant's own Telegram message (media is copied from it to the study team).
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
 
@@ -676,7 +683,7 @@ class ProcessedUpdate(Base):
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     handled_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     # The reply the update got (template, language, text, buttons, hash), to give again.
-    answer: Mapped[dict | None] = mapped_column(JSON)
+    answer: Mapped[JSONObject | None] = mapped_column(JSON)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -711,8 +718,8 @@ class Broadcast(Base):
     text: Mapped[str | None] = mapped_column(Text)  # the author's own words, for templates that wrap them
     audience: Mapped[str] = mapped_column(String(32))  # all | wocbp | participant:P001 | visits:7
     status: Mapped[str] = mapped_column(String(24), default="draft", index=True)
-    template_hashes: Mapped[dict | None] = mapped_column(JSON)
-    recipients: Mapped[list | None] = mapped_column(JSON)
+    template_hashes: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    recipients: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -864,7 +871,7 @@ class StaffRequest(Base):
     step: Mapped[str | None] = mapped_column(String(12))
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
     # What was given so far: baseline, date, time, reason, status, timezone (JSON: ISO strings).
-    details: Mapped[dict] = mapped_column(JSON)
+    details: Mapped[JSONObject] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -6,9 +6,10 @@ unique `dedup_key` means queueing the same thing twice queues it once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
 from study.database import insert_new, insert_new_counted
-from study.models import DeliveryEvent, OutboxMessage
+from study.models import ButtonRows, DeliveryEvent, OutboxMessage
+
+if TYPE_CHECKING:
+    from scheduler.planner import PlannedMessage
 
 
 async def enqueue(
@@ -30,7 +34,7 @@ async def enqueue(
     staff_id: int | None = None,
     not_before: datetime | None = None,
     kind: str = "notice",
-    buttons: list | None = None,
+    buttons: ButtonRows | None = None,
     participant_message_id: int | None = None,
     stale_after: datetime | None = None,
     edit_message_id: int | None = None,
@@ -58,7 +62,7 @@ async def enqueue(
     return row  # queued: its created_at says when
 
 
-async def enqueue_planned(session: AsyncSession, planned: list, *, now: datetime) -> tuple[int, int]:
+async def enqueue_planned(session: AsyncSession, planned: Sequence[PlannedMessage], *, now: datetime) -> tuple[int, int]:
     """Queue what a planner found due, skipping keys already queued. Messages already stale are
     written straight away as skipped, so a missed delivery is on record rather than silently
     dropped. Returns (queued, recorded as stale)."""

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from study import alerts, pregnancy_tests, treatment
 from study.audit import Actor
-from study.models import Alert, Participant, TreatmentReason, TreatmentState
+from study.models import Alert, JSONObject, Participant, TreatmentReason, TreatmentState
 from study.protocol import Protocol
 
 FLAG = "pregnancy_positive"
@@ -29,8 +31,8 @@ def flags_offered(protocol: Protocol, participant: Participant) -> list[str]:
     return offered
 
 
-async def interrupt(session, protocol: Protocol, participant: Participant, *, source: str,
-                    now: datetime) -> dict:
+async def interrupt(session: AsyncSession, protocol: Protocol, participant: Participant, *, source: str,
+                    now: datetime) -> JSONObject:
     """Interrupt treatment for pregnancy (unless it is ended, or changed for pregnancy already),
     in the caller's transaction. Returns what the alert's trigger says of it."""
     interrupted = False
@@ -45,10 +47,10 @@ async def interrupt(session, protocol: Protocol, participant: Participant, *, so
     return {"treatment": participant.treatment, "interrupted": interrupted}
 
 
-async def positive(session, protocol: Protocol, participant: Participant, *, source: str, now: datetime,
+async def positive(session: AsyncSession, protocol: Protocol, participant: Participant, *, source: str, now: datetime,
                    test_date: str | None = None) -> Alert:
     """The whole pathway in the caller's transaction: treatment interrupted, the team alerted."""
-    trigger: dict = {"red_flag": FLAG, **await interrupt(session, protocol, participant, source=source, now=now)}
+    trigger: JSONObject = {"red_flag": FLAG, **await interrupt(session, protocol, participant, source=source, now=now)}
     if test_date:
         trigger["test_date"] = test_date
     return await alerts.raise_alert(session, participant, source=source, now=now, triggers=[trigger])

@@ -119,8 +119,8 @@ async def record(session: AsyncSession, participant: Participant, result: str, *
             session.add(entry)
             await session.flush()
     except IntegrityError:  # the other tap of a double tap got there first
-        earlier = await session.scalar(select(PregnancyTest).where(PregnancyTest.idempotency_key == key))
-        return Recorded(earlier, False)
+        first = (await session.execute(select(PregnancyTest).where(PregnancyTest.idempotency_key == key))).scalar_one()
+        return Recorded(first, False)
     await audit.record(session, actor=actor, action="create", entity="pregnancy_test", entity_id=entry.id, now=now,
                        new={"result": result, "local_date": entry.local_date, "source": source},
                        reason="pregnancy test answer", timezone=participant.timezone)

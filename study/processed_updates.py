@@ -139,10 +139,7 @@ async def _forget_expired(session: AsyncSession, key: UpdateKey, *, now: datetim
 
 async def _insert_new(session: AsyncSession, values: dict[str, Any]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING (any of the unique keys); the new row's id, or None."""
-    insert: Any
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = insert(ProcessedUpdate).values(**values).on_conflict_do_nothing().returning(ProcessedUpdate.id)
     return await session.scalar(statement)

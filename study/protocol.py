@@ -239,6 +239,10 @@ class VisitSection(_Section):
 TreatmentStateName = Literal["on_treatment", "interrupted", "off_treatment"]
 
 
+def _every_treatment_state() -> list[TreatmentStateName]:
+    return ["on_treatment", "interrupted", "off_treatment"]
+
+
 class PregnancyTestSection(_Section):
     enabled: bool = True
     every_days: int = Field(ge=1, le=90, default=28)
@@ -250,7 +254,7 @@ class PregnancyTestSection(_Section):
     # consent until the visit is planned: a late answer does not move the next test.
     anchor_visit: str | None = "baseline"
     # In which treatment states tests are due; never while treatment is interrupted for a pregnancy.
-    during: list[TreatmentStateName] = Field(default_factory=lambda: ["on_treatment", "interrupted", "off_treatment"])
+    during: list[TreatmentStateName] = Field(default_factory=_every_treatment_state)
     # Also ask, with a negative result, whether the participant uses the contraception the
     # protocol requires (stored with the answer). Off unless the protocol asks it.
     ask_contraception: bool = False
@@ -459,7 +463,7 @@ def _load_screener_version(path: Path, mtime_ns: int, size: int) -> Screener:
     return Screener.load(path)
 
 
-def _key(loc: tuple) -> str:
+def _key(loc: tuple[int | str, ...]) -> str:
     key = ""
     for part in loc:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))

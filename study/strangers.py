@@ -29,10 +29,8 @@ async def count(session: AsyncSession, kind: str, day: date) -> None:
     """Add one to the day's count, in one statement (INSERT ... ON CONFLICT DO UPDATE): with
     several processes answering strangers at once, a read-then-write would lose counts, or
     fail on the day's first two at the same moment."""
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = insert(StrangerCount).values(day=day, kind=kind, count=1)
     await session.execute(statement.on_conflict_do_update(
         index_elements=["day", "kind"], set_={"count": StrangerCount.count + 1}))

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from study import audit
 from study.audit import Actor
 from study.database import among
-from study.models import Participant, Visit
+from study.models import JSONObject, Participant, Visit
 from study.protocol import Protocol
 
 STATUSES = ("scheduled", "confirmed", "reschedule_requested", "cancelled", "done")
@@ -89,7 +89,7 @@ def _snapshot(visit: Visit) -> dict[str, Any]:
 
 
 async def _audit(session: AsyncSession, visit: Visit, participant: Participant, *, action: str, actor: Actor,
-                 now: datetime, old: dict | None, reason: str | None) -> None:
+                 now: datetime, old: JSONObject | None, reason: str | None) -> None:
     new = _snapshot(visit)
     if old is not None:
         changed = [k for k in new if new[k] != old[k]]

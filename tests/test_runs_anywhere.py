@@ -26,7 +26,7 @@ from messages.catalog import MESSAGES_ROOT
 from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 
 REPO = Path(__file__).resolve().parent.parent
-DEV_ONLY = ("pytest", "playwright", "hypothesis", "pyinstrument")
+DEV_ONLY = ("pytest", "playwright", "hypothesis", "pyinstrument", "mypy")
 
 
 @pytest.fixture(scope="module")

@@ -257,7 +257,7 @@ class WebChat:
             for persona in self.personas.values() for message in persona.user.messages if message.kind == "photo")
         stored = self.world.files.get(file_id) if shown else None
         mime = image_type(stored.content) if stored is not None else None
-        if mime is None:
+        if stored is None or mime is None:
             raise web.HTTPNotFound(text="no such picture in these chats")
         return web.Response(body=stored.content, content_type=mime,
                             headers={"Cache-Control": "private, max-age=86400, immutable"})
