@@ -23,7 +23,8 @@ test: $(INSTALLED)          ## the whole test suite (PostgreSQL too when TRIALBO
 test-postgres: $(INSTALLED) ## the suite on SQLite and on the local PostgreSQL
 	TRIALBOT_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test TRIALBOT_REQUIRE_POSTGRES=1 $(BIN)/pytest
 
-check: $(INSTALLED)         ## the static checks: mypy held to its baseline (.ci/mypy-gate; README, Tests)
+check: $(INSTALLED)         ## the static checks: ruff (pyproject.toml [tool.ruff]) and mypy held to its baseline (.ci/mypy-gate)
+	$(BIN)/ruff check .
 	$(BIN)/python .ci/mypy-gate
 
 run: $(RUNTIME)             ## production: needs TELEGRAM_BOT_TOKEN (in .env: `trialbot init DIR` writes one)

@@ -35,12 +35,12 @@ from sqlalchemy import delete, insert, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scheduler.tick import Tick  # noqa: E402
-from study.clock import ManualClock  # noqa: E402
-from study.database import Database  # noqa: E402
-from study.models import OutboxMessage, Participant  # noqa: E402
-from study.protocol import EXAMPLE_PROTOCOL, load_protocol  # noqa: E402
-from tests.drills.process import scratch_database  # noqa: E402
+from scheduler.tick import Tick
+from study.clock import ManualClock
+from study.database import Database
+from study.models import OutboxMessage, Participant
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
+from tests.drills.process import scratch_database
 
 SAME_MINUTE_ZONES = ["America/New_York", "America/Toronto", "America/Detroit", "America/Nassau",
                      "America/Indiana/Indianapolis"]

@@ -20,8 +20,8 @@ MAX_COMMAND_LENGTH = 32
 MAX_COMMAND_DESCRIPTION_LENGTH = 256
 MAX_START_PAYLOAD_LENGTH = 64
 
-_COMMAND_RE = re.compile(r"^[a-z0-9_]{1,%d}$" % MAX_COMMAND_LENGTH)
-_START_PAYLOAD_RE = re.compile(r"^[A-Za-z0-9_-]{1,%d}$" % MAX_START_PAYLOAD_LENGTH)
+_COMMAND_RE = re.compile(rf"^[a-z0-9_]{{1,{MAX_COMMAND_LENGTH}}}$")
+_START_PAYLOAD_RE = re.compile(rf"^[A-Za-z0-9_-]{{1,{MAX_START_PAYLOAD_LENGTH}}}$")
 # Optional button fields that decorate a button rather than say what pressing it does.
 _BUTTON_DECORATIONS = {"text", "icon_custom_emoji_id", "style"}
 

@@ -174,7 +174,7 @@ class AdvisoryLockLeadership:
         log.info("this process is now the scheduler leader")
         try:
             await self.on_gain()
-        except Exception:  # noqa: BLE001 - a leader that cannot do its work must let another try
+        except Exception:
             log.exception("the scheduler leader could not start its work; stepping down")
             await self._step_down("could not start")
             return False
@@ -219,7 +219,7 @@ class AdvisoryLockLeadership:
             log.warning("this process lost scheduler leadership (%s)", why)
         try:
             await self.on_loss()
-        except Exception:  # noqa: BLE001 - the lock must be released whatever happened
+        except Exception:
             log.exception("stopping the scheduler leader's work failed")
         await self._disconnect()
 

@@ -354,4 +354,4 @@ async def last_submitted(session: AsyncSession, participant_ids: list[int]) -> d
     query = (select(CheckIn.participant_id, func.max(CheckIn.submitted_at))
              .where(among(session, CheckIn.participant_id, participant_ids), CheckIn.kind == "full")
              .group_by(CheckIn.participant_id))
-    return {pid: at for pid, at in (await session.execute(query)).all()}
+    return dict((await session.execute(query)).all())

@@ -10,10 +10,10 @@ from datetime import date, timedelta
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402  (no pyplot: safe to draw in a worker thread)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 LABELS = ("title", "weekdays", "itch", "pain", "day", "no_scores")
 

@@ -104,7 +104,7 @@ CLAUSE, COMMA = ".", ","
 _BOUNDARIES = frozenset((CLAUSE, COMMA))
 # Typographic apostrophes and look-alikes, dropped before NFKC (NFKC would turn the acute accent
 # "´" into a space and a combining mark, splitting "can´t").
-_APOSTROPHES = str.maketrans({c: "" for c in "'’‘ʼʻ`´′＇ꞌ"})
+_APOSTROPHES = str.maketrans(dict.fromkeys("'’‘ʼʻ`´′＇ꞌ", ""))
 # Clause ends: negation scope stops here. Line breaks too: "fever? no\nchest pain" is two lines.
 _CLAUSE_ENDS = frozenset(".;:!?¡¿…。！？؟;\n\r\v\f\x85\u2028\u2029")
 _COMMAS = frozenset(",،、，﹐")

@@ -9,9 +9,10 @@ exist) fires at 03:30, once; on the fall-back day a 01:30 reminder fires at the 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 
@@ -52,7 +53,7 @@ def _slots_on(day: date, ordered: tuple[time, ...], zone: ZoneInfo) -> tuple[Slo
     # Cached: most participants share a zone and the protocol's default times, so a wave of
     # thousands needs the calendar arithmetic only a handful of times.
     marks = [_minutes(t) for t in ordered]
-    bounds = [0] + [(a + b) // 2 for a, b in zip(marks, marks[1:], strict=False)] + [24 * 60]
+    bounds = [0] + [(a + b) // 2 for a, b in itertools.pairwise(marks)] + [24 * 60]
     return tuple(
         Slot(day, t, instant(day, t, zone), _local(day, bounds[i], zone), _local(day, bounds[i + 1], zone))
         for i, t in enumerate(ordered)

@@ -216,7 +216,7 @@ def _check_dictionary(files: Files, record_id: str, problems: _Problems) -> dict
     if not rows or names[0] != record_id or rows[0].get("Field Type") != "text":
         first = f"{names[0]} ({rows[0].get('Field Type')})" if rows else "nothing"
         problems.add("first_field", f"the first field is {first}, not {record_id} as a text field")
-    return {name: row for name, row in zip(names, rows, strict=True)}
+    return dict(zip(names, rows, strict=True))
 
 
 def _check_field(row: dict[str, str], name: str, problems: _Problems) -> None:

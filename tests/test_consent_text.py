@@ -160,7 +160,7 @@ def test_without_pregnancy_tests_the_consent_does_not_mention_them(language: str
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_the_consent_text_is_one_telegram_message_even_with_the_longest_values(language: str) -> None:
-    longest = {key: {lang: "x" * 150 for lang in LANGUAGES} for key in ("team_hours", "reply_within", "records_kept")}
+    longest = {key: dict.fromkeys(LANGUAGES, "x" * 150) for key in ("team_hours", "reply_within", "records_kept")}
     protocol = PROTOCOL.model_copy(update={"study": STUDY.model_copy(update=longest)})
     text = consent_text(language, protocol, applications_per_day=6)
     assert utf16_len(text) <= MAX_TEXT_LENGTH - 500, "keep room: the consent is one message, one question"

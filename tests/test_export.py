@@ -59,7 +59,7 @@ async def study_with_data(trial: Trial) -> None:
     await say(user, "/log")
     await log_now(user)
     await user.send_text("no fever\x00 but my calf is swollen")
-    await user.wait_for(lambda u: "This needs attention now" in (u.last_bot_message and u.last_bot_message.text or ""))
+    await user.wait_for(lambda u: "This needs attention now" in ((u.last_bot_message and u.last_bot_message.text) or ""))
     await add_checkin(trial, "P001", date(2026, 11, 24), 7, 3)
     await add_checkin(trial, "P002", date(2026, 11, 24), None, 1)
     async with trial.db.transaction() as session:
@@ -97,7 +97,7 @@ async def realistic_study(trial: Trial) -> None:
     await press(sam, "I forgot")
     await full_checkin(maya, itch="8", reaction="Burning or stinging", severity="Moderate", flags=["Fever or chills"])
     await sam.send_text("no fever but my calf is swollen")
-    await sam.wait_for(lambda u: "This needs attention now" in (u.last_bot_message and u.last_bot_message.text or ""))
+    await sam.wait_for(lambda u: "This needs attention now" in ((u.last_bot_message and u.last_bot_message.text) or ""))
     await say(coordinator, "/reply P001 Thank you, the study nurse will call you this afternoon.")
     async with trial.db.transaction() as session:
         member = (await session.scalars(select(StaffMember))).one()

@@ -187,12 +187,11 @@ async def test_the_fence_holds_only_while_the_lock_does(deployment: str) -> None
 
 
 async def test_a_leader_that_cannot_start_its_work_lets_another_lead(deployment: str) -> None:
-    async with processes(deployment, "a", fail_first_gain=True) as (a,):
-        async with processes(deployment, "b") as (b,):
-            assert not await a.leadership.try_to_lead()
-            assert a.events == ["gain", "loss"] and not a.leadership.is_leader
-            b.compete()
-            await soon(b.gained)
+    async with processes(deployment, "a", fail_first_gain=True) as (a,), processes(deployment, "b") as (b,):
+        assert not await a.leadership.try_to_lead()
+        assert a.events == ["gain", "loss"] and not a.leadership.is_leader
+        b.compete()
+        await soon(b.gained)
 
 
 async def test_deployments_in_other_schemas_elect_their_own_leader(deployment: str) -> None:

@@ -67,7 +67,7 @@ async def snapshot(db: Database) -> dict[str, list[dict]]:
     tables: dict[str, list[dict]] = {}
     async with db.read() as session:
         for table in Base.metadata.sorted_tables:
-            order = [c for c in table.primary_key.columns]
+            order = list(table.primary_key.columns)
             rows = (await session.execute(select(table).order_by(*order))).mappings().all()
             tables[table.name] = [{k: ("<random>" if k in RANDOM_COLUMNS else _plain(v)) for k, v in row.items()}
                                   for row in rows]

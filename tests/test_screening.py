@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCREENER = Screener.load(EXAMPLE_SCREENING)
 BUTTON_FLAGS = ["fever", "skin_infection", "breathing_chest", "leg_swelling", "weakness_speech",
                 "blistering_rash", "pregnancy_positive"]
-REQUIRED_FLAGS = BUTTON_FLAGS + ["infection_signs", "shingles", "bleeding_bruising", "skin_lesion",
-                                 "muscle_weakness", "swallowing", "skin_ulcer", "self_harm"]
+REQUIRED_FLAGS = [*BUTTON_FLAGS, "infection_signs", "shingles", "bleeding_bruising", "skin_lesion", "muscle_weakness", "swallowing", "skin_ulcer", "self_harm"]
 
 
 def flags(text: str) -> tuple[str, ...]:

@@ -301,7 +301,7 @@ async def test_deliveries_show_each_message_s_life_in_utc_and_local_time_split_w
     assert ": queued" in ledger and ": sent (message" in ledger and ": answered" in ledger, user.dump()
     assert "The newest" in ledger and "America/New_York" in ledger
 
-    for day in range(40):  # weeks of reminders and nudges: more than one message can hold
+    for _day in range(40):  # weeks of reminders and nudges: more than one message can hold
         await trial.advance(hours=12)
     before = len(dana.bot_messages)
     await dana.send_text("/deliveries P001 30")

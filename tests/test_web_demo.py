@@ -50,10 +50,9 @@ async def _json(session: aiohttp.ClientSession, method: str, url: str, **kwargs)
 
 
 async def test_the_page_is_local_and_says_it_is_a_demo(demo) -> None:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(demo.url) as page:
-            html = await page.text()
-            csp = page.headers["Content-Security-Policy"]
+    async with aiohttp.ClientSession() as http, http.get(demo.url) as page:
+        html = await page.text()
+        csp = page.headers["Content-Security-Policy"]
     assert "a demo and review tool" in html and "cannot be connected to real Telegram" in html
     # Nothing from the internet: every asset is the page's own, and the browser is told so.
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
@@ -172,9 +171,8 @@ async def test_trialbot_demo_serves_the_page_until_interrupted(tmp_path: Path, s
             assert line, "trialbot demo ended before printing its address"
             if match := re.search(r"http://127\.0\.0\.1:\d+/", line):
                 url = match.group(0)
-        async with aiohttp.ClientSession() as http:
-            async with http.get(url) as page:
-                assert page.status == 200 and "trialbot demo" in await page.text()
+        async with aiohttp.ClientSession() as http, http.get(url) as page:
+            assert page.status == 200 and "trialbot demo" in await page.text()
         process.send_signal(stop)
         rest = (await asyncio.wait_for(process.stdout.read(), 30)).decode()
         assert await process.wait() == 0, rest

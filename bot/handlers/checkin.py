@@ -46,7 +46,7 @@ def _rows(context: CallbackContext, participant: Participant, draft: CheckinDraf
         chosen = draft.answers.get("red_flags", [])
         flags = pregnancy_pathway.flags_offered(services(context).protocol, participant)
         rows = [[Button(f"flag_{f}", f"k:red_flags:{f}", {"chosen": f in chosen})] for f in flags]
-        return rows + [[Button("flags_done", "k:red_flags:done", {"count": len(chosen)})], later]
+        return [*rows, [Button("flags_done", "k:red_flags:done", {"count": len(chosen)})], later]
     return [[Button("checkin_save", "k:save")], [Button("checkin_restart", "k:restart")], [later[0]]]
 
 

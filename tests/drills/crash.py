@@ -53,7 +53,7 @@ class CrashConfig:
     recipients: int = 60
     kills: int = 1
     seed: int = 9
-    rate_limits: RateLimits = RateLimits()  # Telegram's: 30/s overall, 1/s per chat
+    rate_limits: RateLimits = field(default_factory=RateLimits)  # Telegram's: 30/s overall, 1/s per chat
     kill_between: tuple[float, float] = (0.1, 0.9)  # share of the wave delivered when killed
 
 

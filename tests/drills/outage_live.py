@@ -95,7 +95,7 @@ class LiveOutageReport:
         found = []
         if self.updates_held:
             found.append("participants met silence during the outage (updates held, not answered)")
-        for during, after in zip(self.taps_during, self.taps_after):
+        for during, after in zip(self.taps_during, self.taps_after, strict=False):
             if (during != NO_ANSWER and APOLOGY not in during) or "Saved" not in (after or ""):
                 found.append(f"a tap got {during!r} during the outage and {after!r} after it")
         if not self.taps_during:
@@ -234,9 +234,10 @@ async def _recovery(db: Database, world, users, presses, returned_at: float, con
             break
         await asyncio.sleep(0.2)
     writer_before = presses[0][3] if presses else len(users[-1].bot_messages)
-    for (user, query, message_id, _), during in zip(presses, report.taps_during):
+    for (user, query, message_id, _), during in zip(presses, report.taps_during, strict=False):
         if during == NO_ANSWER:  # held: handled now that the process leads (and polls) again
-            await _wait(lambda: _answered(user, query, message_id), "a held tap", 30)
+            await _wait(lambda user=user, query=query, message_id=message_id: _answered(user, query, message_id),
+                        "a held tap", 30)
             report.held_taps_after.append(_answered(user, query, message_id))
             report.taps_after.append(report.held_taps_after[-1])  # saved: its keyboard is gone
         else:  # the same button again: the apology left it there
