@@ -30,6 +30,7 @@ import asyncio
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,9 +89,11 @@ async def add_history(db: Database, days: int, last: date) -> None:
         return ({"day": day.isoformat(), "at": at.strftime("%Y-%m-%d %H:%M:%S.%f")} if sqlite
                 else {"day": day, "at": at})
 
-    for n in range(days - 1, -1, -1):
-        day = last - timedelta(days=n)
-        async with db.transaction() as session:
+    async with db.transaction() as session:
+        if sqlite:  # a cache to hold the indexes while millions of rows go in (a process of its own)
+            await session.execute(text("PRAGMA cache_size = -1000000"))
+        for n in range(days - 1, -1, -1):
+            day = last - timedelta(days=n)
             for minutes in (13 * 60 + 5, 25 * 60 + 5):
                 await session.execute(diary, values(day, minutes))
             if n % 7 == 6:
@@ -142,7 +145,10 @@ async def wave(label: str, db: Database, count: int, history_days: int) -> None:
     await populate(db, count, SAME_MINUTE_ZONES, joined=joined)
     if history_days:
         started = time.perf_counter()
-        await add_history(db, history_days, EIGHT_AM.date() - timedelta(days=1))
+        # In a process of its own: SQLite's page cache for the writing is that process's memory,
+        # not this one's (whose peak is a figure here).
+        await asyncio.to_thread(subprocess.run, [sys.executable, __file__, "--write-history", str(history_days),
+                                                 db.url.render_as_string(hide_password=False)], check=True)
         print(f"[{label}] {history_days} days of history written in {time.perf_counter() - started:.0f} s")
     clock = ManualClock(EIGHT_AM - timedelta(minutes=1))
     tick = Tick(db, PROTOCOL, clock)
@@ -234,7 +240,15 @@ async def main() -> None:
     parser.add_argument("--day", type=int, metavar="N", help="also run the whole day with N participants")
     parser.add_argument("--only", choices=("wave", "idle", "bulk"), action="append",
                         help="run only this measurement (repeatable; bulk: the empty tick after a bulk enrolment)")
+    parser.add_argument("--write-history", nargs=2, metavar=("DAYS", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write_history:  # the wave's history, written by a child process (see wave())
+        db = Database(args.write_history[1])
+        try:
+            await add_history(db, int(args.write_history[0]), EIGHT_AM.date() - timedelta(days=1))
+        finally:
+            await db.dispose()
+        return
     only = set(args.only or ("wave", "idle", "bulk"))
     if "wave" in only:
         await on_each_database(wave, args.participants, args.history_days)
