@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from study.models import ButtonRows, JSONObject
@@ -50,9 +51,9 @@ class ParticipantView:
         return max(self.active_since, self.treatment_since)
 
 
-@dataclass(frozen=True)
-class DiaryFact:
-    """A standing diary entry: applied (with its time), missed (a day), or missing (a slot)."""
+class DiaryFact(NamedTuple):
+    """A standing diary entry: applied (with its time), missed (a day), or missing (a slot). A
+    plain tuple: a wave makes one for each of tens of thousands of entries."""
 
     kind: str
     local_date: date
@@ -106,30 +107,86 @@ def slot_form(slot: Slot) -> str:
     return "s" + slot.key[2:]  # s + yymmddHHMM
 
 
+# plan_applications plans the slots of the participant's yesterday and today (and looks at
+# tomorrow's for its next look): nothing older counts for anything it plans.
+PLANNED_DAYS_BACK = 1
+# An instant's local day, in any zone there is (UTC-12 to UTC+14), is at least its UTC day of 12
+# hours before. A local day lasts at most 25 hours (the autumn change of the clocks), and no two
+# such days follow each other.
+_WESTMOST = timedelta(hours=12)
+_CLOCK_CHANGE = timedelta(hours=1)
+
+
+def diary_since(now: datetime) -> date:
+    """The earliest `local_date` of a diary entry any planner can look at, at `now`: the tick
+    loads these and no older ones, so planning costs the same after a year of entries as after
+    a day. The earliest slot planned opens at the participant's local midnight PLANNED_DAYS_BACK
+    days before their today, at most PLANNED_DAYS_BACK + 1 days (and an hour, for a change of
+    the clocks) before `now`, whatever their zone; an entry in it (or after) has a local day, in whatever zone it was recorded, no
+    earlier than that instant's UTC day 12 hours before. A "missed a dose" counts on its own
+    local day, one of the days planned, so later still. Why the diary's `backfill_days` does not
+    widen it: an entry logged late for an older day holds that older day's slot, which is no
+    longer planned."""
+    return (now.astimezone(UTC) - timedelta(days=PLANNED_DAYS_BACK + 1) - _CLOCK_CHANGE - _WESTMOST).date()
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """The slots planned on one local day for one zone and reminder times: yesterday's and
+    today's (`days`) and tomorrow's, in time order (`slots`: their windows tile the three days,
+    from `start` to `end`), and each day's. The same for everyone who shares the zone and times,
+    so a wave of thousands works it out a handful of times."""
+
+    days: tuple[date, ...]
+    slots: tuple[Slot, ...]
+    by_day: dict[date, list[Slot]]
+    start: datetime
+    end: datetime
+
+
+@lru_cache(maxsize=1024)
+def slot_plan(timezone: str, reminder_times: tuple[time, ...], today: date) -> SlotPlan:
+    """Cached (bounded) per zone, reminder times and local day: a wave shares a few of these."""
+    zone = ZoneInfo(timezone)
+    days = tuple(today - timedelta(days=n) for n in range(PLANNED_DAYS_BACK, -1, -1))
+    by_day = {day: slots_on(day, list(reminder_times), zone) for day in (*days, today + timedelta(days=1))}
+    slots = tuple(slot for day_slots in by_day.values() for slot in day_slots)
+    return SlotPlan(days, slots, by_day, slots[0].window_start, slots[-1].window_end)
+
+
 def accounted_slots(participant: ParticipantView, facts: Iterable[DiaryFact], days: Iterable[date],
                     by_day: dict[date, list[Slot]] | None = None) -> set[str]:
     """The slots of `days` that already have an entry. An application counts for the slot whose
     window holds it; a "missed a dose" (which has a day but no time) fills the day's earliest
     slot still open; a system "missing" record holds its own slot."""
-    zone = participant.zone
-    facts = list(facts)
-    days = list(days)
-    by_day = by_day or {day: slots_on(day, list(participant.reminder_times), zone) for day in days}
+    days = tuple(days)
+    by_day = by_day or {day: slots_on(day, list(participant.reminder_times), participant.zone) for day in days}
+    slots = tuple(sorted((slot for day_slots in by_day.values() for slot in day_slots), key=lambda s: s.window_start))
+    if not slots:
+        return set()
+    return _accounted(SlotPlan(days, slots, by_day, slots[0].window_start, slots[-1].window_end), list(facts))
+
+
+def _accounted(plan: SlotPlan, facts: list[DiaryFact]) -> set[str]:
     accounted: set[str] = set()
-    for fact in facts:
-        if fact.kind in ("applied", "missing") and fact.occurred_at is not None:
-            day_slots = by_day.get(fact.occurred_at.astimezone(zone).date())
-            if day_slots is None:
-                continue  # outside the days asked about
-            for slot in day_slots:
-                if slot.window_start <= fact.occurred_at < slot.window_end:
-                    accounted.add(slot.key)
+    missed = False
+    for kind, _, at in facts:
+        if kind == "missed":
+            missed = True
+        # The windows tile their days: an entry outside them is for a day not asked about
+        # (compared as instants, with no conversion to the participant's zone).
+        elif at is not None and plan.start <= at < plan.end and kind in ("applied", "missing"):
+            for slot in plan.slots:
+                if at < slot.window_end:
+                    if at >= slot.window_start:
+                        accounted.add(slot.key)
                     break
-    for day in days:
-        open_slots = [s.key for s in by_day[day] if s.key not in accounted]
-        for _ in (f for f in facts if f.kind == "missed" and f.local_date == day):
-            if open_slots:
-                accounted.add(open_slots.pop(0))
+    if missed:
+        for day in plan.days:
+            open_slots = [s.key for s in plan.by_day[day] if s.key not in accounted]
+            for _ in (f for f in facts if f.kind == "missed" and f.local_date == day):
+                if open_slots:
+                    accounted.add(open_slots.pop(0))
     return accounted
 
 
@@ -141,36 +198,33 @@ def plan_applications(
     if participant.treatment != "on_treatment":
         return Plan()
     rules = protocol.reminders
-    zone = participant.zone
-    today = now.astimezone(zone).date()
-    days = [today - timedelta(days=1), today]
-    by_day = {day: slots_on(day, list(participant.reminder_times), zone) for day in (*days, today + timedelta(days=1))}
+    today = now.astimezone(participant.zone).date()
+    slots = slot_plan(participant.timezone, participant.reminder_times, today)
     facts = list(facts)
-    accounted = accounted_slots(participant, facts, days, by_day) if facts else set()
+    accounted = _accounted(slots, facts) if facts else set()
     plan = Plan()
-    for slots in by_day.values():
-        for slot in slots:
-            # A dose due before they joined (or resumed) is neither reminded nor recorded missing.
-            if slot.at < participant.cream_since or slot.key in accounted:
+    for slot in slots.slots:
+        # A dose due before they joined (or resumed) is neither reminded nor recorded missing.
+        if slot.at < participant.cream_since or slot.key in accounted:
+            continue
+        if slot.at > now:  # nothing of this slot is due yet; its reminder comes first
+            plan.look_again_at(slot.at)
+            continue
+        nudge_at = slot.at + timedelta(minutes=rules.nudge_after_minutes)
+        for kind, template, at, stale in (
+            ("reminder", "reminder_application", slot.at, slot.at + timedelta(minutes=rules.stale_after_minutes)),
+            ("nudge", "reminder_nudge", nudge_at, slot.window_end),
+        ):
+            if at > now:
+                plan.look_again_at(at)
                 continue
-            if slot.at > now:  # nothing of this slot is due yet; its reminder comes first
-                plan.look_again_at(slot.at)
-                continue
-            nudge_at = slot.at + timedelta(minutes=rules.nudge_after_minutes)
-            for kind, template, at, stale in (
-                ("reminder", "reminder_application", slot.at, slot.at + timedelta(minutes=rules.stale_after_minutes)),
-                ("nudge", "reminder_nudge", nudge_at, slot.window_end),
-            ):
-                if at > now:
-                    plan.look_again_at(at)
-                    continue
-                if kind == "nudge" and now >= stale:
-                    continue  # a nudge that can no longer help is not worth a record either
-                plan.messages.append(_slot_message(protocol, participant, slot, kind, template, at, stale))
-            if now >= slot.window_end:
-                plan.missing.append(MissingDose(participant.id, slot))
-            else:
-                plan.look_again_at(slot.window_end)
+            if kind == "nudge" and now >= stale:
+                continue  # a nudge that can no longer help is not worth a record either
+            plan.messages.append(_slot_message(protocol, participant, slot, kind, template, at, stale))
+        if now >= slot.window_end:
+            plan.missing.append(MissingDose(participant.id, slot))
+        else:
+            plan.look_again_at(slot.window_end)
     return plan
 
 

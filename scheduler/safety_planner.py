@@ -3,7 +3,9 @@ and escalation of unacknowledged alerts (study-wide). Pure functions, like sched
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from scheduler.planner import ParticipantView, Plan, PlannedMessage
 from study.models import JSONObject
@@ -20,21 +22,13 @@ def plan_checkins(protocol: Protocol, participant: ParticipantView, last_full: d
     time; with `daily_scores`, a two-question check-in on each other day."""
     rules = protocol.checkins
     zone = participant.zone
-    at = parse_hhmm(rules.reminder_time)
     anchor = (last_full or participant.active_since).astimezone(zone).date()
     today = now.astimezone(zone).date()
-    # Every `every_days` from the anchor: a check-in left undone does not stop the next one.
-    periods = max(1, (today - anchor).days // rules.every_days)
-    due_day = anchor + timedelta(days=periods * rules.every_days)
+    look_again, candidates = _checkin_calendar(rules.every_days, rules.daily_scores, rules.reminder_time,
+                                               participant.timezone, anchor, today)
     plan = Plan()
-    plan.look_again_at(instant(due_day + timedelta(days=rules.every_days), at, zone))
-    candidates = [("checkin", "full", due_day)]
-    if rules.daily_scores:
-        for day in (today, today + timedelta(days=1)):
-            if anchor < day < due_day:
-                candidates.append(("scores", "scores", day))
-    for kind, checkin_kind, day in candidates:
-        due = instant(day, at, zone)
+    plan.look_again_at(look_again)
+    for kind, checkin_kind, day, due in candidates:
         if due < participant.active_since:
             continue
         if due > now:
@@ -47,6 +41,26 @@ def plan_checkins(protocol: Protocol, participant: ParticipantView, last_full: d
             stale_after=due + CHECKIN_STALE_AFTER, participant_id=participant.id,
         ))
     return plan
+
+
+@lru_cache(maxsize=4096)
+def _checkin_calendar(every_days: int, daily_scores: bool, reminder_time: str, timezone: str, anchor: date,
+                      today: date) -> tuple[datetime, tuple[tuple[str, str, date, datetime], ...]]:
+    """When to look again, and the check-ins that may be due (kind, check-in kind, day, instant),
+    for an anchor day and today: the same for everyone whose last check-in fell on that day in
+    that zone, so a wave works each out once (cached, bounded)."""
+    zone = ZoneInfo(timezone)
+    at = parse_hhmm(reminder_time)
+    # Every `every_days` from the anchor: a check-in left undone does not stop the next one.
+    periods = max(1, (today - anchor).days // every_days)
+    due_day = anchor + timedelta(days=periods * every_days)
+    candidates = [("checkin", "full", due_day)]
+    if daily_scores:
+        for day in (today, today + timedelta(days=1)):
+            if anchor < day < due_day:
+                candidates.append(("scores", "scores", day))
+    return (instant(due_day + timedelta(days=every_days), at, zone),
+            tuple((kind, checkin_kind, day, instant(day, at, zone)) for kind, checkin_kind, day in candidates))
 
 
 def plan_alert_followups(protocol: Protocol, open_alerts: list[tuple[int, datetime, JSONObject]],

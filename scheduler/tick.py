@@ -24,6 +24,7 @@ from scheduler.planner import (
     Plan,
     PlannedMessage,
     VisitFact,
+    diary_since,
     plan_applications,
     plan_pregnancy_tests,
     plan_visits,
@@ -51,6 +52,11 @@ log = logging.getLogger(__name__)
 # Participants planned per transaction: big enough that a wave costs few statements, small
 # enough that a batch's IN lists and rows stay modest.
 BATCH = 5000
+# A tick that gives this many participants their first next look (a bulk enrolment, everyone
+# told to look again) has made PostgreSQL's statistics wrong about who has none: gathered again
+# at once, or the next ticks' "never looked at" query reads the whole table until autovacuum
+# comes round (tens of milliseconds a tick at 100,000 participants).
+ANALYZE_AFTER_FIRST_LOOKS = 1000
 
 
 @dataclass
@@ -60,6 +66,7 @@ class TickReport:
     stale: int = 0
     missing: int = 0
     expired: int = 0  # check-in drafts
+    first_looks: int = 0  # participants who had no next look and were given one
 
 
 def view_of(participant: Participant) -> ParticipantView:
@@ -137,6 +144,8 @@ class Tick:
                 await asyncio.wait([writing])
                 if not writing.cancelled() and writing.exception() is not None:
                     log.warning("tick: a batch could not be written: %s", type(writing.exception()).__name__)
+        if report.first_looks >= ANALYZE_AFTER_FIRST_LOOKS:
+            await self.db.analyze(Participant.__tablename__)
         async with self.db.transaction() as session:
             study_wide = (await plan_digests(session, self.protocol, now) + await plan_anchors(session, self.protocol, now)
                           + await self._alert_followups(session, now))
@@ -170,9 +179,10 @@ class Tick:
             # Plain rows, not ORM objects: a morning wave is tens of thousands of participants,
             # and the planner wants snapshots anyway.
             rows = (await session.execute(select(*_VIEW_COLUMNS).where(among(session, Participant.id, ids)))).all()
-            since = (now - timedelta(days=3)).date()
+            # Only the entries the planners can look at (an index on participant and day finds
+            # them), so a year of history costs what a day does.
             facts: dict[int, list[DiaryFact]] = {}
-            for entry in await diary.standing_facts(session, ids, since):
+            for entry in await diary.standing_facts(session, ids, diary_since(now)):
                 facts.setdefault(entry.participant_id, []).append(
                     DiaryFact(entry.kind, entry.local_date, entry.occurred_at))
             visit_facts: dict[int, list[VisitFact]] = {}
@@ -207,6 +217,8 @@ class Tick:
                     .values(next_plan_at=moment)
                     .execution_options(synchronize_session=False))
         report.participants += sum(len(same) for same in batch.next_plan.values())
+        report.first_looks += sum(len(same) for (was, moment), same in batch.next_plan.items()
+                                  if was is None and moment is not None)
         report.missing += missing
         report.queued += queued
         report.stale += stale

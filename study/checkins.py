@@ -351,7 +351,10 @@ async def submit(session: AsyncSession, protocol: Protocol, participant: Partici
 
 async def last_submitted(session: AsyncSession, participant_ids: list[int]) -> dict[int, datetime]:
     """When each participant last completed a full check-in (for planning the next one)."""
-    query = (select(CheckIn.participant_id, func.max(CheckIn.submitted_at))
-             .where(among(session, CheckIn.participant_id, participant_ids), CheckIn.kind == "full")
-             .group_by(CheckIn.participant_id))
-    return dict((await session.execute(query)).all())
+    # One index look-up per participant (participant, kind, submitted_at: the newest is the last
+    # entry of its range), however many check-ins each has made; not all of them read and grouped.
+    last = (select(func.max(CheckIn.submitted_at))
+            .where(CheckIn.participant_id == Participant.id, CheckIn.kind == "full")
+            .correlate(Participant).scalar_subquery())
+    query = select(Participant.id, last).where(among(session, Participant.id, participant_ids))
+    return {pid: at for pid, at in (await session.execute(query)).all() if at is not None}

@@ -117,7 +117,24 @@ class Database:
                 await connection.execute(text(
                     "SELECT pg_advisory_xact_lock(hashtextextended("
                     "'trialbot migrations|' || current_database() || '|' || coalesce(current_schema(), ''), 0))"))
+            before = await connection.run_sync(_current_heads)
             await connection.run_sync(_upgrade, revision)
+            if await connection.run_sync(_current_heads) != before:
+                # A migration may have built indexes or moved rows: statistics now, not whenever
+                # autovacuum comes round, so the first ticks after an upgrade plan with them.
+                tables = (await connection.execute(text(
+                    "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()"))).scalars().all()
+                await connection.execute(text(f"ANALYZE {', '.join(tables)}"))
+
+    async def analyze(self, *tables: str) -> None:
+        """PostgreSQL: gather the query planner's statistics for `tables` now, after a bulk change
+        has made them stale (autovacuum would, within a minute or so, where it is on). SQLite keeps
+        no statistics unless ANALYZE is run by hand, and plans by its rules without: nothing."""
+        if self.is_sqlite:
+            return
+        async with self.transaction() as session:
+            for table in tables:
+                await session.execute(text(f"ANALYZE {table}"))
 
     async def at_newest_migration(self) -> bool:
         """Is the schema what this code expects (commands that do not migrate check first)?"""
@@ -217,6 +234,12 @@ class WriterQueue:
         finally:
             self._holder = None
             self._lock.release()
+
+
+def _current_heads(connection: Connection) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    return set(MigrationContext.configure(connection).get_current_heads())
 
 
 def _upgrade(connection: Connection, revision: str = "head") -> None:

@@ -297,15 +297,21 @@ async def standing_facts(session: AsyncSession, participant_ids: list[int], sinc
 
 
 async def _plain_standing_facts(session: AsyncSession, participant_ids: list[int], since: date) -> list[FactRow]:
+    return list((await session.execute(_plain_standing_facts_query(session, participant_ids, since))).all())
+
+
+def _plain_standing_facts_query(session: AsyncSession, participant_ids: list[int],
+                                since: date) -> Select[int, str, date, datetime | None]:
+    """Found through the (participant, day) index: each participant's entries from `since` on,
+    not their whole diary."""
     withdrawal = aliased(DiaryEntry)
-    query = (
+    return (
         select(DiaryEntry.participant_id, DiaryEntry.kind, DiaryEntry.local_date, DiaryEntry.occurred_at)
         .outerjoin(withdrawal, withdrawal.supersedes_id == DiaryEntry.id)
         .where(
             among(session, DiaryEntry.participant_id, participant_ids),
-            DiaryEntry.kind.in_(("applied", "missed", "missing")),
             DiaryEntry.local_date >= since,
+            DiaryEntry.kind.in_(("applied", "missed", "missing")),
             withdrawal.id.is_(None),
         )
     )
-    return list((await session.execute(query)).all())

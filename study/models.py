@@ -21,6 +21,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -251,9 +252,12 @@ class DiaryEntry(Base):
     """
 
     __tablename__ = "diary_entries"
+    # A participant's entries by day: the planner reads only the last few days of each
+    # (scheduler/planner.py diary_since), however long the diary (migration 0015).
+    __table_args__ = (Index("ix_diary_entries_participant_day", "participant_id", "local_date"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
     kind: Mapped[str] = mapped_column(String(16))  # applied | missed | missing | withdrawal
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when the participant says it happened
     local_date: Mapped[date] = mapped_column(Date)  # the participant's calendar day it belongs to
@@ -537,9 +541,11 @@ class CheckIn(Base):
     progress lives in `checkin_drafts`, so nothing is ever half-saved). Append-only."""
 
     __tablename__ = "checkins"
+    # The planner's "last full check-in" is the end of one range of this index (migration 0015).
+    __table_args__ = (Index("ix_checkins_participant_kind_submitted", "participant_id", "kind", "submitted_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
     kind: Mapped[str] = mapped_column(String(16))  # full | scores
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,114 @@
+"""The tick loads only the diary entries the planners can look at (scheduler/planner.py
+`diary_since`), so a wave costs the same after a year of entries as after a day. These tests hold
+it to that: for any history, in any zone, with entries recorded in any zone (a participant who
+moved), at any moment of the year (the clocks' changes included), the planners given only the
+entries from `diary_since(now)` on plan exactly what they plan given the whole history. And the
+database answers that question from the index, not by reading each participant's diary."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from scheduler.planner import DiaryFact, ParticipantView, diary_since, plan_applications, slot_plan
+from scheduler.tick import Records, plan_participant
+from study import diary
+from study.protocol import EXAMPLE_PROTOCOL, load_protocol
+from tests.databases import migrated
+
+PROTOCOL = load_protocol(EXAMPLE_PROTOCOL)
+# The ends of the world's offsets (UTC-12, UTC+14), odd ones (+05:45, +12:45 with daylight saving,
+# -03:30), half-hour daylight saving (Lord Howe), and the usual ones with their clock changes.
+ZONES = ["Etc/GMT+12", "Pacific/Kiritimati", "Asia/Kathmandu", "Pacific/Chatham", "America/St_Johns",
+         "Australia/Lord_Howe", "America/New_York", "Europe/London", "Australia/Sydney", "UTC"]
+YEAR_START = datetime(2026, 1, 1, tzinfo=UTC)
+PROPERTY = settings(max_examples=300, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+zones = st.sampled_from(ZONES)
+minutes_of_year = st.integers(min_value=0, max_value=365 * 24 * 60)
+reminder_times = st.lists(st.tuples(st.integers(0, 23), st.sampled_from([0, 15, 30, 45, 59])),
+                          min_size=1, max_size=4, unique=True).map(
+    lambda pairs: tuple(sorted(time(h, m) for h, m in pairs)))
+
+
+@st.composite
+def entries(draw, now: datetime, zone: str) -> DiaryFact:
+    """One entry as the diary writes them: an application or a system "missing" record at an
+    instant (its day: that instant's day in the zone the participant was in when it was recorded);
+    a "missed a dose" for a day. From 40 days before `now` to a day after (a clock put right), and
+    often within hours of the edge of what is planned: the start of the participant's yesterday."""
+    kind = draw(st.sampled_from(["applied", "applied", "missing", "missed"]))
+    recorded_in = ZoneInfo(draw(zones))
+    yesterday = now.astimezone(ZoneInfo(zone)).date() - timedelta(days=1)
+    edge = datetime.combine(yesterday, time(0), ZoneInfo(zone)).astimezone(UTC)
+    at = draw(st.one_of(
+        st.integers(min_value=-40 * 24 * 60, max_value=24 * 60).map(lambda m: now + timedelta(minutes=m)),
+        st.integers(min_value=-6 * 60, max_value=6 * 60).map(lambda m: edge + timedelta(minutes=m)),
+    ))
+    if kind == "missed":
+        return DiaryFact("missed", at.astimezone(recorded_in).date(), draw(st.sampled_from([None, at])))
+    return DiaryFact(kind, at.astimezone(recorded_in).date(), at)
+
+
+@st.composite
+def situations(draw) -> tuple[ParticipantView, list[DiaryFact], datetime]:
+    now = YEAR_START + timedelta(minutes=draw(minutes_of_year))
+    joined = now - timedelta(minutes=draw(st.integers(min_value=0, max_value=400 * 24 * 60)))
+    resumed = draw(st.sampled_from([None, now - timedelta(hours=draw(st.integers(0, 72)))]))
+    person = ParticipantView(id=7, study_id="P007", timezone=draw(zones), reminder_times=draw(reminder_times),
+                             active_since=joined, treatment_since=resumed)
+    history = draw(st.lists(entries(now, person.timezone), max_size=60))
+    return person, history, now
+
+
+@PROPERTY
+@given(situations())
+def test_the_planners_plan_the_same_from_the_window_as_from_the_whole_history(situation) -> None:
+    person, history, now = situation
+    since = diary_since(now)
+    windowed = [fact for fact in history if fact.local_date >= since]
+    assert plan_participant(PROTOCOL, person, Records(diary=windowed), now) == \
+        plan_participant(PROTOCOL, person, Records(diary=history), now)
+
+
+@PROPERTY
+@given(situations(), st.integers(min_value=1, max_value=600), st.integers(min_value=1, max_value=600))
+def test_the_same_whatever_the_reminder_rules(situation, nudge_after: int, stale_after: int) -> None:
+    person, history, now = situation
+    rules = PROTOCOL.reminders.model_copy(update={"nudge_after_minutes": nudge_after,
+                                                  "stale_after_minutes": stale_after})
+    protocol = PROTOCOL.model_copy(update={"reminders": rules})
+    windowed = [fact for fact in history if fact.local_date >= diary_since(now)]
+    assert plan_applications(protocol, person, windowed, now) == plan_applications(protocol, person, history, now)
+
+
+def test_the_window_is_a_few_days_whatever_the_moment() -> None:
+    for minutes in range(0, 24 * 60, 7):
+        now = datetime(2026, 11, 24, tzinfo=UTC) + timedelta(minutes=minutes)
+        assert date(2026, 11, 20) <= diary_since(now) <= date(2026, 11, 22)
+
+
+def test_slot_plans_are_shared_by_everyone_with_the_same_zone_times_and_day() -> None:
+    times = (time(8), time(20))
+    first = slot_plan("America/New_York", times, date(2026, 11, 24))
+    assert slot_plan("America/New_York", times, date(2026, 11, 24)) is first
+    assert [s.key for s in first.slots] == ["202611230800", "202611232000", "202611240800", "202611242000",
+                                            "202611250800", "202611252000"]
+    assert slot_plan.cache_info().maxsize is not None, "bounded"
+
+
+async def test_the_diary_is_read_by_participant_and_day_through_its_index(tmp_path) -> None:
+    """SQLite's plan for the planner's diary query: the (participant, day) index on both columns,
+    not each participant's whole diary. (PostgreSQL chooses by its statistics on the same index:
+    bench/reminder_wave.py measures it with a year of entries.)"""
+    async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}") as db, db.read() as session:
+        query = diary._plain_standing_facts_query(session, [1, 2, 3], date(2026, 11, 21))
+        compiled = query.compile(session.bind, compile_kwargs={"literal_binds": True})
+        plan = (await session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))).all()
+    details = " | ".join(row[-1] for row in plan)
+    assert "ix_diary_entries_participant_day (participant_id=? AND local_date>?)" in details, details
