@@ -142,6 +142,7 @@ class SlotPlan:
     by_day: dict[date, list[Slot]]
     start: datetime
     end: datetime
+    earliest: datetime  # the earliest reminder (slots are in day and time order; a spring-forward day may not be)
 
 
 @lru_cache(maxsize=1024)
@@ -151,7 +152,7 @@ def slot_plan(timezone: str, reminder_times: tuple[time, ...], today: date) -> S
     days = tuple(today - timedelta(days=n) for n in range(PLANNED_DAYS_BACK, -1, -1))
     by_day = {day: slots_on(day, list(reminder_times), zone) for day in (*days, today + timedelta(days=1))}
     slots = tuple(slot for day_slots in by_day.values() for slot in day_slots)
-    return SlotPlan(days, slots, by_day, slots[0].window_start, slots[-1].window_end)
+    return SlotPlan(days, slots, by_day, slots[0].window_start, slots[-1].window_end, min(s.at for s in slots))
 
 
 def accounted_slots(participant: ParticipantView, facts: Iterable[DiaryFact], days: Iterable[date],
@@ -164,7 +165,8 @@ def accounted_slots(participant: ParticipantView, facts: Iterable[DiaryFact], da
     slots = tuple(sorted((slot for day_slots in by_day.values() for slot in day_slots), key=lambda s: s.window_start))
     if not slots:
         return set()
-    return _accounted(SlotPlan(days, slots, by_day, slots[0].window_start, slots[-1].window_end), list(facts))
+    return _accounted(SlotPlan(days, slots, by_day, slots[0].window_start, slots[-1].window_end,
+                               min(s.at for s in slots)), list(facts))
 
 
 def _accounted(plan: SlotPlan, facts: list[DiaryFact]) -> set[str]:
@@ -201,18 +203,47 @@ def plan_applications(
     today = now.astimezone(participant.zone).date()
     slots = slot_plan(participant.timezone, participant.reminder_times, today)
     facts = list(facts)
-    accounted = _accounted(slots, facts) if facts else set()
-    plan = Plan()
-    for slot in slots.slots:
+    skipped = _accounted(slots, facts) if facts else set()
+    if participant.cream_since > slots.earliest:
         # A dose due before they joined (or resumed) is neither reminded nor recorded missing.
-        if slot.at < participant.cream_since or slot.key in accounted:
+        skipped |= {slot.key for slot in slots.slots if slot.at < participant.cream_since}
+    messages, missing, next_check = _application_shape(
+        participant.timezone, participant.reminder_times, today, now, frozenset(skipped),
+        rules.nudge_after_minutes, rules.stale_after_minutes, rules.late_after_minutes)
+    plan = Plan(next_check=next_check)
+    for slot, kind, template, due, late_after, stale in messages:
+        variables, buttons = _slot_payload(slot)
+        plan.messages.append(PlannedMessage(
+            key=f"{kind}:{participant.id}:{slot.key}", kind=kind, template_id=template, due_at=due,
+            variables=variables, buttons=buttons, late_after=late_after, stale_after=stale,
+            participant_id=participant.id))
+    plan.missing = [MissingDose(participant.id, slot) for slot in missing]
+    return plan
+
+
+_Step = tuple[Slot, str, str, datetime, datetime, datetime]  # slot, kind, template, due, late after, stale after
+
+
+@lru_cache(maxsize=4096)
+def _application_shape(timezone: str, reminder_times: tuple[time, ...], today: date, now: datetime,
+                       skipped: frozenset[str], nudge_after: int, stale_after: int,
+                       late_after: int) -> tuple[tuple[_Step, ...], tuple[Slot, ...], datetime | None]:
+    """What plan_applications plans, at `now`, for everyone with these slots whose slots
+    `skipped` are accounted for (or came before they joined): the messages, the slots to record
+    missing, and the next look. Cached (bounded): at a wave's minute most participants of a zone
+    share one."""
+    plan = Plan()
+    steps: list[_Step] = []
+    missing: list[Slot] = []
+    for slot in slot_plan(timezone, reminder_times, today).slots:
+        if slot.key in skipped:
             continue
         if slot.at > now:  # nothing of this slot is due yet; its reminder comes first
             plan.look_again_at(slot.at)
             continue
-        nudge_at = slot.at + timedelta(minutes=rules.nudge_after_minutes)
+        nudge_at = slot.at + timedelta(minutes=nudge_after)
         for kind, template, at, stale in (
-            ("reminder", "reminder_application", slot.at, slot.at + timedelta(minutes=rules.stale_after_minutes)),
+            ("reminder", "reminder_application", slot.at, slot.at + timedelta(minutes=stale_after)),
             ("nudge", "reminder_nudge", nudge_at, slot.window_end),
         ):
             if at > now:
@@ -220,28 +251,12 @@ def plan_applications(
                 continue
             if kind == "nudge" and now >= stale:
                 continue  # a nudge that can no longer help is not worth a record either
-            plan.messages.append(_slot_message(protocol, participant, slot, kind, template, at, stale))
+            steps.append((slot, kind, template, at, at + timedelta(minutes=late_after), stale))
         if now >= slot.window_end:
-            plan.missing.append(MissingDose(participant.id, slot))
+            missing.append(slot)
         else:
             plan.look_again_at(slot.window_end)
-    return plan
-
-
-def _slot_message(protocol: Protocol, participant: ParticipantView, slot: Slot, kind: str, template: str,
-                  at: datetime, stale: datetime) -> PlannedMessage:
-    variables, buttons = _slot_payload(slot)
-    return PlannedMessage(
-        key=f"{kind}:{participant.id}:{slot.key}",
-        kind=kind,
-        template_id=template,
-        due_at=at,
-        variables=variables,
-        buttons=buttons,
-        late_after=at + timedelta(minutes=protocol.reminders.late_after_minutes),
-        stale_after=stale,
-        participant_id=participant.id,
-    )
+    return tuple(steps), tuple(missing), plan.next_check
 
 
 @lru_cache(maxsize=4096)

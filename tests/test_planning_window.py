@@ -12,11 +12,14 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
+from scheduler import tick as tick_module
 from scheduler.planner import DiaryFact, ParticipantView, diary_since, plan_applications, slot_plan
-from scheduler.tick import Records, plan_participant
+from scheduler.tick import Records, Tick, plan_participant
 from study import diary
+from study.clock import ManualClock
+from study.models import Participant
 from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 from tests.databases import migrated
 
@@ -112,3 +115,30 @@ async def test_the_diary_is_read_by_participant_and_day_through_its_index(tmp_pa
         plan = (await session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))).all()
     details = " | ".join(row[-1] for row in plan)
     assert "ix_diary_entries_participant_day (participant_id=? AND local_date>?)" in details, details
+
+
+async def test_a_tick_that_gives_many_their_first_look_gathers_postgresqls_statistics(db, monkeypatch) -> None:
+    """After a bulk enrolment the statistics say nobody has a next look; once the tick has given
+    everyone one, they are gathered again at once (pg_class.reltuples is ANALYZE's, transactional),
+    so the next ticks' due query uses its index. On SQLite nothing is run."""
+    monkeypatch.setattr(tick_module, "ANALYZE_AFTER_FIRST_LOOKS", 3)
+    joined = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    async with db.transaction() as session:
+        await session.execute(insert(Participant), [
+            {"study_id": f"B{n:03d}", "timezone": "America/New_York", "language": "en", "wocbp": False,
+             "reminder_times": "08:00,20:00", "status": "active", "telegram_user_id": 500 + n,
+             "telegram_chat_id": 500 + n, "enrolled_at": joined, "consented_at": joined, "active_since": joined}
+            for n in range(4)])
+
+    async def reltuples() -> float | None:
+        if db.is_sqlite:
+            return None
+        async with db.read() as session:
+            return (await session.execute(text(
+                "SELECT reltuples FROM pg_class WHERE oid = to_regclass('participants')"))).scalar()
+
+    before = await reltuples()
+    report = await Tick(db, PROTOCOL, ManualClock(joined + timedelta(minutes=30))).run_once()
+    assert report.first_looks == 4
+    if not db.is_sqlite:
+        assert before != 4 and await reltuples() == 4
