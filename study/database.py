@@ -8,6 +8,7 @@ half-way with "database is locked"; on PostgreSQL the audit chain takes an advis
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -299,15 +300,26 @@ async def insert_new_counted(session: AsyncSession, table: Any, rows: list[dict[
     return len(new)
 
 
+# Longer id lists go to SQLite as one JSON parameter (see `among`).
+_SQLITE_JSON_IDS_FROM = 100
+
+
 def among(session: AsyncSession, column: Any, ids: list[int]) -> Any:
-    """`column IN ids` for the planner's batches of thousands. On PostgreSQL as `= ANY(array)`:
-    one parameter rather than thousands, which asyncpg would otherwise prepare a statement for."""
+    """`column IN ids` for the planner's batches of thousands, as one parameter rather than
+    thousands. On PostgreSQL as `= ANY(array)` (asyncpg would otherwise prepare a statement for
+    each length); on SQLite as `IN (SELECT value FROM json_each(?))`, which SQLite answers with
+    the same index look-ups as a list, without SQLAlchemy expanding thousands of parameters at
+    every execution (about 0.1 s of a 20,000-participant wave per query)."""
+    from sqlalchemy import Integer, String, any_, bindparam, func, select
+
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy import Integer, any_, bindparam
         from sqlalchemy.dialects.postgresql import ARRAY
 
         return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
-    return column.in_(ids)
+    if len(ids) < _SQLITE_JSON_IDS_FROM:
+        return column.in_(ids)
+    values = func.json_each(bindparam(None, json.dumps([int(i) for i in ids]), type_=String)).table_valued("value")
+    return column.in_(select(values.c.value))
 
 
 def is_unavailable(error: BaseException | None) -> bool:
