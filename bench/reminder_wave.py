@@ -90,8 +90,12 @@ async def add_history(db: Database, days: int, last: date) -> None:
                 else {"day": day, "at": at})
 
     async with db.transaction() as session:
-        if sqlite:  # a cache to hold the indexes while millions of rows go in (a process of its own)
+        # Millions of rows: on SQLite a cache to hold the indexes meanwhile; on PostgreSQL no
+        # foreign-key trigger for each (their participants exist; this transaction only).
+        if sqlite:
             await session.execute(text("PRAGMA cache_size = -1000000"))
+        else:
+            await session.execute(text("SET LOCAL session_replication_role = replica"))
         for n in range(days - 1, -1, -1):
             day = last - timedelta(days=n)
             for minutes in (13 * 60 + 5, 25 * 60 + 5):
