@@ -147,7 +147,8 @@ class SlotPlan:
 
 @lru_cache(maxsize=1024)
 def slot_plan(timezone: str, reminder_times: tuple[time, ...], today: date) -> SlotPlan:
-    """Cached (bounded) per zone, reminder times and local day: a wave shares a few of these."""
+    """Cached (bounded) per zone, reminder times (at least one) and local day: a wave shares a
+    few of these."""
     zone = ZoneInfo(timezone)
     days = tuple(today - timedelta(days=n) for n in range(PLANNED_DAYS_BACK, -1, -1))
     by_day = {day: slots_on(day, list(reminder_times), zone) for day in (*days, today + timedelta(days=1))}
@@ -197,7 +198,7 @@ def plan_applications(
 ) -> Plan:
     """Reminders, one nudge, and missing-dose records for yesterday's and today's slots; none
     at all off treatment (interrupted, follow-up, ended)."""
-    if participant.treatment != "on_treatment":
+    if participant.treatment != "on_treatment" or not participant.reminder_times:
         return Plan()
     rules = protocol.reminders
     today = now.astimezone(participant.zone).date()
