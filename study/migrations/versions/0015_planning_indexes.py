@@ -1,17 +1,14 @@
 """planning reads only what it needs: a participant's diary by day, their check-ins by kind and
 time (each replacing the index on participant_id alone, which they begin with)
 
-Numbered 0015 on a branch made while another branch adds 0014: at merge, set `down_revision`
-to that one's revision.
-
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-11-29
 """
 from alembic import op
 
 revision = '0015'
-down_revision = '0013'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
