@@ -33,7 +33,7 @@ from study import broadcasts, staff
 from study.audit import Actor
 from study.clock import ManualClock
 from study.database import Database
-from study.models import Participant
+from study.models import Participant, ParticipantStatus
 from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -53,7 +53,7 @@ async def main() -> None:
         async with db.transaction() as session:
             await session.execute(insert(Participant), [
                 dict(study_id=f"B{n:05d}", timezone="America/New_York", language="en", wocbp=False,
-                     reminder_times="08:00,20:00", status="active", telegram_user_id=20_000 + n,
+                     reminder_times="08:00,20:00", status=ParticipantStatus.ACTIVE, telegram_user_id=20_000 + n,
                      telegram_chat_id=20_000 + n, enrolled_at=joined, consented_at=joined, active_since=joined,
                      next_plan_at=START + timedelta(days=30))
                 for n in range(count)

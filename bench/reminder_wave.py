@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from scheduler.tick import Tick
 from study.clock import ManualClock
 from study.database import Database
-from study.models import OutboxMessage, Participant
+from study.models import OutboxKind, OutboxMessage, OutboxStatus, Participant, ParticipantStatus
 from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 from tests.drills.process import scratch_database
 
@@ -60,7 +60,7 @@ PROTOCOL = load_protocol(EXAMPLE_PROTOCOL)
 async def populate(db: Database, count: int, zones: list[str], joined: datetime) -> None:
     rows = [
         dict(study_id=f"B{n:06d}", timezone=zones[n % len(zones)], language="en", wocbp=False,
-             reminder_times="08:00,20:00", status="active", telegram_user_id=10_000_000 + n,
+             reminder_times="08:00,20:00", status=ParticipantStatus.ACTIVE, telegram_user_id=10_000_000 + n,
              telegram_chat_id=10_000_000 + n, enrolled_at=joined, consented_at=joined, active_since=joined)
         for n in range(count)
     ]
@@ -119,8 +119,8 @@ async def baseline_insert(db: Database, count: int) -> float:
     variables = {"slot_at": now.isoformat(), "slot_date": "2026-11-24"}
     buttons = [[["applied_now", "d:n:s2611240800", {}]], [["applied_earlier", "d:e:s2611240800", {}]],
                [["missed", "d:m:s2611240800", {}]]]
-    rows = [dict(dedup_key=f"baseline:{n}", kind="reminder", participant_id=None, staff_id=None,
-                 template_id="reminder_application", variables=variables, buttons=buttons, status="pending",
+    rows = [dict(dedup_key=f"baseline:{n}", kind=OutboxKind.REMINDER, participant_id=None, staff_id=None,
+                 template_id="reminder_application", variables=variables, buttons=buttons, status=OutboxStatus.PENDING,
                  created_at=now, not_before=now, due_at=now, late_after=now, stale_after=now, attempts=0,
                  disable_notification=False, last_error=None) for n in range(count)]
     started = time.perf_counter()

@@ -22,7 +22,7 @@ from bot.services import services
 from messages.sent import Recipient
 from study import audit, participants, roles, staff, strangers
 from study.audit import Actor
-from study.models import Participant, StaffMember
+from study.models import Participant, StaffMember, StrangerEvent
 
 ParticipantHandler = Callable[[Update, CallbackContext, Participant], Awaitable[None]]
 
@@ -38,7 +38,7 @@ async def reply_to_stranger(update: Update, context: CallbackContext) -> None:
     if not svc.recent_strangers.first_time(update.update_id):
         return  # the same update delivered again: counted and answered already
     async with svc.db.transaction() as session:
-        await strangers.count(session, "message", svc.clock.now().date())
+        await strangers.count(session, StrangerEvent.MESSAGE, svc.clock.now().date())
     await show(update, context, render(context, "stranger", stranger_language(update, context)))
 
 

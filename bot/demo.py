@@ -39,7 +39,9 @@ from study.database import Database
 from study.models import (
     CheckinDraft,
     OutboxMessage,
+    OutboxStatus,
     Participant,
+    ParticipantStatus,
     SentMessage,
     StaffMember,
 )
@@ -283,11 +285,11 @@ class WebDemo:
         async with self.db.transaction() as session:
             planned = (await session.execute(
                 select(Participant.next_plan_at, Participant.study_id).where(
-                    Participant.status == "active", Participant.telegram_chat_id.is_not(None),
+                    Participant.status == ParticipantStatus.ACTIVE, Participant.telegram_chat_id.is_not(None),
                     Participant.next_plan_at > now).order_by(Participant.next_plan_at).limit(1))).first()
             queued = (await session.execute(
                 select(OutboxMessage.not_before, OutboxMessage.template_id).where(
-                    OutboxMessage.status == "pending", OutboxMessage.not_before > now)
+                    OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.not_before > now)
                 .order_by(OutboxMessage.not_before).limit(1))).first()
             expiring = (await session.execute(
                 select(CheckinDraft.expires_at).where(CheckinDraft.expires_at > now)

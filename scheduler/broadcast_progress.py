@@ -18,7 +18,7 @@ from study import audit, broadcasts
 from study.audit import SYSTEM
 from study.clock import Clock
 from study.database import Database
-from study.models import Broadcast, StaffMember
+from study.models import Broadcast, BroadcastStatus, StaffMember
 from study.protocol import Protocol
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,10 @@ class BroadcastProgress:
             approver = await session.get(StaffMember, row.approver_id) if row.approver_id else None
             row.progress, row.progress_at = progress.key(), now
             if progress.done:
-                row.status, row.finished_at = "done", now
+                row.status, row.finished_at = BroadcastStatus.DONE, now
                 await audit.record(session, actor=SYSTEM, action="update", entity="broadcast",
-                                   entity_id=row.id, now=now, old={"status": "sending"},
-                                   new={"status": "done", **progress.as_variables()}, reason="broadcast finished")
+                                   entity_id=row.id, now=now, old={"status": BroadcastStatus.SENDING},
+                                   new={"status": BroadcastStatus.DONE, **progress.as_variables()}, reason="broadcast finished")
             chat_id, message_id = row.status_chat_id, row.status_message_id
             variables = {**self.study_variables, "broadcast_id": row.id, "state": "done" if progress.done else "sending",
                          "approver": approver.name if approver else "", "by": "", **progress.as_variables()}

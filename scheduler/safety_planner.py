@@ -8,7 +8,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from scheduler.planner import ParticipantView, Plan, PlannedMessage
-from study.models import JSONObject
+from study.models import JSONObject, OutboxKind
 from study.protocol import Protocol, parse_hhmm
 from study.roles import ESCALATION_ROLES
 from study.slots import instant
@@ -35,7 +35,7 @@ def plan_checkins(protocol: Protocol, participant: ParticipantView, last_full: d
             plan.look_again_at(due)
             continue
         plan.messages.append(PlannedMessage(
-            key=f"{kind}:{participant.id}:{day:%Y%m%d}", kind="checkin", template_id="checkin_due", due_at=due,
+            key=f"{kind}:{participant.id}:{day:%Y%m%d}", kind=OutboxKind.CHECKIN, template_id="checkin_due", due_at=due,
             variables={"kind": checkin_kind}, buttons=[[["checkin_start", f"k:start:{checkin_kind}", {}]]],
             late_after=due + timedelta(minutes=protocol.reminders.late_after_minutes),
             stale_after=due + CHECKIN_STALE_AFTER, participant_id=participant.id,
@@ -91,5 +91,5 @@ def plan_alert_followups(protocol: Protocol, open_alerts: list[tuple[int, dateti
 
 
 def _alert_message(key: str, alert_id: int, staff_id: int, due: datetime, variables: JSONObject) -> PlannedMessage:
-    return PlannedMessage(key=key, kind="alert", template_id="staff_alert", due_at=due, variables=variables,
+    return PlannedMessage(key=key, kind=OutboxKind.ALERT, template_id="staff_alert", due_at=due, variables=variables,
                           buttons=[[["acknowledge", f"a:{alert_id}", {}]]], staff_id=staff_id)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.planner import PlannedMessage
 from study import adherence, staff, visits
-from study.models import OutboxMessage, StaffMember
+from study.models import OutboxKind, OutboxMessage, StaffMember
 from study.protocol import Protocol, parse_hhmm
 from study.slots import instant
 
@@ -42,7 +42,7 @@ async def not_yet_queued_today(session: AsyncSession, protocol: Protocol, now: d
 
 async def plan_digests(session: AsyncSession, protocol: Protocol, now: datetime) -> list[PlannedMessage]:
     due_at, today, waiting = await not_yet_queued_today(session, protocol, now, await staff.on_duty(session),
-                                                        "digest")
+                                                        OutboxKind.DIGEST)
     if not waiting:
         return []
     yesterday = today - timedelta(days=1)
@@ -67,7 +67,7 @@ async def plan_digests(session: AsyncSession, protocol: Protocol, now: datetime)
         "visits_not_listed": max(len(day_visits) - LISTED_VISITS, 0),
     }
     return [
-        PlannedMessage(key=key, kind="digest", template_id="staff_digest", due_at=due_at, variables=summary,
+        PlannedMessage(key=key, kind=OutboxKind.DIGEST, template_id="staff_digest", due_at=due_at, variables=summary,
                        stale_after=due_at + STALE_AFTER, staff_id=member.id)
         for key, member in waiting.items()
     ]

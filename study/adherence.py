@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from study import corrections, participants
-from study.models import DiaryEntry, Participant
+from study.models import DiaryEntry, DiaryKind, Participant, ParticipantStatus
 from study.protocol import Protocol
 
 
@@ -32,7 +32,7 @@ async def on_day(session: AsyncSession, protocol: Protocol, day: date) -> list[D
     """The record for one local day of each participant in the study (active or paused) who was
     active on that day: not the day before they joined, nor a day spent paused."""
     everyone = (await session.scalars(
-        select(Participant).where(Participant.status.in_(("active", "paused"))).order_by(Participant.study_id)
+        select(Participant).where(Participant.status.in_(ParticipantStatus.SERVED)).order_by(Participant.study_id)
     )).all()
     periods = await participants.active_periods(session, everyone)
     people = [p for p in everyone if participants.active_on(periods[p.id], day, ZoneInfo(p.timezone))]
@@ -58,7 +58,8 @@ async def on_day(session: AsyncSession, protocol: Protocol, day: date) -> list[D
                 corrected[view.participant_id] = corrected.get(view.participant_id, 0) + 1
     expected = protocol.treatment.applications_per_day
     return [
-        DayAdherence(p.study_id, tally.get((p.id, "applied"), 0), expected, tally.get((p.id, "missed"), 0),
-                     tally.get((p.id, "missing"), 0), corrected.get(p.id, 0))
+        DayAdherence(p.study_id, tally.get((p.id, DiaryKind.APPLIED), 0), expected,
+                     tally.get((p.id, DiaryKind.MISSED), 0),
+                     tally.get((p.id, DiaryKind.MISSING), 0), corrected.get(p.id, 0))
         for p in people
     ]

@@ -19,16 +19,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit, outbox, roles
 from study.audit import Actor
-from study.models import Alert, JSONObject, OutboxMessage, Participant, StaffMember
+from study.models import (
+    Alert,
+    AlertSource,
+    AlertStatus,
+    JSONObject,
+    OutboxKind,
+    OutboxMessage,
+    OutboxStatus,
+    Participant,
+    StaffMember,
+)
 from study.protocol import Protocol
 from study.screening import Action, most_urgent_first
 
 ACKNOWLEDGERS = roles.roles_with(roles.ACKNOWLEDGE)
 # What raised an alert, and where it stands.
-SOURCES = ("checkin", "urgent", "message", "pregnancy_test")
-STATUSES = ("open", "acknowledged")
+SOURCES = tuple(AlertSource)
+STATUSES = tuple(AlertStatus)
 # The outbox kind of the edit that closes a copy of an acknowledged alert in a staff member's chat.
-CLOSED_KIND = "alert_closed"
+CLOSED_KIND = OutboxKind.ALERT_CLOSED
 # What the participant is told to do for what they report that is not a red flag (a red flag's
 # action is in the screening file, one source for the buttons and the words alike).
 _TRIGGER_ACTIONS = {"severity": Action.CALL_TODAY, "score": Action.CALL_TODAY, "urgent": Action.EMERGENCY}
@@ -64,7 +74,7 @@ async def raise_alert(
 ) -> Alert:
     """Record the alert and queue it to every on-duty staff member, in the caller's transaction.
     `triggers` say what was reported, e.g. {"red_flag": "fever"} or {"score": "itch", "value": 9}."""
-    alert = Alert(participant_id=participant.id, source=source, triggers=triggers, reported_at=now, status="open",
+    alert = Alert(participant_id=participant.id, source=source, triggers=triggers, reported_at=now, status=AlertStatus.OPEN,
                   checkin_id=checkin_id, message_id=message_id)
     session.add(alert)
     await session.flush()
@@ -74,7 +84,7 @@ async def raise_alert(
     for member in await _on_duty(session):
         await outbox.enqueue(session, dedup_key=f"alert:{alert.id}:r0:staff{member.id}", template_id="staff_alert",
                              variables={**alert_variables(alert, participant), "round": 0, "escalated": False},
-                             now=now, staff_id=member.id, kind="alert",
+                             now=now, staff_id=member.id, kind=OutboxKind.ALERT,
                              buttons=[[["acknowledge", f"a:{alert.id}", {}]]])
     return alert
 
@@ -108,11 +118,11 @@ async def acknowledge(session: AsyncSession, alert_id: int, member: StaffMember,
     alert = await session.scalar(select(Alert).where(Alert.id == alert_id).with_for_update())
     if alert is None:
         return AckResult(AckOutcome.NOT_FOUND)
-    if alert.status == "acknowledged":
+    if alert.status == AlertStatus.ACKNOWLEDGED:
         return AckResult(AckOutcome.ALREADY, alert, await session.get(StaffMember, alert.acknowledged_by))
-    alert.status, alert.acknowledged_by, alert.acknowledged_at = "acknowledged", member.id, now
+    alert.status, alert.acknowledged_by, alert.acknowledged_at = AlertStatus.ACKNOWLEDGED, member.id, now
     await audit.record(session, actor=Actor.staff(member.id), action="update", entity="alert", entity_id=alert.id,
-                       now=now, old={"status": "open"}, new={"status": "acknowledged", "by": member.name},
+                       now=now, old={"status": AlertStatus.OPEN}, new={"status": AlertStatus.ACKNOWLEDGED, "by": member.name},
                        reason="alert acknowledged")
     await outbox.cancel_pending_alert(session, alert.id, now=now)
     await close_copies(session, alert, member, now=now, pressed=(member.id, pressed_message_id))
@@ -121,7 +131,7 @@ async def acknowledge(session: AsyncSession, alert_id: int, member: StaffMember,
 
 def _copies(alert_id: int) -> Any:
     """The outbox rows that are this alert's copies to the team (the first and every re-send)."""
-    return OutboxMessage.dedup_key.like(f"alert:{alert_id}:%") & (OutboxMessage.kind == "alert")
+    return OutboxMessage.dedup_key.like(f"alert:{alert_id}:%") & (OutboxMessage.kind == OutboxKind.ALERT)
 
 
 async def close_copies(session: AsyncSession, alert: Alert, by: StaffMember, *, now: datetime,
@@ -129,7 +139,7 @@ async def close_copies(session: AsyncSession, alert: Alert, by: StaffMember, *, 
     """Queue an edit of every copy of an acknowledged alert in the team's chats: no Acknowledge
     button any more, and who acknowledged it and when. One edit per copy, ever (its key); a copy
     still on its way now is edited once it is sent (`copy_sent`). Returns how many were queued."""
-    query = select(OutboxMessage).where(_copies(alert.id), OutboxMessage.status == "sent",
+    query = select(OutboxMessage).where(_copies(alert.id), OutboxMessage.status == OutboxStatus.SENT,
                                         OutboxMessage.telegram_message_id.is_not(None)).order_by(OutboxMessage.id)
     queued = 0
     for copy in (await session.scalars(query)).all():
@@ -143,7 +153,7 @@ async def copy_sent(session: AsyncSession, copy: OutboxMessage, *, now: datetime
     acknowledged while it was on its way, it is edited at once like the others. The alert's row
     is locked first, so this and an acknowledgement never both miss the copy."""
     alert = await session.scalar(select(Alert).where(Alert.id == copy.variables.get("alert_id")).with_for_update())
-    if alert is None or alert.status == "open" or alert.acknowledged_by is None:
+    if alert is None or alert.status == AlertStatus.OPEN or alert.acknowledged_by is None:
         return False
     by = await session.get(StaffMember, alert.acknowledged_by)
     return by is not None and bool(await _close(session, alert, by, copy, now=now))
@@ -160,7 +170,7 @@ async def _close(session: AsyncSession, alert: Alert, by: StaffMember, copy: Out
 
 async def open_alerts(session: AsyncSession) -> list[tuple[Alert, Participant]]:
     query = (select(Alert, Participant).join(Participant, Participant.id == Alert.participant_id)
-             .where(Alert.status == "open").order_by(Alert.reported_at))
+             .where(Alert.status == AlertStatus.OPEN).order_by(Alert.reported_at))
     return [(a, p) for a, p in (await session.execute(query)).all()]
 
 

@@ -31,11 +31,16 @@ from study.database import among
 from study.diary import local_today
 from study.models import (
     Alert,
+    AlertSource,
     CheckIn,
     CheckinDraft,
+    CheckinEnding,
+    CheckinKind,
+    CheckinSource,
     DraftState,
     IncompleteCheckin,
     JSONObject,
+    OutboxKind,
     Participant,
 )
 from study.protocol import Protocol
@@ -43,9 +48,9 @@ from study.protocol import Protocol
 FULL_STEPS = ("itch", "pain", "reaction", "severity", "new_problem", "medicines", "medicines_change", "red_flags",
               "review")
 SCORE_STEPS = ("itch", "pain", "review")
-KINDS = ("full", "scores")
-SOURCES = ("command", "scheduled")  # /symptoms, or the protocol's scheduled check-in
-ENDINGS = ("expired", "restarted")  # why a check-in was never saved (incomplete_checkins.reason)
+KINDS = tuple(CheckinKind)
+SOURCES = tuple(CheckinSource)  # /symptoms, or the protocol's scheduled check-in
+ENDINGS = tuple(CheckinEnding)  # why a check-in was never saved (incomplete_checkins.reason)
 REACTIONS = ("none", "redness", "burning", "itching", "acne", "other")
 SEVERITIES = ("mild", "moderate", "severe")
 MEDICINES = ("no", "medicines", "other_cream", "both")
@@ -53,7 +58,7 @@ FREE_TEXT_MAX = 1000
 
 
 def steps_of(kind: str) -> tuple[str, ...]:
-    return FULL_STEPS if kind == "full" else SCORE_STEPS
+    return FULL_STEPS if kind == CheckinKind.FULL else SCORE_STEPS
 
 
 # Questions that are not asked, given the answers so far.
@@ -88,7 +93,7 @@ async def draft_of(session: AsyncSession, participant: Participant, *, protocol:
     time is expired on the spot (the tick may not have got to it yet) and None is returned."""
     draft = await session.scalar(select(CheckinDraft).where(CheckinDraft.participant_id == participant.id))
     if draft is not None and protocol is not None and now is not None and draft.expires_at <= now:
-        await _end(session, protocol, participant, draft, reason="expired", now=now)
+        await _end(session, protocol, participant, draft, reason=CheckinEnding.EXPIRED, now=now)
         return None
     return draft
 
@@ -102,7 +107,7 @@ async def start(session: AsyncSession, protocol: Protocol, participant: Particip
         draft.state = DraftState.ASKING
         return draft, False
     if draft is not None:
-        await _end(session, protocol, participant, draft, reason="restarted", now=now)
+        await _end(session, protocol, participant, draft, reason=CheckinEnding.RESTARTED, now=now)
     draft = CheckinDraft(participant_id=participant.id, kind=kind, source=source, step=steps_of(kind)[0], answers={},
                          started_at=now, updated_at=now, state=DraftState.ASKING,
                          expires_at=expires_at(protocol, participant, now))
@@ -132,10 +137,10 @@ async def _end(session: AsyncSession, protocol: Protocol, participant: Participa
                              reason=reason)
     session.add(kept)
     await session.flush()
-    await audit.record(session, actor=audit.SYSTEM if reason == "expired" else Actor.participant(participant.study_id),
+    await audit.record(session, actor=audit.SYSTEM if reason == CheckinEnding.EXPIRED else Actor.participant(participant.study_id),
                        action="create", entity="incomplete_checkin", entity_id=kept.id, now=now,
                        new={"reason": reason, "step": draft.step, **draft.answers},
-                       reason="check-in expired unfinished" if reason == "expired" else "check-in started again",
+                       reason="check-in expired unfinished" if reason == CheckinEnding.EXPIRED else "check-in started again",
                        timezone=participant.timezone)
     await session.execute(delete(CheckinDraft).where(CheckinDraft.id == draft.id))
     started = f"{draft.started_at:%Y%m%dT%H%M%S%f}"
@@ -145,10 +150,10 @@ async def _end(session: AsyncSession, protocol: Protocol, participant: Participa
                                   template_id="staff_regimen_change",
                                   variables={"study_id": participant.study_id, "change": changed, "text": ""},
                                   now=now)
-    if reason == "expired":
+    if reason == CheckinEnding.EXPIRED:
         await outbox.enqueue(session, dedup_key=f"checkin_expired:{participant.id}:{started}",
                              template_id="checkin_expired", variables={}, now=now, participant_id=participant.id,
-                             kind="checkin_expired")
+                             kind=OutboxKind.CHECKIN_EXPIRED)
     return kept
 
 
@@ -159,7 +164,7 @@ async def expire_due(session: AsyncSession, protocol: Protocol, *, now: datetime
     for draft in due:
         participant = await session.get(Participant, draft.participant_id)
         if participant is not None:  # a draft always has its participant (foreign key)
-            await _end(session, protocol, participant, draft, reason="expired", now=now)
+            await _end(session, protocol, participant, draft, reason=CheckinEnding.EXPIRED, now=now)
     return len(due)
 
 
@@ -340,11 +345,11 @@ async def submit(session: AsyncSession, protocol: Protocol, participant: Partici
     triggers = triggers_for(protocol, a)
     for trigger in triggers:
         if trigger.get("red_flag") == pregnancy_pathway.FLAG:  # the pathway: treatment interrupted at once
-            trigger.update(await pregnancy_pathway.interrupt(session, protocol, participant, source="checkin",
+            trigger.update(await pregnancy_pathway.interrupt(session, protocol, participant, source=AlertSource.CHECKIN,
                                                              now=now))
     alert = None
     if triggers:
-        alert = await alerts.raise_alert(session, participant, source="checkin", triggers=triggers, now=now,
+        alert = await alerts.raise_alert(session, participant, source=AlertSource.CHECKIN, triggers=triggers, now=now,
                                          checkin_id=checkin.id)
     return Submitted(checkin, alert, triggers)
 
@@ -354,7 +359,7 @@ async def last_submitted(session: AsyncSession, participant_ids: list[int]) -> d
     # One index look-up per participant (participant, kind, submitted_at: the newest is the last
     # entry of its range), however many check-ins each has made; not all of them read and grouped.
     last = (select(func.max(CheckIn.submitted_at))
-            .where(CheckIn.participant_id == Participant.id, CheckIn.kind == "full")
+            .where(CheckIn.participant_id == Participant.id, CheckIn.kind == CheckinKind.FULL)
             .correlate(Participant).scalar_subquery())
     query = select(Participant.id, last).where(among(session, Participant.id, participant_ids))
     return {pid: at for pid, at in (await session.execute(query)).all() if at is not None}

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from study import audit, participants
 from study.audit import Actor
 from study.invites import InviteState, look_up
-from study.models import ConsentDecision, Participant
+from study.models import Consent, ConsentDecision, Participant, ParticipantStatus
 
 
 class ConsentOutcome(Enum):
@@ -60,7 +60,7 @@ async def agree(session: AsyncSession, code: str, *, chat_id: int, user_id: int,
     if found.state is not InviteState.VALID:
         return ConsentResult(_INVITE_PROBLEMS[found.state])
     assert participant is not None and found.invite is not None
-    if participant.status in ("withdrawn", "completed"):
+    if participant.status in ParticipantStatus.LEFT:
         return ConsentResult(ConsentOutcome.NOT_ELIGIBLE)
     if holder is not None and holder.id != participant.id:
         return ConsentResult(ConsentOutcome.CHAT_IN_USE)
@@ -71,11 +71,11 @@ async def agree(session: AsyncSession, code: str, *, chat_id: int, user_id: int,
         session, actor=actor, action="update", entity="invite", entity_id=found.invite.id, now=now,
         old={"used_at": None}, new={"used_at": now}, reason="invite used to consent", timezone=participant.timezone,
     )
-    await _record_decision(session, participant, found.invite.id, "agreed", actor=actor, now=now)
+    await _record_decision(session, participant, found.invite.id, Consent.AGREED, actor=actor, now=now)
     await participants.change(
         session, participant, actor=actor, now=now, reason="consented to messaging",
         telegram_chat_id=chat_id, telegram_user_id=user_id,
-        status="active" if participant.status == "invited" else participant.status,
+        status=ParticipantStatus.ACTIVE if participant.status == ParticipantStatus.INVITED else participant.status,
         consented_at=now, active_since=now,
     )
     participant.next_plan_at = None
@@ -96,7 +96,7 @@ async def decline(session: AsyncSession, code: str, *, chat_id: int, now: dateti
             return ConsentResult(ConsentOutcome.ALREADY_AGREED, found.participant)
         return ConsentResult(ConsentOutcome.IGNORED)
     actor = Actor.participant(found.participant.study_id)
-    await _record_decision(session, found.participant, found.invite.id, "declined", actor=actor, now=now)
+    await _record_decision(session, found.participant, found.invite.id, Consent.DECLINED, actor=actor, now=now)
     return ConsentResult(ConsentOutcome.DECLINED, found.participant)
 
 

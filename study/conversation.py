@@ -29,11 +29,16 @@ from study import staff as staff_members
 from study.audit import Actor
 from study.models import (
     Alert,
+    AlertSource,
     CheckinDraft,
+    Direction,
     MessageKind,
+    OutboxKind,
     OutboxMessage,
+    OutboxStatus,
     Participant,
     ParticipantMessage,
+    ParticipantStatus,
     StaffMember,
 )
 from study.protocol import Protocol
@@ -43,11 +48,11 @@ from study.screening import Screening
 # own lines (study id, time, flags) it stays well inside Telegram's 4,096.
 PART_LENGTH = 3000
 # The outbox row that copies a participant's photo or voice note to a staff member's chat.
-COPY_KIND = "media_copy"
+COPY_KIND = OutboxKind.MEDIA_COPY
 COPY_TEMPLATE = "(copy of the participant's message)"
-NOTICE_KIND = "participant_message"
-SETTLED = ("sent", "failed", "skipped")
-DIRECTIONS = ("in", "out")  # from the participant, or a reply from the study team
+NOTICE_KIND = OutboxKind.PARTICIPANT_MESSAGE
+SETTLED = OutboxStatus.SETTLED
+DIRECTIONS = tuple(Direction)  # from the participant, or a reply from the study team
 
 
 def is_answer(context: str | None) -> bool:
@@ -72,21 +77,21 @@ async def from_participant(session: AsyncSession, protocol: Protocol, participan
     cleaned = participant_text.clean(text)
     screening = protocol.screener.screen(cleaned.text)
     found = {"flags": list(screening.flags), "negated": list(screening.negated)}
-    record = ParticipantMessage(participant_id=participant.id, direction="in", text=cleaned.text, at=now,
+    record = ParticipantMessage(participant_id=participant.id, direction=Direction.IN, text=cleaned.text, at=now,
                                 timezone=participant.timezone, kind=kind, original_length=cleaned.original_length,
                                 context=context, screening=found, telegram_message_id=telegram_message_id)
     session.add(record)
     await session.flush()
     await audit.record(session, actor=Actor.participant(participant.study_id), action="create",
                        entity="participant_message", entity_id=record.id, now=now,
-                       new={"direction": "in", "kind": kind, "length": len(cleaned.text),
+                       new={"direction": Direction.IN, "kind": kind, "length": len(cleaned.text),
                             "original_length": cleaned.original_length, "context": context, **found},
                        reason="check-in answer in the participant's words" if is_answer(context)
                        else "message to the study team", timezone=participant.timezone)
     alert = None
     if screening.alert:
         alert = await alerts.raise_alert(
-            session, participant, source="checkin" if is_answer(context) else "message", now=now,
+            session, participant, source=AlertSource.CHECKIN if is_answer(context) else AlertSource.MESSAGE, now=now,
             message_id=record.id,
             triggers=[{"flags": list(screening.flags), "negated": list(screening.negated),
                        "text": cleaned.text[:300], "kind": kind}])
@@ -138,7 +143,7 @@ async def after_delivery(session: AsyncSession, message_id: int, *, now: datetim
     by_member: dict[int | None, list[str]] = {}
     for staff_id, status in rows:
         by_member.setdefault(staff_id, []).append(status)
-    if any(all(status == "sent" for status in statuses) for statuses in by_member.values()):
+    if any(all(status == OutboxStatus.SENT for status in statuses) for statuses in by_member.values()):
         passed_on = True
     elif all(status in SETTLED for statuses in by_member.values() for status in statuses):
         passed_on = False
@@ -156,13 +161,13 @@ async def _tell_participant(session: AsyncSession, participant: Participant, rec
         return  # told already
     if not passed_on:
         await outbox.enqueue(session, dedup_key=keys[1], template_id="message_not_passed_on", variables={},
-                             now=now, participant_id=participant.id, kind="message_receipt")
+                             now=now, participant_id=participant.id, kind=OutboxKind.MESSAGE_RECEIPT)
         return
     draft = await session.scalar(select(CheckinDraft).where(CheckinDraft.participant_id == participant.id))
     waiting = draft is not None
     await outbox.enqueue(session, dedup_key=keys[0], template_id="message_passed_on",
                          variables={"checkin_waiting": waiting, "kind": record.kind}, now=now,
-                         participant_id=participant.id, kind="message_receipt",
+                         participant_id=participant.id, kind=OutboxKind.MESSAGE_RECEIPT,
                          buttons=[[["checkin_resume", "k:resume", {}]]] if waiting else None)
 
 
@@ -182,9 +187,9 @@ class ReplyRefused(ValueError):
 def reply_refusal(participant: Participant) -> str | None:
     """Why a reply from the study team would not reach this participant now; None if it would
     (the dispatcher sends a reply only to an active participant with a chat)."""
-    if participant.status == "invited" or participant.telegram_chat_id is None:
+    if participant.status == ParticipantStatus.INVITED or participant.telegram_chat_id is None:
         return "not_joined"
-    if participant.status != "active":
+    if participant.status != ParticipantStatus.ACTIVE:
         return participant.status
     return None
 
@@ -196,13 +201,13 @@ async def from_staff(session: AsyncSession, participant: Participant, member: St
     refusal = reply_refusal(participant)
     if refusal is not None:
         raise ReplyRefused(refusal)
-    record = ParticipantMessage(participant_id=participant.id, direction="out", text=text, staff_id=member.id,
+    record = ParticipantMessage(participant_id=participant.id, direction=Direction.OUT, text=text, staff_id=member.id,
                                 at=now, timezone=participant.timezone, kind=MessageKind.TEXT,
                                 original_length=len(text), context="reply")
     session.add(record)
     await session.flush()
     await audit.record(session, actor=Actor.staff(member.id), action="create", entity="participant_message",
-                       entity_id=record.id, now=now, new={"direction": "out", "to": participant.study_id,
+                       entity_id=record.id, now=now, new={"direction": Direction.OUT, "to": participant.study_id,
                                                            "length": len(text)},
                        reason="reply from the study team", timezone=participant.timezone)
     return record

@@ -45,10 +45,12 @@ from study.audit import Actor
 from study.database import among
 from study.models import (
     CheckIn,
+    CheckinKind,
     CorrectedEntity,
     CorrectedField,
     Correction,
     DiaryEntry,
+    DiaryKind,
     Participant,
     Supersession,
 )
@@ -56,7 +58,7 @@ from study.participants import parse_times
 from study.protocol import Protocol
 from study.slots import slots_on
 
-DIARY_KINDS = ("applied", "missed", "missing")
+DIARY_KINDS = DiaryKind.DOSES
 # A "now" a little ahead of the server's clock is still now (as for participants' own entries).
 FUTURE_TOLERANCE = timedelta(minutes=5)
 REASON_MAX = 500
@@ -279,8 +281,8 @@ async def entry_views(session: AsyncSession, participant_ids: list[int] | None =
              for entry, undone_by in rows}
     for s in supersessions:
         missing, by = views.get(s.superseded_id), views.get(s.by_entry_id)
-        if (missing is not None and by is not None and missing.superseded_by is None and missing.kind == "missing"
-                and not by.withdrawn and by.kind in ("applied", "missed")):
+        if (missing is not None and by is not None and missing.superseded_by is None
+                and missing.kind == DiaryKind.MISSING and not by.withdrawn and by.kind in (DiaryKind.APPLIED, DiaryKind.MISSED)):
             missing.superseded_by = by.id
     return [v for v in views.values() if since is None or v.local_date >= since]
 
@@ -354,24 +356,24 @@ async def supersede_missing(session: AsyncSession, participant: Participant, ent
     missing on its day: an application, the missing record of the slot whose window holds it; a
     dose said missed, the day's earliest missing record still counted. In the caller's
     transaction; None when there is none."""
-    if entry.kind not in ("applied", "missed"):
+    if entry.kind not in (DiaryKind.APPLIED, DiaryKind.MISSED):
         return None
     # Most entries have no missing record on their day: one indexed look first (every tap comes here).
     anything = await session.scalar(select(DiaryEntry.id).where(
-        DiaryEntry.participant_id == participant.id, DiaryEntry.kind == "missing",
+        DiaryEntry.participant_id == participant.id, DiaryEntry.kind == DiaryKind.MISSING,
         DiaryEntry.local_date == entry.local_date).limit(1))
     if anything is None:
         return None
     candidates = [v for v in await entry_views(session, [participant.id], since=entry.local_date)
-                  if v.kind == "missing" and v.stands and v.local_date == entry.local_date and v.occurred_at]
+                  if v.kind == DiaryKind.MISSING and v.stands and v.local_date == entry.local_date and v.occurred_at]
     target: EntryView | None = None
-    if entry.kind == "applied" and entry.occurred_at is not None:
+    if entry.kind == DiaryKind.APPLIED and entry.occurred_at is not None:
         zone = ZoneInfo(participant.timezone)
         for slot in slots_on(entry.local_date, parse_times(participant.reminder_times), zone):
             if slot.window_start <= entry.occurred_at < slot.window_end:
                 target = next((v for v in candidates if v.occurred_at == slot.at), None)
                 break
-    elif entry.kind == "missed" and candidates:
+    elif entry.kind == DiaryKind.MISSED and candidates:
         target = min(candidates, key=lambda v: (v.occurred_at, v.id))
     if target is None:
         return None
@@ -379,7 +381,7 @@ async def supersede_missing(session: AsyncSession, participant: Participant, ent
                        recorded_at=now, timezone=participant.timezone)
     session.add(row)
     await session.flush()
-    what = "recorded the dose" if entry.kind == "applied" else "said the dose was missed"
+    what = "recorded the dose" if entry.kind == DiaryKind.APPLIED else "said the dose was missed"
     await audit.record(session, actor=Actor.participant(participant.study_id), action="supersede",
                        entity="diary_entry", entity_id=target.id, now=now, old={"counts": True},
                        new={"counts": False, "superseded_by": entry.id, "supersession_id": row.id},
@@ -496,11 +498,11 @@ async def correct_entry(session: AsyncSession, protocol: Protocol, participant: 
         target["withdrawn"] = flags[0] == "withdraw"
     if "kind" in named:
         kind = named["kind"].lower()
-        if kind not in ("applied", "missed"):
+        if kind not in (DiaryKind.APPLIED, DiaryKind.MISSED):
             raise refuse("bad_value", field="kind", value=named["kind"][:40], allowed="applied | missed")
         if kind != view.kind:
             target["kind"] = kind
-            if kind == "missed":
+            if kind == DiaryKind.MISSED:
                 target["occurred_at"] = None
             else:
                 target["missed_reason"] = None
@@ -511,18 +513,18 @@ async def correct_entry(session: AsyncSession, protocol: Protocol, participant: 
         day = _day(named["day"])
         if day is None:
             raise refuse("bad_value", field="day", value=named["day"][:40])
-        if target["kind"] == "missing":
+        if target["kind"] == DiaryKind.MISSING:
             raise refuse("not_applicable", field="day", kind="missing")
         if day > today:
             raise refuse("in_future", field="day", value=day.isoformat())
-        if target["kind"] == "applied" and target["occurred_at"] is not None:
+        if target["kind"] == DiaryKind.APPLIED and target["occurred_at"] is not None:
             clock = target["occurred_at"].astimezone(zone).time()
             target["occurred_at"] = datetime.combine(day, clock, zone).astimezone(UTC)
             if "time" not in named and target["occurred_at"] > now + FUTURE_TOLERANCE:
                 raise refuse("in_future", field="day", value=f"{day.isoformat()} {clock:%H:%M}")
         target["local_date"] = day
     if "time" in named:
-        if target["kind"] != "applied":
+        if target["kind"] != DiaryKind.APPLIED:
             raise refuse("not_applicable", field="time", kind=target["kind"])
         at = local_instant(named["time"], target["local_date"], zone)
         if at is None:
@@ -531,7 +533,7 @@ async def correct_entry(session: AsyncSession, protocol: Protocol, participant: 
             raise refuse("in_future", field="time", value=named["time"])
         target["occurred_at"], target["local_date"] = at, at.astimezone(zone).date()
     if "missed_reason" in named:
-        if target["kind"] != "missed":
+        if target["kind"] != DiaryKind.MISSED:
             raise refuse("not_applicable", field="missed_reason", kind=target["kind"])
         reasons = [*protocol.diary.missed_reasons, "none"]
         given = named["missed_reason"].lower()
@@ -577,7 +579,7 @@ async def correct_checkin(session: AsyncSession, participant: Participant, check
     refuse = _refuser(participant, "checkin", checkin_id)
     target = dict(view.answers)
     full_only = [w for w in named if w not in ("itch", "pain")]
-    if checkin.kind != "full" and full_only:
+    if checkin.kind != CheckinKind.FULL and full_only:
         raise refuse("not_applicable", field=full_only[0], kind="scores")
     for word in ("itch", "pain"):
         if word in named:

@@ -51,7 +51,6 @@ from study import (
     checkins,
     conversation,
     corrections,
-    diary,
     participants,
     pregnancy_tests,
     visits,
@@ -65,6 +64,8 @@ from study.models import (
     CorrectedEntity,
     CorrectedField,
     Correction,
+    DiaryKind,
+    DiarySource,
     IncompleteCheckin,
     JSONObject,
     MessageKind,
@@ -129,7 +130,7 @@ def choice_lists(protocol: Protocol) -> dict[str, Choices]:
         "treatment_state": Choices(_of(TreatmentState)),
         "treatment_reason": Choices(_of(TreatmentReason)),
         "diary_kind": Choices(corrections.DIARY_KINDS),
-        "diary_source": Choices(diary.SOURCES),
+        "diary_source": Choices(_of(DiarySource)),
         "missed_reason": Choices(tuple(protocol.diary.missed_reasons)),
         "checkin_kind": Choices(checkins.KINDS, {"scores": "Scores only"}),
         "checkin_source": Choices(checkins.SOURCES),
@@ -524,11 +525,11 @@ def _diary_row(r: _Reading, v: corrections.EntryView) -> dict[str, Any]:
 
 
 async def _applications(r: _Reading) -> Rows:
-    return [_diary_row(r, v) for v in await r.entry_views() if v.kind == "applied"]
+    return [_diary_row(r, v) for v in await r.entry_views() if v.kind == DiaryKind.APPLIED]
 
 
 async def _missed_doses(r: _Reading) -> Rows:
-    return [_diary_row(r, v) for v in await r.entry_views() if v.kind in ("missed", "missing")]
+    return [_diary_row(r, v) for v in await r.entry_views() if v.kind in (DiaryKind.MISSED, DiaryKind.MISSING)]
 
 
 async def _checkins(r: _Reading) -> Rows:

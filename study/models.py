@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 from sqlalchemy import (
     JSON,
@@ -72,6 +72,35 @@ class Base(DeclarativeBase):
     )
 
 
+def _in(column: str, values: type[StrEnum] | tuple[StrEnum, ...]) -> str:
+    """The CHECK that `column` holds one of `values` (an enum, or some of its members): the SQL is
+    made from the enum, so the enum is the one list of what the column may hold."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+def _sql_in(column: str, values: tuple[StrEnum, ...]) -> str:
+    return _in(column, values)
+
+
+class ParticipantStatus(StrEnum):
+    """A participant's place in the study: invited -> active <-> paused; withdrawn and completed
+    are final. Named groups: SERVED (the bot writes to them, as far as each message allows), LEFT
+    (final)."""
+
+    INVITED = "invited"  # enrolled by the team, not joined yet (no consent)
+    ACTIVE = "active"
+    PAUSED = "paused"  # asked the bot to stop its messages (/stop, or the team's /pause)
+    WITHDRAWN = "withdrawn"
+    COMPLETED = "completed"
+
+    SERVED: ClassVar[tuple[ParticipantStatus, ...]]
+    LEFT: ClassVar[tuple[ParticipantStatus, ...]]
+
+
+ParticipantStatus.SERVED = (ParticipantStatus.ACTIVE, ParticipantStatus.PAUSED)
+ParticipantStatus.LEFT = (ParticipantStatus.WITHDRAWN, ParticipantStatus.COMPLETED)
+
+
 class TreatmentState(StrEnum):
     """Where a participant is in their treatment course (the cream), beside their status in the
     study (participants.status): what the scheduler plans follows it (scheduler/planner.py)."""
@@ -94,8 +123,6 @@ class TreatmentReason(StrEnum):
     OTHER = "other"
 
 
-TREATMENT_STATES = "'on_treatment', 'interrupted', 'off_treatment', 'completed', 'withdrawn'"
-TREATMENT_REASONS = "'pregnancy', 'infection', 'adverse_event', 'investigator_decision', 'end_of_treatment', 'other'"
 
 
 # A study id as stored (study.participants.STUDY_ID): capitals, so the unique constraint is unique
@@ -109,8 +136,9 @@ STUDY_ID_CHECKS = {
 
 class Participant(Base):
     __tablename__ = "participants"
-    __table_args__ = (CheckConstraint(f"treatment IN ({TREATMENT_STATES})", name="treatment"),
-                      CheckConstraint(f"treatment_reason IS NULL OR treatment_reason IN ({TREATMENT_REASONS})",
+    __table_args__ = (CheckConstraint(_in("status", ParticipantStatus), name="status"),
+                      CheckConstraint(_in("treatment", TreatmentState), name="treatment"),
+                      CheckConstraint(f"treatment_reason IS NULL OR {_in('treatment_reason', TreatmentReason)}",
                                       name="treatment_reason"),
                       *(CheckConstraint(sql, name="study_id").ddl_if(dialect=dialect)
                         for dialect, sql in STUDY_ID_CHECKS.items()))
@@ -121,8 +149,7 @@ class Participant(Base):
     language: Mapped[str] = mapped_column(String(8))
     wocbp: Mapped[bool] = mapped_column(Boolean, default=False)
     reminder_times: Mapped[str] = mapped_column(String(128))  # "08:00,20:00", participant-local
-    # invited -> active <-> paused; withdrawn and completed are final.
-    status: Mapped[str] = mapped_column(String(16), default="invited")
+    status: Mapped[str] = mapped_column(String(16), default=ParticipantStatus.INVITED)  # ParticipantStatus
     telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -145,8 +172,9 @@ class TreatmentChange(Base):
     Append-only; the current state is also kept on the participant for the scheduler."""
 
     __tablename__ = "treatment_changes"
-    __table_args__ = (CheckConstraint(f"state IN ({TREATMENT_STATES})", name="state"),
-                      CheckConstraint(f"reason IN ({TREATMENT_REASONS})", name="reason"))
+    __table_args__ = (CheckConstraint(_in("state", TreatmentState), name="state"),
+                      CheckConstraint(_in("previous", TreatmentState), name="previous"),
+                      CheckConstraint(_in("reason", TreatmentReason), name="reason"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
@@ -172,19 +200,31 @@ class Invite(Base):
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Consent(StrEnum):
+    """A participant's answer to the consent question."""
+
+    AGREED = "agreed"
+    DECLINED = "declined"
+
+
 class ConsentDecision(Base):
     __tablename__ = "consent_decisions"
+    __table_args__ = (CheckConstraint(_in("decision", Consent), name="decision"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
     invite_id: Mapped[int] = mapped_column(ForeignKey("invites.id"))
-    decision: Mapped[str] = mapped_column(String(16))  # agreed | declined
+    decision: Mapped[str] = mapped_column(String(16))  # Consent
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64))
 
 
-def _sql_in(column: str, values: tuple[StrEnum, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+class StaffRole(StrEnum):
+    """A staff member's role: what they may do and receive (study/roles.py)."""
+
+    COORDINATOR = "coordinator"
+    INVESTIGATOR = "investigator"
+    MONITOR = "monitor"
 
 
 class StaffMember(Base):
@@ -192,11 +232,12 @@ class StaffMember(Base):
     every change is in the audit trail with its old and new values, who and why (study/staff.py)."""
 
     __tablename__ = "staff"
+    __table_args__ = (CheckConstraint(_in("role", StaffRole), name="role"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     telegram_user_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     name: Mapped[str] = mapped_column(String(128))
-    role: Mapped[str] = mapped_column(String(16))  # coordinator | investigator | monitor
+    role: Mapped[str] = mapped_column(String(16))  # StaffRole
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     language: Mapped[str] = mapped_column(String(8), default="en")
     added_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -226,7 +267,7 @@ class StaffChange(Base):
     __table_args__ = (
         CheckConstraint(_sql_in("kind", tuple(StaffChangeKind)), name="kind"),
         CheckConstraint(_sql_in("state", tuple(StaffChangeState)), name="state"),
-        CheckConstraint("role IS NULL OR role IN ('coordinator', 'investigator', 'monitor')", name="role"),
+        CheckConstraint(f"role IS NULL OR {_in('role', StaffRole)}", name="role"),
         CheckConstraint("(kind = 'add' AND telegram_user_id IS NOT NULL AND name IS NOT NULL) OR "
                         "(kind <> 'add' AND staff_id IS NOT NULL)", name="target"),
     )
@@ -244,6 +285,31 @@ class StaffChange(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class DiaryKind(StrEnum):
+    """What a diary entry says. DOSES: what became of a dose (the rest: a withdrawal, which takes
+    an earlier entry back)."""
+
+    APPLIED = "applied"
+    MISSED = "missed"  # the participant says they missed it
+    MISSING = "missing"  # the system: the dose's window closed with nothing recorded
+    WITHDRAWAL = "withdrawal"  # the participant's /undo of an earlier entry (`supersedes_id`)
+
+    DOSES: ClassVar[tuple[DiaryKind, ...]]
+
+
+DiaryKind.DOSES = (DiaryKind.APPLIED, DiaryKind.MISSED, DiaryKind.MISSING)
+
+
+class DiarySource(StrEnum):
+    """How a diary entry came: a diary button, a reminder's button, a command (/undo), or the
+    system (a slot recorded missing when its window closed)."""
+
+    BUTTON = "button"
+    REMINDER = "reminder"
+    COMMAND = "command"
+    SYSTEM = "system"
+
+
 class DiaryEntry(Base):
     """One statement by a participant about their treatment: applied, missed, or a withdrawal.
 
@@ -254,16 +320,18 @@ class DiaryEntry(Base):
     __tablename__ = "diary_entries"
     # A participant's entries by day: the planner reads only the last few days of each
     # (scheduler/planner.py diary_since), however long the diary (migration 0015).
-    __table_args__ = (Index("ix_diary_entries_participant_day", "participant_id", "local_date"),)
+    __table_args__ = (Index("ix_diary_entries_participant_day", "participant_id", "local_date"),
+                      CheckConstraint(_in("kind", DiaryKind), name="kind"),
+                      CheckConstraint(_in("source", DiarySource), name="source"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
-    kind: Mapped[str] = mapped_column(String(16))  # applied | missed | missing | withdrawal
+    kind: Mapped[str] = mapped_column(String(16))  # DiaryKind
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when the participant says it happened
     local_date: Mapped[date] = mapped_column(Date)  # the participant's calendar day it belongs to
     timezone: Mapped[str] = mapped_column(String(64))  # the participant's zone at recording
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    source: Mapped[str] = mapped_column(String(16))  # button | reminder | command
+    source: Mapped[str] = mapped_column(String(16))  # DiarySource
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     missed_reason: Mapped[str | None] = mapped_column(String(16))
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("diary_entries.id"), unique=True)
@@ -293,6 +361,46 @@ class AuditEntry(Base):
     content: Mapped[JSONObject | None] = mapped_column(JSON(none_as_null=True))
 
 
+class OutboxStatus(StrEnum):
+    """Where an outbox message is: pending -> sending (claimed by the dispatcher, which commits
+    before it calls Telegram) -> sent, failed or skipped (SETTLED: final). A row left sending by a
+    crash goes back to pending when a process becomes the leader."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not sent, on purpose: stale, its reason gone, the recipient left...
+
+    SETTLED: ClassVar[tuple[OutboxStatus, ...]]
+
+
+OutboxStatus.SETTLED = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED)
+
+
+class OutboxKind(StrEnum):
+    """What an outbox message is for: the dispatcher treats some kinds apart (whether it goes to a
+    paused participant, needs a permission to receive, goes stale...)."""
+
+    NOTICE = "notice"  # anything not named below
+    REMINDER = "reminder"  # a dose reminder
+    NUDGE = "nudge"  # the second reminder of a dose not yet recorded
+    VISIT_REMINDER = "visit_reminder"
+    PREGNANCY_REMINDER = "pregnancy_reminder"
+    CHECKIN = "checkin"  # the protocol's scheduled check-in
+    CHECKIN_EXPIRED = "checkin_expired"
+    TREATMENT = "treatment"  # the participant told of a change of their treatment course
+    ALERT = "alert"  # a copy of a safety alert to a staff member
+    ALERT_CLOSED = "alert_closed"  # an acknowledged alert's copy edited
+    PARTICIPANT_MESSAGE = "participant_message"  # a participant's words passed on to the team
+    MEDIA_COPY = "media_copy"  # their photo, voice note... copied to the team
+    MESSAGE_RECEIPT = "message_receipt"  # the participant told their message reached the team
+    REPLY = "reply"  # the team's /reply
+    BROADCAST = "broadcast"
+    DIGEST = "digest"  # the morning staff digest
+    ANCHOR = "anchor"  # the investigator's daily audit anchor
+
+
 class OutboxMessage(Base):
     """A message the bot starts (not a direct reply), waiting to be delivered or delivered.
 
@@ -300,15 +408,17 @@ class OutboxMessage(Base):
     """
 
     __tablename__ = "outbox"
+    __table_args__ = (CheckConstraint(_in("status", OutboxStatus), name="status"),
+                      CheckConstraint(_in("kind", OutboxKind), name="kind"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(160), unique=True)
-    kind: Mapped[str] = mapped_column(String(32), default="notice")
+    kind: Mapped[str] = mapped_column(String(32), default=OutboxKind.NOTICE)  # OutboxKind
     participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), index=True)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
     template_id: Mapped[str] = mapped_column(String(64))
     variables: Mapped[JSONObject] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending | sent | failed | skipped
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING, index=True)  # OutboxStatus
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime)
     # When the message is meant for: later than `late_after` it says it is late; later than
@@ -333,15 +443,23 @@ class OutboxMessage(Base):
     edit_message_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class StrangerEvent(StrEnum):
+    """What is counted of people outside the study, per day."""
+
+    MESSAGE = "message"  # wrote to the bot
+    WRONG_CODE = "wrong_code"  # tried an invite code that is not one
+    LOCKED_OUT = "locked_out"  # tried a code while locked out
+
+
 class StrangerCount(Base):
     """How often people outside the study wrote, per day: counts only, nothing about them."""
 
     __tablename__ = "stranger_counts"
-    __table_args__ = (UniqueConstraint("day", "kind"),)
+    __table_args__ = (UniqueConstraint("day", "kind"), CheckConstraint(_in("kind", StrangerEvent), name="kind"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     day: Mapped[date] = mapped_column(Date)
-    kind: Mapped[str] = mapped_column(String(32))  # message | wrong_code | locked_out
+    kind: Mapped[str] = mapped_column(String(32))  # StrangerEvent
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -374,7 +492,7 @@ class CodeLockout(Base):
 
     __tablename__ = "code_lockouts"
     __table_args__ = (
-        CheckConstraint("scope IN ('chat', 'all')", name="scope"),
+        CheckConstraint(_in("scope", LockoutScope), name="scope"),
         CheckConstraint("(scope = 'chat' AND chat_hash IS NOT NULL) OR (scope = 'all' AND chat_hash IS NULL)",
                         name="chat"),
     )
@@ -423,8 +541,8 @@ class EnrolmentDraft(Base):
 
     __tablename__ = "enrolment_drafts"
     __table_args__ = (
-        CheckConstraint("step IN ('timezone', 'language', 'wocbp', 'times', 'confirm')", name="step"),
-        CheckConstraint("state IN ('open', 'enrolled', 'cancelled', 'replaced')", name="state"),
+        CheckConstraint(_in("step", EnrolmentStep), name="step"),
+        CheckConstraint(_in("state", EnrolmentDraftState), name="state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -441,16 +559,27 @@ class EnrolmentDraft(Base):
     participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
 
 
+class DeliveryStep(StrEnum):
+    """A step in the life of an outbox message (delivery_events.event)."""
+
+    SENT = "sent"
+    RETRY = "retry"  # a try failed in a way worth trying again
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    ANSWERED = "answered"  # the participant answered it (a reminder's button)
+
+
 class DeliveryEvent(Base):
-    """The life of an outbox message, one row per step: queued, sent, retry, failed, skipped,
-    answered. Append-only, so `trialbot deliveries` can show what happened and why."""
+    """The life of an outbox message, one row per step (DeliveryStep): sent, retry, failed,
+    skipped, answered. Append-only, so `trialbot deliveries` can show what happened and why."""
 
     __tablename__ = "delivery_events"
+    __table_args__ = (CheckConstraint(_in("event", DeliveryStep), name="event"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
-    event: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str] = mapped_column(String(16))  # DeliveryStep
     detail: Mapped[str | None] = mapped_column(String(256))
 
 
@@ -477,13 +606,30 @@ class SentMessage(Base):
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class VisitStatus(StrEnum):
+    """Where a visit stands. OPEN: still to happen (reminded); CLOSED: cancelled or done."""
+
+    SCHEDULED = "scheduled"
+    CONFIRMED = "confirmed"  # the participant pressed Confirm
+    RESCHEDULE_REQUESTED = "reschedule_requested"  # the participant asked for another date
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+    OPEN: ClassVar[tuple[VisitStatus, ...]]
+    CLOSED: ClassVar[tuple[VisitStatus, ...]]
+
+
+VisitStatus.OPEN = (VisitStatus.SCHEDULED, VisitStatus.CONFIRMED, VisitStatus.RESCHEDULE_REQUESTED)
+VisitStatus.CLOSED = (VisitStatus.CANCELLED, VisitStatus.DONE)
+
+
 class Visit(Base):
     """A study visit on the participant's calendar. Current state, changed in place: every
     create, move, cancel and status change is audited with old and new values. `revision` grows
     with each move, so reminders planned for an earlier date are recognised and not sent."""
 
     __tablename__ = "visits"
-    __table_args__ = (UniqueConstraint("participant_id", "name"),)
+    __table_args__ = (UniqueConstraint("participant_id", "name"), CheckConstraint(_in("status", VisitStatus), name="status"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
@@ -494,11 +640,25 @@ class Visit(Base):
     # The protocol's target day and window (±days); none for extra visits.
     target_date: Mapped[date | None] = mapped_column(Date)
     window_days: Mapped[int | None] = mapped_column(Integer)
-    # scheduled | confirmed | reschedule_requested | cancelled | done
-    status: Mapped[str] = mapped_column(String(24), default="scheduled")
+    status: Mapped[str] = mapped_column(String(24), default=VisitStatus.SCHEDULED)  # VisitStatus
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)  # created, moved or status changed
+
+
+class PregnancyResult(StrEnum):
+    """A pregnancy test's answer. A result (negative or positive) counts the next test from it."""
+
+    NEGATIVE = "negative"
+    POSITIVE = "positive"
+    NOT_YET = "not_yet"  # not taken yet: asked again
+
+
+class PregnancySource(StrEnum):
+    """How a pregnancy test answer came: a reminder's buttons, or recorded by the study team."""
+
+    REMINDER = "reminder"
+    STAFF = "staff"
 
 
 class PregnancyTest(Base):
@@ -506,14 +666,16 @@ class PregnancyTest(Base):
     DELETE). `idempotency_key` names the reminder message answered, so a double tap stores one."""
 
     __tablename__ = "pregnancy_tests"
+    __table_args__ = (CheckConstraint(_in("result", PregnancyResult), name="result"),
+                      CheckConstraint(_in("source", PregnancySource), name="source"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
-    result: Mapped[str] = mapped_column(String(16))  # negative | positive | not_yet
+    result: Mapped[str] = mapped_column(String(16))  # PregnancyResult
     local_date: Mapped[date] = mapped_column(Date)  # the participant's day of the answer
     timezone: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    source: Mapped[str] = mapped_column(String(16))  # reminder | staff
+    source: Mapped[str] = mapped_column(String(16))  # PregnancySource
     recorded_by: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
 
@@ -536,22 +698,50 @@ class ContraceptionAnswer(Base):
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
 
 
+class CheckinKind(StrEnum):
+    """A check-in's questions: all of them, or the scores only."""
+
+    FULL = "full"
+    SCORES = "scores"
+
+
+class CheckinSource(StrEnum):
+    """What started a check-in: /symptoms, or the protocol's scheduled check-in."""
+
+    COMMAND = "command"
+    SCHEDULED = "scheduled"
+
+
+class CheckinEnding(StrEnum):
+    """Why a check-in was never saved (incomplete_checkins.reason)."""
+
+    EXPIRED = "expired"
+    RESTARTED = "restarted"
+
+
+def _checkin_kind_and_source() -> tuple[CheckConstraint, ...]:
+    """A check-in's, a draft's and an unfinished one's kind and source (each table its own)."""
+    return (CheckConstraint(_in("kind", CheckinKind), name="kind"),
+            CheckConstraint(_in("source", CheckinSource), name="source"))
+
+
 class CheckIn(Base):
     """A completed symptom check-in, saved only when the participant confirms it (a check-in in
     progress lives in `checkin_drafts`, so nothing is ever half-saved). Append-only."""
 
     __tablename__ = "checkins"
     # The planner's "last full check-in" is the end of one range of this index (migration 0015).
-    __table_args__ = (Index("ix_checkins_participant_kind_submitted", "participant_id", "kind", "submitted_at"),)
+    __table_args__ = (Index("ix_checkins_participant_kind_submitted", "participant_id", "kind", "submitted_at"),
+                      *_checkin_kind_and_source())
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
-    kind: Mapped[str] = mapped_column(String(16))  # full | scores
+    kind: Mapped[str] = mapped_column(String(16))  # CheckinKind
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     local_date: Mapped[date] = mapped_column(Date)
     timezone: Mapped[str] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(16))  # command | scheduled
+    source: Mapped[str] = mapped_column(String(16))  # CheckinSource
     itch: Mapped[int | None] = mapped_column(Integer)  # worst itch, last 24 h, 0-10
     pain: Mapped[int | None] = mapped_column(Integer)  # worst skin pain, last 24 h, 0-10
     reaction: Mapped[str | None] = mapped_column(String(16))  # none | redness | burning | itching | acne | other
@@ -576,7 +766,7 @@ class CheckinDraft(Base):
     `expires_at` (then kept in `incomplete_checkins`, never half-saved as a check-in)."""
 
     __tablename__ = "checkin_drafts"
-    __table_args__ = (CheckConstraint("state IN ('asking', 'later')", name="state"),)
+    __table_args__ = (CheckConstraint(_in("state", DraftState), name="state"), *_checkin_kind_and_source())
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), unique=True)
@@ -596,7 +786,7 @@ class IncompleteCheckin(Base):
     check-in (nothing in it was confirmed by the participant). Append-only."""
 
     __tablename__ = "incomplete_checkins"
-    __table_args__ = (CheckConstraint("reason IN ('expired', 'restarted')", name="reason"),)
+    __table_args__ = (CheckConstraint(_in("reason", CheckinEnding), name="reason"), *_checkin_kind_and_source())
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
@@ -611,18 +801,34 @@ class IncompleteCheckin(Base):
     reason: Mapped[str] = mapped_column(String(16))
 
 
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+
+
+class AlertSource(StrEnum):
+    """What raised an alert."""
+
+    CHECKIN = "checkin"  # a check-in's answers
+    URGENT = "urgent"  # /urgent
+    MESSAGE = "message"  # a participant's words, screened
+    PREGNANCY_TEST = "pregnancy_test"  # a positive test
+
+
 class Alert(Base):
     """A possible safety signal for the study team: raised with its report, sent to every
     on-duty staff member at once, re-sent until acknowledged, escalated to the investigator."""
 
     __tablename__ = "alerts"
+    __table_args__ = (CheckConstraint(_in("status", AlertStatus), name="status"),
+                      CheckConstraint(_in("source", AlertSource), name="source"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
-    source: Mapped[str] = mapped_column(String(16))  # checkin | urgent | message | pregnancy_test
+    source: Mapped[str] = mapped_column(String(16))  # AlertSource
     triggers: Mapped[list[JSONObject]] = mapped_column(JSON)  # what was reported, as codes and scores
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open | acknowledged
+    status: Mapped[str] = mapped_column(String(16), default=AlertStatus.OPEN, index=True)  # AlertStatus
     acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id"))
@@ -642,18 +848,25 @@ class MessageKind(StrEnum):
     ANIMATION = "animation"
 
 
+class Direction(StrEnum):
+    """Which way a participant message went."""
+
+    IN = "in"  # from the participant
+    OUT = "out"  # a reply from the study team
+
+
 class ParticipantMessage(Base):
     """What a participant told the study team (text, or media with its caption in `text`) and
     the team's replies. Append-only. The text is stored with control characters removed;
     `original_length` is its length as received."""
 
     __tablename__ = "participant_messages"
-    __table_args__ = (CheckConstraint("kind IN ('text', 'photo', 'document', 'voice', 'audio', 'video', "
-                                      "'video_note', 'animation')", name="kind"),)
+    __table_args__ = (CheckConstraint(_in("kind", MessageKind), name="kind"),
+                      CheckConstraint(_in("direction", Direction), name="direction"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
-    direction: Mapped[str] = mapped_column(String(8))  # in (from the participant) | out (staff reply)
+    direction: Mapped[str] = mapped_column(String(8))  # Direction
     text: Mapped[str] = mapped_column(Text)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -852,10 +1065,6 @@ class RequestStep(StrEnum):
     BASELINE = "baseline"  # the baseline date of a visit plan (typed)
     DATE = "date"  # a visit's new date, and time if agreed (typed)
     REASON = "reason"  # why (typed)
-
-
-def _in(column: str, values: type[StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class StaffRequest(Base):

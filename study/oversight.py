@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import corrections, participants
 from study.diary import local_today
-from study.models import Alert, DiaryEntry, Participant, Visit
+from study.models import Alert, AlertStatus, DiaryEntry, DiaryKind, Participant, Visit
 from study.protocol import Protocol
 from study.visits import OPEN_STATUSES
 
@@ -50,7 +50,7 @@ async def diary_records(session: AsyncSession, participant_ids: list[int] | None
     records: dict[int, DiaryRecord] = {}
     for view in await corrections.entry_views(session, participant_ids, since=since):
         record = records.setdefault(view.participant_id, DiaryRecord({}, []))
-        if view.stands and view.kind == "applied":
+        if view.stands and view.kind == DiaryKind.APPLIED:
             record.applied[view.local_date] = record.applied.get(view.local_date, 0) + 1
         if view.corrected:
             record.corrected.append(view.local_date)
@@ -98,7 +98,7 @@ class Row:
 
 async def overview(session: AsyncSession, protocol: Protocol, *, now: datetime) -> list[Row]:
     people = (await session.scalars(select(Participant).order_by(Participant.study_id))).all()
-    alerts = dict((await session.execute(select(Alert.participant_id, func.count()).where(Alert.status == "open")
+    alerts = dict((await session.execute(select(Alert.participant_id, func.count()).where(Alert.status == AlertStatus.OPEN)
                                          .group_by(Alert.participant_id))).all())
     last = dict((await session.execute(select(DiaryEntry.participant_id, func.max(DiaryEntry.recorded_at))
                                        .group_by(DiaryEntry.participant_id))).all())

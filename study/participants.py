@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit, outbox, treatment, zones
 from study.audit import Actor
-from study.models import Participant
+from study.models import Participant, ParticipantStatus
 from study.protocol import Protocol, parse_hhmm
 
-SERVED_STATUSES = ("active", "paused")
+SERVED_STATUSES = ParticipantStatus.SERVED
 # A study id as stored: upper case, 1-32 letters, digits, '-' or '_', a letter or digit first. What
 # anyone types is read trimmed and in capitals (`normal_study_id`: p001 is P001), so ids that differ
 # only in case are one id; the database refuses any other (migration 0014, models.Participant).
@@ -107,7 +107,7 @@ async def enroll(
         language=request.language,
         wocbp=request.wocbp,
         reminder_times=format_times(times),
-        status="invited",
+        status=ParticipantStatus.INVITED,
         enrolled_at=now,
     )
     session.add(participant)
@@ -169,16 +169,17 @@ async def change(
 
 async def pause(session: AsyncSession, participant: Participant, *, actor: Actor, now: datetime) -> bool:
     """Stop every message the bot starts; the data stays. False if already paused."""
-    if participant.status != "active":
+    if participant.status != ParticipantStatus.ACTIVE:
         return False
-    return await change(session, participant, actor=actor, now=now, reason="paused messages", status="paused")
+    return await change(session, participant, actor=actor, now=now, reason="paused messages",
+                        status=ParticipantStatus.PAUSED)
 
 
 async def resume(session: AsyncSession, participant: Participant, *, actor: Actor, now: datetime) -> bool:
-    if participant.status != "paused":
+    if participant.status != ParticipantStatus.PAUSED:
         return False
     # Reminders start again from now: nothing from the paused time is sent late.
-    await change(session, participant, actor=actor, now=now, reason="resumed messages", status="active",
+    await change(session, participant, actor=actor, now=now, reason="resumed messages", status=ParticipantStatus.ACTIVE,
                  active_since=now)
     participant.next_plan_at = None
     return True
@@ -201,17 +202,17 @@ async def pause_messages(session: AsyncSession, participant: Participant, *, act
 
 def check_can_pause(participant: Participant) -> None:
     """Raise EnrolmentError unless the participant is active (only then can messages be paused)."""
-    if participant.status == "paused":
+    if participant.status == ParticipantStatus.PAUSED:
         raise EnrolmentError(f"{participant.study_id} has paused messages already", "paused")
-    if participant.status == "invited":
+    if participant.status == ParticipantStatus.INVITED:
         raise EnrolmentError(f"{participant.study_id} has not joined the bot yet: there are no messages to pause",
                              "invited")
-    if participant.status != "active":
+    if participant.status != ParticipantStatus.ACTIVE:
         raise EnrolmentError(f"{participant.study_id} is {participant.status}", participant.status)
 
 
-FINAL_STATUSES = ("withdrawn", "completed")
-STATUSES = ("invited", *SERVED_STATUSES, *FINAL_STATUSES)
+FINAL_STATUSES = ParticipantStatus.LEFT
+STATUSES = tuple(ParticipantStatus)
 
 
 def check_can_end(participant: Participant, status: str) -> None:
@@ -289,14 +290,14 @@ def periods_of(participant: Participant, changes: list[tuple[datetime, str]]) ->
     periods: list[Period] = []
     start: datetime | None = None
     for at, status in changes:
-        if status == "active" and start is None:
+        if status == ParticipantStatus.ACTIVE and start is None:
             start = at
-        elif status != "active" and start is not None:
+        elif status != ParticipantStatus.ACTIVE and start is not None:
             periods.append(Period(start, at))
             start = None
     if start is not None:
         periods.append(Period(start))
-    if not periods and participant.status == "active":
+    if not periods and participant.status == ParticipantStatus.ACTIVE:
         periods.append(Period(participant.consented_at or participant.active_since or participant.enrolled_at))
     return periods
 

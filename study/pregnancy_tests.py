@@ -24,12 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from study import audit
 from study.audit import Actor
 from study.database import among
-from study.models import ContraceptionAnswer, Participant, PregnancyTest, Visit
+from study.models import ContraceptionAnswer, Participant, PregnancyResult, PregnancySource, PregnancyTest, Visit
 from study.protocol import PregnancyTestSection
 
-RESULTS = ("negative", "positive", "not_yet")
-SOURCES = ("reminder", "staff")  # answered on a reminder's buttons, or recorded by the study team
-RESETTING = ("negative", "positive")  # a result: the next test is counted from it
+RESULTS = tuple(PregnancyResult)
+SOURCES = tuple(PregnancySource)  # answered on a reminder's buttons, or recorded by the study team
+RESETTING = (PregnancyResult.NEGATIVE, PregnancyResult.POSITIVE)  # a result: the next test is counted from it
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit, roles
 from study.audit import Actor
-from study.models import StaffChange, StaffChangeKind, StaffChangeState, StaffMember
+from study.models import StaffChange, StaffChangeKind, StaffChangeState, StaffMember, StaffRole
 
-ROLES = ("coordinator", "investigator", "monitor")
+ROLES = tuple(StaffRole)
 NAME_MAX = 128
 
 

@@ -34,6 +34,7 @@ from study.models import (
     StaffMember,
     StaffRequest,
     Visit,
+    VisitStatus,
 )
 from study.participants import EnrolmentError
 from study.protocol import Protocol, parse_hhmm
@@ -229,7 +230,7 @@ async def _carry_out(session: AsyncSession, protocol: Protocol, request: StaffRe
         return Outcome(changed=await visits.cancel(session, participant, visit, actor=actor, now=now,
                                                    reason=given["reason"]))
     if action == RequestAction.VISIT_DONE and visit is not None:
-        return Outcome(changed=await visits.set_status(session, participant, visit, "done", actor=actor, now=now,
+        return Outcome(changed=await visits.set_status(session, participant, visit, VisitStatus.DONE, actor=actor, now=now,
                                                        reason=given.get("reason") or DONE_REASON))
     if action == RequestAction.PAUSE:
         participants.check_can_pause(participant)

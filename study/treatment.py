@@ -23,7 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from study import audit, outbox
 from study.audit import Actor
 from study.models import (
+    DeliveryStep,
+    OutboxKind,
     OutboxMessage,
+    OutboxStatus,
     Participant,
     TreatmentChange,
     TreatmentReason,
@@ -48,7 +51,7 @@ RENEWABLE = (INTERRUPTED, OFF)
 # What the participant is told, per new state (approved templates).
 PARTICIPANT_MESSAGES = {INTERRUPTED: "treatment_interrupted", ON: "treatment_resumed", OFF: "treatment_off"}
 # Outbox kinds that remind of the cream: set aside when the cream stops.
-CREAM_KINDS = ("reminder", "nudge")
+CREAM_KINDS = (OutboxKind.REMINDER, OutboxKind.NUDGE)
 # Reasons a change may carry, per new state.
 REASONS_FOR: dict[TreatmentState, tuple[TreatmentReason, ...]] = {
     INTERRUPTED: (TreatmentReason.PREGNANCY, TreatmentReason.INFECTION, TreatmentReason.ADVERSE_EVENT,
@@ -111,25 +114,25 @@ async def change(session: AsyncSession, protocol: Protocol, participant: Partici
     if state != ON:
         await set_aside(session, participant, CREAM_KINDS, now=now, why=f"treatment {state.value}")
     if not pregnancy_tests_due(protocol.pregnancy_tests.during, state, reason):
-        await set_aside(session, participant, ("pregnancy_reminder",), now=now,
+        await set_aside(session, participant, (OutboxKind.PREGNANCY_REMINDER,), now=now,
                         why=f"no pregnancy tests while treatment is {state.value} ({reason.value})")
     template = PARTICIPANT_MESSAGES.get(state)
     if tell_participant and template is not None and state != previous:
         await outbox.enqueue(session, dedup_key=f"treatment:{participant.id}:{row.id}", template_id=template,
                              variables={"reason": reason.value}, now=now, participant_id=participant.id,
-                             kind="treatment")
+                             kind=OutboxKind.TREATMENT)
     return Changed(row, previous)
 
 
-async def set_aside(session: AsyncSession, participant: Participant, kinds: tuple[str, ...], *, now: datetime,
+async def set_aside(session: AsyncSession, participant: Participant, kinds: tuple[OutboxKind, ...], *, now: datetime,
                     why: str) -> int:
     """Queued messages of these kinds are not sent (the cream stopped; tests are not due)."""
     rows = (await session.scalars(select(OutboxMessage).where(
-        OutboxMessage.participant_id == participant.id, OutboxMessage.status == "pending",
+        OutboxMessage.participant_id == participant.id, OutboxMessage.status == OutboxStatus.PENDING,
         OutboxMessage.kind.in_(kinds)))).all()
     for row in rows:
-        row.status, row.last_error = "skipped", why
-        await outbox.record_event(session, row.id, "skipped", now=now, detail=why)
+        row.status, row.last_error = OutboxStatus.SKIPPED, why
+        await outbox.record_event(session, row.id, DeliveryStep.SKIPPED, now=now, detail=why)
     return len(rows)
 
 

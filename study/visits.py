@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from study import audit
 from study.audit import Actor
 from study.database import among
-from study.models import JSONObject, Participant, Visit
+from study.models import JSONObject, Participant, ParticipantStatus, Visit, VisitStatus
 from study.protocol import Protocol
 
-STATUSES = ("scheduled", "confirmed", "reschedule_requested", "cancelled", "done")
-OPEN_STATUSES = ("scheduled", "confirmed", "reschedule_requested")  # still to happen: reminded
+STATUSES = tuple(VisitStatus)
+OPEN_STATUSES = VisitStatus.OPEN  # still to happen: reminded
 NAME_PATTERN = r"^[a-z0-9_]{1,16}$"
 
 
@@ -56,7 +56,7 @@ async def check_plan(session: AsyncSession, protocol: Protocol, participant: Par
     """Raise VisitError if a visit plan cannot be made for the participant now."""
     if not protocol.visits.schedule:
         raise VisitError("the protocol lists no visits ([visits] schedule in study.toml)", "no_schedule")
-    if participant.status in ("withdrawn", "completed"):
+    if participant.status in ParticipantStatus.LEFT:
         raise VisitError(f"{participant.study_id} is {participant.status}", "ended")
     names = [v.name for v in protocol.visits.schedule]
     existing = await session.scalar(select(Visit.id).where(Visit.participant_id == participant.id,
@@ -68,7 +68,7 @@ async def check_plan(session: AsyncSession, protocol: Protocol, participant: Par
 
 def check_open(visit: Visit, *, moving: bool = False) -> None:
     """Raise VisitError if the visit is cancelled or done (nothing more changes it)."""
-    if visit.status in ("cancelled", "done"):
+    if visit.status in VisitStatus.CLOSED:
         if moving:
             raise VisitError(f"the {visit.name} visit is {visit.status}; add a new visit instead", "closed")
         raise VisitError(f"the {visit.name} visit is already {visit.status}", "closed")
@@ -116,7 +116,7 @@ async def plan_schedule(session: AsyncSession, protocol: Protocol, participant: 
     for planned in schedule_from(protocol, baseline):
         visit = Visit(participant_id=participant.id, name=planned.name, label=planned.label,
                       scheduled_date=planned.day, scheduled_time=None, target_date=planned.day,
-                      window_days=planned.window_days, status="scheduled", revision=1, created_at=now,
+                      window_days=planned.window_days, status=VisitStatus.SCHEDULED, revision=1, created_at=now,
                       changed_at=now)
         session.add(visit)
         await session.flush()
@@ -132,12 +132,12 @@ async def add(session: AsyncSession, participant: Participant, *, name: str, day
     """An extra visit, outside the protocol's schedule."""
     if not re.match(NAME_PATTERN, name):
         raise VisitError("a visit name is 1-16 lower-case letters, digits or '_' (for example extra1)", "name")
-    if participant.status in ("withdrawn", "completed"):
+    if participant.status in ParticipantStatus.LEFT:
         raise VisitError(f"{participant.study_id} is {participant.status}", "ended")
     if await by_name(session, participant, name) is not None:
         raise VisitError(f"{participant.study_id} already has a visit named {name}", "name_taken")
     visit = Visit(participant_id=participant.id, name=name, label=(label or name)[:64], scheduled_date=day,
-                  scheduled_time=at, target_date=None, window_days=None, status="scheduled", revision=1,
+                  scheduled_time=at, target_date=None, window_days=None, status=VisitStatus.SCHEDULED, revision=1,
                   created_at=now, changed_at=now)
     session.add(visit)
     await session.flush()
@@ -161,7 +161,7 @@ async def move(session: AsyncSession, participant: Participant, visit: Visit, *,
         return MoveResult(visit, outside_window(visit, day))
     old = _snapshot(visit)
     visit.scheduled_date, visit.scheduled_time = day, at
-    visit.status = "scheduled"
+    visit.status = VisitStatus.SCHEDULED
     visit.revision += 1
     visit.changed_at = now
     await _audit(session, visit, participant, action="update", actor=actor, now=now, old=old,
@@ -189,7 +189,7 @@ async def set_status(session: AsyncSession, participant: Participant, visit: Vis
 async def cancel(session: AsyncSession, participant: Participant, visit: Visit, *, actor: Actor, now: datetime,
                  reason: str) -> bool:
     check_open(visit)
-    return await set_status(session, participant, visit, "cancelled", actor=actor, now=now, reason=reason)
+    return await set_status(session, participant, visit, VisitStatus.CANCELLED, actor=actor, now=now, reason=reason)
 
 
 async def open_visits(session: AsyncSession, participant_ids: list[int], since: date) -> list[Visit]:
@@ -205,6 +205,6 @@ async def on_day(session: AsyncSession, day: date) -> list[tuple[str, Visit]]:
     """(study id, visit) for every open visit on a calendar day, for the staff digest."""
     query = (select(Participant.study_id, Visit).join(Participant, Participant.id == Visit.participant_id)
              .where(Visit.scheduled_date == day, Visit.status.in_(OPEN_STATUSES),
-                    Participant.status.in_(("active", "paused", "invited")))
+                    Participant.status.in_((ParticipantStatus.INVITED, *ParticipantStatus.SERVED)))
              .order_by(Visit.scheduled_time, Participant.study_id))
     return [(study_id, visit) for study_id, visit in (await session.execute(query)).all()]

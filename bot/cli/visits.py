@@ -10,6 +10,7 @@ from bot.cli.arguments import StudyIdArgument
 from bot.cli.common import context, fail, now, parse_date, parse_time, participant_work, refuse_unconfirmed
 from bot.operator import AsOption
 from study import roles
+from study.models import VisitStatus
 
 VisitArgument = Annotated[str, typer.Argument(help="The visit's name, as `trialbot visits list` shows it, e.g. week4.")]
 
@@ -145,7 +146,7 @@ def visits_done(
 
     async def work(session, protocol, participant, actor):
         visit = await _named_visit(session, participant, name)
-        await visits.set_status(session, participant, visit, "done", actor=actor, now=now(), reason=reason)
+        await visits.set_status(session, participant, visit, VisitStatus.DONE, actor=actor, now=now(), reason=reason)
         return visit
 
     visit = _visit_work(study_id, work, as_)

@@ -26,7 +26,7 @@ from messages.renderer import Button
 from study import audit, broadcasts, outbox, roles
 from study.audit import Actor
 from study.broadcasts import BroadcastError
-from study.models import Broadcast, StaffMember
+from study.models import Broadcast, BroadcastStatus, StaffMember
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ async def confirm_or_cancel(update: Update, context: CallbackContext, member: St
     async with effects(update, context) as fx:
         session = fx.session
         row = await session.get(Broadcast, row_id) if row_id else None
-        if row is None or row.author_id != member.id or row.status != "draft":
+        if row is None or row.author_id != member.id or row.status != BroadcastStatus.DRAFT:
             refused = True
             fx.reply = render(context, "staff_broadcast_refused", member.language, {"reason": "not_draft"})
         elif step == "x":

@@ -20,7 +20,7 @@ from bot.services import services
 from messages.renderer import Button, RenderedMessage
 from study import alerts, checkins, conversation, pregnancy_pathway
 from study.checkins import AnswerStatus
-from study.models import CheckinDraft, Participant
+from study.models import CheckinDraft, CheckinKind, CheckinSource, Participant
 
 SCORES = range(11)
 
@@ -63,7 +63,7 @@ async def symptoms(update: Update, context: CallbackContext, participant: Partic
     """/symptoms: start a check-in, or offer to continue the one under way."""
     svc = services(context)
     async with effects(update, context) as fx:
-        draft, new = await checkins.start(fx.session, svc.protocol, participant, kind="full", source="command",
+        draft, new = await checkins.start(fx.session, svc.protocol, participant, kind=CheckinKind.FULL, source=CheckinSource.COMMAND,
                                           now=svc.clock.now())
         if not new:
             checkins.set_aside(draft, now=svc.clock.now())  # until they choose: continue or start over
@@ -93,9 +93,9 @@ async def control(update: Update, context: CallbackContext, participant: Partici
         else:
             if action.startswith("start:"):
                 draft, _ = await checkins.start(session, svc.protocol, participant, kind=action[6:],
-                                                source="scheduled", now=now)
+                                                source=CheckinSource.SCHEDULED, now=now)
             else:
-                draft, _ = await checkins.start(session, svc.protocol, participant, kind="full", source="command",
+                draft, _ = await checkins.start(session, svc.protocol, participant, kind=CheckinKind.FULL, source=CheckinSource.COMMAND,
                                                 now=now, fresh=action == "restart")
             fx.reply = question(context, participant, draft)
     svc.outbox_ready.set()  # a draft found past its time was closed: its note goes out now

@@ -22,7 +22,7 @@ from bot.handlers import checkin
 from bot.replies import render, send_new, show
 from bot.services import services
 from study import checkins, conversation, outbox, participants, roles
-from study.models import DraftState, MessageKind, Participant, StaffMember
+from study.models import DraftState, MessageKind, OutboxKind, Participant, StaffMember
 
 REPLY_MAX = 2000
 # The Telegram message fields that carry media the study team should see as it is.
@@ -147,7 +147,7 @@ async def reply(update: Update, context: CallbackContext, member: StaffMember) -
                                   {"study_id": person.study_id, "standing": refused.standing})
             else:
                 await outbox.enqueue(fx.session, dedup_key=f"reply:{record.id}", template_id="message_from_team",
-                                     variables={"text": text}, now=now, participant_id=person.id, kind="reply")
+                                     variables={"text": text}, now=now, participant_id=person.id, kind=OutboxKind.REPLY)
                 fx.reply = render(context, "staff_reply_sent", member.language, {"study_id": person.study_id})
     svc.outbox_ready.set()
     await show(update, context, fx.reply)

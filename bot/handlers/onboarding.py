@@ -24,7 +24,7 @@ from messages.renderer import Button
 from study import consent, invites, outbox, participants, staff, strangers
 from study.consent import ConsentOutcome
 from study.invites import InviteState
-from study.models import LockoutScope
+from study.models import LockoutScope, StrangerEvent
 
 _PROBLEM_TEMPLATES = {
     ConsentOutcome.INVITE_UNKNOWN: "invite_wrong",
@@ -110,7 +110,7 @@ async def _locked_out(update: Update, context: CallbackContext, *, known: bool =
             if await svc.lockout.locked(session, update.effective_chat.id, now) is None:
                 return False
     async with svc.db.transaction() as session:
-        await strangers.count(session, "locked_out", now.date())
+        await strangers.count(session, StrangerEvent.LOCKED_OUT, now.date())
     await show(update, context, render(context, "invite_locked", stranger_language(update, context),
                                        {"lockout_minutes": svc.protocol.enrolment.lockout_minutes}))
     return True
@@ -121,7 +121,7 @@ async def _invite_problem(update: Update, context: CallbackContext, outcome: Con
     now = svc.clock.now()
     if outcome is ConsentOutcome.INVITE_UNKNOWN:
         async with svc.db.transaction() as session:
-            await strangers.count(session, "wrong_code", now.date())
+            await strangers.count(session, StrangerEvent.WRONG_CODE, now.date())
             lock = await svc.lockout.record_failure(session, update.effective_chat.id, now,
                                                     update=f"{context.bot.id}:{update.update_id}")
             if lock is not None and lock.scope is LockoutScope.ALL:

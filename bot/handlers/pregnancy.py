@@ -24,7 +24,7 @@ from messages.renderer import Button
 from scheduler.planner import pregnancy_reminder_key
 from study import outbox, pregnancy_pathway, pregnancy_tests
 from study.audit import Actor
-from study.models import Participant, PregnancyTest
+from study.models import AlertSource, Participant, PregnancyResult, PregnancySource, PregnancyTest
 
 REPLIES = {"negative": "pregnancy_negative_saved", "positive": "pregnancy_positive", "not_yet": "pregnancy_not_yet"}
 
@@ -46,12 +46,12 @@ async def pregnancy_answer(update: Update, context: CallbackContext, participant
             if (entry is None and pregnancy_tests.apply_to(rules, person)
                     and _answerable(rules, answer, await pregnancy_tests.current_due(session, rules, person,
                                                                                    today=today), today)):
-                recorded = await pregnancy_tests.record(session, person, answer.result, key=key, source="reminder",
+                recorded = await pregnancy_tests.record(session, person, answer.result, key=key, source=PregnancySource.REMINDER,
                                                         actor=Actor.participant(person.study_id), now=now)
                 entry = recorded.entry
-                if recorded.new and entry.result == "positive":
+                if recorded.new and entry.result == PregnancyResult.POSITIVE:
                     # The pathway: treatment interrupted at once, the team alerted until someone acknowledges.
-                    await pregnancy_pathway.positive(session, svc.protocol, person, source="pregnancy_test",
+                    await pregnancy_pathway.positive(session, svc.protocol, person, source=AlertSource.PREGNANCY_TEST,
                                                      now=now, test_date=entry.local_date.isoformat())
                     notice = True
             if entry is not None:
@@ -62,7 +62,7 @@ async def pregnancy_answer(update: Update, context: CallbackContext, participant
             fx.reply = render(context, "pregnancy_expired", participant.language)
         else:
             next_date = await pregnancy_tests.current_due(session, rules, person, today=today)
-            ask = rules.ask_contraception and entry.result == "negative" and answer is not None
+            ask = rules.ask_contraception and entry.result == PregnancyResult.NEGATIVE and answer is not None
             variables = {"next_date": next_date, "repeat_days": rules.repeat_every_days, "where": rules.where,
                          "ask_contraception": ask}
             buttons = [[Button(f"contraception_{word}",

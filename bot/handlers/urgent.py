@@ -13,7 +13,7 @@ from bot.replies import render, show
 from bot.services import services
 from messages.renderer import Button
 from study import alerts, pregnancy_pathway
-from study.models import Participant
+from study.models import AlertSource, Participant
 
 
 @participant_only
@@ -37,9 +37,9 @@ async def urgent_report(update: Update, context: CallbackContext, participant: P
     async with effects(update, context, once_per_message=True) as fx:
         person = await fx.session.get(Participant, participant.id)
         if code == pregnancy_pathway.FLAG:  # the pathway: treatment interrupted at once, the team alerted
-            await pregnancy_pathway.positive(fx.session, svc.protocol, person, source="urgent", now=svc.clock.now())
+            await pregnancy_pathway.positive(fx.session, svc.protocol, person, source=AlertSource.URGENT, now=svc.clock.now())
         else:
-            await alerts.raise_alert(fx.session, person, source="urgent", triggers=triggers, now=svc.clock.now())
+            await alerts.raise_alert(fx.session, person, source=AlertSource.URGENT, triggers=triggers, now=svc.clock.now())
         fx.reply = safety_message(context, participant, alerts.participant_actions(svc.protocol, triggers))
     svc.outbox_ready.set()
     await show(update, context, fx.reply)

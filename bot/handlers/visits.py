@@ -19,7 +19,7 @@ from bot.replies import render, show
 from bot.services import services
 from study import outbox, visits
 from study.audit import Actor
-from study.models import Participant, Visit
+from study.models import Participant, Visit, VisitStatus
 from study.slots import instant
 
 
@@ -42,7 +42,7 @@ async def visit_answer(update: Update, context: CallbackContext, participant: Pa
         if (visit is not None and visit.participant_id == person.id and visit.revision == answer.revision
                 and visit.status in visits.OPEN_STATUSES):
             if answer.action == cb.VISIT_CONFIRM:
-                await visits.set_status(session, person, visit, "confirmed", actor=Actor.participant(person.study_id),
+                await visits.set_status(session, person, visit, VisitStatus.CONFIRMED, actor=Actor.participant(person.study_id),
                                         now=now, reason="participant confirmed the visit (reminder button)")
                 template = "visit_confirmed"
             else:
@@ -57,7 +57,7 @@ async def visit_answer(update: Update, context: CallbackContext, participant: Pa
 
 
 async def _reschedule(session, person: Participant, visit: Visit, now: datetime) -> bool:
-    changed = await visits.set_status(session, person, visit, "reschedule_requested",
+    changed = await visits.set_status(session, person, visit, VisitStatus.RESCHEDULE_REQUESTED,
                                       actor=Actor.participant(person.study_id), now=now,
                                       reason="participant asked to reschedule (reminder button)")
     if changed:
