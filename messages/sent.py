@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
+from sqlalchemy import Table, select
 from sqlalchemy import insert as sql_insert
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messages.renderer import RenderedMessage
@@ -55,7 +56,7 @@ def add(
     ))
 
 
-_INSERT = sql_insert(SentMessage.__table__)
+_INSERT = sql_insert(cast(Table, SentMessage.__table__))
 
 
 async def insert(

@@ -272,7 +272,7 @@ async def entry_views(session: AsyncSession, participant_ids: list[int] | None =
     """The applied, missed and missing entries of these participants (all, when None), whose day
     (as corrected) is `since` or later, in the order they were recorded. Taken back, withdrawn
     and superseded entries are included, flagged: use `stands` for what counts."""
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     corrections_q, supersessions_q, _ = _entry_view_statements(dialect, participant_ids is not None, False, False)
     params: dict[str, Any] = {} if participant_ids is None else {"participant_ids": list(participant_ids)}
     corrections = list((await session.scalars(corrections_q, params)).all())

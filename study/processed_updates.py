@@ -17,9 +17,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study.models import ProcessedUpdate
@@ -113,7 +113,7 @@ async def claim(session: AsyncSession, key: UpdateKey, *, now: datetime) -> int:
     return claimed
 
 
-_TABLE = ProcessedUpdate.__table__
+_TABLE = cast(Table, ProcessedUpdate.__table__)
 _KEEP_ANSWER = (update(_TABLE).where(_TABLE.c.id == bindparam("claim_id"))
                 .values(answer=bindparam("answer"), answered_at=bindparam("answered_at")))
 
@@ -172,7 +172,7 @@ def _insert_statement(dialect: str) -> Any:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(ProcessedUpdate.__table__).on_conflict_do_nothing().returning(ProcessedUpdate.__table__.c.id)
+    return insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id)
 
 
 async def _insert_new(session: AsyncSession, values: dict[str, Any]) -> int | None:

@@ -204,7 +204,7 @@ async def contents_for(session: AsyncSession,
         return [None] * len(changes)
     await session.flush()  # rows the caller added are written before they are read back
     contents: dict[tuple[str, int], dict[str, Any]] = {}
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     for kind, ids in wanted.items():
         for row in (await session.execute(_read_back(dialect, kind), {"ids": sorted(ids)})).mappings():
             contents[(kind.table, row["id"])] = content_of(row, kind.columns)
