@@ -17,8 +17,9 @@ was lost or came too late, polling after a `kill -9`, a second process handed th
 - A handler whose reply edits the pressed message (`effects(..., edits=True)`: a diary tap) has
   the record of that edit written in its effects' transaction, with the update noted answered:
   the message id is the pressed message's, so nothing in the record waits for Telegram. A second
-  delivery of such an update makes the same edit again (Telegram finds it made, or makes it if the
-  first one never left) and records nothing more: one record, never lost, never twice.
+  delivery of such an update records nothing more; the process that made the edit does nothing
+  else, any other (the first one died before the edit, or a second process got this copy) makes
+  the edit (Telegram finds it made, or makes it now): one record, never lost, never twice.
 
 Strangers are never written down (they are counted, nothing more): their repeated updates are
 recognised in memory only (study/strangers.py `RecentUpdates`).
@@ -180,9 +181,11 @@ async def replay(update: Update, context: CallbackContext, row: Handled) -> None
     key = _current.get()
     same_update = key is not None and (row.bot_id, row.update_id) == (key.bot_id, key.update_id)
     edited = (row.answer or {}).get("edited")
-    if same_update and row.answered_at is not None and edited is not None:
-        # Its edit was recorded with its effects, before it was made: make it (again), record nothing.
-        log.info("update %s delivered again: its edit is made again (recorded once, before)", update.update_id)
+    if same_update and row.answered_at is not None and edited is not None \
+            and services(context).edits_made.first_time(update.update_id):
+        # Its edit was recorded with its effects, before it was made, and not made by this process
+        # (it died before, or another process took the first copy): make it, record nothing.
+        log.info("update %s delivered again: its recorded edit is made (recorded once, before)", update.update_id)
         await show(update, context, rendered_from(row.answer), recorded=True)  # type: ignore[arg-type]
         return
     if same_update and row.answered_at is not None:

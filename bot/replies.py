@@ -159,6 +159,8 @@ async def show(update: Update, context: CallbackContext, rendered: RenderedMessa
             else:
                 if not recorded:
                     await _record(update, context, rendered, via="edit", message_id=query.message.message_id)
+            if recorded:
+                services(context).edits_made.first_time(update.update_id)
         if answer:  # a caller with more to do answers the button itself, when it is done
             await answer_button(update)
         return
