@@ -19,8 +19,14 @@ way the tap must (edit, then answer) with no database: the floor of this path's 
 Each is run with no network delay (CPU-bound: everything, the stand-in included, shares this
 process) and with a round trip added to each Bot API call, as over the internet to Telegram.
 
+CPU per update: the process's CPU time (time.process_time: every thread, aiosqlite's included, and
+the stand-in's own work) over each measured stretch, divided by its updates: the echo bot (PTB's
+default), trialbot's `/today` (with the day's entry to show) and trialbot's tap, and the ratios of
+the two to the echo. `--cpu` runs only those, with no network delay, `--repeat` times (each run a
+fresh bot and database), and prints each run and the medians.
+
     python bench/updates.py [--updates 300] [--latency-ms 0,25] [--transports polling,webhook]
-                            [--database-url postgresql+asyncpg://...]
+                            [--database-url postgresql+asyncpg://...] [--cpu [--repeat 3]]
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ import asyncio
 import contextlib
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -88,7 +96,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass
+class Measured:
+    """A measured stretch: updates per second (wall clock) and the process's CPU time per update."""
+
+    rate: float
+    cpu_ms: float
+
+
+class Stopwatch:
+    """Wall-clock and process CPU time over a stretch of `count` updates."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self) -> Measured:
+        wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        return Measured(self.count / wall, cpu / self.count * 1000)
+
+
 async def echo_rate(count: int, latency: float, concurrent: int | bool = False, transport: str = "polling") -> float:
+    return (await echo_measured(count, latency, concurrent, transport)).rate
+
+
+async def echo_measured(count: int, latency: float, concurrent: int | bool = False,
+                        transport: str = "polling") -> Measured:
     world = TelegramWorld()
     world.latency_seconds = latency
     async with BotApiServer(world) as server:
@@ -102,14 +135,14 @@ async def echo_rate(count: int, latency: float, concurrent: int | bool = False, 
             await app.start()
             async with receiving(app, transport):
                 users = [world.add_user(user_id=5000 + n, first_name="E") for n in range(count)]
-                started = time.perf_counter()
+                watch = Stopwatch(count)
                 for n, user in enumerate(users):
                     await user.send_text(f"hello {n}")
                 for user in users:
                     await user.wait_for(lambda u: len(u.bot_messages) == 1, timeout=60)
-                elapsed = time.perf_counter() - started
+                measured = watch.stop()
             await app.stop()
-    return count / elapsed
+    return measured
 
 
 async def button_floor_rate(count: int, latency: float, concurrent: int | bool = False,
@@ -148,14 +181,15 @@ async def button_floor_rate(count: int, latency: float, concurrent: int | bool =
     return count / elapsed
 
 
-async def trialbot_rate(count: int, scratch: Path, database_url: str | None, latency: float,
-                        transport: str = "polling") -> float:
+async def trialbot_measured(count: int, scratch: Path, database_url: str | None, latency: float,
+                            transport: str = "polling") -> dict[str, Measured]:
+    """The tap on each participant's reminder, then each participant's `/today` (showing that entry)."""
     backend = "postgresql" if database_url else "sqlite"
     async with scratch_database(backend, scratch, database_url) as url:
-        return await _trialbot_rate(count, Database(url), latency, transport)
+        return await _trialbot_measured(count, Database(url), latency, transport)
 
 
-async def _trialbot_rate(count: int, db: Database, latency: float, transport: str) -> float:
+async def _trialbot_measured(count: int, db: Database, latency: float, transport: str) -> dict[str, Measured]:
     protocol = load_protocol(EXAMPLE_PROTOCOL)
     clock = ManualClock(START)
     await db.migrate()
@@ -186,15 +220,54 @@ async def _trialbot_rate(count: int, db: Database, latency: float, transport: st
             await app.bot_data["dispatcher"].deliver_due()
             reminders = [u.last_bot_message for u in users]
             assert all("Time for your study cream" in m.text for m in reminders)
-            started = time.perf_counter()
+            watch = Stopwatch(count)
             for user, reminder in zip(users, reminders, strict=True):
                 await user.press("✅ I put it on now", message_id=reminder.message_id)
             for user, reminder in zip(users, reminders, strict=True):
                 await user.wait_for(lambda u, m=reminder.message_id: len(u.callback_answers) == 1, timeout=120)
-            elapsed = time.perf_counter() - started
+            measured = {"tap": watch.stop()}
             assert all("Saved" in u.message(m.message_id).text for u, m in zip(users, reminders, strict=True))
+            before = [len(u.bot_messages) for u in users]
+            watch = Stopwatch(count)
+            for user in users:
+                await user.send_text("/today")
+            for user, seen in zip(users, before, strict=True):
+                await user.wait_for(lambda u, n=seen: len(u.bot_messages) > n, timeout=120)
+            await idle(app)  # the record of each reply is written after it is sent: counted too
+            measured["today"] = watch.stop()
+            assert all("1 of 2" in u.last_bot_message.text for u in users), users[0].last_bot_message.text
     await db.dispose()
-    return count / elapsed
+    return measured
+
+
+async def cpu_runs(args: argparse.Namespace, backend: str) -> None:
+    """`--cpu`: the process's CPU time per update, echo / `/today` / tap, no network delay."""
+    for transport in args.transports.split(","):
+        echoes, todays, taps = [], [], []
+        for run in range(args.repeat):
+            echo = await echo_measured(args.updates, 0.0, False, transport)
+            with tempfile.TemporaryDirectory() as scratch:
+                trialbot = await trialbot_measured(args.updates, Path(scratch), args.database_url, 0.0, transport)
+            echoes.append(echo.cpu_ms)
+            todays.append(trialbot["today"].cpu_ms)
+            taps.append(trialbot["tap"].cpu_ms)
+            print(f"run {run + 1}, {backend}, {transport}: CPU ms per update: echo {echo.cpu_ms:.2f}, "
+                  f"/today {todays[-1]:.2f} ({todays[-1] / echo.cpu_ms:.1f} x), "
+                  f"tap {taps[-1]:.2f} ({taps[-1] / echo.cpu_ms:.1f} x)", flush=True)
+        echo_ms, today_ms, tap_ms = (statistics.median(v) for v in (echoes, todays, taps))
+        print(f"{args.updates} updates each, {args.repeat} run(s), 0 ms per Bot API call, {backend}, "
+              f"updates by {'long polling' if transport == 'polling' else 'webhook'}; medians:")
+        print(f"  process CPU per update, bare PTB echo bot (PTB's default): {echo_ms:6.2f} ms")
+        print(f"  process CPU per update, trialbot /today:                   {today_ms:6.2f} ms  "
+              f"({today_ms / echo_ms:.1f} x the echo; target <= 4)")
+        print(f"  process CPU per update, trialbot tap Applied:              {tap_ms:6.2f} ms  "
+              f"({tap_ms / echo_ms:.1f} x the echo; target <= 4)")
+
+
+async def idle(app: Application) -> None:
+    """Until no update is queued or being handled."""
+    while app.update_queue.qsize() or app.update_processor.current_concurrent_updates:
+        await asyncio.sleep(0.002)
 
 
 async def main() -> None:
@@ -206,18 +279,26 @@ async def main() -> None:
                         help="round trips the stand-in adds to each call, comma-separated runs (default 0,25)")
     parser.add_argument("--transports", default="polling,webhook",
                         help="how updates reach the bots, comma-separated runs (default polling,webhook)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="only the process CPU time per update (echo, /today, tap), with no network delay")
+    parser.add_argument("--repeat", type=int, default=3, help="--cpu: runs of each, medians printed (default 3)")
     args = parser.parse_args()
     backend = "PostgreSQL" if args.database_url else "SQLite"
+    if args.cpu:
+        await cpu_runs(args, backend)
+        return
     transports = args.transports.split(",")
     for latency_ms in (float(v) for v in args.latency_ms.split(",")):
         latency = latency_ms / 1000
         echoes: dict[str, float] = {}
         for transport in transports:
-            echo = await echo_rate(args.updates, latency, False, transport)
+            echo_measure = await echo_measured(args.updates, latency, False, transport)
+            echo = echo_measure.rate
             echo_concurrent = await echo_rate(args.updates, latency, CONCURRENT_UPDATES, transport)
             floor = await button_floor_rate(args.updates, latency, False, transport)
             with tempfile.TemporaryDirectory() as scratch:
-                applied = await trialbot_rate(args.updates, Path(scratch), args.database_url, latency, transport)
+                trialbot = await trialbot_measured(args.updates, Path(scratch), args.database_url, latency, transport)
+            applied = trialbot["tap"].rate
             best_echo = echoes[transport] = max(echo, echo_concurrent)
             print(f"{args.updates} updates each, {latency_ms:g} ms per Bot API call, no rate limiter, {backend}, "
                   f"updates by {'long polling' if transport == 'polling' else 'webhook'}")
@@ -229,6 +310,10 @@ async def main() -> None:
             print(f"  ratio to the default echo bot:                           {applied / echo:7.2f}")
             if len(echoes) > 1:
                 print(f"  ratio to the fastest echo bot of any transport:          {applied / max(echoes.values()):7.2f}")
+            cpu_echo = echo_measure.cpu_ms
+            print(f"  process CPU per update: echo {cpu_echo:.2f} ms, /today {trialbot['today'].cpu_ms:.2f} ms "
+                  f"({trialbot['today'].cpu_ms / cpu_echo:.1f} x), tap {trialbot['tap'].cpu_ms:.2f} ms "
+                  f"({trialbot['tap'].cpu_ms / cpu_echo:.1f} x)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ was lost or came too late, polling after a `kill -9`, a second process handed th
   answer, so the safety instructions stay on screen.
 - A reply that went out is noted in the ledger with the record of what was sent (bot/replies.py),
   which also writes down updates that changed nothing: a second delivery is not answered twice.
+- A handler whose reply edits the pressed message (`effects(..., edits=True)`: a diary tap) has
+  the record of that edit written in its effects' transaction, with the update noted answered:
+  the message id is the pressed message's, so nothing in the record waits for Telegram. A second
+  delivery of such an update records nothing more; the process that made the edit does nothing
+  else, any other (the first one died before the edit, or a second process got this copy) makes
+  the edit (Telegram finds it made, or makes it now): one record, never lost, never twice.
 
 Strangers are never written down (they are counted, nothing more): their repeated updates are
 recognised in memory only (study/strangers.py `RecentUpdates`).
@@ -99,15 +105,22 @@ class Effects:
     claim_id: int | None = None  # this update's row in the ledger
 
 
+def claimed() -> bool:
+    """Did a committed transaction of this handling claim the update?"""
+    return _claimed.get()
+
+
 @asynccontextmanager
 async def effects(update: Update, context: CallbackContext, *, once_per_message: bool = False,
-                  claim: bool = True) -> AsyncIterator[Effects]:
+                  claim: bool = True, edits: bool = False) -> AsyncIterator[Effects]:
     """The transaction of an update's effects: claims the update first (raising AlreadyHandled
     if it was handled before), commits its effects, the claim and `fx.reply` together.
 
     `once_per_message`: this button acts once on the message it is on (the press's callback data
     and that message make its action key). `claim=False` when the caller claims later in the
-    transaction, once it knows who is writing (`claim_now`)."""
+    transaction, once it knows who is writing (`claim_now`). `edits`: the caller shows `fx.reply`
+    with `show` right after, which edits the pressed message: the record of that edit (and that
+    the update was answered) is written here, so the press costs no transaction after the edit."""
     svc = services(context)
     key = _current.get()
     if key is not None and once_per_message:
@@ -118,7 +131,13 @@ async def effects(update: Update, context: CallbackContext, *, once_per_message:
             fx.claim_id = await processed_updates.claim(session, key, now=svc.clock.now())
         yield fx
         if fx.claim_id is not None and fx.reply is not None:
-            await processed_updates.keep_answer(session, fx.claim_id, answer_of(fx.reply))
+            from bot.replies import record_edit  # bot.replies records answers through this module
+
+            now = svc.clock.now()
+            edited = await record_edit(session, update, fx.reply, now=now) if edits else None
+            answer = answer_of(fx.reply) if edited is None else {**answer_of(fx.reply), "edited": edited}
+            await processed_updates.keep_answer(session, fx.claim_id, answer,
+                                                answered_at=now if edited is not None else None)
     if fx.claim_id is not None:
         _claimed.set(True)  # committed
 
@@ -161,6 +180,14 @@ async def replay(update: Update, context: CallbackContext, row: Handled) -> None
 
     key = _current.get()
     same_update = key is not None and (row.bot_id, row.update_id) == (key.bot_id, key.update_id)
+    edited = (row.answer or {}).get("edited")
+    if same_update and row.answered_at is not None and edited is not None \
+            and services(context).edits_made.first_time(update.update_id):
+        # Its edit was recorded with its effects, before it was made, and not made by this process
+        # (it died before, or another process took the first copy): make it, record nothing.
+        log.info("update %s delivered again: its recorded edit is made (recorded once, before)", update.update_id)
+        await show(update, context, rendered_from(row.answer), recorded=True)  # type: ignore[arg-type]
+        return
     if same_update and row.answered_at is not None:
         log.info("update %s delivered again: handled and answered before, nothing done", update.update_id)
         return

@@ -60,6 +60,26 @@ def replying_to(recipient: sent.Recipient) -> Iterator[None]:
         _known_recipient.reset(token)
 
 
+# The reply whose edit was recorded in its effects' transaction (bot/exactly_once.py `effects`):
+# `show` makes the edit and writes no record of its own.
+_recorded_edit: ContextVar[RenderedMessage | None] = ContextVar("recorded_edit", default=None)
+
+
+async def record_edit(session, update: Update, rendered: RenderedMessage, *, now) -> int | None:
+    """In the transaction of a press's effects: the record of the edit `show` will make of the
+    pressed message, written before the edit (its message id is known: the pressed message's).
+    Returns that message id; None when `show` will not edit (no message, already shown, the
+    recipient not known), and `show` records as usual after sending."""
+    query = update.callback_query
+    recipient = _known_recipient.get()
+    if query is None or query.message is None or recipient is None or _already_shown(query.message, rendered):
+        return None
+    await sent.insert(session, rendered, recipient=recipient, via="edit", telegram_message_id=query.message.message_id,
+                      now=now)
+    _recorded_edit.set(rendered)
+    return query.message.message_id
+
+
 async def _record(update: Update, context: CallbackContext, rendered: RenderedMessage, *, via: str,
                   message_id: int | None, answers_update: bool = True) -> None:
     """Write down what was just sent, and to whom (see messages/sent.py), and that the update
@@ -69,13 +89,13 @@ async def _record(update: Update, context: CallbackContext, rendered: RenderedMe
     try:
         async with svc.db.transaction() as session:  # one short transaction: (who, then) one insert
             recipient = _known_recipient.get() or await _recipient(session, update, rendered)
-            sent.add(session, rendered, recipient=recipient, via=via, telegram_message_id=message_id,
-                     now=svc.clock.now())
+            await sent.insert(session, rendered, recipient=recipient, via=via, telegram_message_id=message_id,
+                              now=svc.clock.now())
             key = exactly_once.current()
             if answers_update and key is not None and recipient.kind != "stranger":
                 await processed_updates.answered(
                     session, replace(key, participant_id=recipient.participant_id, staff_id=recipient.staff_id),
-                    exactly_once.answer_of(rendered), now=svc.clock.now())
+                    exactly_once.answer_of(rendered), now=svc.clock.now(), claimed=exactly_once.claimed())
     except Exception as error:  # the message is out already; a lost record is logged loudly
         if not is_unavailable(error):
             log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
@@ -115,23 +135,32 @@ def _consent_code(update: Update, rendered: RenderedMessage) -> str | None:
     return None
 
 
-async def show(update: Update, context: CallbackContext, rendered: RenderedMessage, *, answer: bool = True) -> None:
+async def show(update: Update, context: CallbackContext, rendered: RenderedMessage, *, answer: bool = True,
+               recorded: bool = False) -> None:
     """Answer the user: edit the message whose button they pressed, or send a new message.
 
     A pressed button is answered (its spinner stopped) only after the edit, so the answer also
-    tells the client, and the tests, that everything the press caused is done.
+    tells the client, and the tests, that everything the press caused is done. `recorded`: the
+    edit's record is written already (a second delivery of a press whose effects recorded it).
     """
     query = update.callback_query
     if query is not None and query.message is not None:
-        if not _already_shown(query.message, rendered):  # a repeated tap: the message already says this
+        recorded = recorded or _recorded_edit.get() is rendered
+        if recorded or not _already_shown(query.message, rendered):  # a repeated tap: the message says this
             try:
                 await query.edit_message_text(rendered.text, reply_markup=keyboard(rendered))
             except BadRequest as exc:
                 # Two taps in flight at once can both try the same edit; Telegram refuses the second.
                 if "not modified" not in str(exc).lower():
+                    if recorded:
+                        log.warning("the edit recorded for %s (%s) was refused by Telegram (%s)",
+                                    rendered.template_id, rendered.language, type(exc).__name__)
                     raise
             else:
-                await _record(update, context, rendered, via="edit", message_id=query.message.message_id)
+                if not recorded:
+                    await _record(update, context, rendered, via="edit", message_id=query.message.message_id)
+            if recorded:
+                services(context).edits_made.first_time(update.update_id)
         if answer:  # a caller with more to do answers the button itself, when it is done
             await answer_button(update)
         return

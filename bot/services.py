@@ -26,6 +26,8 @@ class Services:
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
     # Strangers' updates seen lately (never written down): one delivered twice is answered once.
     recent_strangers: RecentUpdates = field(default_factory=RecentUpdates)
+    # Presses whose recorded edit this process made (bot/exactly_once.py `replay`).
+    edits_made: RecentUpdates = field(default_factory=RecentUpdates)
 
     def study_variables(self) -> dict[str, object]:
         return self.protocol.template_globals()

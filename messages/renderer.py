@@ -255,12 +255,14 @@ class MessageCatalog:
         try:
             text = self._block(loaded.template, "text", variables, template_id).strip()
             rows = []
+            shared: dict[str, _Loaded] = {}  # the shared labels' template, read once per render
             for row in buttons:
                 if not row:
                     continue
                 labels = []
                 for button in row:
-                    label, label_draft = self._label(loaded.template, language, button, variables, template_id)
+                    label, label_draft = self._label(loaded.template, language, button, variables, template_id,
+                                                     shared)
                     draft = draft or label_draft
                     labels.append(RenderedButton(label, button.data))
                 rows.append(tuple(labels))
@@ -295,12 +297,14 @@ class MessageCatalog:
         return "".join(render(template.new_context(variables)))
 
     def _label(self, template: Any, language: str, button: Button, variables: dict[str, Any],
-               template_id: str) -> tuple[str, bool]:
+               template_id: str, shared: dict[str, _Loaded]) -> tuple[str, bool]:
         block = f"button_{button.name}"
         draft = False
         if block not in template.blocks:
-            shared = self._load(SHARED_BUTTONS, language)
-            template, template_id, draft = shared.template, SHARED_BUTTONS, not shared.approved
+            if SHARED_BUTTONS not in shared:
+                shared[SHARED_BUTTONS] = self._load(SHARED_BUTTONS, language)
+            labels = shared[SHARED_BUTTONS]
+            template, template_id, draft = labels.template, SHARED_BUTTONS, not labels.approved
         # Button labels are plain text on Telegram, not HTML: undo the autoescaping.
         label = html.unescape(self._block(template, block, {**variables, **button.variables}, template_id)).strip()
         return (DRAFT_LABEL + label if draft else label), draft

@@ -1,8 +1,11 @@
 """The record of what was sent: which approved version of which template each person received.
 
 One row per message the bot sent or edited (replies, edits of the message a button was on, and
-outbox deliveries), written in its own short transaction right after Telegram accepted it. A
-failure to record is logged loudly but does not undo the send (the message is already out).
+outbox deliveries). A message Telegram numbers (a reply, an outbox delivery) is written right after
+Telegram accepted it, in a short transaction. The edit that answers a pressed button is written in
+the transaction of the press's effects, before the edit (its message is the pressed one, so nothing
+in it waits for Telegram): bot/exactly_once.py `effects(..., edits=True)`. A failure to record is
+logged loudly but does not undo the send (the message is already out).
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messages.renderer import RenderedMessage
@@ -50,6 +55,22 @@ def add(
         participant_id=recipient.participant_id, staff_id=recipient.staff_id, via=via,
         telegram_message_id=telegram_message_id,
     ))
+
+
+_INSERT = sql_insert(cast(Table, SentMessage.__table__))
+
+
+async def insert(
+    session: AsyncSession, rendered: RenderedMessage, *, recipient: Recipient, via: str,
+    telegram_message_id: int | None, now: datetime,
+) -> None:
+    """`add` as one prepared INSERT, without the ORM's unit of work (a reply's record on the hot path)."""
+    await session.execute(_INSERT, {
+        "sent_at": now, "template_id": rendered.template_id, "template_hash": rendered.template_hash,
+        "language": rendered.language, "draft": rendered.draft, "recipient": recipient.kind,
+        "participant_id": recipient.participant_id, "staff_id": recipient.staff_id, "via": via,
+        "telegram_message_id": telegram_message_id,
+    })
 
 
 async def record(

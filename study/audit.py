@@ -17,9 +17,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import record_hashes
@@ -124,6 +124,12 @@ async def record(
     return entry
 
 
+# Built once: every change appends here.
+_TAIL = select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+_INSERT = AuditEntry.__table__.insert()
+_COLUMNS = [c.key for c in AuditEntry.__table__.columns if c.key != "id"]
+
+
 async def record_many(session: AsyncSession, changes: list[Change]) -> list[AuditEntry]:
     """Append entries to the trail in order, chained, with one read of the chain's end and one
     write (the scheduler records thousands of missing doses at once)."""
@@ -133,9 +139,7 @@ async def record_many(session: AsyncSession, changes: list[Change]) -> list[Audi
     contents = await record_hashes.contents_for(session, [(c.action, c.entity, c.entity_id, c.new) for c in changes])
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
-    last = (
-        await session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1))
-    ).first()
+    last = (await session.execute(_TAIL)).first()
     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
     entries: list[AuditEntry] = []
     for change, content in zip(changes, contents, strict=True):
@@ -157,10 +161,7 @@ async def record_many(session: AsyncSession, changes: list[Change]) -> list[Audi
         entry.hash = prev = entry_hash(entry)
         entries.append(entry)
     # A Core INSERT rather than the unit of work's bookkeeping: entries are never changed after.
-    # (A mapped class's __table__ is its Table; DeclarativeBase declares only a FromClause.)
-    table = cast(Table, AuditEntry.__table__)
-    columns = [c.key for c in table.columns if c.key != "id"]
-    await session.execute(table.insert(), [{c: getattr(e, c) for c in columns} for e in entries])
+    await session.execute(_INSERT, [{c: getattr(e, c) for c in _COLUMNS} for e in entries])
     return entries
 
 

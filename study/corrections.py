@@ -28,6 +28,7 @@ queries stay plain SQL for everyone else.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -36,13 +37,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from study import audit
 from study.audit import Actor
-from study.database import among
+from study.database import among, among_param
 from study.models import (
     CheckIn,
     CheckinKind,
@@ -249,18 +250,36 @@ async def touched(session: AsyncSession, participant_ids: list[int] | None = Non
     return found
 
 
+@functools.cache
+def _entry_view_statements(dialect: str, by_participant: bool, since: bool, involved: bool) -> tuple[Any, Any, Any]:
+    """`entry_views`' three queries, built once for each shape (a diary view on every /today
+    and tap costs no statement construction): corrections, supersessions, entries."""
+    corrections_q = select(Correction).where(Correction.entity == CorrectedEntity.DIARY_ENTRY)
+    supersessions_q = select(Supersession)
+    undo = aliased(DiaryEntry)
+    query = (select(DiaryEntry, undo.id).outerjoin(undo, undo.supersedes_id == DiaryEntry.id)
+             .where(DiaryEntry.kind.in_(DIARY_KINDS)))
+    if by_participant:
+        corrections_q = corrections_q.where(among_param(dialect, Correction.participant_id, "participant_ids"))
+        supersessions_q = supersessions_q.where(among_param(dialect, Supersession.participant_id, "participant_ids"))
+        query = query.where(among_param(dialect, DiaryEntry.participant_id, "participant_ids"))
+    if since:
+        recent = DiaryEntry.local_date >= bindparam("since")
+        query = query.where(or_(recent, among_param(dialect, DiaryEntry.id, "involved")) if involved else recent)
+    return (corrections_q.order_by(Correction.id), supersessions_q.order_by(Supersession.id),
+            query.order_by(DiaryEntry.id))
+
+
 async def entry_views(session: AsyncSession, participant_ids: list[int] | None = None, *,
                       since: date | None = None) -> list[EntryView]:
     """The applied, missed and missing entries of these participants (all, when None), whose day
     (as corrected) is `since` or later, in the order they were recorded. Taken back, withdrawn
     and superseded entries are included, flagged: use `stands` for what counts."""
-    corrections_q = select(Correction).where(Correction.entity == CorrectedEntity.DIARY_ENTRY)
-    supersessions_q = select(Supersession)
-    if participant_ids is not None:
-        corrections_q = corrections_q.where(among(session, Correction.participant_id, participant_ids))
-        supersessions_q = supersessions_q.where(among(session, Supersession.participant_id, participant_ids))
-    corrections = list((await session.scalars(corrections_q.order_by(Correction.id))).all())
-    supersessions = list((await session.scalars(supersessions_q.order_by(Supersession.id))).all())
+    dialect = session.get_bind().dialect.name
+    corrections_q, supersessions_q, _ = _entry_view_statements(dialect, participant_ids is not None, False, False)
+    params: dict[str, Any] = {} if participant_ids is None else {"participant_ids": list(participant_ids)}
+    corrections = list((await session.scalars(corrections_q, params)).all())
+    supersessions = list((await session.scalars(supersessions_q, params)).all())
     by_entry: dict[int, list[Correction]] = defaultdict(list)
     for c in corrections:
         if c.diary_entry_id is not None:
@@ -268,15 +287,13 @@ async def entry_views(session: AsyncSession, participant_ids: list[int] | None =
     # Entries a correction may have moved into the days asked about, and both ends of each supersession.
     involved = sorted(set(by_entry) | {s.superseded_id for s in supersessions} | {s.by_entry_id for s in supersessions})
 
-    undo = aliased(DiaryEntry)
-    query = (select(DiaryEntry, undo.id).outerjoin(undo, undo.supersedes_id == DiaryEntry.id)
-             .where(DiaryEntry.kind.in_(DIARY_KINDS)))
-    if participant_ids is not None:
-        query = query.where(among(session, DiaryEntry.participant_id, participant_ids))
+    *_, query = _entry_view_statements(dialect, participant_ids is not None, since is not None,
+                                       since is not None and bool(involved))
     if since is not None:
-        recent = DiaryEntry.local_date >= since
-        query = query.where(or_(recent, among(session, DiaryEntry.id, involved)) if involved else recent)
-    rows = (await session.execute(query.order_by(DiaryEntry.id))).all()
+        params["since"] = since
+        if involved:
+            params["involved"] = involved
+    rows = (await session.execute(query, params)).all()
     views = {entry.id: _entry_view(entry, undone_by is not None, by_entry.get(entry.id, []))
              for entry, undone_by in rows}
     for s in supersessions:
@@ -350,6 +367,11 @@ async def checkin_views(session: AsyncSession, participant_ids: list[int] | None
 # -- Supersession --------------------------------------------------------------------------------
 
 
+_ANY_MISSING = select(DiaryEntry.id).where(  # built once: every tap asks
+    DiaryEntry.participant_id == bindparam("participant_id"), DiaryEntry.kind == "missing",
+    DiaryEntry.local_date == bindparam("day")).limit(1)
+
+
 async def supersede_missing(session: AsyncSession, participant: Participant, entry: DiaryEntry, *,
                             now: datetime) -> Supersession | None:
     """A participant's new entry (applied, or missed) standing for a slot the system recorded as
@@ -359,9 +381,7 @@ async def supersede_missing(session: AsyncSession, participant: Participant, ent
     if entry.kind not in (DiaryKind.APPLIED, DiaryKind.MISSED):
         return None
     # Most entries have no missing record on their day: one indexed look first (every tap comes here).
-    anything = await session.scalar(select(DiaryEntry.id).where(
-        DiaryEntry.participant_id == participant.id, DiaryEntry.kind == DiaryKind.MISSING,
-        DiaryEntry.local_date == entry.local_date).limit(1))
+    anything = await session.scalar(_ANY_MISSING, {"participant_id": participant.id, "day": entry.local_date})
     if anything is None:
         return None
     candidates = [v for v in await entry_views(session, [participant.id], since=entry.local_date)

@@ -8,19 +8,35 @@ half-way with "database is locked"; on PostgreSQL the audit chain takes an advis
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
 from sqlalchemy.engine import Connection, Row, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _READ_ONLY = "trialbot_read_only"
@@ -58,8 +74,10 @@ class Database:
         # hide_parameters: errors must not carry participants' data into logs. pool_pre_ping (a
         # server's only): a pooled connection the server dropped while it was away is replaced
         # when taken, so the first tap after an outage works instead of failing once more.
+        # On SQLite, each statement is one trip to aiosqlite's thread (_OneTripCursor).
+        driver: dict[str, Any] = {"module": _OneTripDBAPI(aiosqlite, sqlite3)} if self.is_sqlite else {}
         self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args, hide_parameters=True,
-                                                       pool_pre_ping=not self.is_sqlite)
+                                                       pool_pre_ping=not self.is_sqlite, **driver)
         if self.is_sqlite:
             _serialise_sqlite_writers(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -272,10 +290,18 @@ async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any
     RETURNING, on SQLite and PostgreSQL alike). One statement instead of a look-up per key."""
     if not rows:
         return []
-    from sqlalchemy.dialects import postgresql, sqlite
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(*returning)
+    statement = _insert_new_statement(session.get_bind().dialect.name, table, unique, returning)
     return list((await session.execute(statement, rows)).all())
+
+
+@functools.cache
+def _insert_new_statement(dialect: str, table: Any, unique: str, returning: tuple[Any, ...]) -> Any:
+    """`insert_new`'s statement, built once for each table and shape (every tap inserts its entry)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(*returning)
 
 
 async def insert_new_counted(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *, unique: str) -> int:
@@ -320,6 +346,18 @@ def among(session: AsyncSession, column: Any, ids: list[int]) -> Any:
         return column.in_(ids)
     values = func.json_each(bindparam(None, json.dumps([int(i) for i in ids]), type_=String)).table_valued("value")
     return column.in_(select(values.c.value))
+
+
+def among_param(dialect: str, column: Any, name: str) -> Any:
+    """`among` for a statement built once and reused: the ids are the named parameter `name`,
+    given at execution (a list). `dialect`: the session's, `session.bind.dialect.name`."""
+    from sqlalchemy import Integer, any_, bindparam
+
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(name, type_=ARRAY(Integer)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def is_unavailable(error: BaseException | None) -> bool:
@@ -379,3 +417,83 @@ class Availability:
             log.warning("database available again after %.0f s; %s operation(s) failed meanwhile",
                         time.monotonic() - self.down_since, self.failures)
             self.down_since, self.failures = None, 0
+
+
+# --- SQLite: one trip to aiosqlite's thread per statement -----------------------------------------
+
+class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
+    """SQLAlchemy's aiosqlite cursor makes four trips to aiosqlite's thread per statement (open a
+    cursor, execute, fetch, close), each a queue hand-off there and a wake-up of the event loop
+    back. This one makes one: the statement runs, its rows are fetched and its cursor closed in a
+    single call on that thread. Results are what the plain cursor gives (all rows fetched at once,
+    as it does too); server-side cursors are not used by this code."""
+
+    __slots__ = ("_description", "_lastrowid", "_rowcount")
+
+    def __init__(self, adapt_connection: Any) -> None:
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._cursor = None  # type: ignore[assignment]
+        self._soft_closed_memoized = EMPTY_DICT
+        self._rows = collections.deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> Any:
+        return self._lastrowid
+
+    async def _async_soft_close(self) -> None:
+        return
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    def _run(self, many: bool, operation: Any, parameters: Any) -> Any:
+        driver = self._connection  # aiosqlite's Connection; its sqlite3 connection runs on its thread
+
+        def on_thread() -> tuple[Any, int, int | None, list]:
+            cursor = driver._conn.cursor()
+            try:
+                if many:
+                    cursor.executemany(operation, parameters)
+                elif parameters is None:
+                    cursor.execute(operation)
+                else:
+                    cursor.execute(operation, parameters)
+                rows = cursor.fetchall() if cursor.description else []
+                return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+            finally:
+                cursor.close()
+
+        try:
+            self._description, self._rowcount, self._lastrowid, rows = await_(driver._execute(on_thread))
+        except Exception as error:  # noqa: BLE001 - translated to the DBAPI's errors, as SQLAlchemy's cursor does
+            self._adapt_connection._handle_exception(error)
+        self._rows = collections.deque(rows)
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        self._run(False, operation, parameters)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        self._run(True, operation, seq_of_parameters)
+
+
+class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = _OneTripCursor
+
+
+class _OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> Any:
+        plain = super().connect(*arg, **kw)
+        return _OneTripConnection(self, plain._connection)

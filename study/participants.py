@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit, outbox, treatment, zones
@@ -131,8 +131,11 @@ async def by_study_id(session: AsyncSession, study_id: str) -> Participant | Non
     return await session.scalar(select(Participant).where(Participant.study_id == normal_study_id(study_id)))
 
 
+_BY_CHAT = select(Participant).where(Participant.telegram_chat_id == bindparam("chat_id"))  # built once: every update
+
+
 async def by_chat(session: AsyncSession, chat_id: int) -> Participant | None:
-    return await session.scalar(select(Participant).where(Participant.telegram_chat_id == chat_id))
+    return await session.scalar(_BY_CHAT, {"chat_id": chat_id})
 
 
 async def change(

@@ -14,11 +14,12 @@ on a button that acts once per message).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study.models import ProcessedUpdate
@@ -69,11 +70,24 @@ def _matching(key: UpdateKey) -> Any:
     return or_(*conditions)
 
 
+@functools.cache
+def _find_statement(by_query: bool, by_action: bool) -> Any:
+    """`find`'s query for each shape of key, built once (every update looks itself up)."""
+    conditions: list[Any] = [(ProcessedUpdate.bot_id == bindparam("bot_id"))
+                             & (ProcessedUpdate.update_id == bindparam("update_id"))]
+    if by_query:
+        conditions.append(ProcessedUpdate.callback_query_id == bindparam("callback_query_id"))
+    if by_action:
+        conditions.append(ProcessedUpdate.action_key == bindparam("action_key"))
+    return (select(ProcessedUpdate).where(or_(*conditions), ProcessedUpdate.handled_at > bindparam("since"))
+            .order_by(ProcessedUpdate.id).limit(1))
+
+
 async def find(session: AsyncSession, key: UpdateKey, *, now: datetime) -> Handled | None:
     """The record of this update (or of its action), if it was handled within `KEPT_FOR`."""
-    query = (select(ProcessedUpdate).where(_matching(key), ProcessedUpdate.handled_at > now - KEPT_FOR)
-             .order_by(ProcessedUpdate.id).limit(1))
-    row = await session.scalar(query)
+    query = _find_statement(key.callback_query_id is not None, key.action_key is not None)
+    row = await session.scalar(query, {"bot_id": key.bot_id, "update_id": key.update_id, "since": now - KEPT_FOR,
+                                       "callback_query_id": key.callback_query_id, "action_key": key.action_key})
     return Handled.of(row) if row is not None else None
 
 
@@ -99,16 +113,30 @@ async def claim(session: AsyncSession, key: UpdateKey, *, now: datetime) -> int:
     return claimed
 
 
-async def keep_answer(session: AsyncSession, claim_id: int, answer: dict[str, Any]) -> None:
-    """The reply the claimed update gets, written in the claim's transaction."""
-    await session.execute(update(ProcessedUpdate).where(ProcessedUpdate.id == claim_id).values(answer=answer)
-                          .execution_options(synchronize_session=False))
+_TABLE = cast(Table, ProcessedUpdate.__table__)
+_KEEP_ANSWER = (update(_TABLE).where(_TABLE.c.id == bindparam("claim_id"))
+                .values(answer=bindparam("answer"), answered_at=bindparam("answered_at")))
 
 
-async def answered(session: AsyncSession, key: UpdateKey, answer: dict[str, Any], *, now: datetime) -> None:
+async def keep_answer(session: AsyncSession, claim_id: int, answer: dict[str, Any], *,
+                      answered_at: datetime | None = None) -> None:
+    """The reply the claimed update gets, written in the claim's transaction; `answered_at` when
+    its record is written there too (an edit of the pressed message: bot/exactly_once.py)."""
+    await session.execute(_KEEP_ANSWER, {"claim_id": claim_id, "answer": answer, "answered_at": answered_at})
+
+
+async def answered(session: AsyncSession, key: UpdateKey, answer: dict[str, Any], *, now: datetime,
+                   claimed: bool = True) -> None:
     """The update's reply went out: note it (and, for an update that changed nothing, write it
-    down now, so that a second delivery is not answered again). One statement when the update
-    was claimed, two when it was not."""
+    down now, so that a second delivery is not answered again). One statement either way when the
+    caller knows whether the update was claimed (`claimed=False`: it changed nothing, so it is
+    written down at once; should a claim be there after all, it is noted as before)."""
+    if not claimed:
+        values = {"bot_id": key.bot_id, "update_id": key.update_id, "callback_query_id": key.callback_query_id,
+                  "participant_id": key.participant_id, "staff_id": key.staff_id, "handled_at": now,
+                  "answer": answer, "answered_at": now}
+        if await _insert_new(session, values) is not None:
+            return
     noted: Any = await session.execute(
         update(ProcessedUpdate)
         .where(ProcessedUpdate.bot_id == key.bot_id, ProcessedUpdate.update_id == key.update_id,
@@ -137,9 +165,16 @@ async def _forget_expired(session: AsyncSession, key: UpdateKey, *, now: datetim
     await session.execute(delete(ProcessedUpdate).where(_matching(key), ProcessedUpdate.handled_at <= now - KEPT_FOR))
 
 
+@functools.cache
+def _insert_statement(dialect: str) -> Any:
+    insert: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id)
+
+
 async def _insert_new(session: AsyncSession, values: dict[str, Any]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING (any of the unique keys); the new row's id, or None."""
-    from sqlalchemy.dialects import postgresql, sqlite
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(ProcessedUpdate).values(**values).on_conflict_do_nothing().returning(ProcessedUpdate.id)
-    return await session.scalar(statement)
+    return await session.scalar(_insert_statement(session.get_bind().dialect.name), values)

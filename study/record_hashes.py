@@ -20,6 +20,7 @@ their own (action `backfill`): from then on they verify like the rest.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +32,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from study.database import among
+from study.database import among_param
 from study.models import (
     AuditEntry,
     CheckIn,
@@ -183,6 +184,12 @@ def _select(kind: RecordType) -> Any:
     return select(table.c.id, *(table.c[column] for column in kind.columns))
 
 
+@functools.cache
+def _read_back(dialect: str, kind: RecordType) -> Any:
+    """`contents_for`'s read of a kind of record by ids, built once (every tap reads its entry back)."""
+    return _select(kind).where(among_param(dialect, kind.model.__table__.c.id, "ids"))
+
+
 async def contents_for(session: AsyncSession,
                        changes: Sequence[tuple[str, str, object, object]]) -> list[dict[str, Any] | None]:
     """The content hash each change's entry is to hold: for (action, entity, entity_id, new) that
@@ -197,9 +204,9 @@ async def contents_for(session: AsyncSession,
         return [None] * len(changes)
     await session.flush()  # rows the caller added are written before they are read back
     contents: dict[tuple[str, int], dict[str, Any]] = {}
+    dialect = session.get_bind().dialect.name
     for kind, ids in wanted.items():
-        query = _select(kind).where(among(session, kind.model.__table__.c.id, sorted(ids)))
-        for row in (await session.execute(query)).mappings():
+        for row in (await session.execute(_read_back(dialect, kind), {"ids": sorted(ids)})).mappings():
             contents[(kind.table, row["id"])] = content_of(row, kind.columns)
     result: list[dict[str, Any] | None] = []
     for found in named:

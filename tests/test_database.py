@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import select
 
 from study.database import Database
@@ -51,3 +52,30 @@ async def test_writers_of_one_process_queue_for_sqlite_instead_of_meeting_its_lo
     finally:
         await db.dispose()
     assert order == [(step, n) for n in range(20) for step in ("begin", "end")]
+
+
+async def test_one_trip_cursor_gives_what_the_plain_cursor_gives(tmp_path) -> None:
+    """study/database.py `_OneTripCursor`: rows, rowcount, lastrowid, many rows at once and errors,
+    as SQLAlchemy's own aiosqlite cursor gives them."""
+    import sqlalchemy as sa
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'one_trip.db'}")
+    try:
+        async with db.transaction() as session:
+            await session.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+            inserted = await session.execute(sa.text("INSERT INTO t (v) VALUES (:v)"), {"v": "a"})
+            assert inserted.lastrowid == 1 and inserted.rowcount == 1
+            await session.execute(sa.text("INSERT INTO t (v) VALUES (:v)"), [{"v": "b"}, {"v": "c"}])
+            changed = await session.execute(sa.text("UPDATE t SET v = v || '!' WHERE id > 1"))
+            assert changed.rowcount == 2
+            returned = (await session.execute(sa.text("INSERT INTO t (v) VALUES ('d') RETURNING id"))).scalar()
+            assert returned == 4
+        async with db.read() as session:
+            rows = (await session.execute(sa.text("SELECT id, v FROM t ORDER BY id"))).all()
+            assert [tuple(r) for r in rows] == [(1, "a"), (2, "b!"), (3, "c!"), (4, "d")]
+            assert (await session.execute(sa.text("SELECT v FROM t WHERE id = 99"))).first() is None
+        with pytest.raises(sa.exc.IntegrityError):
+            async with db.transaction() as session:
+                await session.execute(sa.text("INSERT INTO t (v) VALUES ('a')"))
+    finally:
+        await db.dispose()

@@ -24,6 +24,7 @@ from study.models import (
     DiaryEntry,
     ParticipantMessage,
     ProcessedUpdate,
+    SentMessage,
     StrangerCount,
 )
 from tests.redelivery import deliver_again, last_update_id
@@ -67,6 +68,26 @@ async def test_undo_delivered_twice_withdraws_one_dose(trial: Trial, handled) ->
     kinds = [e.kind for e in await trial.diary()]
     assert kinds.count("withdrawal") == 1 and kinds.count("applied") == 2, kinds
     assert len(user.bot_messages) == replies, "the /undo was answered once"
+
+
+async def test_a_tap_delivered_again_is_recorded_once_and_shown_as_saved(trial: Trial, handled) -> None:
+    """The tap's edit is recorded with its effects (bot/exactly_once.py `effects(..., edits=True)`):
+    one record, written before the edit; the copy delivered again makes the same edit (Telegram
+    finds it made) and records nothing, stores nothing."""
+    user = await trial.join()
+    await say(user, "/log")
+    before = await count(trial, SentMessage, SentMessage.via == "edit")
+    await press(user, "✅ I put it on now")
+    tap = last_update_id(trial)
+    edits = await count(trial, SentMessage, SentMessage.via == "edit")
+    assert edits == before + 1
+    async with trial.db.read() as session:
+        ledger = await session.scalar(select(ProcessedUpdate).where(ProcessedUpdate.update_id == tap))
+    assert ledger.answered_at is not None and ledger.answer["edited"] == user.last_bot_message.message_id
+    await deliver_again(trial, handled, tap)
+    assert await count(trial, SentMessage, SentMessage.via == "edit") == edits
+    assert [e.kind for e in await trial.diary()].count("applied") == 1
+    assert "Saved" in user.last_bot_message.text
 
 
 async def test_free_text_and_urgent_delivered_again_store_and_alert_once(trial: Trial, handled) -> None:

@@ -2,7 +2,8 @@
 Missed a dose; sees today's entries; takes the last one back with /undo.
 
 Each handler reads the press, makes one domain call in one transaction (the entry and its audit
-entry together), and only after the commit edits the message to say what was saved.
+entry together, and the record of the edit that will say so), and only after the commit edits the
+message to say what was saved.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ async def applied_now(update: Update, context: CallbackContext, participant: Par
     step = cb.DiaryStep.parse(update.callback_query.data)
     svc = services(context)
     now = svc.clock.now()
-    async with effects(update, context) as fx:
+    async with effects(update, context, edits=True) as fx:
         result = await diary.log_application(
             fx.session, participant, occurred_at=now, source=_source(step.form), key=_entry_key(update, step.form),
             rules=svc.protocol.diary, now=now,
@@ -143,7 +144,7 @@ async def applied_earlier(update: Update, context: CallbackContext, participant:
         await stale_button(update, context)
         return
     occurred = datetime.combine(step.day, time(int(step.detail)), diary.zone_of(participant))
-    async with effects(update, context) as fx:
+    async with effects(update, context, edits=True) as fx:
         result = await diary.log_application(
             fx.session, participant, occurred_at=occurred, source=_source(step.form),
             key=_entry_key(update, step.form), rules=rules, now=now,
@@ -198,7 +199,7 @@ async def missed(update: Update, context: CallbackContext, participant: Particip
         rows.append([Button("back", cb.diary(cb.DIARY_MISSED, step.form))])
         await show(update, context, render(context, "missed_reason", participant.language, {"day": step.day}, rows))
         return
-    async with effects(update, context) as fx:
+    async with effects(update, context, edits=True) as fx:
         result = await diary.log_missed(
             fx.session, participant, day=step.day, reason=step.detail, source=_source(step.form),
             key=_entry_key(update, step.form), rules=rules, now=now,
