@@ -17,9 +17,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import record_hashes
@@ -126,8 +126,9 @@ async def record(
 
 # Built once: every change appends here.
 _TAIL = select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-_INSERT = AuditEntry.__table__.insert()
-_COLUMNS = [c.key for c in AuditEntry.__table__.columns if c.key != "id"]
+# (A mapped class's __table__ is its Table; DeclarativeBase declares only a FromClause.)
+_INSERT = cast(Table, AuditEntry.__table__).insert()
+_COLUMNS = [c.key for c in cast(Table, AuditEntry.__table__).columns if c.key != "id"]
 
 
 async def record_many(session: AsyncSession, changes: list[Change]) -> list[AuditEntry]:

@@ -297,10 +297,9 @@ async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any
 @functools.cache
 def _insert_new_statement(dialect: str, table: Any, unique: str, returning: tuple[Any, ...]) -> Any:
     """`insert_new`'s statement, built once for each table and shape (every tap inserts its entry)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(*returning)
 
 
@@ -461,7 +460,7 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     def _run(self, many: bool, operation: Any, parameters: Any) -> Any:
         driver = self._connection  # aiosqlite's Connection; its sqlite3 connection runs on its thread
 
-        def on_thread() -> tuple[Any, int, int | None, list]:
+        def on_thread() -> tuple[Any, int, int | None, list[Any]]:
             cursor = driver._conn.cursor()
             try:
                 if many:

@@ -177,4 +177,5 @@ def _insert_statement(dialect: str) -> Any:
 
 async def _insert_new(session: AsyncSession, values: dict[str, Any]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING (any of the unique keys); the new row's id, or None."""
-    return await session.scalar(_insert_statement(session.get_bind().dialect.name), values)
+    found: int | None = await session.scalar(_insert_statement(session.get_bind().dialect.name), values)
+    return found
