@@ -16,7 +16,9 @@ counts it.
   or edited (anything with a `chat_id` but chat actions); a button's answer does not.
 - Priority: `Pace(bulk=True)` (the outbox's reminders, broadcasts, digests) waits behind
   every other send waiting in this process: a participant's reply goes first.
-- Bulk sends go at most one a second to one chat (`per_chat_seconds`).
+- One chat gets at most `CHAT_BURST` messages in any `CHAT_BURST` seconds (Telegram allows a
+  short burst, then about one a second), and bulk sends at most one a second (`per_chat_seconds`);
+  a send waiting for its chat does not hold up the others.
 - A 429 stops every send of the bot (every process) for its `retry_after`, and is retried
   up to `max_retries` times (0 in the tests: the outbox retries on the injected clock).
 """
@@ -47,8 +49,14 @@ MESSAGES_PER_SECOND = 30
 #: a send held up that long still finds the window it falls in not full.
 JITTER_MARGIN_SECONDS = 0.03
 SEND_WINDOW_SECONDS = 1.0 + JITTER_MARGIN_SECONDS
+#: A send's slot is not free while the send is under way; one that never ends frees it after this.
+IN_FLIGHT_HOLD = 30.0
+#: The quickest round trip among this many recent sends is taken as the network's own share.
+ROUND_TRIPS_KEPT = 200
 #: Bulk messages (reminders, broadcasts) to one chat: at most one in this many seconds.
 PER_CHAT_SECONDS = 1.0
+#: Any messages to one chat: at most this many in this many seconds (and the margin).
+CHAT_BURST = 3
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,10 @@ class SlidingWindow:
             return 0.0
         return max(0.0, self._ring[0] + self.period - now)
 
+    @property
+    def newest(self) -> float | None:
+        return self._ring[-1] if self._ring else None
+
     def take(self, now: float) -> float:
         """Grant at `now` if possible (returns 0), else the seconds to wait (nothing taken)."""
         wait = self.wait(now)
@@ -99,11 +111,51 @@ class SlidingWindow:
         self._ring = deque(sorted(times), maxlen=self.limit)
 
 
+class SlotRing:
+    """`limit` slots, each the time of the last send made in it: no window of `period` seconds
+    holds more than `limit` sends.
+
+    A send takes a slot whose time is at least `period` old, so each slot's sends are `period`
+    apart, and any window of `period` seconds holds at most one send per slot. While the send is
+    under way its slot is not free (its time is set `IN_FLIGHT_HOLD` ahead); when Telegram has
+    answered, the slot's time becomes the moment Telegram is taken to have counted the send
+    (`settle`): not the moment it was let through here, but the answer's time less the quickest
+    round trip seen. A send held up between the two (a busy event loop, the process paused by
+    the OS, a slow connection) then counts from when it really reached Telegram, and the sends
+    after it keep their distance from it."""
+
+    def __init__(self, limit: int, period: float) -> None:
+        self.limit = limit
+        self.period = period
+        self._slots = [-float("inf")] * limit
+
+    def take(self, now: float) -> tuple[int | None, float]:
+        """A slot taken at `now` (and 0), or None and the seconds until one is free."""
+        slot = min(range(self.limit), key=self._slots.__getitem__)
+        wait = self._slots[slot] + self.period - now
+        if wait > 0:
+            return None, wait
+        self._slots[slot] = now + IN_FLIGHT_HOLD
+        return slot, 0.0
+
+    def settle(self, slot: int, counted_at: float) -> None:
+        self._slots[slot] = counted_at
+
+    def hold(self, until: float) -> None:
+        """Nothing is let through before `until` (Telegram said to wait): every slot is taken then."""
+        self._slots = [max(t, until - self.period) for t in self._slots]
+
+
 class SlotStore(Protocol):
     """Where the ring is kept: this process's memory, or a table every process shares."""
 
-    async def take(self) -> float:
-        """Take a send slot now (returns 0) or say how many seconds until one is free."""
+    async def take(self) -> tuple[Any, float]:
+        """Take a send slot now (a token for `settle`, and 0), or None and the seconds until one may be free."""
+        ...
+
+    async def settle(self, token: Any, lag: float) -> None:
+        """The send made in the slot has been answered; Telegram is taken to have counted it
+        `lag` seconds before now (the quickest round trip), and not before it was let through."""
         ...
 
     async def hold(self, seconds: float) -> None:
@@ -116,14 +168,20 @@ class LocalSlots:
 
     def __init__(self, limit: int = MESSAGES_PER_SECOND, period: float = SEND_WINDOW_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.window = SlidingWindow(limit, period)
+        self.ring = SlotRing(limit, period)
         self.clock = clock
 
-    async def take(self) -> float:
-        return self.window.take(self.clock())
+    async def take(self) -> tuple[Any, float]:
+        now = self.clock()
+        slot, wait = self.ring.take(now)
+        return (None if slot is None else (slot, now)), wait
+
+    async def settle(self, token: Any, lag: float) -> None:
+        slot, taken = token
+        self.ring.settle(slot, max(taken, self.clock() - lag))
 
     async def hold(self, seconds: float) -> None:
-        self.window.hold(self.clock() + seconds)
+        self.ring.hold(self.clock() + seconds)
 
 
 class VirtualTime:
@@ -154,9 +212,9 @@ class SendLimiter(BaseRateLimiter[Pace]):
     """The limiter PTB's Application runs every Bot API request through (bot/app.py).
 
     Sends waiting here are let through one at a time, each as soon as the ring has a slot:
-    replies first, then bulk messages, each class in the order it came; a bulk message whose
-    chat had one less than `per_chat_seconds` ago is passed over (not blocking the others)
-    until its chat's second is up. `clock` and `sleep` are injectable (tests run on virtual time)."""
+    replies first, then bulk messages, each class in the order it came; a send whose chat had
+    its burst (or, for a bulk message, one less than `per_chat_seconds` ago) is passed over
+    (not blocking the others) until its chat may have one again. `clock` and `sleep` are injectable (tests run on virtual time)."""
 
     def __init__(self, slots: SlotStore | None = None, *, per_chat_seconds: float = PER_CHAT_SECONDS,
                  max_retries: int = 0, clock: Callable[[], float] = time.monotonic,
@@ -170,7 +228,8 @@ class SendLimiter(BaseRateLimiter[Pace]):
         self._seq = itertools.count()
         self._arrived: asyncio.Event | None = None
         self._pump: asyncio.Task | None = None
-        self._last_bulk: dict[Any, float] = {}  # chat -> when its last bulk message was let through
+        self._chats: dict[str, SlidingWindow] = {}  # chat -> its last sends
+        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIPS_KEPT)
         #: Sends let through, and 429s met (for the benches and the log).
         self.granted = 0
         self.refused = 0
@@ -201,7 +260,8 @@ class SendLimiter(BaseRateLimiter[Pace]):
             return await callback(*args, **kwargs)
         pace = rate_limit_args or Pace()
         for attempt in range(self.max_retries + 1):
-            await self.acquire(bulk=pace.bulk, chat=data.get("chat_id"))
+            token = await self.acquire(bulk=pace.bulk, chat=data.get("chat_id"))
+            started = time.monotonic()
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
@@ -212,11 +272,23 @@ class SendLimiter(BaseRateLimiter[Pace]):
                 if attempt == self.max_retries:
                     raise
                 log.info("Telegram asked to wait %.0f s (429); trying again then", seconds)
+            finally:
+                self._round_trips.append(time.monotonic() - started)
+                await self._settle(token)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def acquire(self, *, bulk: bool = False, chat: Any = None) -> None:
-        """Wait for this send's turn and slot."""
-        waiter = _Waiter(1 if bulk else 0, next(self._seq), str(chat) if bulk and chat is not None else None,
+    async def _settle(self, token: Any) -> None:
+        """The send is answered: its slot counts it from its answer less the quickest round trip."""
+        try:
+            await asyncio.shield(self.slots.settle(token, min(self._round_trips)))
+        except Exception as error:  # noqa: BLE001 - a slot left unsettled frees itself (IN_FLIGHT_HOLD)
+            log.warning("send slot not settled (%s)", type(error).__name__)
+        if self._arrived is not None:
+            self._arrived.set()  # a slot may be free sooner than the limiter thought
+
+    async def acquire(self, *, bulk: bool = False, chat: Any = None) -> Any:
+        """Wait for this send's turn and slot; the slot's token, to settle once the send is answered."""
+        waiter = _Waiter(1 if bulk else 0, next(self._seq), None if chat is None else str(chat),
                          asyncio.get_running_loop().create_future())
         heapq.heappush(self._waiting, waiter)
         if self._arrived is None:
@@ -225,7 +297,7 @@ class SendLimiter(BaseRateLimiter[Pace]):
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._let_through(), name="send-limiter")
         try:
-            await waiter.granted
+            return await waiter.granted
         except asyncio.CancelledError:
             if waiter in self._waiting:
                 self._waiting.remove(waiter)
@@ -238,13 +310,20 @@ class SendLimiter(BaseRateLimiter[Pace]):
         for waiter in sorted(self._waiting):
             if waiter.granted.done():
                 continue
-            if waiter.chat is None:
+            wait = self._chat_wait(waiter, now)
+            if wait <= 0:
                 return waiter, 0.0
-            free_at = self._last_bulk.get(waiter.chat, -float("inf")) + self.per_chat_seconds
-            if free_at <= now:
-                return waiter, 0.0
-            soonest = min(soonest, free_at - now)
+            soonest = min(soonest, wait)
         return None, soonest
+
+    def _chat_wait(self, waiter: _Waiter, now: float) -> float:
+        ring = self._chats.get(waiter.chat) if waiter.chat is not None else None
+        if ring is None:
+            return 0.0
+        wait = ring.wait(now)
+        if waiter.priority and ring.newest is not None:  # bulk: a second since the chat's last message
+            wait = max(wait, ring.newest + self.per_chat_seconds - now)
+        return wait
 
     async def _let_through(self) -> None:
         assert self._arrived is not None
@@ -260,23 +339,28 @@ class SendLimiter(BaseRateLimiter[Pace]):
                 self._arrived.clear()
                 await self._pause(until_chat_free)
                 continue
-            wait = await self.slots.take()
-            if wait > 0:
-                await self.sleep(wait)
+            token, wait = await self.slots.take()
+            if token is None:
+                # (Past a window: every slot is under way; a send's answer frees one sooner.)
+                self._arrived.clear()
+                await self._pause(wait if wait <= SEND_WINDOW_SECONDS else 0.02)
                 continue
             # The slot is taken: it goes to the first in order now (one may have come meanwhile).
             waiter, _ = self._next(self.clock())
             if waiter is None:  # (the waiter left meanwhile: the slot goes unused)
+                await self.slots.settle(token, 0.0)
                 continue
             if waiter.chat is not None:
-                self._last_bulk[waiter.chat] = self.clock()
-                if len(self._last_bulk) > 4096:
-                    self._forget_old_chats()
+                if waiter.chat not in self._chats:
+                    if len(self._chats) > 4096:
+                        self._forget_quiet_chats()
+                    self._chats[waiter.chat] = SlidingWindow(CHAT_BURST, CHAT_BURST * SEND_WINDOW_SECONDS)
+                self._chats[waiter.chat].take(self.clock())
             self.granted += 1
-            waiter.granted.set_result(None)
+            waiter.granted.set_result(token)
 
     async def _pause(self, seconds: float) -> None:
-        """Sleep `seconds` (on the injected clock), or until another send comes to wait."""
+        """Sleep `seconds` (on the injected clock), or until another send comes to wait or one is answered."""
         assert self._arrived is not None
         sleeper = asyncio.ensure_future(self.sleep(seconds))
         arrival = asyncio.ensure_future(self._arrived.wait())
@@ -286,6 +370,7 @@ class SendLimiter(BaseRateLimiter[Pace]):
             for task in (sleeper, arrival):
                 task.cancel()
 
-    def _forget_old_chats(self) -> None:
+    def _forget_quiet_chats(self) -> None:
         now = self.clock()
-        self._last_bulk = {c: t for c, t in self._last_bulk.items() if t + self.per_chat_seconds > now}
+        self._chats = {chat: ring for chat, ring in self._chats.items() if ring.wait(now) > 0
+                       or (ring.newest or 0.0) + self.per_chat_seconds > now}
