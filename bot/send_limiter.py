@@ -6,7 +6,7 @@ PTB's AIORateLimiter is a leaky bucket per process: after a quiet spell it lets 
 and then refills, so a one-second window can see twice its rate; and each process counts only
 its own sends. This limiter instead keeps the times of the last `limit` sends (a ring): a send
 may start only once the oldest of them is `period` seconds old, so no window of `period`
-seconds ever holds more than `limit` sends (`SlidingWindow`). `period` is one second plus a
+seconds ever holds more than `limit` sends (`SlotRing`). `period` is one second plus a
 margin for the jitter between the moment a send is let through here and the moment Telegram
 counts it.
 
@@ -16,9 +16,9 @@ counts it.
   or edited (anything with a `chat_id` but chat actions); a button's answer does not.
 - Priority: `Pace(bulk=True)` (the outbox's reminders, broadcasts, digests) waits behind
   every other send waiting in this process: a participant's reply goes first.
-- One chat gets at most `CHAT_BURST` messages in any `CHAT_BURST` seconds (Telegram allows a
-  short burst, then about one a second), and bulk sends at most one a second (`per_chat_seconds`);
-  a send waiting for its chat does not hold up the others.
+- One chat gets a burst of at most `CHAT_BURST` messages, then one a second (as Telegram paces
+  a chat), and bulk sends at most one a second (`per_chat_seconds`); a send waiting for its
+  chat does not hold up the others.
 - A 429 stops every send of the bot (every process) for its `retry_after`, and is retried
   up to `max_retries` times (0 in the tests: the outbox retries on the injected clock).
 """
@@ -30,8 +30,8 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -51,11 +51,12 @@ JITTER_MARGIN_SECONDS = 0.03
 SEND_WINDOW_SECONDS = 1.0 + JITTER_MARGIN_SECONDS
 #: A send's slot is not free while the send is under way; one that never ends frees it after this.
 IN_FLIGHT_HOLD = 30.0
-#: The quickest round trip among this many recent sends is taken as the network's own share.
-ROUND_TRIPS_KEPT = 200
+#: Until this many sends were answered, the quickest round trip seen may still be one slowed by
+#: the start (connections opened, a burst queued at once): it counts only in proportion.
+WARM_UP_SENDS = 60
 #: Bulk messages (reminders, broadcasts) to one chat: at most one in this many seconds.
 PER_CHAT_SECONDS = 1.0
-#: Any messages to one chat: at most this many in this many seconds (and the margin).
+#: Any messages to one chat: a burst of at most this many, then one a second (and the margin).
 CHAT_BURST = 3
 
 
@@ -75,40 +76,33 @@ def counted(endpoint: str, data: dict[str, Any]) -> bool:
             and endpoint != "sendChatAction")
 
 
-class SlidingWindow:
-    """At most `limit` grants in any `period` seconds: the ring of the last `limit` grant times.
+class ChatPace:
+    """One chat's sends, as Telegram paces a chat: a burst of `burst`, then one every `every`
+    seconds (a bucket of `burst` tokens refilled at one per `every` seconds); and the time of the
+    chat's last send (bulk messages keep a second from it)."""
 
-    A grant at `now` needs the oldest time in the ring to be at most `now - period`; so grant k
-    and grant k + limit are at least `period` apart, and any half-open window of `period` seconds
-    holds at most `limit` grants. Times must not go backwards (a monotonic clock)."""
+    def __init__(self, burst: int = CHAT_BURST, every: float = SEND_WINDOW_SECONDS) -> None:
+        self.burst = burst
+        self.every = every
+        self._tokens = float(burst)
+        self._at = -float("inf")
+        self.newest: float | None = None
 
-    def __init__(self, limit: int, period: float) -> None:
-        self.limit = limit
-        self.period = period
-        self._ring: deque[float] = deque(maxlen=limit)
+    def _refilled(self, now: float) -> float:
+        return min(float(self.burst), self._tokens + (now - self._at) / self.every)
 
     def wait(self, now: float) -> float:
-        """Seconds until a grant is possible (0: now)."""
-        if len(self._ring) < self.limit:
-            return 0.0
-        return max(0.0, self._ring[0] + self.period - now)
+        """Seconds until the chat may have another send (0: now)."""
+        tokens = self._refilled(now)
+        return 0.0 if tokens >= 1 else (1 - tokens) * self.every
 
-    @property
-    def newest(self) -> float | None:
-        return self._ring[-1] if self._ring else None
+    def take(self, now: float) -> None:
+        self._tokens, self._at = self._refilled(now) - 1, now
+        self.newest = now
 
-    def take(self, now: float) -> float:
-        """Grant at `now` if possible (returns 0), else the seconds to wait (nothing taken)."""
-        wait = self.wait(now)
-        if wait == 0:
-            self._ring.append(now)
-        return wait
-
-    def hold(self, until: float) -> None:
-        """Nothing is granted before `until` (Telegram said to wait): every slot is taken then."""
-        times = [max(t, until - self.period) for t in self._ring]
-        times += [until - self.period] * (self.limit - len(times))
-        self._ring = deque(sorted(times), maxlen=self.limit)
+    def quiet(self, now: float, for_bulk: float) -> bool:
+        """Has the chat's burst come back, and its bulk second passed (then it may be forgotten)?"""
+        return self._refilled(now) >= self.burst and (self.newest or -float("inf")) + for_bulk <= now
 
 
 class SlotRing:
@@ -196,7 +190,8 @@ class VirtualTime:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.0)
+        # (At the epoch's magnitude a float moves in steps of about 2e-7 s: always at least one.)
+        self.now = max(self.now + max(seconds, 0.0), math.nextafter(self.now, math.inf))
         await asyncio.sleep(0)
 
 
@@ -228,8 +223,11 @@ class SendLimiter(BaseRateLimiter[Pace]):
         self._seq = itertools.count()
         self._arrived: asyncio.Event | None = None
         self._pump: asyncio.Task | None = None
-        self._chats: dict[str, SlidingWindow] = {}  # chat -> its last sends
-        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIPS_KEPT)
+        self._chats: dict[str, ChatPace] = {}  # chat -> its recent sends
+        # The quickest round trip of a send Telegram answered, and how many it answered: the
+        # network's share of a round trip (a lower bound on both ways, so never too much).
+        self._quickest = float("inf")
+        self._answered = 0
         #: Sends let through, and 429s met (for the benches and the log).
         self.granted = 0
         self.refused = 0
@@ -261,10 +259,13 @@ class SendLimiter(BaseRateLimiter[Pace]):
         pace = rate_limit_args or Pace()
         for attempt in range(self.max_retries + 1):
             token = await self.acquire(bulk=pace.bulk, chat=data.get("chat_id"))
-            started = time.monotonic()
+            started, answered = time.monotonic(), False
             try:
-                return await callback(*args, **kwargs)
+                result = await callback(*args, **kwargs)
+                answered = True
+                return result
             except RetryAfter as exc:
+                answered = True
                 self.refused += 1
                 wait = exc.retry_after
                 seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
@@ -273,14 +274,27 @@ class SendLimiter(BaseRateLimiter[Pace]):
                     raise
                 log.info("Telegram asked to wait %.0f s (429); trying again then", seconds)
             finally:
-                self._round_trips.append(time.monotonic() - started)
+                if answered:
+                    self.answered(time.monotonic() - started)
                 await self._settle(token)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def answered(self, round_trip: float) -> None:
+        """Telegram answered a send after `round_trip` seconds (a failed connection says nothing)."""
+        self._quickest = min(self._quickest, round_trip)
+        self._answered += 1
+
+    @property
+    def lag(self) -> float:
+        """How long before its answer a send is taken to have reached Telegram."""
+        if not self._answered:
+            return 0.0
+        return self._quickest * min(1.0, self._answered / WARM_UP_SENDS)
+
     async def _settle(self, token: Any) -> None:
-        """The send is answered: its slot counts it from its answer less the quickest round trip."""
+        """The send is over: its slot counts it from its end less the quickest round trip."""
         try:
-            await asyncio.shield(self.slots.settle(token, min(self._round_trips)))
+            await asyncio.shield(self.slots.settle(token, self.lag))
         except Exception as error:  # noqa: BLE001 - a slot left unsettled frees itself (IN_FLIGHT_HOLD)
             log.warning("send slot not settled (%s)", type(error).__name__)
         if self._arrived is not None:
@@ -354,7 +368,7 @@ class SendLimiter(BaseRateLimiter[Pace]):
                 if waiter.chat not in self._chats:
                     if len(self._chats) > 4096:
                         self._forget_quiet_chats()
-                    self._chats[waiter.chat] = SlidingWindow(CHAT_BURST, CHAT_BURST * SEND_WINDOW_SECONDS)
+                    self._chats[waiter.chat] = ChatPace()
                 self._chats[waiter.chat].take(self.clock())
             self.granted += 1
             waiter.granted.set_result(token)
@@ -372,5 +386,4 @@ class SendLimiter(BaseRateLimiter[Pace]):
 
     def _forget_quiet_chats(self) -> None:
         now = self.clock()
-        self._chats = {chat: ring for chat, ring in self._chats.items() if ring.wait(now) > 0
-                       or (ring.newest or 0.0) + self.per_chat_seconds > now}
+        self._chats = {chat: pace for chat, pace in self._chats.items() if not pace.quiet(now, self.per_chat_seconds)}

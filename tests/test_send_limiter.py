@@ -64,7 +64,7 @@ async def send(limiter: SendLimiter, now: VirtualTime, granted: list, *, bulk: b
     """One send through the limiter, answered `round_trip` later (on the virtual clock)."""
     token = await limiter.acquire(bulk=bulk, chat=chat)
     granted.append((now(), name or chat))
-    limiter._round_trips.append(round_trip)
+    limiter.answered(round_trip)
     await limiter._settle(token)
 
 
