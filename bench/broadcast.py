@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import pace  # noqa: E402
-from study.clock import ManualClock  # noqa: E402
+from bench import pace
+from study.clock import ManualClock
 
 NOTICE = "clinic is closed"
 

@@ -69,10 +69,10 @@ async def study_database(args: argparse.Namespace, scratch: Path, people: int) -
         joined = START - timedelta(days=1)
         async with db.transaction() as session:
             await session.execute(insert(Participant), [
-                dict(study_id=f"B{n:05d}", timezone="America/New_York", language="en", wocbp=False,
-                     reminder_times="08:00,20:00", status="active", telegram_user_id=FIRST_CHAT + n,
-                     telegram_chat_id=FIRST_CHAT + n, enrolled_at=joined, consented_at=joined, active_since=joined,
-                     next_plan_at=START + timedelta(days=30))
+                {"study_id": f"B{n:05d}", "timezone": "America/New_York", "language": "en", "wocbp": False,
+                 "reminder_times": "08:00,20:00", "status": "active", "telegram_user_id": FIRST_CHAT + n,
+                 "telegram_chat_id": FIRST_CHAT + n, "enrolled_at": joined, "consented_at": joined,
+                 "active_since": joined, "next_plan_at": START + timedelta(days=30)}
                 for n in range(people)
             ])
             await staff.add_or_update(session, telegram_user_id=COORDINATOR, name="Bench", role="coordinator",

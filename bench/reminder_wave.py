@@ -11,10 +11,12 @@
 - With --day: the older whole-day run (2 reminders a day, nobody answering: reminders, nudges and
   missing-dose records), a tick every simulated minute.
 
-SQLite always; PostgreSQL too when TRIALBOT_BENCH_DATABASE_URL is set (a database of its own,
-dropped afterwards).
+SQLite always; PostgreSQL too when --database-url (or TRIALBOT_BENCH_DATABASE_URL) names a
+server (a database of its own, dropped afterwards). No Bot API call is made here, so unlike the
+other benches it has no --latency-ms.
 
-    python bench/reminder_wave.py [--participants 20000] [--idle-participants 100000] [--day]
+    python bench/reminder_wave.py [--participants 20000] [--idle-participants 100000] [--day N]
+                                  [--database-url postgresql+asyncpg://...]
 """
 
 from __future__ import annotations
@@ -148,8 +150,7 @@ async def day(label: str, db: Database, count: int) -> None:
           f"busiest tick {busiest_queued} messages in {busiest_time:.2f} s")
 
 
-async def on_each_database(scenario, count: int) -> None:
-    url = os.environ.get("TRIALBOT_BENCH_DATABASE_URL")
+async def on_each_database(scenario, count: int, url: str | None) -> None:
     for label, backend in (("SQLite", "sqlite"), ("PostgreSQL", "postgresql")):
         if backend == "postgresql" and not url:
             return
@@ -168,11 +169,13 @@ async def main() -> None:
     parser.add_argument("--participants", type=int, default=20_000, help="for the wave")
     parser.add_argument("--idle-participants", type=int, default=100_000, help="for the empty tick")
     parser.add_argument("--day", type=int, metavar="N", help="also run the whole day with N participants")
+    parser.add_argument("--database-url", default=os.environ.get("TRIALBOT_BENCH_DATABASE_URL"),
+                        help="a PostgreSQL server to run on too (a database of its own is made and dropped)")
     args = parser.parse_args()
-    await on_each_database(wave, args.participants)
-    await on_each_database(idle, args.idle_participants)
+    await on_each_database(wave, args.participants, args.database_url)
+    await on_each_database(idle, args.idle_participants, args.database_url)
     if args.day:
-        await on_each_database(day, args.day)
+        await on_each_database(day, args.day, args.database_url)
     print(f"peak memory of this process (ru_maxrss), all runs: {_peak_rss_mb():.0f} MB (target < 250 MB)")
 
 

@@ -30,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import pace  # noqa: E402
-from sandbox.server import BotApiServer  # noqa: E402
-from study.audit import Actor  # noqa: E402
-from study.clock import ManualClock  # noqa: E402
-from tests.ledger import approve_all  # noqa: E402
+from bench import pace
+from sandbox.server import BotApiServer
+from study.audit import Actor
+from study.clock import ManualClock
+from tests.ledger import approve_all
 
 SENDERS = 40
 EACH = 15
@@ -96,7 +96,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def two_processes(args, latency_ms: float) -> None:
-    from tests.test_scale_out import LEADER, BotProcess, RoundRobin, study_file_with_no_digest_due
+    from tests.test_scale_out import (
+        LEADER,
+        BotProcess,
+        RoundRobin,
+        study_file_with_no_digest_due,
+    )
 
     if not args.database_url:
         print("two processes: PostgreSQL only (--database-url); skipped")
@@ -110,13 +115,13 @@ async def two_processes(args, latency_ms: float) -> None:
             async with BotApiServer(world) as server:
                 env = {**os.environ, "TELEGRAM_BOT_TOKEN": world.token, "DATABASE_URL": url,
                        "TELEGRAM_API_URL": server.base_url.removesuffix("/bot"),
-                       "STUDY_FILE": str(study_file_with_no_digest_due(scratch)), "LOG_LEVEL": "WARNING",
+                       "STUDY_FILE": str(study_file_with_no_digest_due(scratch)), "LOG_LEVEL": "INFO",
                        "WEBHOOK_LISTEN": "127.0.0.1", "OUTBOX_POLL_SECONDS": "5", "LEADER_RETRY_SECONDS": "5"}
                 env.pop("WEBHOOK_SECRET", None)
+                env["PYTHONPATH"] = str(pace.ROOT)  # this checkout's code, whatever is installed
                 first, second = BotProcess("first", env, scratch), BotProcess("second", env, scratch)
                 async with RoundRobin([first.port, second.port]) as balancer:
                     try:
-                        first.env["LOG_LEVEL"] = second.env["LOG_LEVEL"] = "INFO"
                         await first.start(balancer.url)
                         await first.logged(LEADER)
                         await second.start(balancer.url)

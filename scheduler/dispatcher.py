@@ -135,9 +135,9 @@ class OutboxDispatcher:
         scheduler leader (scheduler/leadership.py), before it delivers anything. Run while a
         delivery is under way, it would put that message back in the queue and send it twice.
         With several processes, one case remains: a leader cut off from the database but still
-        alive may be finishing the one message it claimed (delivery is one message at a time)
-        when its successor puts that message back; so a change of leader repeats at most one
-        message per leader lost, and only if it was in flight at that moment.
+        alive may be finishing the messages it claimed (up to IN_FLIGHT under way at once)
+        when its successor puts them back; so a change of leader repeats at most the messages
+        the lost leader had in flight at that moment.
 
         What this process itself knows happened (outcomes it could not record while the database
         was away) is written first: only messages nobody can account for go back in the queue."""

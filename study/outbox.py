@@ -63,9 +63,10 @@ async def enqueue_to_many(session: AsyncSession, recipients: dict[str, int], *, 
     """Queue one message to each participant of `recipients` (dedup key -> participant id) in one
     multi-row insert, skipping keys queued before (a broadcast to everyone is a thousand rows:
     one statement, not a look-up and an insert each). Returns how many were queued."""
-    rows = [dict(dedup_key=key, kind=kind, participant_id=participant_id, staff_id=None, template_id=template_id,
-                 variables=variables, buttons=None, status="pending", created_at=now, not_before=now, due_at=now,
-                 stale_after=stale_after, attempts=0, disable_notification=False)
+    rows = [{"dedup_key": key, "kind": kind, "participant_id": participant_id, "staff_id": None,
+             "template_id": template_id, "variables": variables, "buttons": None, "status": "pending",
+             "created_at": now, "not_before": now, "due_at": now, "stale_after": stale_after, "attempts": 0,
+             "disable_notification": False}
             for key, participant_id in recipients.items()]
     return await insert_new_counted(session, OutboxMessage.__table__, rows, unique="dedup_key")
 
