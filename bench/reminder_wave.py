@@ -17,10 +17,12 @@
 - With --day: the older whole-day run (2 reminders a day, nobody answering: reminders, nudges and
   missing-dose records), a tick every simulated minute.
 
-SQLite always; PostgreSQL too when TRIALBOT_BENCH_DATABASE_URL is set (a database of its own,
-dropped afterwards).
+SQLite always; PostgreSQL too when --database-url (or TRIALBOT_BENCH_DATABASE_URL) names a
+server (a database of its own, dropped afterwards). No Bot API call is made here, so unlike the
+other benches it has no --latency-ms.
 
     python bench/reminder_wave.py [--participants 20000] [--history-days 365] [--idle-participants 100000] [--day N]
+                                  [--database-url postgresql+asyncpg://...]
 """
 
 from __future__ import annotations
@@ -245,7 +247,11 @@ async def main() -> None:
     parser.add_argument("--only", choices=("wave", "idle", "bulk"), action="append",
                         help="run only this measurement (repeatable; bulk: the empty tick after a bulk enrolment)")
     parser.add_argument("--write-history", nargs=2, metavar=("DAYS", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", default=os.environ.get("TRIALBOT_BENCH_DATABASE_URL"),
+                        help="a PostgreSQL server to run on too (a database of its own is made and dropped)")
     args = parser.parse_args()
+    if args.database_url:  # what on_each_database reads
+        os.environ["TRIALBOT_BENCH_DATABASE_URL"] = args.database_url
     if args.write_history:  # the wave's history, written by a child process (see wave())
         db = Database(args.write_history[1])
         try:

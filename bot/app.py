@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -17,7 +19,6 @@ from telegram import BotCommand, Update
 from telegram.constants import ParseMode
 from telegram.error import Conflict, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -51,6 +52,15 @@ from bot.handlers import (
     urgent,
     visits,
 )
+from bot.send_limiter import (
+    MESSAGES_PER_SECOND,
+    SEND_WINDOW_SECONDS,
+    LocalSlots,
+    SendLimiter,
+    SlotStore,
+    VirtualTime,
+)
+from bot.send_slots import SharedSlots
 from bot.services import Services
 from bot.update_order import OneChatAtATime
 from bot.webhook import WebhookServer
@@ -70,9 +80,6 @@ TICK_SECONDS = 60
 # What a participant may send the study team as it is (bot/handlers/conversation.py MEDIA_KINDS).
 PARTICIPANT_MEDIA = (filters.PHOTO | filters.Document.ALL | filters.VOICE | filters.AUDIO | filters.VIDEO
                      | filters.VIDEO_NOTE | filters.ANIMATION)
-# Telegram allows about 30 messages a second; at exactly 30 a burst at a second's edge draws the
-# odd 429 (bench/broadcast.py saw 4 in 1,000). One under keeps a broadcast free of them.
-OVERALL_MESSAGES_PER_SECOND = 29
 # Updates handled at once, from different chats (bot/update_order.py); each chat's in order.
 CONCURRENT_UPDATES = 32
 # A leader stepping down lets the message being sent finish (so it is recorded, not repeated by
@@ -198,6 +205,7 @@ def build_application(
     leader_retry_seconds: float = 5.0,
     ledger_refresh_seconds: float | None = None,
     request_timeout: float | None = None,
+    limiter: SendLimiter | None = None,
 ) -> Application:
     """`tick_seconds=None` leaves planning to the caller (tests call the tick after moving the clock);
     the dispatcher delivers when woken, and looks on its own every `outbox_poll_seconds`; a
@@ -205,6 +213,7 @@ def build_application(
     `ledger_refresh_seconds` (trialbot run) re-reads the approvals ledger from the database that
     often, in every process, so an approval made with `trialbot messages approve` takes effect
     without a restart. `request_timeout` (seconds) replaces PTB's 5 s waits for the Bot API (fault drills shorten it).
+    `limiter`: the send limiter instead of `send_limiter(db)` (the tests' one runs on virtual time).
     Run the result with `running` (which starts and stops what PTB's run_polling would)."""
     enrolment = protocol.enrolment
     # Fail closed: no start while a template the bot may send is missing, unapproved or changed
@@ -231,11 +240,11 @@ def build_application(
         .defaults(Defaults(parse_mode=ParseMode.HTML))
         .concurrent_updates(OneChatAtATime(CONCURRENT_UPDATES))
     )
-    # AIORateLimiter keeps sends inside Telegram's limits; with retries=0 a 429 reaches the outbox
-    # dispatcher, which reschedules on the injected clock (what the tests use).
+    # One limiter for every send of this bot (bot/send_limiter.py): replies, edits, the outbox;
+    # on PostgreSQL shared with the bot's other processes. With retries=0 a 429 reaches the
+    # outbox dispatcher, which reschedules on the injected clock (what the tests use).
     if rate_limited:  # off only in benchmarks that measure the bot's own work, not Telegram's pace
-        builder = builder.rate_limiter(AIORateLimiter(overall_max_rate=OVERALL_MESSAGES_PER_SECOND,
-                                                      max_retries=rate_limit_retries))
+        builder = builder.rate_limiter(limiter or send_limiter(db, max_retries=rate_limit_retries))
     if request_timeout is not None:
         for setting in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout",
                         "get_updates_connect_timeout", "get_updates_read_timeout", "get_updates_write_timeout"):
@@ -248,6 +257,21 @@ def build_application(
     app.bot_data["ledger_refresh_seconds"] = ledger_refresh_seconds
     register_handlers(app)
     return app
+
+
+def send_limiter(db: Database, *, max_retries: int = 0, per_second: int = MESSAGES_PER_SECOND,
+                 virtual_time: VirtualTime | None = None) -> SendLimiter:
+    """The bot's one limiter: its ring in the database on PostgreSQL (every process shares it),
+    in memory on SQLite (one process). `virtual_time`: the tests' clock, which moves only when
+    the limiter waits (no test waits on the wall clock for a second to pass)."""
+    clock: Callable[[], float] = virtual_time or time.monotonic
+    sleep = virtual_time.sleep if virtual_time is not None else asyncio.sleep
+    slots: SlotStore
+    if db.is_sqlite:
+        slots = LocalSlots(per_second, SEND_WINDOW_SECONDS, clock=clock)
+    else:
+        slots = SharedSlots(db, limit=per_second, period=SEND_WINDOW_SECONDS, clock=virtual_time)
+    return SendLimiter(slots, max_retries=max_retries, clock=clock, sleep=sleep)
 
 
 async def refresh_ledger(svc: Services) -> bool:

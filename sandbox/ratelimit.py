@@ -3,12 +3,18 @@
 Why: Telegram answers 429 "Too Many Requests: retry after N" when a bot sends faster than
 about 30 messages per second overall, about one per second to one chat (short bursts
 allowed) or 20 per minute to one group. Off by default; tests of throughput turn it on.
+
+The overall limit is a bucket by default (a full second's worth may go at once after a quiet
+spell); with `strict_window` it is a sliding window instead: a message is refused when
+`global_per_second` messages were already taken in the second before it, so no one-second
+window, wherever it starts, holds more (the strictest reading of Telegram's limit).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +29,7 @@ class RateLimits:
     per_chat_per_second: float = 1.0
     per_chat_burst: int = 3
     group_per_minute: float = 20.0
+    strict_window: bool = False  # overall: no one-second window may hold more than global_per_second
 
 
 @dataclass
@@ -47,10 +54,14 @@ class RateLimiter:
     clock: Callable[[], float] = time.monotonic
     _global: _Bucket | None = None
     _chats: dict[int | str, _Bucket] = field(default_factory=dict)
+    _window: deque[float] = field(default_factory=deque)  # strict_window: the times of the last messages
 
     def admit(self, chat_id: int | str | None) -> None:
         """Take a token from every bucket that applies, or raise the 429 Telegram sends."""
         now = self.clock()
+        if self.limits.strict_window:
+            self._admit_in_window(chat_id, now)
+            return
         if self._global is None:
             rate = self.limits.global_per_second
             self._global = _Bucket(rate, rate, rate, now)
@@ -62,6 +73,19 @@ class RateLimiter:
             raise self._refusal(wait)
         for bucket in buckets:
             bucket.tokens -= 1
+
+    def _admit_in_window(self, chat_id: int | str | None, now: float) -> None:
+        limit = int(self.limits.global_per_second)
+        while self._window and self._window[0] <= now - 1.0:
+            self._window.popleft()
+        wait = self._window[0] + 1.0 - now if len(self._window) >= limit else 0.0
+        if chat_id is not None:
+            wait = max(wait, self._chat_bucket(chat_id, now).wait_needed(now))
+        if wait > 0:
+            raise self._refusal(wait)
+        self._window.append(now)
+        if chat_id is not None:
+            self._chats[chat_id].tokens -= 1
 
     def _chat_bucket(self, chat_id: int | str, now: float) -> _Bucket:
         bucket = self._chats.get(chat_id)

@@ -28,9 +28,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Bot, ReplyParameters
+from telegram import ReplyParameters
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.ext import ExtBot
 
+from bot.send_limiter import BULK
 from messages import sent as sent_record
 from messages.markup import inline_keyboard
 from messages.renderer import Button, MessageCatalog, MessageError, RenderedMessage
@@ -69,6 +71,13 @@ _TAG = re.compile(r"<[^>]+>")
 WHILE_PAUSED = ("message_receipt",)
 MAX_ATTEMPTS = 8
 BATCH = 50  # messages looked up at once; the after-batch hook (broadcast progress) runs after each batch
+# Messages under way at once (each recipient's one at a time): enough to keep Telegram's 30 a
+# second going with 100 ms round trips and the database's records between sends.
+IN_FLIGHT = 10
+# Messages that go out in numbers on a schedule: behind replies at the send limiter, and at most
+# one a second to one chat (bot/send_limiter.py).
+BULK_KINDS = frozenset({"broadcast", "reminder", "nudge", "visit_reminder", "pregnancy_reminder", "checkin",
+                        "digest", "anchor"})
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -81,7 +90,7 @@ def _retry_after(error: RetryAfter) -> timedelta:
 
 
 class OutboxDispatcher:
-    def __init__(self, bot: Bot, db: Database, messages: MessageCatalog, clock: Clock, protocol: Protocol,
+    def __init__(self, bot: ExtBot[None], db: Database, messages: MessageCatalog, clock: Clock, protocol: Protocol,
                  study_variables: Mapping[str, object]) -> None:
         self.bot = bot
         self.db = db
@@ -92,6 +101,7 @@ class OutboxDispatcher:
         # One delivery round at a time in this process: whoever asks for a round while one is
         # running waits for it, so "deliver_due() returned" means everything due was handled.
         self._round = asyncio.Lock()
+        self.in_flight = IN_FLIGHT  # messages under way at once
         # Called after each batch (the broadcast progress message reads what was just recorded).
         self.after_batch = None
         # What Telegram did with messages whose record the database could not take at the time.
@@ -127,9 +137,9 @@ class OutboxDispatcher:
         scheduler leader (scheduler/leadership.py), before it delivers anything. Run while a
         delivery is under way, it would put that message back in the queue and send it twice.
         With several processes, one case remains: a leader cut off from the database but still
-        alive may be finishing the one message it claimed (delivery is one message at a time)
-        when its successor puts that message back; so a change of leader repeats at most one
-        message per leader lost, and only if it was in flight at that moment.
+        alive may be finishing the messages it claimed (up to IN_FLIGHT under way at once)
+        when its successor puts them back; so a change of leader repeats at most the messages
+        the lost leader had in flight at that moment.
 
         What this process itself knows happened (outcomes it could not record while the database
         was away) is written first: only messages nobody can account for go back in the queue."""
@@ -144,26 +154,69 @@ class OutboxDispatcher:
         return result.rowcount
 
     async def deliver_due(self, *, stop: asyncio.Event | None = None, fence: Any = None) -> int:
-        """Deliver every message due now, one at a time; returns how many this deliverer handled
-        (sent, skipped or failed). With `stop` set, it returns after the message under way.
+        """Deliver every message due now; returns how many this deliverer handled (sent, skipped
+        or failed). Up to `in_flight` messages are under way at once, each recipient's one at a
+        time and in the order they are due; the send limiter (bot/send_limiter.py) paces them.
+        With `stop` set, it claims nothing more and returns once the messages under way are done.
         `fence` is a SQL condition every claim must meet: the scheduler leader's lock is still
         held, so a leader that lost it claims nothing more, even before it notices."""
         handled = 0
         async with self._round:
             await self._write_down_kept()
-            while stop is None or not stop.is_set():
-                async with self.db.transaction() as session:
-                    candidates = await outbox.due(session, now=self.clock.now(), limit=BATCH)
-                claimed = 0
-                for row_id in candidates:
-                    if stop is not None and stop.is_set():
+            running: dict[asyncio.Task[bool], tuple[int, tuple]] = {}
+            waiting: list[tuple[int, tuple]] = []  # looked up, not started: (row id, recipient)
+            dry = False  # the last look found nothing new: look again once a delivery ends
+            looked, claims_since_look, since_hook = False, 0, 0
+            failure: BaseException | None = None
+            while True:
+                stopping = (stop is not None and stop.is_set()) or failure is not None
+                if not stopping and len(running) < self.in_flight:
+                    busy = {recipient for _, recipient in running.values()}
+                    if not dry and not _startable(waiting, busy):
+                        if looked and not running and not claims_since_look:
+                            break  # what is due is nothing this deliverer may (or could) claim
+                        exclude = [row_id for row_id, _ in waiting] + [row_id for row_id, _ in running.values()]
+                        async with self.db.transaction() as session:
+                            found = await outbox.due_to(session, now=self.clock.now(), limit=BATCH, exclude=exclude)
+                        looked, claims_since_look, dry = True, 0, not found
+                        waiting += found
+                    waiting = self._start(waiting, running, busy, fence)
+                if not running:
+                    if stopping or dry:
                         break
-                    claimed += await self._deliver(row_id, fence=fence)
-                handled += claimed
-                await self._after_batch()
-                if not claimed:  # nothing due, or nothing this deliverer may (or could) claim
-                    break
+                    continue
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    running.pop(task)
+                    if task.exception() is not None:
+                        failure = failure or task.exception()
+                        continue
+                    handled += task.result()
+                    claims_since_look += task.result()
+                dry = False
+                since_hook += len(done)
+                if since_hook >= BATCH:
+                    since_hook = 0
+                    await self._after_batch()
+            await self._after_batch()
+        if failure is not None:
+            raise failure
         return handled
+
+    def _start(self, waiting: list[tuple[int, tuple]], running: dict[asyncio.Task[bool], tuple[int, tuple]],
+               busy: set[tuple], fence: Any) -> list[tuple[int, tuple]]:
+        """Start the deliveries that may start now, in order: one at a time per recipient (a
+        recipient's later message waits behind its earlier one), at most `in_flight` in all.
+        Returns what waits still."""
+        still: list[tuple[int, tuple]] = []
+        for row_id, recipient in waiting:
+            if len(running) < self.in_flight and recipient not in busy:
+                task = asyncio.get_running_loop().create_task(self._deliver(row_id, fence=fence))
+                running[task] = (row_id, recipient)
+            else:
+                still.append((row_id, recipient))
+            busy.add(recipient)
+        return still
 
     async def _after_batch(self) -> None:
         if self.after_batch is None:
@@ -210,6 +263,7 @@ class OutboxDispatcher:
             template_id = row.template_id
             to_staff = row.staff_id is not None
             edit_id = row.edit_message_id
+            pace = BULK if row.kind in BULK_KINDS else None
         if copy is not None:
             return await self._deliver_copy(row_id, chat_id, copy)
         rendered = None
@@ -223,7 +277,7 @@ class OutboxDispatcher:
             if edit_id is not None:
                 return await self._edit(row_id, chat_id, edit_id, rendered)
             sent = await self.bot.send_message(chat_id, rendered.text, reply_markup=inline_keyboard(rendered),
-                                               disable_notification=quiet)
+                                               disable_notification=quiet, rate_limit_args=pace)
         except MessageError as exc:
             outcome = partial(self._fail, row_id, f"template: {exc}")
         except TelegramError as exc:
@@ -441,6 +495,10 @@ class OutboxDispatcher:
                 await outbox.record_event(session, row.id, "retry", now=now,
                                           detail=f"{why}; next try {row.not_before:%H:%M:%S} UTC")
         log.warning("outbox %s not delivered (%s), attempt %s", row_id, why, row.attempts)
+
+
+def _startable(waiting: list[tuple[int, tuple[str, int]]], busy: set[tuple[str, int]]) -> bool:
+    return any(recipient not in busy for _, recipient in waiting)
 
 
 async def _settled(session: AsyncSession, row: OutboxMessage, now: datetime) -> None:

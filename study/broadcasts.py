@@ -212,11 +212,10 @@ async def _queue(session: AsyncSession, row: Broadcast, actor: Actor, now: datet
         await _set_status(session, row, BroadcastStatus.CANCELLED, actor, now, "broadcast has no recipients")
         raise BroadcastError("no_recipients")
     row.recipients = [p.study_id for p in people]
-    for person in people:
-        # Not sent once the approval has run out (scheduler/dispatcher.py: EXPIRED_NOTE).
-        await outbox.enqueue(session, dedup_key=f"broadcast:{row.id}:{person.id}", template_id=row.template_id,
-                             variables=variables(row), now=now, participant_id=person.id, kind="broadcast",
-                             stale_after=now + valid)
+    # One multi-row insert; not sent once the approval has run out (scheduler/dispatcher.py: EXPIRED_NOTE).
+    await outbox.enqueue_to_many(session, {f"broadcast:{row.id}:{person.id}": person.id for person in people},
+                                 kind="broadcast", template_id=row.template_id, variables=variables(row), now=now,
+                                 stale_after=now + valid)
     await _set_status(session, row, BroadcastStatus.SENDING, actor, now, "broadcast queued",
                       recipients=row.recipients, template=row.template_id, template_hashes=hashes,
                       text=row.text, audience=row.audience, send_until=(now + valid).isoformat(), **extra)

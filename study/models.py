@@ -20,6 +20,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -1090,3 +1091,16 @@ class StaffRequest(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SendSlot(Base):
+    """The bot's last sends, one row per slot of its overall limit (bot/send_limiter.py): a send
+    takes the slot least recently taken, and only once that was a second (and a margin) ago, so
+    every process of the bot together stays inside Telegram's limit. On PostgreSQL only; a SQLite
+    deployment is one process and keeps the ring in memory. `taken_at`: the database's clock, in
+    seconds since the epoch."""
+
+    __tablename__ = "send_slots"
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    taken_at: Mapped[float] = mapped_column(Float)

@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
 from study.database import insert_new, insert_new_counted
-from study.models import ButtonRows, DeliveryEvent, OutboxMessage
+from study.models import ButtonRows, DeliveryEvent, JSONObject, OutboxMessage, OutboxStatus
 
 if TYPE_CHECKING:
     from scheduler.planner import PlannedMessage
@@ -60,6 +60,19 @@ async def enqueue(
     except IntegrityError:
         return None
     return row  # queued: its created_at says when
+
+
+async def enqueue_to_many(session: AsyncSession, recipients: dict[str, int], *, kind: str, template_id: str,
+                          variables: JSONObject, now: datetime, stale_after: datetime | None = None) -> int:
+    """Queue one message to each participant of `recipients` (dedup key -> participant id) in one
+    multi-row insert, skipping keys queued before (a broadcast to everyone is a thousand rows:
+    one statement, not a look-up and an insert each). Returns how many were queued."""
+    rows = [{"dedup_key": key, "kind": kind, "participant_id": participant_id, "staff_id": None,
+             "template_id": template_id, "variables": variables, "buttons": None, "status": OutboxStatus.PENDING,
+             "created_at": now, "not_before": now, "due_at": now, "stale_after": stale_after, "attempts": 0,
+             "disable_notification": False}
+            for key, participant_id in recipients.items()]
+    return await insert_new_counted(session, cast(Table, OutboxMessage.__table__), rows, unique="dedup_key")
 
 
 async def enqueue_planned(session: AsyncSession, planned: Sequence[PlannedMessage], *, now: datetime) -> tuple[int, int]:
@@ -194,6 +207,19 @@ async def due(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[
              .order_by(OutboxMessage.not_before, OutboxMessage.id)
              .limit(limit))
     return list((await session.scalars(query)).all())
+
+
+async def due_to(session: AsyncSession, *, now: datetime, limit: int = 50,
+                 exclude: list[int] | tuple[int, ...] = ()) -> list[tuple[int, tuple[int | None, int | None]]]:
+    """`due`, each id with its recipient (participant id, staff id), leaving out `exclude` (the
+    rows a deliverer has under way or waiting already)."""
+    query = (select(OutboxMessage.id, OutboxMessage.participant_id, OutboxMessage.staff_id)
+             .where(OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
+             .order_by(OutboxMessage.not_before, OutboxMessage.id)
+             .limit(limit))
+    if exclude:
+        query = query.where(OutboxMessage.id.not_in(list(exclude)))
+    return [(row_id, (participant_id, staff_id)) for row_id, participant_id, staff_id in await session.execute(query)]
 
 
 async def claim(session: AsyncSession, row_id: int, *, only_if: Any = None) -> OutboxMessage | None:

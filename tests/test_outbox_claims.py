@@ -49,6 +49,8 @@ async def test_two_deliverers_racing_over_the_same_rows_send_each_message_once(t
     other = second_process(trial)
     try:
         mine, theirs = dispatcher_on(trial, trial.db), dispatcher_on(trial, other)
+        # Two under way each (ten by default, and the first to look would claim all ten at once).
+        mine.in_flight = theirs.in_flight = 2
         handled = await asyncio.gather(mine.deliver_due(), theirs.deliver_due())
     finally:
         await other.dispose()

@@ -10,7 +10,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.app import build_application, demo_messages, running
+from bot.app import build_application, demo_messages, running, send_limiter
+from bot.send_limiter import VirtualTime
 from sandbox.chat import ChatMessage, SimUser
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
@@ -56,6 +57,11 @@ class Trial:
         # Rate-limit retries are off: a 429 reaches the outbox, which retries on the test's clock.
         # The dispatcher delivers when woken (a staff notice) or when the test says so, never by
         # itself on a wall-clock timer.
+        # The send limiter paces on virtual time: the order and priority of sends are real, but no
+        # test waits a wall-clock second for Telegram's window (tests/test_send_limiter.py checks
+        # the pace itself against the stand-in).
+        if "limiter" not in self.app_options:
+            self.app_options["limiter"] = send_limiter(self.db, virtual_time=VirtualTime())
         options = {"tick_seconds": None, "rate_limit_retries": 0, "outbox_poll_seconds": 3600, **self.app_options}
         self.app = build_application(token=self.world.token, base_url=self.server.base_url,
                                      base_file_url=self.server.base_file_url, protocol=self.protocol, db=self.db,
