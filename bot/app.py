@@ -244,7 +244,9 @@ def build_application(
     # on PostgreSQL shared with the bot's other processes. With retries=0 a 429 reaches the
     # outbox dispatcher, which reschedules on the injected clock (what the tests use).
     if rate_limited:  # off only in benchmarks that measure the bot's own work, not Telegram's pace
-        builder = builder.rate_limiter(limiter or send_limiter(db, max_retries=rate_limit_retries))
+        # ApplicationBuilder() is typed for a limiter without per-call arguments; ours takes a Pace
+        # (bot/send_limiter.py), which the dispatcher passes as rate_limit_args.
+        builder = builder.rate_limiter(limiter or send_limiter(db, max_retries=rate_limit_retries))  # type: ignore[arg-type]
     if request_timeout is not None:
         for setting in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout",
                         "get_updates_connect_timeout", "get_updates_read_timeout", "get_updates_write_timeout"):

@@ -76,6 +76,9 @@ BATCH = 50  # messages looked up at once; the after-batch hook (broadcast progre
 IN_FLIGHT = 10
 # Messages that go out in numbers on a schedule: behind replies at the send limiter, and at most
 # one a second to one chat (bot/send_limiter.py).
+# Who a message is for, as the outbox row says: (participant id, staff id). One at a time each.
+RecipientKey = tuple[int | None, int | None]
+
 BULK_KINDS = frozenset({"broadcast", "reminder", "nudge", "visit_reminder", "pregnancy_reminder", "checkin",
                         "digest", "anchor"})
 
@@ -90,7 +93,7 @@ def _retry_after(error: RetryAfter) -> timedelta:
 
 
 class OutboxDispatcher:
-    def __init__(self, bot: ExtBot[None], db: Database, messages: MessageCatalog, clock: Clock, protocol: Protocol,
+    def __init__(self, bot: ExtBot[Any], db: Database, messages: MessageCatalog, clock: Clock, protocol: Protocol,
                  study_variables: Mapping[str, object]) -> None:
         self.bot = bot
         self.db = db
@@ -163,8 +166,8 @@ class OutboxDispatcher:
         handled = 0
         async with self._round:
             await self._write_down_kept()
-            running: dict[asyncio.Task[bool], tuple[int, tuple]] = {}
-            waiting: list[tuple[int, tuple]] = []  # looked up, not started: (row id, recipient)
+            running: dict[asyncio.Task[bool], tuple[int, RecipientKey]] = {}
+            waiting: list[tuple[int, RecipientKey]] = []  # looked up, not started: (row id, recipient)
             dry = False  # the last look found nothing new: look again once a delivery ends
             looked, claims_since_look, since_hook = False, 0, 0
             failure: BaseException | None = None
@@ -203,12 +206,12 @@ class OutboxDispatcher:
             raise failure
         return handled
 
-    def _start(self, waiting: list[tuple[int, tuple]], running: dict[asyncio.Task[bool], tuple[int, tuple]],
-               busy: set[tuple], fence: Any) -> list[tuple[int, tuple]]:
+    def _start(self, waiting: list[tuple[int, RecipientKey]], running: dict[asyncio.Task[bool], tuple[int, RecipientKey]],
+               busy: set[RecipientKey], fence: Any) -> list[tuple[int, RecipientKey]]:
         """Start the deliveries that may start now, in order: one at a time per recipient (a
         recipient's later message waits behind its earlier one), at most `in_flight` in all.
         Returns what waits still."""
-        still: list[tuple[int, tuple]] = []
+        still: list[tuple[int, RecipientKey]] = []
         for row_id, recipient in waiting:
             if len(running) < self.in_flight and recipient not in busy:
                 task = asyncio.get_running_loop().create_task(self._deliver(row_id, fence=fence))
@@ -497,7 +500,7 @@ class OutboxDispatcher:
         log.warning("outbox %s not delivered (%s), attempt %s", row_id, why, row.attempts)
 
 
-def _startable(waiting: list[tuple[int, tuple[str, int]]], busy: set[tuple[str, int]]) -> bool:
+def _startable(waiting: list[tuple[int, RecipientKey]], busy: set[RecipientKey]) -> bool:
     return any(recipient not in busy for _, recipient in waiting)
 
 
