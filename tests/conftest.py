@@ -8,7 +8,6 @@ TRIALBOT_REQUIRE_POSTGRES=1 (as .ci/run sets) a missing URL fails the run instea
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,14 +19,12 @@ from sandbox.world import TelegramWorld
 from study.clock import ManualClock
 from study.database import Database
 from study.protocol import EXAMPLE_PROTOCOL, Protocol, load_protocol
-from tests.databases import migrated
+from tests.databases import PG_URL, REQUIRE_PG, empty_database_url, migrated  # noqa: F401 - a fixture for every module
 from tests.redelivery import HandledUpdates, watching
 from tests.study_files import write_study_file
 from tests.trial import Trial
 
 REPO = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("TRIALBOT_TEST_DATABASE_URL")
-REQUIRE_PG = os.environ.get("TRIALBOT_REQUIRE_POSTGRES") == "1"
 # Tuesday 24 November 2026, 10:00 in New York: a plain weekday morning.
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 

@@ -8,13 +8,10 @@ stop a site's upgrade. This test is what catches it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import text
 
 from study.database import Database
-from tests.conftest import PG_URL, REQUIRE_PG
 from tests.databases import migrated
 
 BEFORE = "0006"  # the last migration of the release before issue 13
@@ -43,15 +40,9 @@ RECORDS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'site.db'}"
-    if not PG_URL:
-        if REQUIRE_PG:
-            pytest.fail("TRIALBOT_REQUIRE_POSTGRES=1 but TRIALBOT_TEST_DATABASE_URL is not set")
-        pytest.skip("PostgreSQL tests need TRIALBOT_TEST_DATABASE_URL")
-    return PG_URL
+@pytest.fixture
+def url(empty_database_url: str) -> str:
+    return empty_database_url
 
 
 async def test_every_migration_since_the_last_release_upgrades_a_database_in_use(url: str) -> None:

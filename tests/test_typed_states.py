@@ -6,7 +6,6 @@ already holds a value outside its set."""
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -14,7 +13,6 @@ from sqlalchemy.exc import IntegrityError
 
 from study import models as m
 from study.database import Database
-from tests.conftest import PG_URL, REQUIRE_PG
 from tests.databases import migrated
 
 NOW = "2026-11-24 15:00:00"
@@ -97,15 +95,9 @@ TABLES: dict[str, tuple[str, dict[str, str], dict[str, type[StrEnum]]]] = {
 }
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'site.db'}"
-    if not PG_URL:
-        if REQUIRE_PG:
-            pytest.fail("TRIALBOT_REQUIRE_POSTGRES=1 but TRIALBOT_TEST_DATABASE_URL is not set")
-        pytest.skip("PostgreSQL tests need TRIALBOT_TEST_DATABASE_URL")
-    return PG_URL
+@pytest.fixture
+def url(empty_database_url: str) -> str:
+    return empty_database_url
 
 
 def _rows(table: str) -> list[tuple[str, dict[str, str]]]:
