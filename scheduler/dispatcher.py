@@ -53,8 +53,11 @@ from study.clock import Clock
 from study.database import Database, is_unavailable
 from study.models import (
     Alert,
+    DeliveryStep,
     JSONObject,
+    OutboxKind,
     OutboxMessage,
+    OutboxStatus,
     Participant,
     ParticipantMessage,
     StaffMember,
@@ -79,8 +82,8 @@ IN_FLIGHT = 10
 # Who a message is for, as the outbox row says: (participant id, staff id). One at a time each.
 RecipientKey = tuple[int | None, int | None]
 
-BULK_KINDS = frozenset({"broadcast", "reminder", "nudge", "visit_reminder", "pregnancy_reminder", "checkin",
-                        "digest", "anchor"})
+BULK_KINDS = frozenset({OutboxKind.BROADCAST, OutboxKind.REMINDER, OutboxKind.NUDGE, OutboxKind.VISIT_REMINDER,
+                        OutboxKind.PREGNANCY_REMINDER, OutboxKind.CHECKIN, OutboxKind.DIGEST, OutboxKind.ANCHOR})
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -150,7 +153,7 @@ class OutboxDispatcher:
         async with self.db.transaction() as session:
             # (An UPDATE's result is a CursorResult; AsyncSession.execute is typed for any statement.)
             result = cast(CursorResult[Any], await session.execute(
-                update(OutboxMessage).where(OutboxMessage.status == "sending").values(status="pending")))
+                update(OutboxMessage).where(OutboxMessage.status == OutboxStatus.SENDING).values(status=OutboxStatus.PENDING)))
         if result.rowcount:
             log.warning("%s message(s) were being sent when the last deliverer stopped; sending again",
                         result.rowcount)
@@ -254,8 +257,8 @@ class OutboxDispatcher:
             if copy is not None and None in copy[:2] and why_not is None:
                 why_not = "the participant's message can no longer be copied (their chat is gone)"
             if why_not is not None and delivered_earlier is None:
-                row.status, row.last_error = "skipped", why_not
-                await outbox.record_event(session, row.id, "skipped", now=now, detail=why_not)
+                row.status, row.last_error = OutboxStatus.SKIPPED, why_not
+                await outbox.record_event(session, row.id, DeliveryStep.SKIPPED, now=now, detail=why_not)
                 await _settled(session, row, now)
                 return True
             variables = {**self.study_variables, **_localised(row.variables, zone),
@@ -369,9 +372,9 @@ class OutboxDispatcher:
     async def _copied(self, row_id: int, message_id: int, *, at: datetime) -> None:
         async with self.db.transaction() as session:
             row = await session.get_one(OutboxMessage, row_id)
-            row.status, row.sent_at, row.telegram_message_id = "sent", at, message_id
+            row.status, row.sent_at, row.telegram_message_id = OutboxStatus.SENT, at, message_id
             row.attempts += 1
-            await outbox.record_event(session, row.id, "sent", now=at, detail=f"message {message_id} (a copy)")
+            await outbox.record_event(session, row.id, DeliveryStep.SENT, now=at, detail=f"message {message_id} (a copy)")
             await _settled(session, row, at)
 
     async def _write_down(self, row_id: int, outcome: Callable[[], Awaitable[None]]) -> None:
@@ -392,7 +395,7 @@ class OutboxDispatcher:
             row_id, outcome = self._unwritten[0]
             async with self.db.transaction() as session:
                 status = await session.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row_id))
-            if status in ("sending", "pending"):
+            if status in (OutboxStatus.SENDING, OutboxStatus.PENDING):
                 await outcome()
             else:
                 log.warning("outbox %s was settled by another deliverer; what this one saw is not recorded", row_id)
@@ -433,7 +436,7 @@ class OutboxDispatcher:
         now = at
         async with self.db.transaction() as session:
             row = await session.get_one(OutboxMessage, row_id)
-            row.status, row.sent_at, row.telegram_message_id = "sent", now, message_id
+            row.status, row.sent_at, row.telegram_message_id = OutboxStatus.SENT, now, message_id
             row.language, row.template_hash, row.disable_notification = rendered.language, rendered.template_hash, quiet
             row.attempts += 0 if earlier else 1
             if row.participant_id:
@@ -450,7 +453,7 @@ class OutboxDispatcher:
                 detail += ", delivered at an earlier try whose answer was lost (the participant answered it)"
             if note:
                 detail += f", {note}"
-            await outbox.record_event(session, row.id, "sent", now=now, detail=detail)
+            await outbox.record_event(session, row.id, DeliveryStep.SENT, now=now, detail=detail)
             await _settled(session, row, now)
             if row is not None and row.kind == "alert":  # acknowledged while on its way: closed at once
                 await alerts.copy_sent(session, row, now=now)
@@ -459,9 +462,9 @@ class OutboxDispatcher:
         now = at
         async with self.db.transaction() as session:
             row = await session.get_one(OutboxMessage, row_id)
-            row.status, row.last_error = "failed", why[:256]
+            row.status, row.last_error = OutboxStatus.FAILED, why[:256]
             row.attempts += 1
-            await outbox.record_event(session, row.id, "failed", now=now, detail=why)
+            await outbox.record_event(session, row.id, DeliveryStep.FAILED, now=now, detail=why)
             await _settled(session, row, now)
         log.warning("outbox %s failed: %s", row_id, why)
 
@@ -469,9 +472,9 @@ class OutboxDispatcher:
         now = at
         async with self.db.transaction() as session:
             row = await session.get_one(OutboxMessage, row_id)
-            row.status, row.last_error = "failed", "blocked by the user"
+            row.status, row.last_error = OutboxStatus.FAILED, "blocked by the user"
             row.attempts += 1
-            await outbox.record_event(session, row.id, "failed", now=now, detail="blocked by the user (403)")
+            await outbox.record_event(session, row.id, DeliveryStep.FAILED, now=now, detail="blocked by the user (403)")
             await _settled(session, row, now)
             if row.participant_id is not None:
                 participant = await session.get_one(Participant, row.participant_id)
@@ -488,14 +491,14 @@ class OutboxDispatcher:
             row = await session.get_one(OutboxMessage, row_id)
             row.attempts += 1
             row.last_error = why
-            row.status = "pending"
+            row.status = OutboxStatus.PENDING
             if row.attempts >= MAX_ATTEMPTS:
-                row.status = "failed"
-                await outbox.record_event(session, row.id, "failed", now=now, detail=f"gave up after {row.attempts} tries: {why}")
+                row.status = OutboxStatus.FAILED
+                await outbox.record_event(session, row.id, DeliveryStep.FAILED, now=now, detail=f"gave up after {row.attempts} tries: {why}")
                 await _settled(session, row, now)
             else:
                 row.not_before = now + (delay or _backoff(row.attempts))
-                await outbox.record_event(session, row.id, "retry", now=now,
+                await outbox.record_event(session, row.id, DeliveryStep.RETRY, now=now,
                                           detail=f"{why}; next try {row.not_before:%H:%M:%S} UTC")
         log.warning("outbox %s not delivered (%s), attempt %s", row_id, why, row.attempts)
 
@@ -516,7 +519,7 @@ async def _copy_source(session: AsyncSession, row: OutboxMessage) -> tuple[int |
     record = await session.get_one(ParticipantMessage, row.participant_message_id)
     participant = await session.get_one(Participant, record.participant_id)
     reply_to = await session.scalar(select(OutboxMessage.telegram_message_id).where(
-        OutboxMessage.dedup_key == row.variables.get("reply_to_key"), OutboxMessage.status == "sent"))
+        OutboxMessage.dedup_key == row.variables.get("reply_to_key"), OutboxMessage.status == OutboxStatus.SENT))
     return participant.telegram_chat_id, record.telegram_message_id, reply_to
 
 

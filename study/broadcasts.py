@@ -35,6 +35,7 @@ from study.models import (
     Broadcast,
     BroadcastStatus,
     OutboxMessage,
+    OutboxStatus,
     Participant,
     StaffMember,
     Visit,
@@ -253,9 +254,9 @@ async def progress(session: AsyncSession, row: Broadcast) -> Progress:
              .group_by(OutboxMessage.status, OutboxMessage.last_error))
     counts = {"sent": 0, "failed": 0, "blocked": 0, "skipped": 0, "expired": 0}
     for status, error, n in (await session.execute(query)).all():
-        if status == "failed" and error == "blocked by the user":
+        if status == OutboxStatus.FAILED and error == "blocked by the user":
             counts["blocked"] += n
-        elif status == "skipped" and error == EXPIRED_NOTE:
+        elif status == OutboxStatus.SKIPPED and error == EXPIRED_NOTE:
             counts["expired"] += n
         elif status in counts:
             counts[status] += n

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
 from study.database import insert_new, insert_new_counted
-from study.models import ButtonRows, DeliveryEvent, JSONObject, OutboxMessage, OutboxStatus
+from study.models import ButtonRows, DeliveryEvent, DeliveryStep, JSONObject, OutboxMessage, OutboxStatus
 
 if TYPE_CHECKING:
     from scheduler.planner import PlannedMessage
@@ -49,7 +49,7 @@ async def enqueue(
         return None
     row = OutboxMessage(
         dedup_key=dedup_key, kind=kind, participant_id=participant_id, staff_id=staff_id,
-        template_id=template_id, variables=variables, buttons=buttons, status="pending", created_at=now,
+        template_id=template_id, variables=variables, buttons=buttons, status=OutboxStatus.PENDING, created_at=now,
         not_before=not_before or now, due_at=not_before or now, attempts=0,
         participant_message_id=participant_message_id, stale_after=stale_after, edit_message_id=edit_message_id,
     )
@@ -85,7 +85,7 @@ async def enqueue_planned(session: AsyncSession, planned: Sequence[PlannedMessag
     rows = [
         dict(dedup_key=p.key, kind=p.kind, participant_id=p.participant_id, staff_id=p.staff_id,
              template_id=p.template_id, variables=p.variables, buttons=p.buttons,
-             status="skipped" if p.is_stale(now) else "pending", created_at=now,
+             status=OutboxStatus.SKIPPED if p.is_stale(now) else OutboxStatus.PENDING, created_at=now,
              not_before=now if p.is_stale(now) else max(p.due_at, now), due_at=p.due_at, late_after=p.late_after,
              stale_after=p.stale_after, attempts=0, disable_notification=False,
              last_error=stale_note if p.is_stale(now) else None)
@@ -94,14 +94,14 @@ async def enqueue_planned(session: AsyncSession, planned: Sequence[PlannedMessag
     # One multi-row insert that skips keys queued before: a time zone's morning wave is
     # thousands of rows, and most ticks re-plan things already queued.
     table = OutboxMessage.__table__
-    queued = await insert_new_counted(session, table, [r for r in rows if r["status"] == "pending"],
+    queued = await insert_new_counted(session, table, [r for r in rows if r["status"] == OutboxStatus.PENDING],
                                       unique="dedup_key")
     # A row's created_at is when it was queued (its first event); only what is not plain queueing,
     # a message stale before it could be sent, gets an event, so a wave of thousands writes one table.
-    stale = await insert_new(session, table, [r for r in rows if r["status"] == "skipped"], unique="dedup_key",
+    stale = await insert_new(session, table, [r for r in rows if r["status"] == OutboxStatus.SKIPPED], unique="dedup_key",
                              returning=(table.c.id, table.c.last_error))
     if stale:
-        await session.execute(insert(DeliveryEvent), [dict(outbox_id=row_id, at=now, event="skipped", detail=detail)
+        await session.execute(insert(DeliveryEvent), [dict(outbox_id=row_id, at=now, event=DeliveryStep.SKIPPED, detail=detail)
                                                        for row_id, detail in stale])
     return queued, len(stale)
 
@@ -114,20 +114,20 @@ async def record_event(session: AsyncSession, outbox_id: int, event: str, *, now
 async def cancel_pending(session: AsyncSession, participant_id: int, *, reason: str, now: datetime) -> int:
     """Skip everything still queued for a participant (they paused, withdrew or finished)."""
     rows = (await session.scalars(select(OutboxMessage).where(
-        OutboxMessage.participant_id == participant_id, OutboxMessage.status == "pending"))).all()
+        OutboxMessage.participant_id == participant_id, OutboxMessage.status == OutboxStatus.PENDING))).all()
     for row in rows:
-        row.status, row.last_error = "skipped", reason
-        await record_event(session, row.id, "skipped", now=now, detail=reason)
+        row.status, row.last_error = OutboxStatus.SKIPPED, reason
+        await record_event(session, row.id, DeliveryStep.SKIPPED, now=now, detail=reason)
     return len(rows)
 
 
 async def cancel_pending_alert(session: AsyncSession, alert_id: int, *, now: datetime) -> int:
     """An acknowledged alert's queued re-sends are not sent."""
     rows = (await session.scalars(select(OutboxMessage).where(
-        OutboxMessage.dedup_key.like(f"alert:{alert_id}:%"), OutboxMessage.status == "pending"))).all()
+        OutboxMessage.dedup_key.like(f"alert:{alert_id}:%"), OutboxMessage.status == OutboxStatus.PENDING))).all()
     for row in rows:
-        row.status, row.last_error = "skipped", "alert acknowledged"
-        await record_event(session, row.id, "skipped", now=now, detail="alert acknowledged")
+        row.status, row.last_error = OutboxStatus.SKIPPED, "alert acknowledged"
+        await record_event(session, row.id, DeliveryStep.SKIPPED, now=now, detail="alert acknowledged")
     return len(rows)
 
 
@@ -158,7 +158,7 @@ async def mark_answered(session: AsyncSession, participant_id: int, telegram_mes
         .returning(OutboxMessage.id)
         .execution_options(synchronize_session=False))
     if marked is not None:
-        await record_event(session, marked, "answered", now=now)
+        await record_event(session, marked, DeliveryStep.ANSWERED, now=now)
         return marked
     if not slot_keys:
         return None
@@ -177,7 +177,7 @@ async def mark_answered(session: AsyncSession, participant_id: int, telegram_mes
         .returning(OutboxMessage.id)
         .execution_options(synchronize_session=False))
     if marked is not None:
-        await record_event(session, marked, "answered", now=now,
+        await record_event(session, marked, DeliveryStep.ANSWERED, now=now,
                            detail=f"message {telegram_message_id}: an earlier try reached the participant, "
                                   "though Telegram's answer to it was lost")
     return marked
@@ -203,7 +203,7 @@ async def notify_staff(
 async def due(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[int]:
     """The ids of the next messages due, oldest first: candidates to `claim`, not claimed."""
     query = (select(OutboxMessage.id)
-             .where(OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
+             .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.not_before <= now)
              .order_by(OutboxMessage.not_before, OutboxMessage.id)
              .limit(limit))
     return list((await session.scalars(query)).all())
@@ -214,7 +214,7 @@ async def due_to(session: AsyncSession, *, now: datetime, limit: int = 50,
     """`due`, each id with its recipient (participant id, staff id), leaving out `exclude` (the
     rows a deliverer has under way or waiting already)."""
     query = (select(OutboxMessage.id, OutboxMessage.participant_id, OutboxMessage.staff_id)
-             .where(OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
+             .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.not_before <= now)
              .order_by(OutboxMessage.not_before, OutboxMessage.id)
              .limit(limit))
     if exclude:
@@ -231,13 +231,13 @@ async def claim(session: AsyncSession, row_id: int, *, only_if: Any = None) -> O
     waiting for it, and finds it claimed when it looks again. On SQLite, BEGIN IMMEDIATE already
     lets one writer in at a time. `only_if`, a SQL condition, fences the claim: the scheduler
     leader's "I still hold the lock"."""
-    query = (select(OutboxMessage).where(OutboxMessage.id == row_id, OutboxMessage.status == "pending")
+    query = (select(OutboxMessage).where(OutboxMessage.id == row_id, OutboxMessage.status == OutboxStatus.PENDING)
              .with_for_update(skip_locked=True))
     if only_if is not None:
         query = query.where(only_if)
     row = await session.scalar(query)
     if row is not None:
-        row.status = "sending"
+        row.status = OutboxStatus.SENDING
         await session.flush()
     return row
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -181,6 +182,7 @@ async def test_a_member_whose_access_ended_gets_no_approval_request(trial: Trial
     trial.world.faults.fail_next("sendMessage", status=500, chat_id=other.chat_id)  # Cole's is held up
     await press(author, "✅ Confirm")  # the requests are queued to Cole and Ivan...
     await investigator.wait_for(lambda u: "needs your approval" in (u.last_bot_message.text or ""))
+    await _first_try_failed(trial, staff_id=2)  # sent side by side: Ivan's may land before Cole's 500
     async with trial.db.transaction() as session:  # ...and Cole's access ends before his goes out
         await staff.deactivate(session, await session.get(StaffMember, 2), actor=Actor.staff(3),
                                now=trial.clock.now(), reason="left the study team")
@@ -191,3 +193,17 @@ async def test_a_member_whose_access_ended_gets_no_approval_request(trial: Trial
     assert (row.status, row.last_error) == ("skipped", "staff member inactive")
     assert "needs your approval" in investigator.last_bot_message.text
     assert all("needs your approval" not in (m.text or "") for m in other.bot_messages)
+
+
+async def _first_try_failed(trial, *, staff_id: int, timeout: float = 10) -> None:
+    """Until the staff member's request has failed once and waits for its retry (a condition,
+    bounded by `timeout`; the deliveries run side by side on their own)."""
+    async def failed_once() -> None:
+        while True:
+            async with trial.db.transaction() as session:
+                row = await session.scalar(select(OutboxMessage).where(OutboxMessage.staff_id == staff_id))
+            if row is not None and row.attempts >= 1 and row.status == "pending":
+                return
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(failed_once(), timeout)
