@@ -26,6 +26,7 @@ counts it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -54,6 +55,11 @@ IN_FLIGHT_HOLD = 30.0
 #: Until this many sends were answered, the quickest round trip seen may still be one slowed by
 #: the start (connections opened, a burst queued at once): it counts only in proportion.
 WARM_UP_SENDS = 60
+#: The network's share of a round trip is the quickest of this many latest answers: recent, so
+#: that a round trip that was once quicker (another network path, a quiet start) does not keep
+#: every slot waiting out the difference for good (at 100 ms round trips a 2 ms one seen at the
+#: start cost a tenth of the rate).
+RECENT_ANSWERS = 60
 #: Bulk messages (reminders, broadcasts) to one chat: at most one in this many seconds.
 PER_CHAT_SECONDS = 1.0
 #: Any messages to one chat: a burst of at most this many, then one a second (and the margin).
@@ -114,7 +120,7 @@ class SlotRing:
     under way its slot is not free (its time is set `IN_FLIGHT_HOLD` ahead); when Telegram has
     answered, the slot's time becomes the moment Telegram is taken to have counted the send
     (`settle`): not the moment it was let through here, but the answer's time less the quickest
-    round trip seen. A send held up between the two (a busy event loop, the process paused by
+    of the latest round trips. A send held up between the two (a busy event loop, the process paused by
     the OS, a slow connection) then counts from when it really reached Telegram, and the sends
     after it keep their distance from it."""
 
@@ -224,9 +230,9 @@ class SendLimiter(BaseRateLimiter[Pace]):
         self._arrived: asyncio.Event | None = None
         self._pump: asyncio.Task | None = None
         self._chats: dict[str, ChatPace] = {}  # chat -> its recent sends
-        # The quickest round trip of a send Telegram answered, and how many it answered: the
+        # The latest round trips of sends Telegram answered, and how many it answered: the
         # network's share of a round trip (a lower bound on both ways, so never too much).
-        self._quickest = float("inf")
+        self._recent: collections.deque[float] = collections.deque(maxlen=RECENT_ANSWERS)
         self._answered = 0
         #: Sends let through, and 429s met (for the benches and the log).
         self.granted = 0
@@ -281,7 +287,7 @@ class SendLimiter(BaseRateLimiter[Pace]):
 
     def answered(self, round_trip: float) -> None:
         """Telegram answered a send after `round_trip` seconds (a failed connection says nothing)."""
-        self._quickest = min(self._quickest, round_trip)
+        self._recent.append(round_trip)
         self._answered += 1
 
     @property
@@ -289,7 +295,7 @@ class SendLimiter(BaseRateLimiter[Pace]):
         """How long before its answer a send is taken to have reached Telegram."""
         if not self._answered:
             return 0.0
-        return self._quickest * min(1.0, self._answered / WARM_UP_SENDS)
+        return min(self._recent) * min(1.0, self._answered / WARM_UP_SENDS)
 
     async def _settle(self, token: Any) -> None:
         """The send is over: its slot counts it from its end less the quickest round trip."""
