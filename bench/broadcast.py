@@ -35,9 +35,11 @@ async def run(args, latency_ms: float) -> None:
             world = pace.stand_in(args, clock)
             users = pace.open_chats(world, count)
             people, coordinator = users[:-1], users[-1]
+            # The round trip is Telegram's all along, the preview's calls too: the send limiter
+            # learns it from the answers it sees (bot/send_limiter.py `lag`).
+            world.latency_seconds = latency_ms / 1000
             async with pace.trialbot(world, db, pace.protocol(), clock):
                 await pace.confirm_broadcast(coordinator)
-                world.latency_seconds = latency_ms / 1000
 
                 def received() -> int:
                     return sum(1 for u in people if u.bot_messages and NOTICE in (u.bot_messages[-1].text or ""))

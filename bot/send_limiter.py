@@ -162,6 +162,10 @@ class SlotStore(Protocol):
         """No slot for anyone for `seconds` (a 429's retry_after)."""
         ...
 
+    async def close(self) -> None:
+        """The limiter is shut down: let go of what the store holds (a connection)."""
+        ...
+
 
 class LocalSlots:
     """The ring in this process's memory (SQLite: one process sends)."""
@@ -182,6 +186,9 @@ class LocalSlots:
 
     async def hold(self, seconds: float) -> None:
         self.ring.hold(self.clock() + seconds)
+
+    async def close(self) -> None:
+        pass
 
 
 class VirtualTime:
@@ -250,6 +257,7 @@ class SendLimiter(BaseRateLimiter[Pace]):
         for waiter in self._waiting:
             waiter.granted.cancel()
         self._waiting.clear()
+        await self.slots.close()
 
     async def process_request(
         self,
@@ -361,9 +369,13 @@ class SendLimiter(BaseRateLimiter[Pace]):
                 continue
             token, wait = await self.slots.take()
             if token is None:
-                # (Past a window: every slot is under way; a send's answer frees one sooner.)
-                self._arrived.clear()
-                await self._pause(wait if wait <= SEND_WINDOW_SECONDS else 0.02)
+                if wait <= SEND_WINDOW_SECONDS:
+                    # When the next slot is free is known: nothing that comes to wait or is
+                    # answered meanwhile frees one sooner (an answer's slot is free a window on).
+                    await self.sleep(wait)
+                else:  # every slot is under way: a send's answer frees one
+                    self._arrived.clear()
+                    await self._pause(0.02)
                 continue
             # The slot is taken: it goes to the first in order now (one may have come meanwhile).
             waiter, _ = self._next(self.clock())
