@@ -99,8 +99,8 @@ class SharedSlots:
 
     async def take(self) -> tuple[Any, float]:
         try:
-            row = (await self._execute("take", lambda: self._params(in_flight=IN_FLIGHT_HOLD))).one()
-            slot, taken, wait = row[0], row[1], row[2]
+            result = await self._execute("take", lambda: self._params(in_flight=IN_FLIGHT_HOLD))
+            slot, taken, wait = tuple(result.one())
         except Exception as error:
             if not is_unavailable(error):
                 raise
