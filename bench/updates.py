@@ -216,8 +216,8 @@ async def _trialbot_measured(count: int, db: Database, latency: float, transport
             for user in users:
                 await user.wait_for(lambda u: len(u.bot_messages) == 1, timeout=60)
             clock.set(datetime(2026, 11, 25, 1, 0, tzinfo=UTC))  # 20:00 in New York: the evening reminder
-            await app.bot_data["tick"].run_once()
-            await app.bot_data["dispatcher"].deliver_due()
+            await app.runtime.scheduler.tick.run_once()
+            await app.runtime.scheduler.dispatcher.deliver_due()
             reminders = [u.last_bot_message for u in users]
             assert all("Time for your study cream" in m.text for m in reminders)
             watch = Stopwatch(count)

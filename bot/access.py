@@ -10,30 +10,30 @@ they send or tap is answered with `staff_access_ended`, and each attempt is on t
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot import exactly_once
 from bot.replies import alert, render, replying_to, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.sent import Recipient
 from study import audit, participants, roles, staff, strangers
 from study.audit import Actor
 from study.models import Participant, StaffMember, StrangerEvent
 
-ParticipantHandler = Callable[[Update, CallbackContext, Participant], Awaitable[None]]
+ParticipantHandler = Callable[[Update, TrialbotContext, Participant], Awaitable[None]]
 
 
-def stranger_language(update: Update, context: CallbackContext) -> str:
+def stranger_language(update: Update, context: TrialbotContext) -> str:
     offered = services(context).protocol.study.languages
     code = (update.effective_user.language_code or "")[:2] if update.effective_user else ""
     return code if code in offered else offered[0]
 
 
-async def reply_to_stranger(update: Update, context: CallbackContext) -> None:
+async def reply_to_stranger(update: Update, context: TrialbotContext) -> None:
     svc = services(context)
     if not svc.recent_strangers.first_time(update.update_id):
         return  # the same update delivered again: counted and answered already
@@ -49,7 +49,7 @@ def participant_only(handler: ParticipantHandler | None = None, *, others_hear_n
         return functools.partial(participant_only, others_hear_nothing=others_hear_nothing)
 
     @functools.wraps(handler)
-    async def wrapper(update: Update, context: CallbackContext) -> None:
+    async def wrapper(update: Update, context: TrialbotContext) -> None:
         chat, user = update.effective_chat, update.effective_user
         if chat is None or user is None or chat.type != "private":
             return  # the bot lives in private chats only; group traffic is ignored
@@ -82,15 +82,15 @@ def participant_only(handler: ParticipantHandler | None = None, *, others_hear_n
     return wrapper
 
 
-StaffHandler = Callable[[Update, CallbackContext, StaffMember], Awaitable[None]]
+StaffHandler = Callable[[Update, TrialbotContext, StaffMember], Awaitable[None]]
 
 
-def staff_only(handler: StaffHandler) -> Callable[[Update, CallbackContext], Awaitable[None]]:
+def staff_only(handler: StaffHandler) -> Callable[[Update, TrialbotContext], Coroutine[Any, Any, None]]:
     """For the study team's commands and buttons: anyone else is answered as if the command did
     not exist (participants get their usual help, strangers the one polite sentence)."""
 
     @functools.wraps(handler)
-    async def wrapper(update: Update, context: CallbackContext) -> None:
+    async def wrapper(update: Update, context: TrialbotContext) -> None:
         chat, user = update.effective_chat, update.effective_user
         if chat is None or user is None or chat.type != "private":
             return
@@ -114,7 +114,7 @@ def staff_only(handler: StaffHandler) -> Callable[[Update, CallbackContext], Awa
     return wrapper
 
 
-async def access_ended(update: Update, context: CallbackContext, member: StaffMember, seen=None) -> None:
+async def access_ended(update: Update, context: TrialbotContext, member: StaffMember, seen=None) -> None:
     """A deactivated staff member sent or tapped something: nothing is done; they are told, kindly,
     and the attempt is recorded (once, however often the update is delivered)."""
     svc = services(context)
@@ -152,12 +152,12 @@ def staff_command(permission: str, what: str | None = None):
     """`staff_only`, and the member's role must allow `permission` (study/roles.py). A refusal is
     answered with the approved `staff_not_allowed` text and recorded in the audit trail."""
 
-    def decorate(handler: StaffHandler) -> Callable[[Update, CallbackContext], Awaitable[None]]:
+    def decorate(handler: StaffHandler) -> Callable[[Update, TrialbotContext], Coroutine[Any, Any, None]]:
         name = what or handler.__name__
 
         @staff_only
         @functools.wraps(handler)
-        async def wrapper(update: Update, context: CallbackContext, member: StaffMember) -> None:
+        async def wrapper(update: Update, context: TrialbotContext, member: StaffMember) -> None:
             if not roles.allowed(member, permission):
                 await refuse_role(update, context, member, what=name, permission=permission)
                 return
@@ -168,7 +168,7 @@ def staff_command(permission: str, what: str | None = None):
     return decorate
 
 
-async def refuse_role(update: Update, context: CallbackContext, member: StaffMember, *, what: str,
+async def refuse_role(update: Update, context: TrialbotContext, member: StaffMember, *, what: str,
                       permission: str) -> None:
     """Answer with the approved `staff_not_allowed` text and record the refusal in the audit trail
     (for a staff command whose role check depends on what was asked: `/visits P001 move ...`)."""

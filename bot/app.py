@@ -19,11 +19,12 @@ from telegram import BotCommand, Update
 from telegram.constants import ParseMode
 from telegram.error import Conflict, TelegramError
 from telegram.ext import (
-    Application,
     ApplicationBuilder,
     CallbackQueryHandler,
     CommandHandler,
+    ContextTypes,
     Defaults,
+    JobQueue,
     MessageHandler,
     TypeHandler,
     filters,
@@ -52,6 +53,7 @@ from bot.handlers import (
     urgent,
     visits,
 )
+from bot.runtime import Leading, Runtime, Scheduler, Timings, TrialbotApplication, TrialbotContext
 from bot.send_limiter import (
     MESSAGES_PER_SECOND,
     SEND_WINDOW_SECONDS,
@@ -88,7 +90,7 @@ DISPATCHER_STOP_SECONDS = 30
 log = logging.getLogger(__name__)
 
 
-def register_handlers(app: Application) -> None:
+def register_handlers(app: TrialbotApplication) -> None:
     # Before any handler: updates of a kind the bot does not handle (business messages, channel
     # posts) and buttons pressed on another chat's message go no further (bot/handlers/gate.py).
     # (Group -2: in a group, PTB runs only the first handler that matches, and this one matches all.)
@@ -206,7 +208,7 @@ def build_application(
     ledger_refresh_seconds: float | None = None,
     request_timeout: float | None = None,
     limiter: SendLimiter | None = None,
-) -> Application:
+) -> TrialbotApplication:
     """`tick_seconds=None` leaves planning to the caller (tests call the tick after moving the clock);
     the dispatcher delivers when woken, and looks on its own every `outbox_poll_seconds`; a
     process that is not the scheduler leader tries to become it every `leader_retry_seconds`.
@@ -220,7 +222,7 @@ def build_application(
     # (CatalogNotReady names each one). `messages` says by which approvals: the database's ledger
     # (trialbot run) or the demo ledger (the demo, the tests: messages.renderer.demo_catalog).
     messages.check_ready(protocol.study.languages)
-    services = Services(
+    runtime = Runtime(services=Services(
         protocol=protocol,
         db=db,
         clock=clock,
@@ -231,9 +233,18 @@ def build_application(
             window=timedelta(minutes=enrolment.wrong_code_window_minutes),
             lockout=timedelta(minutes=enrolment.lockout_minutes),
         )),
-    )
+    ), timings=Timings(
+        tick_seconds=tick_seconds,
+        outbox_poll_seconds=outbox_poll_seconds,
+        leader_retry_seconds=leader_retry_seconds,
+        ledger_refresh_seconds=ledger_refresh_seconds,
+    ))
+    # The runtime goes into the Application as it is made, and every callback's context reaches
+    # it (bot/runtime.py): nothing of ours is kept in `bot_data`.
     builder = (
         ApplicationBuilder()
+        .application_class(TrialbotApplication, kwargs={"runtime": runtime})
+        .context_types(ContextTypes(context=TrialbotContext))
         .token(token)
         .base_url(base_url)
         .base_file_url(base_file_url)
@@ -252,11 +263,8 @@ def build_application(
                         "get_updates_connect_timeout", "get_updates_read_timeout", "get_updates_write_timeout"):
             builder = getattr(builder, setting)(request_timeout)
     app = builder.build()
-    app.bot_data["services"] = services
-    app.bot_data["tick_seconds"] = tick_seconds
-    app.bot_data["outbox_poll_seconds"] = outbox_poll_seconds
-    app.bot_data["leader_retry_seconds"] = leader_retry_seconds
-    app.bot_data["ledger_refresh_seconds"] = ledger_refresh_seconds
+    if not isinstance(app, TrialbotApplication):  # PTB's builder is typed for its own Application class
+        raise TypeError(f"ApplicationBuilder made a {type(app).__name__}, not a TrialbotApplication")
     register_handlers(app)
     return app
 
@@ -287,20 +295,27 @@ async def refresh_ledger(svc: Services) -> bool:
     return True
 
 
-async def _refresh_ledger(context) -> None:
+async def _refresh_ledger(context: TrialbotContext) -> None:
     try:
-        await refresh_ledger(context.application.bot_data["services"])
+        await refresh_ledger(context.runtime.services)
     except Exception as exc:  # noqa: BLE001 - the database may be away; the approvals read before stand
         log.warning("could not re-read the message approvals (%s); the ones read before stand", type(exc).__name__)
 
 
-async def _prepare(app: Application) -> None:
+def _jobs(app: TrialbotApplication) -> JobQueue[TrialbotContext]:
+    if app.job_queue is None:  # PTB makes one when its job-queue extra is installed (pyproject.toml)
+        raise RuntimeError("PTB's job queue is missing: install python-telegram-bot[job-queue]")
+    return app.job_queue
+
+
+async def _prepare(app: TrialbotApplication) -> None:
     """The bot's command menu, and the scheduler's parts (built in every process; run by the leader)."""
-    svc: Services = app.bot_data["services"]
-    if app.bot_data["ledger_refresh_seconds"]:
-        app.job_queue.run_repeating(_refresh_ledger, interval=app.bot_data["ledger_refresh_seconds"],
-                                    first=app.bot_data["ledger_refresh_seconds"], name="approvals-ledger",
-                                    job_kwargs={"coalesce": True, "max_instances": 1})
+    runtime = app.runtime
+    svc, timings = runtime.services, runtime.timings
+    if timings.ledger_refresh_seconds:
+        _jobs(app).run_repeating(_refresh_ledger, interval=timings.ledger_refresh_seconds,
+                                 first=timings.ledger_refresh_seconds, name="approvals-ledger",
+                                 job_kwargs={"coalesce": True, "max_instances": 1})
     for language in svc.protocol.study.languages:
         commands = [
             BotCommand(name, svc.messages.render_block("commands", language, f"command_{name}"))
@@ -311,52 +326,54 @@ async def _prepare(app: Application) -> None:
     dispatcher = OutboxDispatcher(app.bot, svc.db, svc.messages, svc.clock, svc.protocol, svc.study_variables())
     progress = BroadcastProgress(app.bot, svc.db, svc.messages, svc.clock, svc.protocol, svc.study_variables())
     dispatcher.after_batch = progress.run_once
-    app.bot_data["broadcast_progress"] = progress
-    app.bot_data["tick"] = Tick(svc.db, svc.protocol, svc.clock, svc.outbox_ready)
-    app.bot_data["dispatcher"] = dispatcher
-    app.bot_data["leadership"] = leadership_for(svc.db, on_gain=lambda: _start_leading(app),
-                                                on_loss=lambda: _stop_leading(app),
-                                                on_other_leader=lambda: _stop_polling(app),
-                                                retry_seconds=app.bot_data["leader_retry_seconds"])
+    runtime.prepared = Scheduler(
+        tick=Tick(svc.db, svc.protocol, svc.clock, svc.outbox_ready),
+        dispatcher=dispatcher,
+        broadcast_progress=progress,
+        leadership=leadership_for(svc.db, on_gain=lambda: _start_leading(app), on_loss=lambda: _stop_leading(app),
+                                  on_other_leader=lambda: _stop_polling(app),
+                                  retry_seconds=timings.leader_retry_seconds),
+    )
 
 
-async def _start_leading(app: Application) -> None:
+async def _start_leading(app: TrialbotApplication) -> None:
     """This process became the scheduler leader (scheduler/leadership.py): plan, deliver, and, in
     polling mode, fetch updates. Every process answers the updates it is given."""
-    svc: Services = app.bot_data["services"]
-    dispatcher: OutboxDispatcher = app.bot_data["dispatcher"]
-    leadership = app.bot_data["leadership"]
+    runtime = app.runtime
+    svc, timings, scheduler = runtime.services, runtime.timings, runtime.scheduler
     # The lock is ours, so no other process is delivering: what is marked in flight was left by a
     # leader that is gone (or cut off; see recover_in_flight for the one message that can repeat).
-    await dispatcher.recover_in_flight()
-    stop = app.bot_data["leader_stop"] = asyncio.Event()
-    app.bot_data["dispatcher_task"] = asyncio.get_running_loop().create_task(
-        dispatcher.run(svc.outbox_ready, idle_seconds=app.bot_data["outbox_poll_seconds"], stop=stop,
-                       fence=leadership.fence()),
+    await scheduler.dispatcher.recover_in_flight()
+    stop = asyncio.Event()
+    dispatcher_task = asyncio.get_running_loop().create_task(
+        scheduler.dispatcher.run(svc.outbox_ready, idle_seconds=timings.outbox_poll_seconds, stop=stop,
+                                 fence=scheduler.leadership.fence()),
         name="outbox-dispatcher")
     # APScheduler (through PTB's JobQueue) is only the metronome: what is due is decided from the
     # database each time, so a missed or doubled tick (even one by a leader that is stepping down)
     # changes nothing.
-    if app.bot_data["tick_seconds"]:
-        app.bot_data["tick_job"] = app.job_queue.run_repeating(
-            _tick, interval=app.bot_data["tick_seconds"], first=1, name="planner-tick",
+    tick_job = None
+    if timings.tick_seconds:
+        tick_job = _jobs(app).run_repeating(
+            _tick, interval=timings.tick_seconds, first=1, name="planner-tick",
             job_kwargs={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+    runtime.leading = Leading(stop=stop, dispatcher_task=dispatcher_task, tick_job=tick_job)
     # Telegram answers only one getUpdates caller at a time (409 to the others): in polling mode
     # the leader polls, and the other processes stand by (a leader that stepped down polls on
     # until it sees another lead: see _stop_leading).
-    polling = app.bot_data.get("polling")
+    polling = runtime.polling
     if polling is not None and not app.updater.running:
         await app.updater.start_polling(timeout=polling, allowed_updates=ALLOWED_UPDATES,
                                         drop_pending_updates=False,
                                         error_callback=lambda error: _polling_failed(app, error))
 
 
-def _polling_failed(app: Application, error: TelegramError) -> None:
+def _polling_failed(app: TrialbotApplication, error: TelegramError) -> None:
     """What getUpdates raised (PTB's polling loop tries again by itself). A 409 Conflict while
     this process does not lead means another process polls now: the new leader, seen by Telegram
     before this process could see it (cut off from the database, it cannot), so this one stops.
     Anything else is one line in the log, not PTB's traceback per failed poll."""
-    if isinstance(error, Conflict) and not app.bot_data["leadership"].is_leader:
+    if isinstance(error, Conflict) and not app.runtime.scheduler.leadership.is_leader:
         app.create_task(_stop_polling(app), name="stop-polling")
         return
     log.warning("polling for updates failed (%s); trying again", type(error).__name__)
@@ -381,14 +398,14 @@ class _LastPollAtShutdown(logging.Filter):
 _LAST_POLL_AT_SHUTDOWN = _LastPollAtShutdown()
 
 
-async def _stop_polling(app: Application) -> None:
+async def _stop_polling(app: TrialbotApplication) -> None:
     """Another process leads, and polls: Telegram serves one poller, so this one stops."""
-    if app.bot_data.get("polling") is not None and app.updater.running:
+    if app.runtime.polling is not None and app.updater.running:
         log.info("another process polls for updates now; this one stops polling")
         await app.updater.stop()
 
 
-async def _stop_leading(app: Application) -> None:
+async def _stop_leading(app: TrialbotApplication) -> None:
     """Stop planning and delivering (the message being sent is finished first).
 
     Polling goes on until another process is seen leading (`_stop_polling`): a leader most often
@@ -398,33 +415,32 @@ async def _stop_leading(app: Application) -> None:
     the two poll side by side until this one sees it: at its next attempt to lead, or at the
     first 409 Conflict from Telegram, which serves one poller (`_polling_failed`; each update is
     still handed out once meanwhile)."""
-    job = app.bot_data.pop("tick_job", None)
-    if job is not None:
-        job.schedule_removal()
-    stop = app.bot_data.pop("leader_stop", None)
-    if stop is not None:
-        stop.set()
-        app.bot_data["services"].outbox_ready.set()  # wake an idle dispatcher so it sees `stop`
-    task = app.bot_data.pop("dispatcher_task", None)
-    if task is not None:
-        _, still_running = await asyncio.wait({task}, timeout=DISPATCHER_STOP_SECONDS)
-        if still_running:  # a send stuck beyond its own timeouts
-            log.warning("the outbox dispatcher did not stop in time and was cancelled")
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    leading, app.runtime.leading = app.runtime.leading, None
+    if leading is None:  # not leading (or gone before recover_in_flight let it start anything)
+        return
+    if leading.tick_job is not None:
+        leading.tick_job.schedule_removal()
+    leading.stop.set()
+    app.runtime.services.outbox_ready.set()  # wake an idle dispatcher so it sees `stop`
+    task = leading.dispatcher_task
+    _, still_running = await asyncio.wait({task}, timeout=DISPATCHER_STOP_SECONDS)
+    if still_running:  # a send stuck beyond its own timeouts
+        log.warning("the outbox dispatcher did not stop in time and was cancelled")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
-async def _tick(context) -> None:
-    await context.application.bot_data["tick"].run_once()
+async def _tick(context: TrialbotContext) -> None:
+    await context.runtime.scheduler.tick.run_once()
 
 
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
 
 
-def receiving_updates(app: Application) -> bool:
+def receiving_updates(app: TrialbotApplication) -> bool:
     """Is this process taking updates: polling for them, or serving the webhook?"""
-    server = app.bot_data.get("webhook_server")
+    server = app.runtime.webhook_server
     return bool(app.updater.running or (server is not None and server.running))
 
 
@@ -444,7 +460,7 @@ class Webhook:
 
 
 @contextlib.asynccontextmanager
-async def running(app: Application, *, poll_timeout: float = 10, webhook: Webhook | None = None):
+async def running(app: TrialbotApplication, *, poll_timeout: int = 10, webhook: Webhook | None = None):
     """Run the bot inside an `async with`, by long polling or on a webhook; `trialbot run`, the
     demo and the tests all run it this way.
 
@@ -457,13 +473,13 @@ async def running(app: Application, *, poll_timeout: float = 10, webhook: Webhoo
     await app.initialize()
     await _prepare(app)
     await app.start()
-    app.bot_data["polling"] = poll_timeout if webhook is None else None
+    app.runtime.polling = poll_timeout if webhook is None else None
     server = None
-    leadership = app.bot_data["leadership"]
+    leadership = app.runtime.scheduler.leadership
     competing = None
     try:
         if webhook is not None:
-            server = app.bot_data["webhook_server"] = WebhookServer(
+            server = app.runtime.webhook_server = WebhookServer(
                 app, listen=webhook.listen, port=webhook.port, path=webhook.path, secret_token=webhook.secret_token)
             await server.start()
             await app.bot.set_webhook(webhook.url, secret_token=webhook.secret_token,

@@ -211,8 +211,8 @@ class WebDemo:
 
     async def step(self) -> None:
         """What the scheduler does each minute: plan what is due now, then deliver the outbox."""
-        await self.app.bot_data["tick"].run_once()
-        await self.app.bot_data["dispatcher"].deliver_due()
+        await self.app.runtime.scheduler.tick.run_once()
+        await self.app.runtime.scheduler.dispatcher.deliver_due()
 
     async def heartbeat(self) -> None:
         """Time stands still between clock moves, but what people do (agree, /resume, a visit

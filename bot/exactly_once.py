@@ -36,8 +36,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
-from telegram.ext import CallbackContext
 
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import RenderedButton, RenderedMessage
 from study import processed_updates
@@ -51,7 +51,7 @@ _current: ContextVar[UpdateKey | None] = ContextVar("current_update", default=No
 _claimed: ContextVar[bool] = ContextVar("update_claimed", default=False)
 
 
-def key_of(update: Update, context: CallbackContext, *, participant_id: int | None = None,
+def key_of(update: Update, context: TrialbotContext, *, participant_id: int | None = None,
            staff_id: int | None = None) -> UpdateKey:
     query = update.callback_query
     return UpdateKey(bot_id=context.bot.id, update_id=update.update_id,
@@ -73,12 +73,12 @@ def handling(key: UpdateKey) -> Iterator[None]:
         _current.reset(token)
 
 
-async def seen_before(session: AsyncSession, key: UpdateKey, context: CallbackContext) -> Handled | None:
+async def seen_before(session: AsyncSession, key: UpdateKey, context: TrialbotContext) -> Handled | None:
     """In the caller's read: was this update handled before?"""
     return await processed_updates.find(session, key, now=services(context).clock.now())
 
 
-async def once(update: Update, context: CallbackContext, key: UpdateKey, seen: Handled | None,
+async def once(update: Update, context: TrialbotContext, key: UpdateKey, seen: Handled | None,
                handler: Callable[[], Awaitable[None]]) -> None:
     """Run `handler` for an update not seen before; answer one seen before from the ledger."""
     with handling(key):
@@ -111,7 +111,7 @@ def claimed() -> bool:
 
 
 @asynccontextmanager
-async def effects(update: Update, context: CallbackContext, *, once_per_message: bool = False,
+async def effects(update: Update, context: TrialbotContext, *, once_per_message: bool = False,
                   claim: bool = True, edits: bool = False) -> AsyncIterator[Effects]:
     """The transaction of an update's effects: claims the update first (raising AlreadyHandled
     if it was handled before), commits its effects, the claim and `fx.reply` together.
@@ -142,7 +142,7 @@ async def effects(update: Update, context: CallbackContext, *, once_per_message:
         _claimed.set(True)  # committed
 
 
-async def claim_now(update: Update, context: CallbackContext, fx: Effects, *, participant_id: int) -> None:
+async def claim_now(update: Update, context: TrialbotContext, fx: Effects, *, participant_id: int) -> None:
     """Claim the update inside `effects(..., claim=False)`, now that the participant is known
     (joining the study: until the invite is checked, the chat is a stranger's)."""
     key = replace(key_of(update, context), participant_id=participant_id)
@@ -169,7 +169,7 @@ def rendered_from(answer: dict[str, Any]) -> RenderedMessage:
                            answer["template_hash"], answer["draft"])
 
 
-async def replay(update: Update, context: CallbackContext, row: Handled) -> None:
+async def replay(update: Update, context: TrialbotContext, row: Handled) -> None:
     """Answer an update whose effects happened before: as it was answered the first time. A
     redelivered update already answered gets nothing more; a second tap gets the first tap's
     answer on its message (usually already shown, so only the button's spinner stops)."""

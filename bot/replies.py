@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import select
 from telegram import CallbackQuery, Message, Update
 from telegram.error import BadRequest, TelegramError
-from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot import exactly_once
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages import sent
 from messages.markup import inline_keyboard as keyboard
@@ -32,7 +32,7 @@ MAX_ALERT_CHARACTERS = 200  # Telegram's limit for a callback query's answer
 
 
 def render(
-    context: CallbackContext,
+    context: TrialbotContext,
     template_id: str,
     language: str,
     variables: Mapping[str, Any] | None = None,
@@ -42,7 +42,7 @@ def render(
     return svc.messages.render(template_id, language, {**svc.study_variables(), **(variables or {})}, buttons)
 
 
-async def send(context: CallbackContext, chat_id: int, rendered: RenderedMessage, **kwargs: Any) -> Message:
+async def send(context: TrialbotContext, chat_id: int, rendered: RenderedMessage, **kwargs: Any) -> Message:
     return await context.bot.send_message(chat_id, rendered.text, reply_markup=keyboard(rendered), **kwargs)
 
 
@@ -80,7 +80,7 @@ async def record_edit(session, update: Update, rendered: RenderedMessage, *, now
     return query.message.message_id
 
 
-async def _record(update: Update, context: CallbackContext, rendered: RenderedMessage, *, via: str,
+async def _record(update: Update, context: TrialbotContext, rendered: RenderedMessage, *, via: str,
                   message_id: int | None, answers_update: bool = True) -> None:
     """Write down what was just sent, and to whom (see messages/sent.py), and that the update
     was answered (bot/exactly_once.py): delivered again, it is not answered again.
@@ -135,7 +135,7 @@ def _consent_code(update: Update, rendered: RenderedMessage) -> str | None:
     return None
 
 
-async def show(update: Update, context: CallbackContext, rendered: RenderedMessage, *, answer: bool = True,
+async def show(update: Update, context: TrialbotContext, rendered: RenderedMessage, *, answer: bool = True,
                recorded: bool = False) -> None:
     """Answer the user: edit the message whose button they pressed, or send a new message.
 
@@ -170,7 +170,7 @@ async def show(update: Update, context: CallbackContext, rendered: RenderedMessa
         await answer_button(update)
 
 
-async def send_new(update: Update, context: CallbackContext, rendered: RenderedMessage, *,
+async def send_new(update: Update, context: TrialbotContext, rendered: RenderedMessage, *,
                    answers_update: bool = True) -> None:
     """A further message in the same chat (a preview, a listing), even when a button was pressed."""
     if update.effective_chat is not None:
@@ -247,7 +247,7 @@ async def answer_button(update: Update, text: str | None = None) -> None:
         log.info("callback query not answered: %s", type(exc).__name__)
 
 
-async def alert(update: Update, context: CallbackContext, rendered: RenderedMessage, *,
+async def alert(update: Update, context: TrialbotContext, rendered: RenderedMessage, *,
                 answers_update: bool = True) -> bool:
     """Show `rendered` as the pressed button's answer (an alert to dismiss), leaving the message
     and its buttons as they are. False when that cannot be done (no button pressed, a text too

@@ -1,17 +1,20 @@
-"""What every handler needs, built once in the composition root and kept in `bot_data`."""
+"""What every handler needs, built once in the composition root (bot/app.py `build_application`) as
+part of the bot's runtime (bot/runtime.py); handlers read it as `services(context)`."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-
-from telegram.ext import CallbackContext
+from typing import TYPE_CHECKING
 
 from messages.renderer import MessageCatalog
 from study.clock import Clock
 from study.database import Database
 from study.protocol import Protocol
 from study.strangers import RecentUpdates, WrongCodeLimit
+
+if TYPE_CHECKING:
+    from bot.runtime import TrialbotContext
 
 
 @dataclass
@@ -33,5 +36,5 @@ class Services:
         return self.protocol.template_globals()
 
 
-def services(context: CallbackContext) -> Services:
-    return context.application.bot_data["services"]
+def services(context: TrialbotContext) -> Services:
+    return context.runtime.services

@@ -144,7 +144,7 @@ async def test_a_running_bot_takes_up_a_new_approval_without_a_restart(trial) ->
     from bot.app import refresh_ledger
     from study import approvals
 
-    svc = trial.app.bot_data["services"]
+    svc = trial.app.runtime.services
     async with trial.db.transaction() as session:
         svc.messages.use_ledger(await approvals.load(session))  # nothing approved in this database yet
     assert not svc.messages.verdict("help", "en").approved

@@ -95,8 +95,8 @@ async def test_blocked_recipients_are_counted_and_progress_is_throttled(trial: T
     coordinator = await trial.add_staff(5005, name="Dana")
     people[1].block_bot()
     await say(coordinator, "/broadcast closure all", count=3)
-    dispatcher = trial.app.bot_data["dispatcher"]
-    progress = trial.app.bot_data["broadcast_progress"]
+    dispatcher = trial.app.runtime.scheduler.dispatcher
+    progress = trial.app.runtime.scheduler.broadcast_progress
     hook, dispatcher.after_batch = dispatcher.after_batch, None  # deliver by hand, one by one
     original = dispatcher.deliver_due
 
@@ -127,7 +127,7 @@ async def test_restart_mid_broadcast_sends_to_everyone_exactly_once(trial: Trial
     people = await participants(trial, 5)
     coordinator = await trial.add_staff(5005, name="Dana")
     await say(coordinator, "/broadcast notice all Supplies are in.", count=3)
-    dispatcher = trial.app.bot_data["dispatcher"]
+    dispatcher = trial.app.runtime.scheduler.dispatcher
     original = dispatcher.deliver_due
 
     async def nothing() -> int:

@@ -138,7 +138,7 @@ async def test_a_template_edited_while_the_bot_runs_is_never_sent(messages_copy,
 
     # The IRB approves the new wording: an approval in the ledger, which the running bot re-reads.
     await approve_all(trial.db, trial.protocol, actor=Actor.staff(1), root=messages_copy)
-    assert await refresh_ledger(trial.app.bot_data["services"])
+    assert await refresh_ledger(trial.app.runtime.services)
     await user.send_text("/contact")
     assert "day or night" in (await user.next_bot_event()).text
     rows = await _sent_to(trial, "P001", 4)

@@ -28,7 +28,7 @@ def second_process(trial: Trial) -> Database:
 
 
 def dispatcher_on(trial: Trial, db: Database) -> OutboxDispatcher:
-    svc = trial.app.bot_data["services"]
+    svc = trial.app.runtime.services
     return OutboxDispatcher(trial.app.bot, db, svc.messages, svc.clock, svc.protocol, svc.study_variables())
 
 
@@ -72,7 +72,7 @@ async def test_a_deliverer_whose_leader_lock_is_gone_claims_nothing(trial: Trial
     if trial.db.is_sqlite:
         pytest.skip("on SQLite there is one process and no leader lock to lose")
     await reminder_wave(trial, 2)
-    leadership = trial.app.bot_data["leadership"]
+    leadership = trial.app.runtime.scheduler.leadership
     assert leadership.is_leader
     fence = leadership.fence()  # what this term's dispatcher claims under
     leadership._connection.terminate()  # the lock connection is cut (the process may lead again later)

@@ -186,7 +186,7 @@ async def test_a_restart_in_the_middle_of_a_wave_sends_everyone_exactly_once(tri
     users = [await trial.join(f"P{n:03d}", user_id=2000 + n) for n in range(12)]
     trial.clock.advance(timedelta(hours=10))
     await trial.plan()
-    dispatcher = trial.app.bot_data["dispatcher"]
+    dispatcher = trial.app.runtime.scheduler.dispatcher
     rows = [r for r in await outbox_rows(trial) if r.kind == "reminder"]
     for row in rows[:5]:
         await dispatcher._deliver(row.id)

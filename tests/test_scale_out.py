@@ -402,8 +402,8 @@ async def test_in_polling_mode_only_the_leader_polls_and_a_standby_takes_over(
     try:
         await first_running.__aenter__()
         async with second_running:
-            assert first.bot_data["leadership"].is_leader and first.updater.running
-            assert not second.bot_data["leadership"].is_leader and not second.updater.running
+            assert first.runtime.scheduler.leadership.is_leader and first.updater.running
+            assert not second.runtime.scheduler.leadership.is_leader and not second.updater.running
             user = telegram.add_user(user_id=1001, first_name=NAME)
             await user.send_text(f"/start {code}")
             await user.next_bot_event()
@@ -411,7 +411,7 @@ async def test_in_polling_mode_only_the_leader_polls_and_a_standby_takes_over(
             await first_running.__aexit__(None, None, None)  # the leader stops
             first_running = None
             await until(lambda: second.updater.running, timeout=10)
-            assert second.bot_data["leadership"].is_leader
+            assert second.runtime.scheduler.leadership.is_leader
             await user.press("✅ Yes, I agree")
             assert "You are all set" in (await user.next_bot_event()).text
             assert sum(c.method == "getUpdates" for c in telegram.calls) > polls, "the standby polls now"
@@ -442,17 +442,17 @@ async def test_a_leader_cut_off_from_its_lock_polls_on_until_another_process_lea
     first, second = process(db, 1.0), process(other, 0.05)  # the second competes more eagerly
     try:
         async with running(first, poll_timeout=1):
-            lock_connection = first.bot_data["leadership"]._connection
+            lock_connection = first.runtime.scheduler.leadership._connection
             async with running(second, poll_timeout=1):
                 assert first.updater.running and not second.updater.running
                 async with db.engine.connect() as connection:  # a network cut, a database restart
                     await connection.execute(text("SELECT pg_terminate_backend(:pid)"),
                                              {"pid": lock_connection.get_server_pid()})
-                await until(lambda: not first.bot_data["leadership"].is_leader, timeout=10)
+                await until(lambda: not first.runtime.scheduler.leadership.is_leader, timeout=10)
                 assert first.updater.running, "stepped down, still polling"
                 await until(lambda: second.updater.running, timeout=10)
                 await until(lambda: not first.updater.running, timeout=10)
-                assert second.bot_data["leadership"].is_leader
+                assert second.runtime.scheduler.leadership.is_leader
                 user = telegram.add_user(user_id=1001, first_name=NAME)
                 await user.send_text("/help")
                 await user.next_bot_event()
@@ -487,9 +487,9 @@ async def test_a_stepped_down_leader_cut_off_from_the_database_stops_polling_whe
             async with running(first, poll_timeout=1), running(second, poll_timeout=1):
                 assert first.updater.running and not second.updater.running
                 proxy.cut()
-                await until(lambda: second.bot_data["leadership"].is_leader and second.updater.running)
+                await until(lambda: second.runtime.scheduler.leadership.is_leader and second.updater.running)
                 await until(lambda: not first.updater.running)
-                assert proxy.is_cut and not first.bot_data["leadership"].is_leader
+                assert proxy.is_cut and not first.runtime.scheduler.leadership.is_leader
                 user = telegram.add_user(user_id=1001, first_name=NAME)
                 await user.send_text("/help")
                 await user.next_bot_event()

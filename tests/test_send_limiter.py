@@ -209,7 +209,7 @@ async def test_each_recipients_outbox_messages_arrive_in_order_while_several_are
                                      variables={"study_id": f"Q{number:03d}"}, now=trial.clock.now(),
                                      staff_id=member.id)
     under_way, most = 0, 0
-    dispatcher = trial.app.bot_data["dispatcher"]
+    dispatcher = trial.app.runtime.scheduler.dispatcher
     deliver = dispatcher._deliver
 
     async def counted(row_id: int, **kwargs) -> bool:  # (our own code: how many are under way at once)

@@ -118,7 +118,7 @@ class Trial:
 
     async def tick(self):
         """What the scheduler does every minute: plan what is due, then deliver the outbox."""
-        report = await self.app.bot_data["tick"].run_once()
+        report = await self.app.runtime.scheduler.tick.run_once()
         await self.deliver()
         return report
 
@@ -129,7 +129,7 @@ class Trial:
         return await Tick(self.db, self.protocol, self.clock).run_once()
 
     async def deliver(self) -> int:
-        return await self.app.bot_data["dispatcher"].deliver_due()
+        return await self.app.runtime.scheduler.dispatcher.deliver_due()
 
     async def advance(self, **delta) -> None:
         """Move the clock and let the scheduler run, as if that much time had passed."""

@@ -15,12 +15,12 @@ import logging
 
 from telegram import Update
 from telegram.error import TelegramError
-from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import staff_command
 from bot.exactly_once import effects
 from bot.replies import answer_button, render, send_new, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button
 from study import audit, broadcasts, outbox, roles
@@ -36,12 +36,12 @@ def _audience_variables(audience: str) -> dict:
     return {"audience_kind": kind, "audience_value": value}
 
 
-async def _refuse(update: Update, context: CallbackContext, member: StaffMember, reason: str) -> None:
+async def _refuse(update: Update, context: TrialbotContext, member: StaffMember, reason: str) -> None:
     await show(update, context, render(context, "staff_broadcast_refused", member.language, {"reason": reason}))
 
 
 @staff_command(roles.BROADCAST, "broadcast")
-async def broadcast(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def broadcast(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     args = context.args or []
     if not args:  # from a phone: pick the notice, then the audience, with buttons
         await show(update, context, render(context, "staff_broadcast_pick_notice", member.language, {},
@@ -58,7 +58,7 @@ async def broadcast(update: Update, context: CallbackContext, member: StaffMembe
 
 
 @staff_command(roles.BROADCAST, "broadcast")
-async def pick(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def pick(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """b:p:<notice> -> choose the audience; b:p:<notice>:<audience> -> the preview (a fixed
     notice) or how to type the text (the team's own notice, which needs words)."""
     _, _, rest = update.callback_query.data.split(":", 2)
@@ -78,7 +78,7 @@ async def pick(update: Update, context: CallbackContext, member: StaffMember) ->
     await _draft_and_preview(update, context, member, broadcasts.SHORT_NAMES[short], audience, None)
 
 
-async def _draft_and_preview(update: Update, context: CallbackContext, member: StaffMember, template_id: str,
+async def _draft_and_preview(update: Update, context: TrialbotContext, member: StaffMember, template_id: str,
                              audience_text: str, text: str | None) -> None:
     svc = services(context)
     now = svc.clock.now()
@@ -137,7 +137,7 @@ def _withdraw_button(row_id: int) -> list[list[Button]]:
 
 
 @staff_command(roles.BROADCAST, "broadcast_confirm")
-async def confirm_or_cancel(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def confirm_or_cancel(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """The author's Confirm (or Cancel). The confirmation message first becomes the broadcast's
     status message, and only then is anything queued: the progress edits and the final report
     always have their message, and never race the author's own press."""
@@ -204,7 +204,7 @@ async def _approvers(session, author: StaffMember) -> list[StaffMember]:
 
 
 @staff_command(roles.APPROVE_BROADCAST, "broadcast_approve")
-async def approve(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def approve(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     svc = services(context)
     now = svc.clock.now()
     valid = svc.protocol.broadcasts.approval_valid
@@ -233,7 +233,7 @@ async def approve(update: Update, context: CallbackContext, member: StaffMember)
 
 
 @staff_command(roles.BROADCAST, "broadcast_withdraw")
-async def withdraw(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def withdraw(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """Withdraw a broadcast awaiting the second approval: its author (from the status message) or
     the investigator (from the approval request). Anyone else is refused, on the record."""
     svc = services(context)

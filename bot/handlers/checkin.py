@@ -11,11 +11,11 @@ Typed words that are not an answer to the question being asked go to the study t
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot.access import participant_only
 from bot.exactly_once import Effects, effects
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button, RenderedMessage
 from study import alerts, checkins, conversation, pregnancy_pathway
@@ -25,7 +25,7 @@ from study.models import CheckinDraft, CheckinKind, CheckinSource, Participant
 SCORES = range(11)
 
 
-def _rows(context: CallbackContext, participant: Participant, draft: CheckinDraft) -> list[list[Button]]:
+def _rows(context: TrialbotContext, participant: Participant, draft: CheckinDraft) -> list[list[Button]]:
     """The buttons of the question the draft is on."""
     step = draft.step
     later = [Button("checkin_later", "k:later")]
@@ -50,7 +50,7 @@ def _rows(context: CallbackContext, participant: Participant, draft: CheckinDraf
     return [[Button("checkin_save", "k:save")], [Button("checkin_restart", "k:restart")], [later[0]]]
 
 
-def question(context: CallbackContext, participant: Participant, draft: CheckinDraft, *,
+def question(context: TrialbotContext, participant: Participant, draft: CheckinDraft, *,
              reask: bool = False) -> RenderedMessage:
     """The message for the question the draft is on (or the review of all answers)."""
     variables = {"reask": reask, "answers": draft.answers, "kind": draft.kind}
@@ -59,7 +59,7 @@ def question(context: CallbackContext, participant: Participant, draft: CheckinD
 
 
 @participant_only
-async def symptoms(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def symptoms(update: Update, context: TrialbotContext, participant: Participant) -> None:
     """/symptoms: start a check-in, or offer to continue the one under way."""
     svc = services(context)
     async with effects(update, context) as fx:
@@ -75,7 +75,7 @@ async def symptoms(update: Update, context: CallbackContext, participant: Partic
 
 
 @participant_only
-async def control(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def control(update: Update, context: TrialbotContext, participant: Participant) -> None:
     """Start (from the scheduled invitation), resume, restart, pause for later, or save."""
     action = update.callback_query.data[2:]
     if action == "save":
@@ -103,7 +103,7 @@ async def control(update: Update, context: CallbackContext, participant: Partici
 
 
 @participant_only
-async def answer_button(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def answer_button(update: Update, context: TrialbotContext, participant: Participant) -> None:
     _, step, value = update.callback_query.data.split(":", 2)
     svc = services(context)
     async with effects(update, context) as fx:
@@ -120,7 +120,7 @@ async def answer_button(update: Update, context: CallbackContext, participant: P
     await show(update, context, fx.reply)
 
 
-async def typed(update: Update, context: CallbackContext, participant: Participant, fx: Effects,
+async def typed(update: Update, context: TrialbotContext, participant: Participant, fx: Effects,
                 draft: CheckinDraft, text: str) -> bool:
     """Typed words while the draft asks a question that takes words: an answer, or a failed
     try at one (asked again, kindly). False when the words are not meant as this answer: the
@@ -140,7 +140,7 @@ async def typed(update: Update, context: CallbackContext, participant: Participa
     return False
 
 
-async def _tell_team(context: CallbackContext, participant: Participant, fx: Effects, step: str,
+async def _tell_team(context: TrialbotContext, participant: Participant, fx: Effects, step: str,
                      draft: CheckinDraft) -> None:
     """A check-in answer in the participant's own words reaches the study team at once, and the
     screening: a new health problem as a message, a change of medicines as its own notice."""
@@ -159,7 +159,7 @@ async def _tell_team(context: CallbackContext, participant: Participant, fx: Eff
     svc.outbox_ready.set()
 
 
-async def _save(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def _save(update: Update, context: TrialbotContext, participant: Participant) -> None:
     svc = services(context)
     # A second tap on Save (sent before the first one's answer arrived) gets the first one's answer:
     # the safety instructions stay on screen.
@@ -177,7 +177,7 @@ async def _save(update: Update, context: CallbackContext, participant: Participa
     await show(update, context, fx.reply)
 
 
-def safety_message(context: CallbackContext, participant: Participant, actions) -> RenderedMessage:
+def safety_message(context: TrialbotContext, participant: Participant, actions) -> RenderedMessage:
     """What to do right now: every action the report calls for, most urgent first (911 before
     "stop the cream and call today"). The study team has been alerted."""
     return render(context, "safety_message", participant.language, {"actions": [str(a) for a in actions]})

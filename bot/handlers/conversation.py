@@ -14,12 +14,12 @@ outbox once it was: a message Telegram refused is never reported as passed on.
 from __future__ import annotations
 
 from telegram import Message, Update
-from telegram.ext import CallbackContext
 
 from bot.access import participant_only, staff_command
 from bot.exactly_once import Effects, effects
 from bot.handlers import checkin
 from bot.replies import render, send_new, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from study import checkins, conversation, outbox, participants, roles
 from study.models import DraftState, MessageKind, OutboxKind, Participant, StaffMember
@@ -41,14 +41,14 @@ def media_kind(message: Message) -> MessageKind | None:
 
 
 @participant_only
-async def participant_text(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def participant_text(update: Update, context: TrialbotContext, participant: Participant) -> None:
     """Typed text: a check-in's answer, or words for the study team."""
     message = update.effective_message
     await _received(update, context, participant, message.text or "", MessageKind.TEXT, message.message_id)
 
 
 @participant_only
-async def participant_media(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def participant_media(update: Update, context: TrialbotContext, participant: Participant) -> None:
     """A photo, document, voice note, audio, video or video note: passed on as it is, with its
     caption screened as words. In a dermatology trial the photo is often the message."""
     message = update.effective_message
@@ -57,7 +57,7 @@ async def participant_media(update: Update, context: CallbackContext, participan
 
 
 @participant_only(others_hear_nothing=True)
-async def participant_edited(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def participant_edited(update: Update, context: TrialbotContext, participant: Participant) -> None:
     """A message the participant edited: the new words reach the team and the screening, like a
     new message. Never a command or a check-in answer again (an edited /undo undoes nothing)."""
     message = update.edited_message
@@ -75,12 +75,12 @@ async def participant_edited(update: Update, context: CallbackContext, participa
 
 
 @participant_only
-async def sticker(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def sticker(update: Update, context: TrialbotContext, participant: Participant) -> None:
     """A sticker says nothing the team can act on: kindly ask for words or a photo."""
     await show(update, context, render(context, "sticker_reply", participant.language))
 
 
-async def _received(update: Update, context: CallbackContext, participant: Participant, text: str,
+async def _received(update: Update, context: TrialbotContext, participant: Participant, text: str,
                     kind: MessageKind, message_id: int) -> None:
     svc = services(context)
     now = svc.clock.now()
@@ -104,7 +104,7 @@ async def _received(update: Update, context: CallbackContext, participant: Parti
     await _answer(update, context, fx)
 
 
-async def _to_the_team(context: CallbackContext, participant: Participant, fx: Effects, text: str,
+async def _to_the_team(context: TrialbotContext, participant: Participant, fx: Effects, text: str,
                        kind: MessageKind, message_id: int, *, where: str) -> None:
     svc = services(context)
     person = await fx.session.get(Participant, participant.id)
@@ -114,7 +114,7 @@ async def _to_the_team(context: CallbackContext, participant: Participant, fx: E
         fx.reply = checkin.safety_message(context, participant, received.screening.actions)
 
 
-async def _answer(update: Update, context: CallbackContext, fx: Effects) -> None:
+async def _answer(update: Update, context: TrialbotContext, fx: Effects) -> None:
     """The reply (if any; "passed on" comes from the outbox), then the question again."""
     if fx.reply is not None:
         await show(update, context, fx.reply)
@@ -123,7 +123,7 @@ async def _answer(update: Update, context: CallbackContext, fx: Effects) -> None
 
 
 @staff_command(roles.MESSAGE, "reply")
-async def reply(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def reply(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/reply P001 text: a message to one participant, inside the approved template."""
     svc = services(context)
     now = svc.clock.now()

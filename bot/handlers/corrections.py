@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot.access import staff_command
 from bot.exactly_once import effects
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import RenderedMessage
 from study import corrections, participants, roles
@@ -143,7 +143,7 @@ def _listed(word: str, missed_reasons: tuple[str, ...] | list[str]) -> str:
             "medicines": " | ".join(corrections.MEDICINES)}.get(word, "")
 
 
-def _refused(context: CallbackContext, member: StaffMember, refused: CorrectionRefused) -> RenderedMessage:
+def _refused(context: TrialbotContext, member: StaffMember, refused: CorrectionRefused) -> RenderedMessage:
     details = {"study_id": "", "record": "entry", "record_id": 0, "field": "", "value": "", "allowed": "",
                "kind": "", **refused.details}
     return render(context, "staff_correct_refused", member.language, {
@@ -153,7 +153,7 @@ def _refused(context: CallbackContext, member: StaffMember, refused: CorrectionR
 
 
 @staff_command(roles.CORRECT, "correct")
-async def correct(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def correct(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     svc = services(context)
     now = svc.clock.now()
     words = (update.effective_message.text or "").split(maxsplit=1) if update.effective_message else []
@@ -190,7 +190,7 @@ async def correct(update: Update, context: CallbackContext, member: StaffMember)
     await show(update, context, fx.reply)
 
 
-async def _listing(context: CallbackContext, member: StaffMember, study_id: str) -> RenderedMessage:
+async def _listing(context: TrialbotContext, member: StaffMember, study_id: str) -> RenderedMessage:
     svc = services(context)
     async with svc.db.read() as session:
         person = await participants.by_study_id(session, study_id)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import date, datetime, time
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import participant_only
 from bot.exactly_once import effects
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button, RenderedMessage
 from study import diary, outbox
@@ -72,7 +72,7 @@ def _entry_variables(entry: DiaryEntry | EntryView, participant: Participant) ->
     }
 
 
-def _refusal(context: CallbackContext, participant: Participant, status: LogStatus) -> RenderedMessage:
+def _refusal(context: TrialbotContext, participant: Participant, status: LogStatus) -> RenderedMessage:
     template = {
         LogStatus.TOO_OLD: "entry_too_old",
         LogStatus.IN_FUTURE: "entry_in_future",
@@ -82,17 +82,17 @@ def _refusal(context: CallbackContext, participant: Participant, status: LogStat
     return render(context, template, participant.language, {"backfill_days": rules.backfill_days}, diary_buttons())
 
 
-async def _refuse(update: Update, context: CallbackContext, participant: Participant, status: LogStatus) -> None:
+async def _refuse(update: Update, context: TrialbotContext, participant: Participant, status: LogStatus) -> None:
     await show(update, context, _refusal(context, participant, status))
 
 
 @participant_only
-async def show_menu(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def show_menu(update: Update, context: TrialbotContext, participant: Participant) -> None:
     await show(update, context, render(context, "diary_menu", participant.language, {}, diary_buttons()))
 
 
 @participant_only
-async def applied_now(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def applied_now(update: Update, context: TrialbotContext, participant: Participant) -> None:
     step = cb.DiaryStep.parse(update.callback_query.data)
     svc = services(context)
     now = svc.clock.now()
@@ -106,7 +106,7 @@ async def applied_now(update: Update, context: CallbackContext, participant: Par
     await show(update, context, fx.reply)
 
 
-def _logged(context: CallbackContext, participant: Participant, result: diary.LogResult) -> RenderedMessage:
+def _logged(context: TrialbotContext, participant: Participant, result: diary.LogResult) -> RenderedMessage:
     """What the participant is told about an entry: saved (the same entry for a repeated tap), or why not."""
     if result.entry is None:
         return _refusal(context, participant, result.status)
@@ -116,7 +116,7 @@ def _logged(context: CallbackContext, participant: Participant, result: diary.Lo
 
 
 @participant_only
-async def applied_earlier(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def applied_earlier(update: Update, context: TrialbotContext, participant: Participant) -> None:
     """Three presses: Applied earlier -> which day -> about what time -> saved."""
     step = await _day_chosen(update, context, participant, cb.DIARY_EARLIER)
     if step is None:
@@ -160,7 +160,7 @@ def _loggable_hours(participant: Participant, day: date, now: datetime) -> list[
 
 
 async def _day_chosen(
-    update: Update, context: CallbackContext, participant: Participant, action: str
+    update: Update, context: TrialbotContext, participant: Participant, action: str
 ) -> cb.DiaryStep | None:
     """The first step of a multi-press entry: until a day is chosen, show the days to choose
     from. Returns the step once it names a day; None when the press has been answered here."""
@@ -176,7 +176,7 @@ async def _day_chosen(
     return step
 
 
-def _day_picker(context: CallbackContext, participant: Participant, action: str, form: str, now: datetime):
+def _day_picker(context: TrialbotContext, participant: Participant, action: str, form: str, now: datetime):
     days = diary.loggable_days(services(context).protocol.diary, participant, now)
     buttons = [[Button("day", cb.diary(action, form, day), {"day": day, "days_ago": n})] for n, day in enumerate(days)]
     buttons.append([Button("back", cb.DIARY_MENU)])
@@ -185,7 +185,7 @@ def _day_picker(context: CallbackContext, participant: Participant, action: str,
 
 
 @participant_only
-async def missed(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def missed(update: Update, context: TrialbotContext, participant: Participant) -> None:
     """Missed a dose -> which day -> why (optional) -> saved."""
     step = await _day_chosen(update, context, participant, cb.DIARY_MISSED)
     if step is None:
@@ -210,7 +210,7 @@ async def missed(update: Update, context: CallbackContext, participant: Particip
 
 
 @participant_only
-async def today(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def today(update: Update, context: TrialbotContext, participant: Participant) -> None:
     svc = services(context)
     now = svc.clock.now()
     day = diary.local_today(participant, now)
@@ -225,7 +225,7 @@ async def today(update: Update, context: CallbackContext, participant: Participa
 
 
 @participant_only
-async def undo(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def undo(update: Update, context: TrialbotContext, participant: Participant) -> None:
     svc = services(context)
     now = svc.clock.now()
     async with effects(update, context) as fx:
@@ -243,13 +243,13 @@ async def undo(update: Update, context: CallbackContext, participant: Participan
 
 
 @participant_only
-async def stale_button(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def stale_button(update: Update, context: TrialbotContext, participant: Participant) -> None:
     """A button from an old message, or one a client made up: say so kindly, change nothing."""
     await show(update, context, render(context, "button_expired", participant.language, {}, diary_buttons()))
 
 
 @participant_only
-async def free_text(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def free_text(update: Update, context: TrialbotContext, participant: Participant) -> None:
     await show(update, context, render(context, "unknown_input", participant.language, {}, diary_buttons()))
 
 

@@ -26,7 +26,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import staff_command, staff_only
@@ -34,6 +33,7 @@ from bot.exactly_once import effects
 from bot.handlers import conversation
 from bot.invite_link import invite_link, qr_png
 from bot.replies import _record, answer_button, render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button, RenderedMessage
 from study import enrolment, invites, participants, roles, staff, zones
@@ -55,11 +55,11 @@ def _data(update: Update) -> str:
     return (query.data if query is not None else None) or ""
 
 
-def _refused(context: CallbackContext, member: StaffMember, reason: str, study_id: str = "") -> RenderedMessage:
+def _refused(context: TrialbotContext, member: StaffMember, reason: str, study_id: str = "") -> RenderedMessage:
     return render(context, "staff_enrol_refused", member.language, {"reason": reason, "study_id": study_id[:32]})
 
 
-def question(context: CallbackContext, member: StaffMember, draft: EnrolmentDraft, *, problem: str = "",
+def question(context: TrialbotContext, member: StaffMember, draft: EnrolmentDraft, *, problem: str = "",
              typed: str = "", suggestions: tuple[str, ...] = (), zone_problem: str = "") -> RenderedMessage:
     """The question the draft is on, with its buttons (and what was wrong with the last answer)."""
     protocol = services(context).protocol
@@ -89,7 +89,7 @@ def question(context: CallbackContext, member: StaffMember, draft: EnrolmentDraf
 
 
 @staff_command(roles.ENROL, "enroll")
-async def enroll(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def enroll(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/enroll P001: the first question (any enrolment the member had in progress is replaced)."""
     svc = services(context)
     args = context.args or []
@@ -108,7 +108,7 @@ async def enroll(update: Update, context: CallbackContext, member: StaffMember) 
 
 
 @staff_command(roles.ENROL, "enroll")
-async def answer(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def answer(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """A button of /enroll: an answer, Confirm or Cancel. A button of a question answered already
     shows the question the enrolment is on; one of a finished enrolment changes nothing."""
     svc = services(context)
@@ -129,7 +129,7 @@ async def answer(update: Update, context: CallbackContext, member: StaffMember) 
             await answer_button(update)  # only now is the press fully handled
 
 
-async def _apply(context: CallbackContext, session: AsyncSession, member: StaffMember, draft: EnrolmentDraft,
+async def _apply(context: TrialbotContext, session: AsyncSession, member: StaffMember, draft: EnrolmentDraft,
                  pressed: cb.EnrolAnswer, now: datetime
                  ) -> tuple[RenderedMessage, tuple[Participant, IssuedInvite] | None]:
     protocol = services(context).protocol
@@ -155,7 +155,7 @@ async def _apply(context: CallbackContext, session: AsyncSession, member: StaffM
     return question(context, member, draft), None
 
 
-async def _confirm(context: CallbackContext, session: AsyncSession, member: StaffMember, draft: EnrolmentDraft,
+async def _confirm(context: TrialbotContext, session: AsyncSession, member: StaffMember, draft: EnrolmentDraft,
                    now: datetime) -> tuple[RenderedMessage, tuple[Participant, IssuedInvite] | None]:
     protocol = services(context).protocol
     try:
@@ -170,7 +170,7 @@ async def _confirm(context: CallbackContext, session: AsyncSession, member: Staf
                   {"study_id": person.study_id, "enrolled": True}), (person, issued)
 
 
-async def typed(update: Update, context: CallbackContext) -> None:
+async def typed(update: Update, context: TrialbotContext) -> None:
     """Words typed in a private chat. A staff member's go to their enrolment in progress (an
     answer, or the question again); everyone else's to bot/handlers/conversation.py as before."""
     chat, user = update.effective_chat, update.effective_user
@@ -185,7 +185,7 @@ async def typed(update: Update, context: CallbackContext) -> None:
 
 
 @staff_only
-async def _staff_typed(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def _staff_typed(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     svc = services(context)
     now = svc.clock.now()
     message = update.effective_message
@@ -200,7 +200,7 @@ async def _staff_typed(update: Update, context: CallbackContext, member: StaffMe
     await show(update, context, fx.reply)
 
 
-def _typed_answer(context: CallbackContext, member: StaffMember, draft: EnrolmentDraft, words: str,
+def _typed_answer(context: TrialbotContext, member: StaffMember, draft: EnrolmentDraft, words: str,
                   now: datetime) -> RenderedMessage:
     step = enrolment.next_step(draft)
     shown = words[:enrolment.MAX_TYPED]
@@ -221,7 +221,7 @@ def _typed_answer(context: CallbackContext, member: StaffMember, draft: Enrolmen
 
 
 @staff_command(roles.ENROL, "invite")
-async def invite(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def invite(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/invite P001: asks to confirm a new invite."""
     svc = services(context)
     args = context.args or []
@@ -245,7 +245,7 @@ async def invite(update: Update, context: CallbackContext, member: StaffMember) 
 
 
 @staff_command(roles.ENROL, "invite")
-async def invite_answer(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def invite_answer(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """Confirm or Cancel of /invite. A confirmation pressed after another invite was issued
     (its data names the newest invite when it was asked) changes nothing."""
     svc = services(context)
@@ -277,7 +277,7 @@ async def invite_answer(update: Update, context: CallbackContext, member: StaffM
             await answer_button(update)
 
 
-async def _send_invite(update: Update, context: CallbackContext, member: StaffMember, person: Participant,
+async def _send_invite(update: Update, context: TrialbotContext, member: StaffMember, person: Participant,
                        issued: IssuedInvite) -> None:
     """The invite link and its QR code, as one photo with the link in its caption."""
     svc = services(context)

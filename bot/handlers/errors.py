@@ -8,16 +8,16 @@ import traceback
 
 from telegram import Update
 from telegram.error import NetworkError, RetryAfter, TelegramError
-from telegram.ext import CallbackContext
 
 from bot.access import stranger_language
 from bot.replies import alert, render, send_new
+from bot.runtime import TrialbotContext
 from study.database import is_unavailable, outage_cause
 
 log = logging.getLogger(__name__)
 
 
-async def on_error(update: object, context: CallbackContext) -> None:
+async def on_error(update: object, context: TrialbotContext) -> None:
     error = context.error
     update_id = update.update_id if isinstance(update, Update) else None
     what = f"update {update_id}" if update_id is not None else f"job {getattr(context.job, 'name', None)}"

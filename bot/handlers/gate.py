@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 
 from telegram import Update
-from telegram.ext import ApplicationHandlerStop, CallbackContext
+from telegram.ext import ApplicationHandlerStop
 
 from bot.replies import answer_button
+from bot.runtime import TrialbotContext
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def _pressed_elsewhere(update: Update) -> bool:
     return query is not None and query.message is not None and query.message.chat.id != query.from_user.id
 
 
-async def screen(update: object, context: CallbackContext) -> None:
+async def screen(update: object, context: TrialbotContext) -> None:
     if not isinstance(update, Update):
         return
     if not _handled_kind(update):

@@ -17,13 +17,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from telegram import Update
-from telegram.ext import ApplicationHandlerStop, CallbackContext
+from telegram.ext import ApplicationHandlerStop
 
 from bot import exactly_once
 from bot.access import refuse_role, staff_command, staff_only
 from bot.exactly_once import effects
 from bot.handlers import info, oversight
 from bot.replies import render, send_new, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button, RenderedMessage
 from study import outbox, participants, roles, staff, staff_requests, visits
@@ -52,7 +53,7 @@ TYPED_STEPS = (RequestStep.BASELINE, RequestStep.DATE, RequestStep.REASON)
 
 # --- what staff type ---------------------------------------------------------------------------
 
-async def visits_command(update: Update, context: CallbackContext) -> None:
+async def visits_command(update: Update, context: TrialbotContext) -> None:
     """/visits: the coming week's visits (bot/handlers/oversight.py); /visits P001 [...]: one
     participant's visits, and the changes to them."""
     if context.args:
@@ -62,7 +63,7 @@ async def visits_command(update: Update, context: CallbackContext) -> None:
 
 
 @staff_command(roles.OVERSEE, "visits")
-async def participant_visits(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def participant_visits(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/visits P001: the list (with buttons for those who may change it); /visits P001 plan DATE,
     move VISIT DATE [HH:MM] [reason], cancel VISIT [reason], done VISIT: the same, typed."""
     args = context.args or []
@@ -82,7 +83,7 @@ async def participant_visits(update: Update, context: CallbackContext, member: S
 
 
 @staff_command(roles.ENROL, "pause")
-async def pause_command(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def pause_command(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/pause P001: the bot's messages to the participant stop, as with their own /stop."""
     args = context.args or []
     if len(args) != 1:
@@ -92,7 +93,7 @@ async def pause_command(update: Update, context: CallbackContext, member: StaffM
 
 
 @staff_command(roles.ENROL, "end")
-async def end_command(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def end_command(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/end P001 withdrawn|completed <reason>: as `trialbot participant end`."""
     args = context.args or []
     status = END_WORDS.get(args[1].lower()) if len(args) > 1 else None
@@ -104,7 +105,7 @@ async def end_command(update: Update, context: CallbackContext, member: StaffMem
 
 
 @staff_command(roles.ENROL, "timezone")
-async def timezone_command(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def timezone_command(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/timezone P001 Europe/London: as `trialbot participant timezone`; a zone not known is
     answered with the nearest known ones."""
     args = context.args or []
@@ -117,7 +118,7 @@ async def timezone_command(update: Update, context: CallbackContext, member: Sta
 
 
 @staff_command(roles.OVERSEE, "deliveries")
-async def deliveries_command(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def deliveries_command(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/deliveries P001 [N]: the life of the newest N messages the bot started for the participant,
     the ledger `trialbot deliveries P001` prints, in as many messages as it takes."""
     args = context.args or []
@@ -147,7 +148,7 @@ async def deliveries_command(update: Update, context: CallbackContext, member: S
             await send_new(update, context, rendered, answers_update=False)
 
 
-async def help_command(update: Update, context: CallbackContext) -> None:
+async def help_command(update: Update, context: TrialbotContext) -> None:
     """/help: a participant's help, or, for a member of the study team, what their role may do."""
     user = update.effective_user
     async with services(context).db.read() as session:
@@ -159,13 +160,13 @@ async def help_command(update: Update, context: CallbackContext) -> None:
 
 
 @staff_only
-async def staff_help(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def staff_help(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """What the member's role may do, from the permissions table (study/roles.py STAFF_COMMANDS)."""
     await show(update, context, render(context, "staff_help", member.language, {
         "role": member.role, "commands": roles.commands_for(member.role)}))
 
 
-async def typed_answer(update: Update, context: CallbackContext) -> None:
+async def typed_answer(update: Update, context: TrialbotContext) -> None:
     """Words a staff member types while a request of theirs asks for something (a date, a reason)
     answer it; everything else goes on to the handlers after this one (run first, in group -1)."""
     user, chat = update.effective_user, update.effective_chat
@@ -187,7 +188,7 @@ async def typed_answer(update: Update, context: CallbackContext) -> None:
 
 
 @staff_command(roles.ENROL, "staff_request")
-async def _typed(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def _typed(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     svc = services(context)
     now = svc.clock.now()
     async with effects(update, context) as fx:
@@ -203,7 +204,7 @@ async def _typed(update: Update, context: CallbackContext, member: StaffMember) 
 # --- what staff press ----------------------------------------------------------------------------
 
 @staff_command(roles.ENROL, "visits")
-async def visits_button(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def visits_button(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """q:<p|m|c|d>:<participant id>, under /visits P001: plan from a baseline date, move, cancel,
     mark done; the request asks what it needs (the message becomes the question)."""
     _, code, participant_id = _data(update).split(":")
@@ -217,7 +218,7 @@ async def visits_button(update: Update, context: CallbackContext, member: StaffM
 
 
 @staff_command(roles.ENROL, "staff_request")
-async def choose_visit(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def choose_visit(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """q:v:<request>:<visit>: the visit a request is about (checked: the member's own request, the
     participant's own open visit)."""
     _, _, request_id, visit_id = _data(update).split(":")
@@ -235,7 +236,7 @@ async def choose_visit(update: Update, context: CallbackContext, member: StaffMe
 
 
 @staff_command(roles.ENROL, "staff_request")
-async def decide(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def decide(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """q:y:<request> (Confirm) or q:n:<request> (Cancel). Once: a second tap gets the first tap's
     answer; a Cancel after Confirm (or the other way) finds the request decided and shows it so."""
     _, step, request_id = _data(update).split(":")
@@ -259,7 +260,7 @@ async def decide(update: Update, context: CallbackContext, member: StaffMember) 
 
 # --- the steps shared by commands and buttons ---------------------------------------------------
 
-async def _start(update: Update, context: CallbackContext, member: StaffMember, study_id: str,
+async def _start(update: Update, context: TrialbotContext, member: StaffMember, study_id: str,
                  action: RequestAction, *, details: dict[str, Any] | None = None, visit_name: str | None = None,
                  text: str = "") -> None:
     svc = services(context)
@@ -285,7 +286,7 @@ async def _start(update: Update, context: CallbackContext, member: StaffMember, 
     await show(update, context, fx.reply)
 
 
-async def _answering(context: CallbackContext, session, member: StaffMember, request: StaffRequest,
+async def _answering(context: TrialbotContext, session, member: StaffMember, request: StaffRequest,
                      text: str) -> RenderedMessage:
     """Take typed words as the answer to the request's question: the next question, the request
     for confirming, or the same question again saying what was wrong with the words."""
@@ -303,7 +304,7 @@ async def _open_visits(session, person: Participant) -> list[Visit]:
     return [v for v in await visits.for_participant(session, person) if v.status in visits.OPEN_STATUSES]
 
 
-async def _view(context: CallbackContext, session, member: StaffMember, request: StaffRequest, *,
+async def _view(context: TrialbotContext, session, member: StaffMember, request: StaffRequest, *,
                 problem: RequestRefused | None = None, outcome: staff_requests.Outcome | None = None) -> RenderedMessage:
     """The request as the member sees it: its question (with the visits to pick from, or what was
     wrong with the words typed), or the whole of it with Confirm and Cancel, or how it ended."""
@@ -341,7 +342,7 @@ async def _view(context: CallbackContext, session, member: StaffMember, request:
         "new_zone": given.get("timezone", ""), "outside_window": bool(outside)}, buttons)
 
 
-async def _refusal_view(context: CallbackContext, session, member: StaffMember, request_id: int,
+async def _refusal_view(context: TrialbotContext, session, member: StaffMember, request_id: int,
                         refused: RequestRefused) -> RenderedMessage:
     """A press or words that found the request decided: the request as it ended; anything else
     that stopped it: why, in words."""
@@ -362,7 +363,7 @@ def _suggested(refused: RequestRefused) -> dict[str, Any]:
     return details
 
 
-def _refused(context: CallbackContext, member: StaffMember, code: str, study_id: str, **details: Any) -> RenderedMessage:
+def _refused(context: TrialbotContext, member: StaffMember, code: str, study_id: str, **details: Any) -> RenderedMessage:
     variables = {"code": code, "study_id": participants.normal_study_id(study_id)[:32], "command": "", "status": "", "name": "", "typed": "",
                  "suggestions": [], "zone_problem": "", "timezone": "", "state": "",
                  "minutes": int(staff_requests.EXPIRES_AFTER.total_seconds() // 60)}
@@ -370,7 +371,7 @@ def _refused(context: CallbackContext, member: StaffMember, code: str, study_id:
     return render(context, "staff_request_refused", member.language, variables)
 
 
-async def _show_visits(update: Update, context: CallbackContext, member: StaffMember, study_id: str) -> None:
+async def _show_visits(update: Update, context: TrialbotContext, member: StaffMember, study_id: str) -> None:
     svc = services(context)
     async with svc.db.read() as session:
         person = await participants.by_study_id(session, study_id)
@@ -415,7 +416,7 @@ def _iso(value: Any) -> date | None:
     return date.fromisoformat(value) if isinstance(value, str) and value else None
 
 
-def _today(context: CallbackContext, person: Participant) -> date:
+def _today(context: TrialbotContext, person: Participant) -> date:
     return services(context).clock.now().astimezone(ZoneInfo(person.timezone)).date()
 
 
@@ -431,7 +432,7 @@ def _delivery(delivery: outbox.Delivery, zone: ZoneInfo) -> dict[str, Any]:
             "events": [{"at": both(e.at), "event": e.event, "detail": e.detail or ""} for e in delivery.events]}
 
 
-def _pages(context: CallbackContext, member: StaffMember, entries: list[dict[str, Any]],
+def _pages(context: TrialbotContext, member: StaffMember, entries: list[dict[str, Any]],
            base: dict[str, Any]) -> list[list[dict[str, Any]]]:
     """The deliveries in parts that each fit one message (measured by rendering them)."""
     pages: list[list[dict[str, Any]]] = []

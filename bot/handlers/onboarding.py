@@ -12,13 +12,13 @@ participant who has joined, changes nothing and tells nobody.
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot import exactly_once
 from bot.access import access_ended, reply_to_stranger, stranger_language
 from bot.handlers.diary import diary_buttons
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button
 from study import consent, invites, outbox, participants, staff, strangers
@@ -47,7 +47,7 @@ def _once(handler):
     invitee's Agree, delivered twice): answered from the ledger then. Strangers' updates are
     never written there (see bot/exactly_once.py)."""
 
-    async def wrapper(update: Update, context: CallbackContext) -> None:
+    async def wrapper(update: Update, context: TrialbotContext) -> None:
         chat, user = update.effective_chat, update.effective_user
         if chat is None or user is None or chat.type != "private":
             return
@@ -62,7 +62,7 @@ def _once(handler):
 
 
 @_once
-async def start(update: Update, context: CallbackContext) -> None:
+async def start(update: Update, context: TrialbotContext) -> None:
     chat, user = update.effective_chat, update.effective_user
     svc = services(context)
     now = svc.clock.now()
@@ -100,7 +100,7 @@ async def start(update: Update, context: CallbackContext) -> None:
     }, buttons))
 
 
-async def _locked_out(update: Update, context: CallbackContext, *, known: bool = False) -> bool:
+async def _locked_out(update: Update, context: TrialbotContext, *, known: bool = False) -> bool:
     """Is this chat locked out (its own lock-out, or the one over every chat)? Then it is told so,
     and counted. `known`: the caller has just locked it out."""
     svc = services(context)
@@ -116,7 +116,7 @@ async def _locked_out(update: Update, context: CallbackContext, *, known: bool =
     return True
 
 
-async def _invite_problem(update: Update, context: CallbackContext, outcome: ConsentOutcome) -> None:
+async def _invite_problem(update: Update, context: TrialbotContext, outcome: ConsentOutcome) -> None:
     svc = services(context)
     now = svc.clock.now()
     if outcome is ConsentOutcome.INVITE_UNKNOWN:
@@ -138,7 +138,7 @@ async def _invite_problem(update: Update, context: CallbackContext, outcome: Con
 
 
 @_once
-async def consent_answer(update: Update, context: CallbackContext) -> None:
+async def consent_answer(update: Update, context: TrialbotContext) -> None:
     query = update.callback_query
     chat, user = update.effective_chat, update.effective_user
     if await _locked_out(update, context):

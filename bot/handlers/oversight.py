@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot.access import participant_only, staff_command
 from bot.replies import _record, render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from study import diary, oversight, participants, plots, roles
 from study.models import Participant, StaffMember
@@ -19,12 +19,12 @@ from study.models import Participant, StaffMember
 PAGE = 20
 
 
-def _study_zone(context: CallbackContext) -> ZoneInfo:
+def _study_zone(context: TrialbotContext) -> ZoneInfo:
     return ZoneInfo(services(context).protocol.study.default_timezone)
 
 
 @staff_command(roles.OVERSEE, "participants")
-async def participants_list(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def participants_list(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     svc = services(context)
     async with svc.db.read() as session:
         rows = await oversight.overview(session, svc.protocol, now=svc.clock.now())
@@ -39,7 +39,7 @@ async def participants_list(update: Update, context: CallbackContext, member: St
 
 
 @staff_command(roles.OVERSEE, "visits")
-async def visits_week(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def visits_week(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     svc = services(context)
     first = svc.clock.now().astimezone(_study_zone(context)).date()
     last = first + timedelta(days=6)
@@ -54,7 +54,7 @@ async def visits_week(update: Update, context: CallbackContext, member: StaffMem
 
 
 @participant_only
-async def nextvisit(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def nextvisit(update: Update, context: TrialbotContext, participant: Participant) -> None:
     svc = services(context)
     async with svc.db.read() as session:
         visit = await oversight.next_visit(session, participant, now=svc.clock.now())
@@ -65,7 +65,7 @@ async def nextvisit(update: Update, context: CallbackContext, participant: Parti
     await show(update, context, render(context, "nextvisit", participant.language, variables))
 
 
-async def _picture(context: CallbackContext, participant: Participant, language: str) -> tuple[bytes, dict]:
+async def _picture(context: TrialbotContext, participant: Participant, language: str) -> tuple[bytes, dict]:
     svc = services(context)
     now = svc.clock.now()
     async with svc.db.read() as session:
@@ -85,13 +85,13 @@ async def _picture(context: CallbackContext, participant: Participant, language:
                  "corrected": oversight.corrected_within(record, first, today)}
 
 
-async def _send_photo(update: Update, context: CallbackContext, png: bytes, rendered) -> None:
+async def _send_photo(update: Update, context: TrialbotContext, png: bytes, rendered) -> None:
     message = await context.bot.send_photo(update.effective_chat.id, photo=png, caption=rendered.text)
     await _record(update, context, rendered, via="reply", message_id=message.message_id)
 
 
 @staff_command(roles.OVERSEE, "adherence")
-async def adherence_plot(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def adherence_plot(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     svc = services(context)
     study_id = participants.normal_study_id((context.args or [""])[0])[:32]
     async with svc.db.read() as session:
@@ -106,7 +106,7 @@ async def adherence_plot(update: Update, context: CallbackContext, member: Staff
 
 
 @participant_only
-async def mystats(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def mystats(update: Update, context: TrialbotContext, participant: Participant) -> None:
     png, numbers = await _picture(context, participant, participant.language)
     await _send_photo(update, context, png, render(context, "mystats", participant.language,
                                                    {"days": numbers["days"]}))

@@ -4,18 +4,18 @@ they can still log, and the study team is told either way."""
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot.access import participant_only
 from bot.exactly_once import effects
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from study import outbox, participants
 from study.audit import Actor
 from study.models import Participant
 
 
-async def _switch(update: Update, context: CallbackContext, participant: Participant, *, pause: bool) -> None:
+async def _switch(update: Update, context: TrialbotContext, participant: Participant, *, pause: bool) -> None:
     svc = services(context)
     now = svc.clock.now()
     actor = Actor.participant(participant.study_id)
@@ -39,10 +39,10 @@ async def _switch(update: Update, context: CallbackContext, participant: Partici
 
 
 @participant_only
-async def stop(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def stop(update: Update, context: TrialbotContext, participant: Participant) -> None:
     await _switch(update, context, participant, pause=True)
 
 
 @participant_only
-async def resume(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def resume(update: Update, context: TrialbotContext, participant: Participant) -> None:
     await _switch(update, context, participant, pause=False)

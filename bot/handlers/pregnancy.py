@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import participant_only
 from bot.exactly_once import effects
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button
 from scheduler.planner import pregnancy_reminder_key
@@ -30,7 +30,7 @@ REPLIES = {"negative": "pregnancy_negative_saved", "positive": "pregnancy_positi
 
 
 @participant_only
-async def pregnancy_answer(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def pregnancy_answer(update: Update, context: TrialbotContext, participant: Participant) -> None:
     answer = cb.PregnancyAnswer.parse(update.callback_query.data)
     svc = services(context)
     rules = svc.protocol.pregnancy_tests
@@ -81,7 +81,7 @@ def _answerable(rules, answer: cb.PregnancyAnswer, due, today) -> bool:
 
 
 @participant_only
-async def contraception_answer(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def contraception_answer(update: Update, context: TrialbotContext, participant: Participant) -> None:
     """The protocol's contraception question, asked with a negative result: stored once per
     reminder; "no" tells the study team (a notice, not an alert)."""
     answer = cb.ContraceptionAnswer.parse(update.callback_query.data)

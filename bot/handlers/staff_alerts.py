@@ -5,12 +5,12 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import staff_command
 from bot.exactly_once import effects
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button
 from study import alerts, roles
@@ -18,12 +18,12 @@ from study.alerts import AckOutcome, AckResult
 from study.models import Participant, StaffMember
 
 
-def _in_study_zone(context: CallbackContext, moment):
+def _in_study_zone(context: TrialbotContext, moment):
     return moment.astimezone(ZoneInfo(services(context).protocol.study.default_timezone)) if moment else None
 
 
 @staff_command(roles.ACKNOWLEDGE, "acknowledge")
-async def acknowledge(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def acknowledge(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     svc = services(context)
     now = svc.clock.now()
     alert_id = cb.record_id(update.callback_query.data[2:])
@@ -50,7 +50,7 @@ async def acknowledge(update: Update, context: CallbackContext, member: StaffMem
 
 
 @staff_command(roles.OVERSEE, "alerts")
-async def list_open(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def list_open(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     svc = services(context)
     async with svc.db.read() as session:
         open_now = await alerts.open_alerts(session)

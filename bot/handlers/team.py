@@ -19,16 +19,17 @@ s:y:<change>[:<c|i|m>] (Confirm), s:n:<change> (Cancel).
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import StaffHandler, refuse_role, staff_only
 from bot.exactly_once import effects
 from bot.handlers import diary
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button, RenderedMessage
 from study import roles, staff
@@ -40,12 +41,12 @@ CODES = {role: code for code, role in ROLE_CODES.items()}
 LISTED = 20  # members listed (and buttons) in one message (Telegram's 4,096 characters)
 
 
-def staff_manager(handler: StaffHandler) -> Callable[[Update, CallbackContext], Awaitable[None]]:
+def staff_manager(handler: StaffHandler) -> Callable[[Update, TrialbotContext], Coroutine[Any, Any, None]]:
     """`staff_only`, and the member may change the team now (study/staff.py managing_permission)."""
 
     @staff_only
     @functools.wraps(handler)
-    async def wrapper(update: Update, context: CallbackContext, member: StaffMember) -> None:
+    async def wrapper(update: Update, context: TrialbotContext, member: StaffMember) -> None:
         async with services(context).db.read() as session:
             permission = await staff.managing_permission(session)
         if not roles.allowed(member, permission):
@@ -56,11 +57,11 @@ def staff_manager(handler: StaffHandler) -> Callable[[Update, CallbackContext], 
     return wrapper
 
 
-def _refused(context: CallbackContext, member: StaffMember, reason: str) -> RenderedMessage:
+def _refused(context: TrialbotContext, member: StaffMember, reason: str) -> RenderedMessage:
     return render(context, "staff_change_refused", member.language, {"reason": reason})
 
 
-async def _team(context: CallbackContext, member: StaffMember, session) -> RenderedMessage:
+async def _team(context: TrialbotContext, member: StaffMember, session) -> RenderedMessage:
     everyone = await staff.all_staff(session)
     team = sorted(everyone, key=lambda m: not m.active)[:LISTED]  # the active members first
     buttons = [[Button("staff_member", f"s:m:{m.id}", {"name": m.name})] for m in team if m.active]
@@ -70,7 +71,7 @@ async def _team(context: CallbackContext, member: StaffMember, session) -> Rende
     }, buttons)
 
 
-def _card(context: CallbackContext, member: StaffMember, shown: StaffMember) -> RenderedMessage:
+def _card(context: TrialbotContext, member: StaffMember, shown: StaffMember) -> RenderedMessage:
     buttons: list[list[Button]] = []
     if shown.active and shown.id != member.id:
         buttons = [[Button(f"staff_make_{role}", f"s:r:{shown.id}:{code}")]
@@ -82,7 +83,7 @@ def _card(context: CallbackContext, member: StaffMember, shown: StaffMember) -> 
         "yourself": shown.id == member.id}, buttons)
 
 
-def _change_message(context: CallbackContext, member: StaffMember, change: StaffChange, *, state: str,
+def _change_message(context: TrialbotContext, member: StaffMember, change: StaffChange, *, state: str,
                     role: str | None = None, old_role: str = "", was_inactive: bool = False) -> RenderedMessage:
     role = role or change.role or ""
     buttons: list[list[Button]] = []
@@ -99,7 +100,7 @@ def _change_message(context: CallbackContext, member: StaffMember, change: Staff
 
 
 @staff_manager
-async def staff_command(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def staff_command(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/staff, /staff add ID Name, /staff role NUMBER ROLE, /staff deactivate NUMBER reason."""
     svc = services(context)
     message = update.effective_message
@@ -142,7 +143,7 @@ async def _member(session, number: str) -> StaffMember:
     return found
 
 
-async def _propose_add(context: CallbackContext, session, member: StaffMember, telegram_user_id: int,
+async def _propose_add(context: TrialbotContext, session, member: StaffMember, telegram_user_id: int,
                        name: str) -> RenderedMessage:
     if not 0 < telegram_user_id < 2**53:  # Telegram's user ids fit in 52 bits
         raise _Refusal("no_user_id")
@@ -157,7 +158,7 @@ async def _propose_add(context: CallbackContext, session, member: StaffMember, t
                            was_inactive=known is not None and not known.active)
 
 
-async def _propose(context: CallbackContext, session, member: StaffMember, shown: StaffMember, kind: StaffChangeKind,
+async def _propose(context: TrialbotContext, session, member: StaffMember, shown: StaffMember, kind: StaffChangeKind,
                    *, role: str | None = None, reason: str | None = None) -> RenderedMessage:
     if shown.id == member.id:
         raise _Refusal("yourself")
@@ -171,7 +172,7 @@ async def _propose(context: CallbackContext, session, member: StaffMember, shown
     return _change_message(context, member, change, state="proposed", old_role=old_role)
 
 
-async def contact(update: Update, context: CallbackContext) -> None:
+async def contact(update: Update, context: TrialbotContext) -> None:
     """A contact card: from a staff member, someone to add to the team (the investigator's); from
     anyone else, what it always was (the participant's "I did not understand")."""
     user = update.effective_user
@@ -184,7 +185,7 @@ async def contact(update: Update, context: CallbackContext) -> None:
 
 
 @staff_manager
-async def _contact_from_staff(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def _contact_from_staff(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     message = update.effective_message
     card = message.contact if message is not None else None
     user_id = card.user_id if card is not None else None
@@ -200,7 +201,7 @@ async def _contact_from_staff(update: Update, context: CallbackContext, member: 
 
 
 @staff_manager
-async def button(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def button(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     svc = services(context)
     query = update.callback_query
     parts = ((query.data if query else None) or "").split(":")
@@ -253,7 +254,7 @@ async def _own_proposal(session, member: StaffMember, change_id: int | None) -> 
     return change if change is not None and change.proposed_by == member.id else None
 
 
-async def _confirm(context: CallbackContext, session, member: StaffMember, change: StaffChange,
+async def _confirm(context: TrialbotContext, session, member: StaffMember, change: StaffChange,
                    role: str | None) -> RenderedMessage:
     subject = await staff.by_id(session, change.staff_id) if change.staff_id else None
     old_role = subject.role if subject is not None else ""

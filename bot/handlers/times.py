@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime, time
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import participant_only
 from bot.exactly_once import effects
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button
 from study import participants
@@ -28,7 +28,7 @@ def _local_times(participant: Participant, now: datetime) -> list[datetime]:
 
 
 @participant_only
-async def show_times(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def show_times(update: Update, context: TrialbotContext, participant: Participant) -> None:
     times = _local_times(participant, services(context).clock.now())
     rows = [[Button("change", f"t:{i}", {"time": t})] for i, t in enumerate(times)]
     rows.append([Button("keep", cb.DIARY_MENU)])
@@ -36,7 +36,7 @@ async def show_times(update: Update, context: CallbackContext, participant: Part
 
 
 @participant_only
-async def change_time(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def change_time(update: Update, context: TrialbotContext, participant: Participant) -> None:
     parts = update.callback_query.data.split(":")
     index = int(parts[1])
     current = participants.reminder_times(participant)

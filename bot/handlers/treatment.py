@@ -11,12 +11,12 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot.access import staff_command
 from bot.exactly_once import effects
 from bot.handlers import pause
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import RenderedMessage
 from study import participants, roles, staff, treatment
@@ -30,7 +30,7 @@ REASON_WORDS = {reason.value: reason for reason in TreatmentReason} | {
     "end": TreatmentReason.END_OF_TREATMENT}
 
 
-async def _overview(context: CallbackContext, member: StaffMember, session, person: Participant, *,
+async def _overview(context: TrialbotContext, member: StaffMember, session, person: Participant, *,
                     changed: bool = False) -> RenderedMessage:
     zone = ZoneInfo(services(context).protocol.study.default_timezone)
     names = {m.id: m.name for m in await staff.all_staff(session)}
@@ -50,14 +50,14 @@ def _who(actor: str, names: dict[int, str]) -> str:
     return {"participant": "the participant", "operator": f"{ident} (server)"}.get(kind, actor)
 
 
-def _usage(context: CallbackContext, member: StaffMember, problem: str, **variables) -> RenderedMessage:
+def _usage(context: TrialbotContext, member: StaffMember, problem: str, **variables) -> RenderedMessage:
     return render(context, "staff_treatment_usage", member.language, {
         "problem": problem, "reasons": [r.value for r in treatment.REASONS_FOR[TreatmentState.INTERRUPTED]],
         "study_id": "", **variables})
 
 
 @staff_command(roles.OVERSEE, "treatment")
-async def show_course(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def show_course(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/treatment P001: the participant's treatment course now, and its history."""
     args = context.args or []
     async with services(context).db.read() as session:
@@ -68,25 +68,25 @@ async def show_course(update: Update, context: CallbackContext, member: StaffMem
 
 
 @staff_command(roles.TREATMENT, "interrupt")
-async def interrupt(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def interrupt(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/interrupt P001 <reason> [words]: the cream stops; visits, check-ins and safety go on."""
     await _change(update, context, member, TreatmentState.INTERRUPTED)
 
 
 @staff_command(roles.TREATMENT, "offtreatment")
-async def off_treatment(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def off_treatment(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/offtreatment P001 [reason] [words]: the treatment period is over; follow-up goes on."""
     await _change(update, context, member, TreatmentState.OFF_TREATMENT, default=TreatmentReason.END_OF_TREATMENT)
 
 
 @staff_command(roles.RESUME_TREATMENT, "resume_treatment")
-async def resume_treatment(update: Update, context: CallbackContext, member: StaffMember) -> None:
+async def resume_treatment(update: Update, context: TrialbotContext, member: StaffMember) -> None:
     """/resume P001 <words>: the investigator resumes an interrupted treatment, saying why."""
     await _change(update, context, member, TreatmentState.ON_TREATMENT,
                   default=TreatmentReason.INVESTIGATOR_DECISION, needs_words=True)
 
 
-async def resume_command(update: Update, context: CallbackContext) -> None:
+async def resume_command(update: Update, context: TrialbotContext) -> None:
     """/resume: a participant turning their messages back on, or the investigator resuming a
     participant's treatment. Who is writing decides."""
     user = update.effective_user
@@ -99,7 +99,7 @@ async def resume_command(update: Update, context: CallbackContext) -> None:
         await pause.resume(update, context)
 
 
-async def _change(update: Update, context: CallbackContext, member: StaffMember, state: TreatmentState, *,
+async def _change(update: Update, context: TrialbotContext, member: StaffMember, state: TreatmentState, *,
                   default: TreatmentReason | None = None, needs_words: bool = False) -> None:
     svc = services(context)
     args = context.args or []

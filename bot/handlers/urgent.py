@@ -4,12 +4,12 @@ message shows at once and the study team is alerted."""
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot.access import participant_only
 from bot.exactly_once import effects
 from bot.handlers.checkin import safety_message
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.renderer import Button
 from study import alerts, pregnancy_pathway
@@ -17,7 +17,7 @@ from study.models import AlertSource, Participant
 
 
 @participant_only
-async def urgent(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def urgent(update: Update, context: TrialbotContext, participant: Participant) -> None:
     flags = pregnancy_pathway.flags_offered(services(context).protocol, participant)
     rows = [[Button(f"flag_{f}", f"u:{f}", {"chosen": False})] for f in flags]
     rows.append([Button("urgent_other", "u:other")])
@@ -25,7 +25,7 @@ async def urgent(update: Update, context: CallbackContext, participant: Particip
 
 
 @participant_only
-async def urgent_report(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def urgent_report(update: Update, context: TrialbotContext, participant: Participant) -> None:
     code = update.callback_query.data[2:]
     svc = services(context)
     if code != "other" and code not in pregnancy_pathway.flags_offered(svc.protocol, participant):

@@ -10,12 +10,12 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from telegram import Update
-from telegram.ext import CallbackContext
 
 from bot import callback_data as cb
 from bot.access import participant_only
 from bot.exactly_once import effects
 from bot.replies import render, show
+from bot.runtime import TrialbotContext
 from bot.services import services
 from study import outbox, visits
 from study.audit import Actor
@@ -30,7 +30,7 @@ def visit_variables(visit: Visit, participant: Participant) -> dict[str, object]
 
 
 @participant_only
-async def visit_answer(update: Update, context: CallbackContext, participant: Participant) -> None:
+async def visit_answer(update: Update, context: TrialbotContext, participant: Participant) -> None:
     answer = cb.VisitAnswer.parse(update.callback_query.data)
     svc = services(context)
     now = svc.clock.now()

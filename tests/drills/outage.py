@@ -191,7 +191,7 @@ async def _drill(db: Database, proxy: PostgresProxy, protocol: Protocol, config:
             if config.webhook else None
         async with Trial.running(db=db, clock=clock, protocol=protocol, world=world, server=server, webhook=hook,
                                  outbox_poll_seconds=1, leader_retry_seconds=1) as trial:
-            services = trial.app.bot_data["services"]
+            services = trial.app.runtime.services
             cut = _CutWhenDelivered(world, proxy, config.cut_after_sends)
             clock.advance(timedelta(minutes=1))
             await trial.plan()  # the wave is queued; the dispatcher's own task delivers it
@@ -236,7 +236,8 @@ async def _drill(db: Database, proxy: PostgresProxy, protocol: Protocol, config:
                     DiaryEntry.participant_id == tapper.participant_id)) or 0
             await _settle(db)
             report.recovered_in = wall.monotonic() - restored_at
-            task = trial.app.bot_data.get("dispatcher_task")
+            leading = trial.app.runtime.leading
+            task = leading.dispatcher_task if leading is not None else None
             report.alive = {"updates": receiving_updates(trial.app),
                             "dispatcher": task is not None and not task.done(),
                             "job queue": bool(trial.app.job_queue.scheduler.running)}

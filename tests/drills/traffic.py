@@ -248,7 +248,8 @@ async def _reminders_settled(db: Database) -> bool:
 async def _alive(trial: Trial, person: Participant) -> dict:
     """Still running, and answering: the faults are off now, so /today must be answered."""
     app = trial.app
-    task = app.bot_data.get("dispatcher_task")
+    leading = app.runtime.leading
+    task = leading.dispatcher_task if leading is not None else None
     answered = await person.command("/today", lambda m: "today" in (m.text or "").lower()) is not None
     return {"application": bool(app.running), "updates": receiving_updates(app),
             "dispatcher": task is not None and not task.done(), "answers /today": answered}
