@@ -36,8 +36,6 @@ from bot.send_limiter import BULK
 from messages import sent as sent_record
 from messages.markup import inline_keyboard
 from messages.renderer import Button, MessageCatalog, MessageError, RenderedMessage
-from scheduler.planner import DiaryFact, accounted_slots
-from scheduler.tick import view_of
 from study import (
     alerts,
     broadcasts,
@@ -64,7 +62,9 @@ from study.models import (
     TreatmentState,
     Visit,
 )
+from study.participants import parse_times
 from study.protocol import Protocol
+from study.slots import DiaryFact, accounted_slots
 
 log = logging.getLogger(__name__)
 # Telegram's limit for one message's text, in UTF-16 units after entity parsing.
@@ -527,8 +527,8 @@ async def _slot_recorded(session: AsyncSession, participant: Participant, row: O
     slot_day = date.fromisoformat(row.variables["slot_date"])
     facts = [DiaryFact(e.kind, e.local_date, e.occurred_at)
              for e in await diary.standing_facts(session, [participant.id], slot_day)]
-    view = view_of(participant)
-    return row.dedup_key.rsplit(":", 1)[-1] in accounted_slots(view, facts, [slot_day])
+    slots = accounted_slots(parse_times(participant.reminder_times), diary.zone_of(participant), facts, [slot_day])
+    return row.dedup_key.rsplit(":", 1)[-1] in slots
 
 
 async def _visit_changed(session: AsyncSession, participant: Participant, row: OutboxMessage) -> str | None:
