@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from study.models import ButtonRows, JSONObject
+from study.models import ButtonRows, JSONObject, OutboxKind
 from study.pregnancy_tests import PregnancyFact, due_date
 from study.protocol import Protocol, parse_hhmm
 from study.slots import DiaryFact as DiaryFact  # the planners' input, whose callers import it from here
@@ -183,13 +183,13 @@ def _application_shape(timezone: str, reminder_times: tuple[time, ...], today: d
             continue
         nudge_at = slot.at + timedelta(minutes=nudge_after)
         for kind, template, at, stale in (
-            ("reminder", "reminder_application", slot.at, slot.at + timedelta(minutes=stale_after)),
-            ("nudge", "reminder_nudge", nudge_at, slot.window_end),
+            (OutboxKind.REMINDER, "reminder_application", slot.at, slot.at + timedelta(minutes=stale_after)),
+            (OutboxKind.NUDGE, "reminder_nudge", nudge_at, slot.window_end),
         ):
             if at > now:
                 plan.look_again_at(at)
                 continue
-            if kind == "nudge" and now >= stale:
+            if kind == OutboxKind.NUDGE and now >= stale:
                 continue  # a nudge that can no longer help is not worth a record either
             steps.append((slot, kind, template, at, at + timedelta(minutes=late_after), stale))
         if now >= slot.window_end:
@@ -268,7 +268,7 @@ def plan_visits(protocol: Protocol, participant: ParticipantView, visits: Iterab
             ]
             plan.messages.append(PlannedMessage(
                 key=visit_reminder_key(participant.id, visit, which),
-                kind="visit_reminder",
+                kind=OutboxKind.VISIT_REMINDER,
                 template_id="visit_reminder",
                 due_at=at,
                 variables={"visit_id": visit.id, "revision": visit.revision, "days_before": days_before,
@@ -325,7 +325,7 @@ def plan_pregnancy_tests(protocol: Protocol, participant: ParticipantView, facts
         return plan
     plan.messages.append(PlannedMessage(
         key=pregnancy_reminder_key(participant.id, due, repeat),
-        kind="pregnancy_reminder",
+        kind=OutboxKind.PREGNANCY_REMINDER,
         template_id="pregnancy_reminder",
         due_at=at,
         variables={"due_date": due.isoformat(), "where": rules.where, "repeat": repeat},

@@ -34,6 +34,7 @@ from study.audit import SYSTEM, Actor
 from study.models import (
     Broadcast,
     BroadcastStatus,
+    OutboxKind,
     OutboxMessage,
     OutboxStatus,
     Participant,
@@ -215,7 +216,7 @@ async def _queue(session: AsyncSession, row: Broadcast, actor: Actor, now: datet
     row.recipients = [p.study_id for p in people]
     # One multi-row insert; not sent once the approval has run out (scheduler/dispatcher.py: EXPIRED_NOTE).
     await outbox.enqueue_to_many(session, {f"broadcast:{row.id}:{person.id}": person.id for person in people},
-                                 kind="broadcast", template_id=row.template_id, variables=variables(row), now=now,
+                                 kind=OutboxKind.BROADCAST, template_id=row.template_id, variables=variables(row), now=now,
                                  stale_after=now + valid)
     await _set_status(session, row, BroadcastStatus.SENDING, actor, now, "broadcast queued",
                       recipients=row.recipients, template=row.template_id, template_hashes=hashes,

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
 from study.database import insert_new, insert_new_counted
-from study.models import ButtonRows, DeliveryEvent, DeliveryStep, JSONObject, OutboxMessage, OutboxStatus
+from study.models import ButtonRows, DeliveryEvent, DeliveryStep, JSONObject, OutboxKind, OutboxMessage, OutboxStatus
 
 if TYPE_CHECKING:
     from scheduler.planner import PlannedMessage
@@ -33,7 +33,7 @@ async def enqueue(
     participant_id: int | None = None,
     staff_id: int | None = None,
     not_before: datetime | None = None,
-    kind: str = "notice",
+    kind: str = OutboxKind.NOTICE,
     buttons: ButtonRows | None = None,
     participant_message_id: int | None = None,
     stale_after: datetime | None = None,
@@ -132,7 +132,7 @@ async def cancel_pending_alert(session: AsyncSession, alert_id: int, *, now: dat
 
 
 # The kinds of message that remind of one diary slot; their keys end with the slot's key.
-SLOT_KINDS = ("reminder", "nudge")
+SLOT_KINDS = (OutboxKind.REMINDER, OutboxKind.NUDGE)
 
 
 def slot_keys(participant_id: int, slot_key: str) -> tuple[str, ...]:
