@@ -8,7 +8,7 @@ exist) fires at 03:30, once; on the fall-back day a 01:30 reminder fires at the 
 
 Which slots a participant's diary already accounts for (`accounted`, `accounted_slots`) is asked by
 the planner (scheduler/planner.py: what to remind) and by a reminder about to go out
-(scheduler/dispatcher.py: the dose recorded meanwhile), so both mean the same by it.
+(study/still_wanted.py: the dose recorded meanwhile), so both mean the same by it.
 """
 
 from __future__ import annotations
