@@ -1,10 +1,11 @@
-"""Delivers the outbox: renders each due message in its recipient's language, sends it, and
-records what happened (sent with Telegram's message id, skipped with why, failed with why).
+"""Delivers the outbox: claims each due message, asks whether it is still wanted, renders it in
+its recipient's language, sends it, and records what happened (sent with Telegram's message id,
+skipped with why, failed with why).
 
-- Paused, withdrawn and finished participants get nothing: their messages are skipped.
-- A reminder whose dose was recorded meanwhile is skipped, as is a visit reminder for a visit
-  moved or cancelled since, and a pregnancy-test reminder answered since; one past its useful time is skipped
-  as a missed delivery; one sent after `late_after` says it is late.
+- Whether a message is still wanted when its time comes is study/still_wanted.py's (`why_not`: a
+  participant who paused or left, a dose recorded meanwhile, a visit moved, an alert acknowledged,
+  a message past its useful time...); the dispatcher records its reason as the skip. One sent after
+  `late_after` says it is late.
 - Inside quiet hours (the recipient's local time) messages go without sound.
 - A row with `edit_message_id` edits that earlier message instead of sending a new one (an
   acknowledged alert's other copies lose their button and say who acknowledged it); an alert's
@@ -36,23 +37,10 @@ from bot.send_limiter import BULK
 from messages import sent as sent_record
 from messages.markup import inline_keyboard
 from messages.renderer import Button, MessageCatalog, MessageError, RenderedMessage
-from scheduler.planner import DiaryFact, accounted_slots
-from scheduler.tick import view_of
-from study import (
-    alerts,
-    broadcasts,
-    conversation,
-    diary,
-    outbox,
-    participant_text,
-    pregnancy_tests,
-    roles,
-    visits,
-)
+from study import alerts, conversation, outbox, participant_text, still_wanted
 from study.clock import Clock
 from study.database import Database, is_unavailable
 from study.models import (
-    Alert,
     DeliveryStep,
     JSONObject,
     OutboxKind,
@@ -61,8 +49,6 @@ from study.models import (
     Participant,
     ParticipantMessage,
     StaffMember,
-    TreatmentState,
-    Visit,
 )
 from study.protocol import Protocol
 
@@ -70,18 +56,16 @@ log = logging.getLogger(__name__)
 # Telegram's limit for one message's text, in UTF-16 units after entity parsing.
 MAX_TEXT = 4096
 _TAG = re.compile(r"<[^>]+>")
-# Messages a participant who paused (/stop) still gets: answers to what they themselves sent.
-WHILE_PAUSED = ("message_receipt",)
 MAX_ATTEMPTS = 8
 BATCH = 50  # messages looked up at once; the after-batch hook (broadcast progress) runs after each batch
 # Messages under way at once (each recipient's one at a time): enough to keep Telegram's 30 a
 # second going with 100 ms round trips and the database's records between sends.
 IN_FLIGHT = 10
-# Messages that go out in numbers on a schedule: behind replies at the send limiter, and at most
-# one a second to one chat (bot/send_limiter.py).
 # Who a message is for, as the outbox row says: (participant id, staff id). One at a time each.
 RecipientKey = tuple[int | None, int | None]
 
+# Messages that go out in numbers on a schedule: behind replies at the send limiter, and at most
+# one a second to one chat (bot/send_limiter.py).
 BULK_KINDS = frozenset({OutboxKind.BROADCAST, OutboxKind.REMINDER, OutboxKind.NUDGE, OutboxKind.VISIT_REMINDER,
                         OutboxKind.PREGNANCY_REMINDER, OutboxKind.CHECKIN, OutboxKind.DIGEST, OutboxKind.ANCHOR})
 
@@ -245,22 +229,20 @@ class OutboxDispatcher:
             recipient: Participant | StaffMember | None = (
                 await session.get(Participant, row.participant_id) if row.participant_id
                 else await session.get(StaffMember, row.staff_id))
-            chat_id, language, zone, why_not = _address(recipient, ZoneInfo(self.protocol.study.default_timezone),
-                                                        kind=row.kind)
+            chat_id, language, zone = _address(recipient, ZoneInfo(self.protocol.study.default_timezone))
             # An earlier try reached the participant though Telegram's answer to it was lost: they
             # answered that message (outbox.mark_answered learnt its id). It is recorded as sent,
-            # not sent again, whatever has happened since (a dose recorded, the reminder stale).
+            # not sent again, whatever has happened since (a dose recorded, the reminder stale): the
+            # rules of what is still wanted are not asked.
             delivered_earlier = row.telegram_message_id if row.answered_at is not None else None
-            if delivered_earlier is None and why_not is None and recipient is not None:
-                why_not = await self._no_longer_wanted(session, row, recipient, now)
-            copy = await _copy_source(session, row) if row.kind == conversation.COPY_KIND else None
-            if copy is not None and None in copy[:2] and why_not is None:
-                why_not = "the participant's message can no longer be copied (their chat is gone)"
-            if why_not is not None and delivered_earlier is None:
+            why_not = None if delivered_earlier is not None else await still_wanted.why_not(
+                session, self.protocol, row, recipient, now)
+            if why_not is not None:
                 row.status, row.last_error = OutboxStatus.SKIPPED, why_not
                 await outbox.record_event(session, row.id, DeliveryStep.SKIPPED, now=now, detail=why_not)
                 await _settled(session, row, now)
                 return True
+            copy = await _copy_source(session, row) if row.kind == conversation.COPY_KIND else None
             variables = {**self.study_variables, **_localised(row.variables, zone),
                          "late": row.late_after is not None and now > row.late_after}
             buttons = [[Button(name, data, vars_) for name, data, vars_ in r] for r in (row.buttons or [])]
@@ -401,33 +383,6 @@ class OutboxDispatcher:
                 log.warning("outbox %s was settled by another deliverer; what this one saw is not recorded", row_id)
             self._unwritten.pop(0)
 
-    async def _no_longer_wanted(self, session: AsyncSession, row: OutboxMessage, recipient: Participant | StaffMember,
-                                now: datetime) -> str | None:
-        """Why a message should not be sent after all, now that its time has come; None to send."""
-        if isinstance(recipient, StaffMember):
-            needs = roles.RECEIVING.get(row.kind)
-            if needs is not None and not roles.may(recipient.role, needs):
-                return f"a {recipient.role} does not receive this ({needs})"
-        if row.kind == "broadcast" and row.stale_after is not None and now >= row.stale_after:
-            return broadcasts.EXPIRED_NOTE
-        if row.stale_after is not None and now >= row.stale_after:
-            return "stale: past its useful time when it could be sent (missed delivery)"
-        if row.kind == "alert":
-            alert = await session.get(Alert, row.variables.get("alert_id"))
-            if alert is not None and alert.status != "open":
-                return "alert acknowledged before this was sent"
-        if not isinstance(recipient, Participant):  # the rest are participants' own reminders
-            return None
-        if row.kind in outbox.SLOT_KINDS and recipient.treatment != TreatmentState.ON_TREATMENT:
-            return f"treatment {recipient.treatment}: no cream reminders"
-        if row.kind in outbox.SLOT_KINDS and await _slot_recorded(session, recipient, row):
-            return "the dose was recorded before the reminder went out"
-        if row.kind == "visit_reminder":
-            return await _visit_changed(session, recipient, row)
-        if row.kind == "pregnancy_reminder":
-            return await _pregnancy_answered(session, self.protocol, recipient, row)
-        return None
-
     async def _sent(self, row_id: int, message_id: int, rendered: RenderedMessage, quiet: bool, *, at: datetime,
                     earlier: bool = False, note: str | None = None, edited: bool = False) -> None:
         """Telegram took the message. `earlier`: not now, but at a try whose answer was lost (the
@@ -455,7 +410,7 @@ class OutboxDispatcher:
                 detail += f", {note}"
             await outbox.record_event(session, row.id, DeliveryStep.SENT, now=now, detail=detail)
             await _settled(session, row, now)
-            if row is not None and row.kind == "alert":  # acknowledged while on its way: closed at once
+            if row is not None and row.kind == OutboxKind.ALERT:  # acknowledged while on its way: closed at once
                 await alerts.copy_sent(session, row, now=now)
 
     async def _fail(self, row_id: int, why: str, *, at: datetime) -> None:
@@ -523,36 +478,6 @@ async def _copy_source(session: AsyncSession, row: OutboxMessage) -> tuple[int |
     return participant.telegram_chat_id, record.telegram_message_id, reply_to
 
 
-async def _slot_recorded(session: AsyncSession, participant: Participant, row: OutboxMessage) -> bool:
-    slot_day = date.fromisoformat(row.variables["slot_date"])
-    facts = [DiaryFact(e.kind, e.local_date, e.occurred_at)
-             for e in await diary.standing_facts(session, [participant.id], slot_day)]
-    view = view_of(participant)
-    return row.dedup_key.rsplit(":", 1)[-1] in accounted_slots(view, facts, [slot_day])
-
-
-async def _visit_changed(session: AsyncSession, participant: Participant, row: OutboxMessage) -> str | None:
-    """A visit reminder is for one revision of one visit: moved or cancelled since, it is not sent."""
-    visit = await session.get(Visit, row.variables.get("visit_id"))
-    if visit is None or visit.participant_id != participant.id:
-        return "the visit no longer exists"
-    if visit.status not in visits.OPEN_STATUSES:
-        return f"the visit was {visit.status} after the reminder was queued"
-    if visit.revision != row.variables.get("revision"):
-        return "the visit was moved after the reminder was queued"
-    return None
-
-
-async def _pregnancy_answered(session: AsyncSession, protocol: Protocol, participant: Participant, row: OutboxMessage) -> str | None:
-    if not pregnancy_tests.apply_to(protocol.pregnancy_tests, participant):
-        return f"pregnancy tests do not apply to this participant now (treatment {participant.treatment})"
-    today = diary.local_today(participant, row.due_at or row.not_before)
-    due = await pregnancy_tests.current_due(session, protocol.pregnancy_tests, participant, today=today)
-    if due.isoformat() != row.variables.get("due_date"):
-        return "a test result was recorded before the reminder went out"
-    return None
-
-
 def _localised(variables: JSONObject, zone: ZoneInfo) -> JSONObject:
     """Outbox variables are JSON; `*_at` values are instants shown in the recipient's zone and
     `*_date` values are calendar days."""
@@ -566,16 +491,11 @@ def _localised(variables: JSONObject, zone: ZoneInfo) -> JSONObject:
     return result
 
 
-def _address(recipient: Participant | StaffMember | None, study_zone: ZoneInfo, *,
-             kind: str = "") -> tuple[int, str, ZoneInfo, str | None]:
+def _address(recipient: Participant | StaffMember | None, study_zone: ZoneInfo) -> tuple[int, str, ZoneInfo]:
+    """Where a message goes, in which language, shown in which zone (a chat of 0: nowhere, and
+    then study/still_wanted.py has said why not)."""
     if recipient is None:
-        return 0, "en", study_zone, "recipient no longer exists"
+        return 0, "en", study_zone
     if isinstance(recipient, StaffMember):
-        why_not = None if recipient.active else "staff member inactive"
-        return recipient.telegram_user_id, recipient.language, study_zone, why_not
-    zone = ZoneInfo(recipient.timezone)
-    if recipient.telegram_chat_id is None:
-        return 0, recipient.language, zone, "participant has no linked chat"
-    if recipient.status != "active" and not (recipient.status == "paused" and kind in WHILE_PAUSED):
-        return 0, recipient.language, zone, f"participant is {recipient.status}"
-    return recipient.telegram_chat_id, recipient.language, zone, None
+        return recipient.telegram_user_id, recipient.language, study_zone
+    return recipient.telegram_chat_id or 0, recipient.language, ZoneInfo(recipient.timezone)

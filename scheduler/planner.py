@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from study.models import ButtonRows, JSONObject
+from study.models import ButtonRows, JSONObject, OutboxKind
 from study.pregnancy_tests import PregnancyFact, due_date
 from study.protocol import Protocol, parse_hhmm
-from study.slots import Slot, instant, slots_on
+from study.slots import DiaryFact as DiaryFact  # the planners' input, whose callers import it from here
+from study.slots import Slot, SlotPlan, accounted, instant, slots_on
 from study.treatment import pregnancy_tests_due
 
 
@@ -49,15 +49,6 @@ class ParticipantView:
         if self.treatment_since is None:
             return self.active_since
         return max(self.active_since, self.treatment_since)
-
-
-class DiaryFact(NamedTuple):
-    """A standing diary entry: applied (with its time), missed (a day), or missing (a slot). A
-    plain tuple: a wave makes one for each of tens of thousands of entries."""
-
-    kind: str
-    local_date: date
-    occurred_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -130,21 +121,6 @@ def diary_since(now: datetime) -> date:
     return (now.astimezone(UTC) - timedelta(days=PLANNED_DAYS_BACK + 1) - _CLOCK_CHANGE - _WESTMOST).date()
 
 
-@dataclass(frozen=True)
-class SlotPlan:
-    """The slots planned on one local day for one zone and reminder times: yesterday's and
-    today's (`days`) and tomorrow's, in time order (`slots`: their windows tile the three days,
-    from `start` to `end`), and each day's. The same for everyone who shares the zone and times,
-    so a wave of thousands works it out a handful of times."""
-
-    days: tuple[date, ...]
-    slots: tuple[Slot, ...]
-    by_day: dict[date, list[Slot]]
-    start: datetime
-    end: datetime
-    earliest: datetime  # the earliest reminder (slots are in day and time order; a spring-forward day may not be)
-
-
 @lru_cache(maxsize=1024)
 def slot_plan(timezone: str, reminder_times: tuple[time, ...], today: date) -> SlotPlan:
     """Cached (bounded) per zone, reminder times (at least one) and local day: a wave shares a
@@ -154,43 +130,6 @@ def slot_plan(timezone: str, reminder_times: tuple[time, ...], today: date) -> S
     by_day = {day: slots_on(day, list(reminder_times), zone) for day in (*days, today + timedelta(days=1))}
     slots = tuple(slot for day_slots in by_day.values() for slot in day_slots)
     return SlotPlan(days, slots, by_day, slots[0].window_start, slots[-1].window_end, min(s.at for s in slots))
-
-
-def accounted_slots(participant: ParticipantView, facts: Iterable[DiaryFact], days: Iterable[date],
-                    by_day: dict[date, list[Slot]] | None = None) -> set[str]:
-    """The slots of `days` that already have an entry. An application counts for the slot whose
-    window holds it; a "missed a dose" (which has a day but no time) fills the day's earliest
-    slot still open; a system "missing" record holds its own slot."""
-    days = tuple(days)
-    by_day = by_day or {day: slots_on(day, list(participant.reminder_times), participant.zone) for day in days}
-    slots = tuple(sorted((slot for day_slots in by_day.values() for slot in day_slots), key=lambda s: s.window_start))
-    if not slots:
-        return set()
-    return _accounted(SlotPlan(days, slots, by_day, slots[0].window_start, slots[-1].window_end,
-                               min(s.at for s in slots)), list(facts))
-
-
-def _accounted(plan: SlotPlan, facts: list[DiaryFact]) -> set[str]:
-    accounted: set[str] = set()
-    missed = False
-    for kind, _, at in facts:
-        if kind == "missed":
-            missed = True
-        # The windows tile their days: an entry outside them is for a day not asked about
-        # (compared as instants, with no conversion to the participant's zone).
-        elif at is not None and plan.start <= at < plan.end and kind in ("applied", "missing"):
-            for slot in plan.slots:
-                if at < slot.window_end:
-                    if at >= slot.window_start:
-                        accounted.add(slot.key)
-                    break
-    if missed:
-        for day in plan.days:
-            open_slots = [s.key for s in plan.by_day[day] if s.key not in accounted]
-            for _ in (f for f in facts if f.kind == "missed" and f.local_date == day):
-                if open_slots:
-                    accounted.add(open_slots.pop(0))
-    return accounted
 
 
 def plan_applications(
@@ -204,7 +143,7 @@ def plan_applications(
     today = now.astimezone(participant.zone).date()
     slots = slot_plan(participant.timezone, participant.reminder_times, today)
     facts = list(facts)
-    skipped = _accounted(slots, facts) if facts else set()
+    skipped = accounted(slots, facts) if facts else set()
     if participant.cream_since > slots.earliest:
         # A dose due before they joined (or resumed) is neither reminded nor recorded missing.
         skipped |= {slot.key for slot in slots.slots if slot.at < participant.cream_since}
@@ -244,13 +183,13 @@ def _application_shape(timezone: str, reminder_times: tuple[time, ...], today: d
             continue
         nudge_at = slot.at + timedelta(minutes=nudge_after)
         for kind, template, at, stale in (
-            ("reminder", "reminder_application", slot.at, slot.at + timedelta(minutes=stale_after)),
-            ("nudge", "reminder_nudge", nudge_at, slot.window_end),
+            (OutboxKind.REMINDER, "reminder_application", slot.at, slot.at + timedelta(minutes=stale_after)),
+            (OutboxKind.NUDGE, "reminder_nudge", nudge_at, slot.window_end),
         ):
             if at > now:
                 plan.look_again_at(at)
                 continue
-            if kind == "nudge" and now >= stale:
+            if kind == OutboxKind.NUDGE and now >= stale:
                 continue  # a nudge that can no longer help is not worth a record either
             steps.append((slot, kind, template, at, at + timedelta(minutes=late_after), stale))
         if now >= slot.window_end:
@@ -329,7 +268,7 @@ def plan_visits(protocol: Protocol, participant: ParticipantView, visits: Iterab
             ]
             plan.messages.append(PlannedMessage(
                 key=visit_reminder_key(participant.id, visit, which),
-                kind="visit_reminder",
+                kind=OutboxKind.VISIT_REMINDER,
                 template_id="visit_reminder",
                 due_at=at,
                 variables={"visit_id": visit.id, "revision": visit.revision, "days_before": days_before,
@@ -386,7 +325,7 @@ def plan_pregnancy_tests(protocol: Protocol, participant: ParticipantView, facts
         return plan
     plan.messages.append(PlannedMessage(
         key=pregnancy_reminder_key(participant.id, due, repeat),
-        kind="pregnancy_reminder",
+        kind=OutboxKind.PREGNANCY_REMINDER,
         template_id="pregnancy_reminder",
         due_at=at,
         variables={"due_date": due.isoformat(), "where": rules.where, "repeat": repeat},

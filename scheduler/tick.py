@@ -69,16 +69,6 @@ class TickReport:
     first_looks: int = 0  # participants who had no next look and were given one
 
 
-def view_of(participant: Participant) -> ParticipantView:
-    return ParticipantView(
-        id=participant.id, study_id=participant.study_id, timezone=participant.timezone,
-        reminder_times=parse_times(participant.reminder_times),
-        active_since=participant.active_since or participant.consented_at or participant.enrolled_at,
-        wocbp=participant.wocbp, consented_at=participant.consented_at, treatment=participant.treatment,
-        treatment_reason=participant.treatment_reason, treatment_since=participant.treatment_since,
-    )
-
-
 def visit_fact(visit: Visit) -> VisitFact:
     return VisitFact(id=visit.id, name=visit.name, local_date=visit.scheduled_date, local_time=visit.scheduled_time,
                      status=visit.status, revision=visit.revision, changed_at=visit.changed_at)

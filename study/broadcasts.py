@@ -34,6 +34,7 @@ from study.audit import SYSTEM, Actor
 from study.models import (
     Broadcast,
     BroadcastStatus,
+    OutboxKind,
     OutboxMessage,
     OutboxStatus,
     Participant,
@@ -47,7 +48,7 @@ TEMPLATES: dict[str, bool] = {"broadcast_team_notice": True, "broadcast_clinic_c
 SHORT_NAMES = {"notice": "broadcast_team_notice", "closure": "broadcast_clinic_closure"}
 TEXT_MAX = 500
 MAX_VISIT_DAYS = 90
-# Why a recipient's message was not sent: its approval ran out first (scheduler/dispatcher.py).
+# Why a recipient's message was not sent: its approval ran out first (study/still_wanted.py).
 EXPIRED_NOTE = "the broadcast's approval expired before it could be sent"
 
 
@@ -213,9 +214,9 @@ async def _queue(session: AsyncSession, row: Broadcast, actor: Actor, now: datet
         await _set_status(session, row, BroadcastStatus.CANCELLED, actor, now, "broadcast has no recipients")
         raise BroadcastError("no_recipients")
     row.recipients = [p.study_id for p in people]
-    # One multi-row insert; not sent once the approval has run out (scheduler/dispatcher.py: EXPIRED_NOTE).
+    # One multi-row insert; not sent once the approval has run out (study/still_wanted.py: EXPIRED_NOTE).
     await outbox.enqueue_to_many(session, {f"broadcast:{row.id}:{person.id}": person.id for person in people},
-                                 kind="broadcast", template_id=row.template_id, variables=variables(row), now=now,
+                                 kind=OutboxKind.BROADCAST, template_id=row.template_id, variables=variables(row), now=now,
                                  stale_after=now + valid)
     await _set_status(session, row, BroadcastStatus.SENDING, actor, now, "broadcast queued",
                       recipients=row.recipients, template=row.template_id, template_hashes=hashes,

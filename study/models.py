@@ -380,8 +380,9 @@ OutboxStatus.SETTLED = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKI
 
 
 class OutboxKind(StrEnum):
-    """What an outbox message is for: the dispatcher treats some kinds apart (whether it goes to a
-    paused participant, needs a permission to receive, goes stale...)."""
+    """What an outbox message is for. Each kind has its row in study/still_wanted.py `RULES`: whether
+    it goes to a paused participant, the permission needed to receive it, what makes it unwanted
+    by the time it is due (a dose recorded, a visit moved, an alert acknowledged...)."""
 
     NOTICE = "notice"  # anything not named below
     REMINDER = "reminder"  # a dose reminder

@@ -17,10 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
 from study.database import insert_new, insert_new_counted
-from study.models import ButtonRows, DeliveryEvent, DeliveryStep, JSONObject, OutboxMessage, OutboxStatus
+from study.models import ButtonRows, DeliveryEvent, DeliveryStep, JSONObject, OutboxKind, OutboxMessage, OutboxStatus
 
 if TYPE_CHECKING:
     from scheduler.planner import PlannedMessage
+
+# Why a message past its `stale_after` is not sent (study/still_wanted.py; a broadcast's says more).
+STALE_NOTE = "stale: past its useful time when it could be sent (missed delivery)"
 
 
 async def enqueue(
@@ -33,7 +36,7 @@ async def enqueue(
     participant_id: int | None = None,
     staff_id: int | None = None,
     not_before: datetime | None = None,
-    kind: str = "notice",
+    kind: str = OutboxKind.NOTICE,
     buttons: ButtonRows | None = None,
     participant_message_id: int | None = None,
     stale_after: datetime | None = None,
@@ -41,7 +44,7 @@ async def enqueue(
 ) -> OutboxMessage | None:
     """Queue a message; None if one with this key was queued before. `participant_message_id`:
     the participant's message this passes on to the study team (study/conversation.py);
-    `stale_after`: not sent from then on (recorded as skipped by the dispatcher);
+    `stale_after`: not sent from then on (recorded as skipped by the dispatcher: study/still_wanted.py);
     `edit_message_id`: edit that earlier message of the recipient's chat instead of sending one."""
     if (participant_id is None) == (staff_id is None):
         raise ValueError("an outbox message goes to exactly one participant or staff member")
@@ -81,14 +84,13 @@ async def enqueue_planned(session: AsyncSession, planned: Sequence[PlannedMessag
     dropped. Returns (queued, recorded as stale)."""
     if not planned:
         return 0, 0
-    stale_note = "stale: past its useful time when it could be sent (missed delivery)"
     rows = [
         dict(dedup_key=p.key, kind=p.kind, participant_id=p.participant_id, staff_id=p.staff_id,
              template_id=p.template_id, variables=p.variables, buttons=p.buttons,
              status=OutboxStatus.SKIPPED if p.is_stale(now) else OutboxStatus.PENDING, created_at=now,
              not_before=now if p.is_stale(now) else max(p.due_at, now), due_at=p.due_at, late_after=p.late_after,
              stale_after=p.stale_after, attempts=0, disable_notification=False,
-             last_error=stale_note if p.is_stale(now) else None)
+             last_error=STALE_NOTE if p.is_stale(now) else None)
         for p in {p.key: p for p in planned}.values()
     ]
     # One multi-row insert that skips keys queued before: a time zone's morning wave is
@@ -132,7 +134,7 @@ async def cancel_pending_alert(session: AsyncSession, alert_id: int, *, now: dat
 
 
 # The kinds of message that remind of one diary slot; their keys end with the slot's key.
-SLOT_KINDS = ("reminder", "nudge")
+SLOT_KINDS = (OutboxKind.REMINDER, OutboxKind.NUDGE)
 
 
 def slot_keys(participant_id: int, slot_key: str) -> tuple[str, ...]:

@@ -53,10 +53,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "investigator": EVERYTHING,
     "monitor": frozenset({OVERSEE, EXPORT}),
 }
-# What a staff member is sent, by outbox kind, needs this permission when it is delivered (a
-# member whose role changed since it was queued does not get it: scheduler/dispatcher.py).
-RECEIVING = {"participant_message": RECEIVE_PARTICIPANT_MESSAGES, "media_copy": RECEIVE_PARTICIPANT_MESSAGES,
-             "alert": ACKNOWLEDGE}
+# What a staff member is sent needs, by outbox kind, a permission when it is delivered (a member
+# whose role changed since it was queued does not get it): study/still_wanted.py RULES (`needs`).
 
 # The study team's commands and buttons in Telegram, each with the permission it needs, in the
 # order a staff /help lists them (bot/handlers/manage.py staff_help; words: messages/*/staff_help).
