@@ -18,7 +18,8 @@ counts it.
   every other send waiting in this process: a participant's reply goes first.
 - One chat gets a burst of at most `CHAT_BURST` messages, then one a second (as Telegram paces
   a chat), and bulk sends at most one a second (`per_chat_seconds`); a send waiting for its
-  chat does not hold up the others.
+  chat does not hold up the others. On PostgreSQL each chat's pace is shared by every process
+  too (a chat's updates may be answered by several).
 - A 429 stops every send of the bot (every process) for its `retry_after`, and is retried
   up to `max_retries` times (0 in the tests: the outbox retries on the injected clock).
 """
@@ -36,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
@@ -93,6 +94,7 @@ class ChatPace:
         self._tokens = float(burst)
         self._at = -float("inf")
         self.newest: float | None = None
+        self.held_until = -float("inf")  # another process's sends to the chat (bot/send_slots.py)
 
     def _refilled(self, now: float) -> float:
         return min(float(self.burst), self._tokens + (now - self._at) / self.every)
@@ -100,7 +102,7 @@ class ChatPace:
     def wait(self, now: float) -> float:
         """Seconds until the chat may have another send (0: now)."""
         tokens = self._refilled(now)
-        return 0.0 if tokens >= 1 else (1 - tokens) * self.every
+        return max(0.0 if tokens >= 1 else (1 - tokens) * self.every, self.held_until - now)
 
     def take(self, now: float) -> None:
         self._tokens, self._at = self._refilled(now) - 1, now
@@ -108,7 +110,8 @@ class ChatPace:
 
     def quiet(self, now: float, for_bulk: float) -> bool:
         """Has the chat's burst come back, and its bulk second passed (then it may be forgotten)?"""
-        return self._refilled(now) >= self.burst and (self.newest or -float("inf")) + for_bulk <= now
+        return (self._refilled(now) >= self.burst and (self.newest or -float("inf")) + for_bulk <= now
+                and self.held_until <= now)
 
 
 class SlotRing:
@@ -146,11 +149,23 @@ class SlotRing:
         self._slots = [max(t, until - self.period) for t in self._slots]
 
 
+class Taken(NamedTuple):
+    """A send slot (`token`, for `settle`), or None and the seconds until one may be free
+    (`wait`); or, where the store paces chats too, the seconds until the chat may have one
+    (`chat_wait`: another process sent to it)."""
+
+    token: Any
+    wait: float = 0.0
+    chat_wait: float = 0.0
+
+
 class SlotStore(Protocol):
     """Where the ring is kept: this process's memory, or a table every process shares."""
 
-    async def take(self) -> tuple[Any, float]:
-        """Take a send slot now (a token for `settle`, and 0), or None and the seconds until one may be free."""
+    async def take(self, chat: str | None = None, *, gap: float = 0.0) -> Taken:
+        """Take a send slot now for a send to `chat` (None: no chat's pace applies), which must
+        be at least `gap` seconds after the chat's last send. A store in this process's memory
+        leaves chats to the limiter (one process sees every send); a shared one paces them too."""
         ...
 
     async def settle(self, token: Any, lag: float) -> None:
@@ -175,10 +190,10 @@ class LocalSlots:
         self.ring = SlotRing(limit, period)
         self.clock = clock
 
-    async def take(self) -> tuple[Any, float]:
+    async def take(self, chat: str | None = None, *, gap: float = 0.0) -> Taken:
         now = self.clock()
         slot, wait = self.ring.take(now)
-        return (None if slot is None else (slot, now)), wait
+        return Taken(None if slot is None else (slot, now), wait)
 
     async def settle(self, token: Any, lag: float) -> None:
         slot, taken = token
@@ -367,29 +382,37 @@ class SendLimiter(BaseRateLimiter[Pace]):
                 self._arrived.clear()
                 await self._pause(until_chat_free)
                 continue
-            token, wait = await self.slots.take()
-            if token is None:
-                if wait <= SEND_WINDOW_SECONDS:
+            # The slot is taken for this waiter's chat (a shared store paces the chat too).
+            taken = await self.slots.take(waiter.chat, gap=self.per_chat_seconds if waiter.priority else 0.0)
+            if taken.token is None and taken.chat_wait > 0:
+                # Another process sent to this chat: it waits that long here too, and the
+                # others go meanwhile.
+                # (At least a moment: a chat refused on the edge of its turn reads as due now.)
+                self._pace_of(waiter.chat).held_until = self.clock() + max(taken.chat_wait, 0.002)
+                continue
+            if taken.token is None:
+                if taken.wait <= SEND_WINDOW_SECONDS:
                     # When the next slot is free is known: nothing that comes to wait or is
                     # answered meanwhile frees one sooner (an answer's slot is free a window on).
-                    await self.sleep(wait)
+                    await self.sleep(taken.wait)
                 else:  # every slot is under way: a send's answer frees one
                     self._arrived.clear()
                     await self._pause(0.02)
                 continue
-            # The slot is taken: it goes to the first in order now (one may have come meanwhile).
-            waiter, _ = self._next(self.clock())
-            if waiter is None:  # (the waiter left meanwhile: the slot goes unused)
-                await self.slots.settle(token, 0.0)
+            if waiter.granted.done():  # (the waiter left meanwhile: the slot goes unused)
+                await self.slots.settle(taken.token, 0.0)
                 continue
             if waiter.chat is not None:
-                if waiter.chat not in self._chats:
-                    if len(self._chats) > 4096:
-                        self._forget_quiet_chats()
-                    self._chats[waiter.chat] = ChatPace()
-                self._chats[waiter.chat].take(self.clock())
+                self._pace_of(waiter.chat).take(self.clock())
             self.granted += 1
-            waiter.granted.set_result(token)
+            waiter.granted.set_result(taken.token)
+
+    def _pace_of(self, chat: str) -> ChatPace:
+        if chat not in self._chats:
+            if len(self._chats) > 4096:
+                self._forget_quiet_chats()
+            self._chats[chat] = ChatPace()
+        return self._chats[chat]
 
     async def _pause(self, seconds: float) -> None:
         """Sleep `seconds` (on the injected clock), or until another send comes to wait or one is answered."""

@@ -9,6 +9,12 @@ row's sends are at least `period` apart, so no window of `period` seconds holds 
 per row: `limit` sends in all. A 429 stamps every row forward, so no process sends before
 Telegram's `retry_after`.
 
+Telegram paces each chat over all the bot's processes too (a burst of three, then about one a
+second). With updates shared among processes, one chat's answers come from several of them, so
+`send_chats` keeps each chat's pace beside the slots: a send to a chat takes its slot and the
+chat's turn in the same statement, or neither, and learns how long the chat must wait when
+another process had its turn (the limiter then lets other chats go first).
+
 With the database away the limiter goes on with a ring in this process's memory (the apology
 for the outage must still go out), and back to the table when the database answers again.
 """
@@ -25,7 +31,7 @@ from typing import Any
 from sqlalchemy import Result, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.send_limiter import IN_FLIGHT_HOLD, LocalSlots
+from bot.send_limiter import CHAT_BURST, IN_FLIGHT_HOLD, SEND_WINDOW_SECONDS, LocalSlots, Taken
 from study.database import Database, is_unavailable
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,35 @@ def _statements(now: str) -> dict[str, TextClause]:
             UNION ALL
             SELECT NULL, NULL, (SELECT min(taken_at) + :period - {now} FROM send_slots WHERE slot < :limit)
             WHERE NOT EXISTS (SELECT FROM taken)"""),
+        # The same for a send to one chat, if the chat may have one too (Telegram's pace for one
+        # chat: a burst, then one a second; a bulk message `gap` after the chat's last): taken
+        # together, or neither. Without a slot or the chat's turn, the seconds until each.
+        "take_for_chat": text(f"""
+            WITH clock AS (SELECT {now} AS now),
+            free AS (
+                SELECT slot FROM send_slots, clock
+                WHERE slot < :limit AND taken_at <= clock.now - :period
+                ORDER BY taken_at LIMIT 1
+                FOR UPDATE OF send_slots SKIP LOCKED),
+            chat AS (
+                INSERT INTO send_chats AS c (chat_id, tokens, at, newest)
+                SELECT :chat, :burst - 1, clock.now, clock.now FROM clock WHERE EXISTS (SELECT FROM free)
+                ON CONFLICT (chat_id) DO UPDATE
+                    SET tokens = least(:burst, c.tokens + (excluded.at - c.at) / :every) - 1,
+                        at = excluded.at, newest = excluded.at
+                    WHERE c.tokens + (excluded.at - c.at) / :every >= 1 AND c.newest <= excluded.at - :gap
+                RETURNING c.chat_id),
+            taken AS (
+                UPDATE send_slots SET taken_at = clock.now + :in_flight FROM free, clock
+                WHERE send_slots.slot = free.slot AND EXISTS (SELECT FROM chat)
+                RETURNING send_slots.slot, clock.now AS at)
+            SELECT slot, at, NULL AS wait, NULL AS chat_wait FROM taken
+            UNION ALL
+            SELECT NULL, NULL,
+                (SELECT min(taken_at) + :period - clock.now FROM send_slots WHERE slot < :limit),
+                (SELECT greatest((1 - (c.tokens + (clock.now - c.at) / :every)) * :every, c.newest + :gap - clock.now)
+                 FROM send_chats AS c WHERE c.chat_id = :chat)
+            FROM clock WHERE NOT EXISTS (SELECT FROM taken)"""),
         "settle": text(f"UPDATE send_slots SET taken_at = greatest(CAST(:taken AS double precision), {now} - CAST(:lag AS double precision)) WHERE slot = :slot"),
         "hold": text(f"UPDATE send_slots SET taken_at = greatest(taken_at, {now} + :seconds - :period) "
                      "WHERE slot < :limit"),
@@ -97,23 +132,32 @@ class SharedSlots:
             with contextlib.suppress(Exception):  # a connection already lost has nothing to close
                 await connection.close()
 
-    async def take(self) -> tuple[Any, float]:
+    async def take(self, chat: str | None = None, *, gap: float = 0.0) -> Taken:
+        chat_id = _chat_id(chat)
         try:
-            result = await self._execute("take", lambda: self._params(in_flight=IN_FLIGHT_HOLD))
-            slot, taken, wait = tuple(result.one())
+            if chat_id is None:
+                result = await self._execute("take", lambda: self._params(in_flight=IN_FLIGHT_HOLD))
+                slot, taken, wait = tuple(result.one())
+                chat_wait = None
+            else:
+                result = await self._execute("take_for_chat", lambda: self._params(
+                    in_flight=IN_FLIGHT_HOLD, chat=chat_id, gap=gap, burst=CHAT_BURST, every=SEND_WINDOW_SECONDS))
+                slot, taken, wait, chat_wait = tuple(result.one())
         except Exception as error:
             if not is_unavailable(error):
                 raise
             if not self._away:
                 log.warning("send slots: the database is unavailable; pacing sends in this process alone")
                 self._away = True
-            slot, wait = await self._fallback.take()
-            return (None if slot is None else ("here", slot)), wait
+            here = await self._fallback.take()
+            return Taken(None if here.token is None else ("here", here.token), here.wait)
         self._away = False
         if slot is not None:
-            return ("shared", (slot, taken)), 0.0
+            return Taken(("shared", (slot, taken)))
+        if chat_wait is not None and chat_wait > 0:
+            return Taken(None, float(wait or 0.0), float(chat_wait))
         # A row another process is stamping this moment reads as free: try again very soon.
-        return None, max(float(wait or 0.0), 0.002)
+        return Taken(None, max(float(wait or 0.0), 0.002))
 
     async def settle(self, token: Any, lag: float) -> None:
         where, slot = token
@@ -148,3 +192,12 @@ class SharedSlots:
         except Exception as error:
             if not is_unavailable(error):
                 raise
+
+
+def _chat_id(chat: str | None) -> int | None:
+    """A chat's id for `send_chats` (the limiter keeps chats as text); None for none, or for a
+    channel's @name, which is paced by this process alone."""
+    try:
+        return None if chat is None else int(chat)
+    except ValueError:
+        return None

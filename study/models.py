@@ -1105,3 +1105,18 @@ class SendSlot(Base):
 
     slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     taken_at: Mapped[float] = mapped_column(Float)
+
+
+class SendChat(Base):
+    """Each chat's recent sends, as every process of the bot sees them (bot/send_slots.py):
+    Telegram paces one chat (a burst, then about one message a second) over all the bot's
+    processes, so a chat's pace is kept beside the overall slots. `tokens`: the chat's burst left
+    at `at`, refilled at one per `every` seconds; `newest`: its last send (bulk messages keep a
+    second from it). Times: the database's clock, in seconds since the epoch. On PostgreSQL only."""
+
+    __tablename__ = "send_chats"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tokens: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float)
+    newest: Mapped[float] = mapped_column(Float)

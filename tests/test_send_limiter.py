@@ -22,6 +22,7 @@ from sqlalchemy import insert
 
 from bot.app import build_application, demo_messages, running, send_limiter
 from bot.send_limiter import (
+    BULK,
     MESSAGES_PER_SECOND,
     RECENT_ANSWERS,
     SEND_WINDOW_SECONDS,
@@ -234,12 +235,13 @@ async def test_each_recipients_outbox_messages_arrive_in_order_while_several_are
 
 @contextlib.asynccontextmanager
 async def second_application(trial_db: Database, world: TelegramWorld, server: BotApiServer, clock: ManualClock,
-                             protocol: Protocol) -> AsyncIterator:
+                             protocol: Protocol, virtual_time: VirtualTime | None = None) -> AsyncIterator:
     """Another process of the same bot: its own pool, its own Application, the same database."""
     db = Database(trial_db.url.render_as_string(hide_password=False), schema=trial_db.schema)
     app = build_application(token=world.token, base_url=server.base_url, base_file_url=server.base_file_url,
                             protocol=protocol, db=db, clock=clock, tick_seconds=None,
-                            messages=demo_messages(protocol))
+                            messages=demo_messages(protocol),
+                            limiter=send_limiter(db, virtual_time=virtual_time) if virtual_time else None)
     await app.initialize()
     try:
         yield app
@@ -267,3 +269,29 @@ async def test_two_applications_on_postgresql_share_one_limit(db: Database, cloc
     assert len(sends) == 80 and refused(world) == [], "paced together: each alone would have sent 30 at once"
     assert isinstance(first.bot.rate_limiter, SendLimiter)
     assert isinstance(first.bot.rate_limiter.slots, SharedSlots)
+
+
+async def test_two_applications_on_postgresql_pace_one_chat_together(db: Database, clock: ManualClock,
+                                                                      protocol: Protocol) -> None:
+    # One participant's answers may come from either process (updates are shared among them);
+    # Telegram paces the chat over both. Each alone would send its own burst of three at once.
+    if db.is_sqlite:
+        pytest.skip("one process on SQLite: the ring is in its memory")
+    world = TelegramWorld(now=clock.now)
+    [user] = opened(world, 1)
+    now = VirtualTime()  # the database's clock for both, and Telegram's: no second really passes
+    async with BotApiServer(world) as server:
+        first = build_application(token=world.token, base_url=server.base_url, base_file_url=server.base_file_url,
+                                  protocol=protocol, db=db, clock=clock, tick_seconds=None,
+                                  messages=demo_messages(protocol), limiter=send_limiter(db, virtual_time=now))
+        async with running(first, poll_timeout=1), \
+                second_application(db, world, server, clock, protocol, virtual_time=now) as second:
+            world.rate_limiter = RateLimiter(STRICT, clock=now)  # from here on: the set-up is done
+            calls = len(world.calls)
+            await asyncio.gather(*(app.bot.send_message(user.chat_id, f"answer {n}")
+                                   for n, app in enumerate([first, second] * 3)))
+            bulk = await asyncio.gather(*(app.bot.send_message(user.chat_id, f"notice {n}", rate_limit_args=BULK)
+                                          for n, app in enumerate([first, second])))
+    sends = [c for c in world.calls[calls:] if c.method == "sendMessage"]
+    assert len(sends) == 8 and refused(world) == [], [c.description for c in refused(world)]
+    assert len(bulk) == 2

@@ -1,0 +1,28 @@
+"""send chats: each chat's recent sends, shared by every process (bot/send_slots.py)
+
+Revision ID: 0018
+Revises: 0017
+Create Date: 2026-11-29
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0018'
+down_revision = '0017'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # A chat's row is made by its first send.
+    op.create_table('send_chats',
+    sa.Column('chat_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('tokens', sa.Float(), nullable=False),
+    sa.Column('at', sa.Float(), nullable=False),
+    sa.Column('newest', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('chat_id', name=op.f('pk_send_chats'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('send_chats')
