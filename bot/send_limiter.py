@@ -15,7 +15,8 @@ counts it.
 - Which calls count: those Telegram's flood control counts, messages sent, copied, forwarded
   or edited (anything with a `chat_id` but chat actions); a button's answer does not.
 - Priority: `Pace(bulk=True)` (the outbox's reminders, broadcasts, digests) waits behind
-  every other send waiting in this process: a participant's reply goes first.
+  every other send waiting in this process, and on PostgreSQL behind a reply waiting in any
+  process: a participant's reply goes first.
 - One chat gets a burst of at most `CHAT_BURST` messages, then one a second (as Telegram paces
   a chat), and bulk sends at most one a second (`per_chat_seconds`); a send waiting for its
   chat does not hold up the others. On PostgreSQL each chat's pace is shared by every process
@@ -162,10 +163,11 @@ class Taken(NamedTuple):
 class SlotStore(Protocol):
     """Where the ring is kept: this process's memory, or a table every process shares."""
 
-    async def take(self, chat: str | None = None, *, gap: float = 0.0) -> Taken:
+    async def take(self, chat: str | None = None, *, gap: float = 0.0, bulk: bool = False) -> Taken:
         """Take a send slot now for a send to `chat` (None: no chat's pace applies), which must
-        be at least `gap` seconds after the chat's last send. A store in this process's memory
-        leaves chats to the limiter (one process sees every send); a shared one paces them too."""
+        be at least `gap` seconds after the chat's last send; `bulk`: it goes behind replies. A
+        store in this process's memory leaves chats and priority to the limiter (one process sees
+        every send); a shared one keeps them for every process."""
         ...
 
     async def settle(self, token: Any, lag: float) -> None:
@@ -190,7 +192,7 @@ class LocalSlots:
         self.ring = SlotRing(limit, period)
         self.clock = clock
 
-    async def take(self, chat: str | None = None, *, gap: float = 0.0) -> Taken:
+    async def take(self, chat: str | None = None, *, gap: float = 0.0, bulk: bool = False) -> Taken:
         now = self.clock()
         slot, wait = self.ring.take(now)
         return Taken(None if slot is None else (slot, now), wait)
@@ -383,7 +385,8 @@ class SendLimiter(BaseRateLimiter[Pace]):
                 await self._pause(until_chat_free)
                 continue
             # The slot is taken for this waiter's chat (a shared store paces the chat too).
-            taken = await self.slots.take(waiter.chat, gap=self.per_chat_seconds if waiter.priority else 0.0)
+            taken = await self.slots.take(waiter.chat, gap=self.per_chat_seconds if waiter.priority else 0.0,
+                                          bulk=bool(waiter.priority))
             if taken.token is None and taken.chat_wait > 0:
                 # Another process sent to this chat: it waits that long here too, and the
                 # others go meanwhile.

@@ -15,6 +15,10 @@ second). With updates shared among processes, one chat's answers come from sever
 chat's turn in the same statement, or neither, and learns how long the chat must wait when
 another process had its turn (the limiter then lets other chats go first).
 
+Replies go ahead of bulk messages across processes as well: a reply that finds no slot free
+marks `send_replies` (one row: until when a reply is waiting), and no process's bulk message
+takes a slot before then; the reply takes the next one that frees.
+
 With the database away the limiter goes on with a ring in this process's memory (the apology
 for the outage must still go out), and back to the table when the database answers again.
 """
@@ -37,6 +41,9 @@ from study.database import Database, is_unavailable
 log = logging.getLogger(__name__)
 
 _DATABASE_NOW = "extract(epoch from clock_timestamp())"
+#: A reply that found no slot free keeps bulk messages of every process from the next free slots
+#: until this long after the next one frees (time for it to take one).
+REPLY_HOLD = 0.05
 
 
 def _statements(now: str) -> dict[str, TextClause]:
@@ -60,9 +67,11 @@ def _statements(now: str) -> dict[str, TextClause]:
         # together, or neither. Without a slot or the chat's turn, the seconds until each.
         "take_for_chat": text(f"""
             WITH clock AS (SELECT {now} AS now),
+            replies AS (SELECT waiting_until FROM send_replies WHERE id = 0),
             free AS (
                 SELECT slot FROM send_slots, clock
                 WHERE slot < :limit AND taken_at <= clock.now - :period
+                  AND NOT (CAST(:bulk AS boolean) AND EXISTS (SELECT FROM replies WHERE waiting_until > clock.now))
                 ORDER BY taken_at LIMIT 1
                 FOR UPDATE OF send_slots SKIP LOCKED),
             chat AS (
@@ -76,11 +85,18 @@ def _statements(now: str) -> dict[str, TextClause]:
             taken AS (
                 UPDATE send_slots SET taken_at = clock.now + :in_flight FROM free, clock
                 WHERE send_slots.slot = free.slot AND EXISTS (SELECT FROM chat)
-                RETURNING send_slots.slot, clock.now AS at)
+                RETURNING send_slots.slot, clock.now AS at),
+            next_free AS (SELECT min(taken_at) + :period - clock.now AS wait FROM send_slots, clock WHERE slot < :limit
+                          GROUP BY clock.now),
+            waiting AS (
+                UPDATE send_replies SET waiting_until = greatest(
+                    waiting_until, clock.now + least(greatest((SELECT wait FROM next_free), 0), :period) + :hold)
+                FROM clock WHERE id = 0 AND NOT CAST(:bulk AS boolean) AND NOT EXISTS (SELECT FROM free))
             SELECT slot, at, NULL AS wait, NULL AS chat_wait FROM taken
             UNION ALL
             SELECT NULL, NULL,
-                (SELECT min(taken_at) + :period - clock.now FROM send_slots WHERE slot < :limit),
+                greatest((SELECT wait FROM next_free),
+                         CASE WHEN CAST(:bulk AS boolean) THEN (SELECT waiting_until - clock.now FROM replies) END),
                 (SELECT greatest((1 - (c.tokens + (clock.now - c.at) / :every)) * :every, c.newest + :gap - clock.now)
                  FROM send_chats AS c WHERE c.chat_id = :chat)
             FROM clock WHERE NOT EXISTS (SELECT FROM taken)"""),
@@ -89,6 +105,7 @@ def _statements(now: str) -> dict[str, TextClause]:
                      "WHERE slot < :limit"),
         "make": text("INSERT INTO send_slots (slot, taken_at) SELECT s, 0 FROM generate_series(0, :limit - 1) AS s "
                      "ON CONFLICT (slot) DO NOTHING"),
+        "make_replies": text("INSERT INTO send_replies (id, waiting_until) VALUES (0, 0) ON CONFLICT (id) DO NOTHING"),
     }
 
 
@@ -120,6 +137,7 @@ class SharedSlots:
                     connection = await self.db.engine.connect()
                     await connection.execution_options(isolation_level="AUTOCOMMIT")
                     await connection.execute(self._sql["make"], {"limit": self.limit})
+                    await connection.execute(self._sql["make_replies"])
                     self._connection = connection
                 return await self._connection.execute(self._sql[name], params())
             except Exception:
@@ -132,7 +150,7 @@ class SharedSlots:
             with contextlib.suppress(Exception):  # a connection already lost has nothing to close
                 await connection.close()
 
-    async def take(self, chat: str | None = None, *, gap: float = 0.0) -> Taken:
+    async def take(self, chat: str | None = None, *, gap: float = 0.0, bulk: bool = False) -> Taken:
         chat_id = _chat_id(chat)
         try:
             if chat_id is None:
@@ -141,7 +159,8 @@ class SharedSlots:
                 chat_wait = None
             else:
                 result = await self._execute("take_for_chat", lambda: self._params(
-                    in_flight=IN_FLIGHT_HOLD, chat=chat_id, gap=gap, burst=CHAT_BURST, every=SEND_WINDOW_SECONDS))
+                    in_flight=IN_FLIGHT_HOLD, chat=chat_id, gap=gap, burst=CHAT_BURST, every=SEND_WINDOW_SECONDS,
+                    bulk=bulk, hold=REPLY_HOLD))
                 slot, taken, wait, chat_wait = tuple(result.one())
         except Exception as error:
             if not is_unavailable(error):

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     Time,
@@ -1120,3 +1121,14 @@ class SendChat(Base):
     tokens: Mapped[float] = mapped_column(Float)
     at: Mapped[float] = mapped_column(Float)
     newest: Mapped[float] = mapped_column(Float)
+
+
+class SendReplies(Base):
+    """Until when a reply is waiting for a send slot in some process of the bot (bot/send_slots.py):
+    no process's bulk message takes a slot before then. One row. On PostgreSQL only."""
+
+    __tablename__ = "send_replies"
+    __table_args__ = (CheckConstraint("id = 0", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    waiting_until: Mapped[float] = mapped_column(Float)

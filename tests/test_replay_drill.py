@@ -66,7 +66,7 @@ def _plain(value: Any) -> Any:
 # same records either way, but which of two comes first (so its id) is the scheduler's choice.
 INTERLEAVED = {"sent_messages"}
 # The send limiter's ring (when each slot last sent, by the database's clock): pacing, not a record.
-NOT_COMPARED = {"send_slots", "send_chats"}
+NOT_COMPARED = {"send_slots", "send_chats", "send_replies"}
 
 
 async def snapshot(db: Database) -> dict[str, list[dict]]:

@@ -295,3 +295,31 @@ async def test_two_applications_on_postgresql_pace_one_chat_together(db: Databas
     sends = [c for c in world.calls[calls:] if c.method == "sendMessage"]
     assert len(sends) == 8 and refused(world) == [], [c.description for c in refused(world)]
     assert len(bulk) == 2
+
+
+async def test_a_reply_waiting_in_one_process_goes_ahead_of_bulk_messages_of_another(db: Database) -> None:
+    # The scheduler leader's broadcast fills every slot; a participant's answer in the other
+    # process finds none free. The next slot to free is the answer's, not the broadcast's.
+    if db.is_sqlite:
+        pytest.skip("one process on SQLite: priority is the limiter's own")
+    now = VirtualTime(1000.0)
+    leader = SharedSlots(db, limit=MESSAGES_PER_SECOND, period=SEND_WINDOW_SECONDS, clock=now)
+    other = SharedSlots(db, limit=MESSAGES_PER_SECOND, period=SEND_WINDOW_SECONDS, clock=now)
+    try:
+        for chat in range(MESSAGES_PER_SECOND):
+            taken = await leader.take(str(7000 + chat), gap=1.0, bulk=True)
+            assert taken.token is not None
+            await leader.settle(taken.token, 0.0)
+        now.now += 0.5
+        refused = await other.take("8000")
+        assert refused.token is None and refused.wait == pytest.approx(SEND_WINDOW_SECONDS - 0.5, abs=0.01)
+        now.now += refused.wait  # the first slot is free again
+        behind = await leader.take("7100", gap=1.0, bulk=True)
+        assert behind.token is None and behind.wait > 0, "the broadcast waits for the answer"
+        answer = await other.take("8000")
+        assert answer.token is not None
+        now.now += behind.wait
+        assert (await leader.take("7100", gap=1.0, bulk=True)).token is not None, "and then goes on"
+    finally:
+        await leader.close()
+        await other.close()

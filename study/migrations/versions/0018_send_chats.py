@@ -1,4 +1,4 @@
-"""send chats: each chat's recent sends, shared by every process (bot/send_slots.py)
+"""send chats and replies: each chat's recent sends, and until when a reply waits, shared by every process (bot/send_slots.py)
 
 Revision ID: 0018
 Revises: 0017
@@ -22,7 +22,15 @@ def upgrade() -> None:
     sa.Column('newest', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('chat_id', name=op.f('pk_send_chats'))
     )
+    # One row, made by the first process that sends.
+    op.create_table('send_replies',
+    sa.Column('id', sa.SmallInteger(), autoincrement=False, nullable=False),
+    sa.Column('waiting_until', sa.Float(), nullable=False),
+    sa.CheckConstraint('id = 0', name=op.f('ck_send_replies_one_row')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_replies'))
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('send_replies')
     op.drop_table('send_chats')
