@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,7 +53,7 @@ from telegram import (
     InlineKeyboardMarkup,
     Update,
 )
-from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters
+from telegram.ext import Application, BaseRateLimiter, CallbackQueryHandler, MessageHandler, filters
 
 from bot.app import (
     CONCURRENT_UPDATES,
@@ -73,6 +74,20 @@ from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 from tests.drills.process import scratch_database
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 in New York
+
+
+class Unpaced(BaseRateLimiter[Any]):
+    """No pacing: every call goes straight through. The dispatcher passes a `Pace` with each bulk
+    send (the reminders), which PTB refuses without a limiter; this one takes it and ignores it."""
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def process_request(self, callback, args, kwargs, endpoint, data, rate_limit_args):
+        return await callback(*args, **kwargs)
 
 
 @contextlib.asynccontextmanager
@@ -204,7 +219,8 @@ async def _trialbot_measured(count: int, db: Database, latency: float, transport
     world = TelegramWorld(now=clock.now)
     async with BotApiServer(world) as server:
         app = build_application(token=world.token, base_url=server.base_url, base_file_url=server.base_file_url,
-                                protocol=protocol, db=db, clock=clock, tick_seconds=None, rate_limited=False,
+                                protocol=protocol, db=db, clock=clock, tick_seconds=None,
+                                limiter=Unpaced(),  # type: ignore[arg-type]  # a SendLimiter's place, unpaced
                                 outbox_poll_seconds=3600, messages=demo_messages(protocol))
         port = free_port()
         hook = Webhook(url=f"http://127.0.0.1:{port}/telegram", secret_token="bench-secret", port=port)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, cast
@@ -104,6 +105,9 @@ class Change:
     new: dict[str, Any] | None = None
     reason: str | None = None
     timezone: str | None = None
+    # The record this change creates as its INSERT returned it (record_hashes.returned's columns):
+    # its content hash is taken from it, with no read back.
+    row: Mapping[Any, Any] | None = None
 
 
 async def record(
@@ -118,9 +122,11 @@ async def record(
     new: dict[str, Any] | None = None,
     reason: str | None = None,
     timezone: str | None = None,
+    row: Mapping[Any, Any] | None = None,
 ) -> AuditEntry:
-    """Append one entry to the trail, in the caller's transaction."""
-    [entry] = await record_many(session, [Change(actor, action, entity, entity_id, now, old, new, reason, timezone)])
+    """Append one entry to the trail, in the caller's transaction. `row`: see `Change`."""
+    [entry] = await record_many(session, [Change(actor, action, entity, entity_id, now, old, new, reason, timezone,
+                                                 row)])
     return entry
 
 
@@ -129,6 +135,7 @@ _TAIL = select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).
 # (A mapped class's __table__ is its Table; DeclarativeBase declares only a FromClause.)
 _INSERT = cast(Table, AuditEntry.__table__).insert()
 _COLUMNS = [c.key for c in cast(Table, AuditEntry.__table__).columns if c.key != "id"]
+_CHAIN_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 async def record_many(session: AsyncSession, changes: list[Change]) -> list[AuditEntry]:
@@ -137,9 +144,10 @@ async def record_many(session: AsyncSession, changes: list[Change]) -> list[Audi
     if not changes:
         return []
     # Read before the chain's lock is taken: the records are the caller's, in its transaction.
-    contents = await record_hashes.contents_for(session, [(c.action, c.entity, c.entity_id, c.new) for c in changes])
+    contents = await record_hashes.contents_for(session, [(c.action, c.entity, c.entity_id, c.new) for c in changes],
+                                                [c.row for c in changes])
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+        await session.execute(_CHAIN_LOCK, {"key": CHAIN_LOCK_KEY})
     last = (await session.execute(_TAIL)).first()
     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
     entries: list[AuditEntry] = []

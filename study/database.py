@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 from alembic import command
@@ -279,8 +279,11 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        # Owed, not sent: the BEGIN goes to SQLite in the trip of the transaction's first statement
+        # (_OneTripCursor), which SQLAlchemy sends right after this event; a transaction with no
+        # statement begins nothing on the database.
         read_only = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        connection.connection.dbapi_connection.owe_begin("BEGIN" if read_only else "BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
 
 async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *, unique: str,
@@ -424,7 +427,8 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     """SQLAlchemy's aiosqlite cursor makes four trips to aiosqlite's thread per statement (open a
     cursor, execute, fetch, close), each a queue hand-off there and a wake-up of the event loop
     back. This one makes one: the statement runs, its rows are fetched and its cursor closed in a
-    single call on that thread. Results are what the plain cursor gives (all rows fetched at once,
+    single call on that thread; the first statement of a transaction takes its BEGIN along (see
+    `_OneTripConnection`). Results are what the plain cursor gives (all rows fetched at once,
     as it does too); server-side cursors are not used by this code."""
 
     __slots__ = ("_description", "_lastrowid", "_rowcount")
@@ -459,10 +463,16 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     def _run(self, many: bool, operation: Any, parameters: Any) -> Any:
         driver = self._connection  # aiosqlite's Connection; its sqlite3 connection runs on its thread
+        connection = cast(_OneTripConnection, self._adapt_connection)
+        begin, connection.begin_owed = connection.begin_owed, None
+        trip = object()
+        on_its_way = connection.on_its_way
 
         def on_thread() -> tuple[Any, int, int | None, list[Any]]:
             cursor = driver._conn.cursor()
             try:
+                if begin is not None:
+                    cursor.execute(begin)
                 if many:
                     cursor.executemany(operation, parameters)
                 elif parameters is None:
@@ -473,7 +483,9 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
                 return cursor.description, cursor.rowcount, cursor.lastrowid, rows
             finally:
                 cursor.close()
+                on_its_way.discard(trip)  # done on the thread: whatever it began is begun
 
+        on_its_way.add(trip)
         try:
             self._description, self._rowcount, self._lastrowid, rows = await_(driver._execute(on_thread))
         except Exception as error:  # noqa: BLE001 - translated to the DBAPI's errors, as SQLAlchemy's cursor does
@@ -488,8 +500,42 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    """Two trips to aiosqlite's thread saved per transaction, neither of which did anything:
+
+    - BEGIN is owed (`owe_begin`, from the engine's `begin` event) and sent in the trip of the
+      transaction's first statement, just before it; SQLAlchemy sends that statement right after
+      the event, so the transaction starts at the same moment. A transaction that ends with no
+      statement (its BEGIN still owed) commits or rolls back nothing, with no trip.
+    - The rollback SQLAlchemy's pool makes of every connection given back, after the commit that
+      ended its transaction, is made only when SQLite has a transaction open on the connection or
+      a statement is still on its way there (one whose waiter was cancelled may yet begin one):
+      a rollback with nothing to roll back is no trip."""
+
+    __slots__ = ("begin_owed", "on_its_way")
     _cursor_cls = _OneTripCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.begin_owed: str | None = None
+        self.on_its_way: set[object] = set()  # statements handed to the thread and not done there
+
+    def owe_begin(self, statement: str) -> None:
+        self.begin_owed = statement
+
+    def commit(self) -> None:
+        if self.begin_owed is not None:
+            self.begin_owed = None  # nothing was begun
+            return
+        super().commit()
+
+    def rollback(self) -> None:
+        if self.begin_owed is not None:
+            self.begin_owed = None
+            return
+        plain = self._connection._connection  # sqlite3's connection (None once closed)
+        if plain is not None and not self.on_its_way and not plain.in_transaction:
+            return  # nothing to roll back (sqlite3's rollback would do nothing either)
+        super().rollback()
 
 
 class _OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):

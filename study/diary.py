@@ -20,7 +20,7 @@ from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from study import audit, corrections
+from study import audit, corrections, record_hashes
 from study.audit import Actor
 from study.database import among, insert_new
 from study.models import DiaryEntry, Participant
@@ -167,8 +167,9 @@ async def _append(
     # One statement that stores the entry unless this key was stored before: a press repeated, or
     # the same press handled a moment ago elsewhere. (This is the hot path of every tap.)
     table = DiaryEntry.__table__
+    # It returns the entry as stored, which its audit entry's content hash is taken from.
     inserted = await insert_new(session, table, [{c.key: getattr(entry, c.key) for c in table.columns if c.key != "id"}],
-                                unique="idempotency_key", returning=(table.c.id,))
+                                unique="idempotency_key", returning=record_hashes.returned(DiaryEntry))
     if not inserted:
         existing = await session.scalar(select(DiaryEntry).where(DiaryEntry.idempotency_key == scoped_key))
         return LogResult(LogStatus.ALREADY_LOGGED, existing)
@@ -176,6 +177,7 @@ async def _append(
     await audit.record(
         session, actor=actor, action="create", entity="diary_entry", entity_id=entry.id, now=now,
         new=_describe(entry), reason=f"diary entry via {entry.source}", timezone=participant.timezone,
+        row=inserted[0]._mapping,
     )
     return LogResult(LogStatus.LOGGED, entry)
 

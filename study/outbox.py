@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -142,6 +142,16 @@ def slot_keys(participant_id: int, slot_key: str) -> tuple[str, ...]:
     return tuple(f"{kind}:{participant_id}:{slot_key}" for kind in SLOT_KINDS)
 
 
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_MARK_ANSWERED = (update(_OUTBOX)
+                  .where(_OUTBOX.c.participant_id == bindparam("answering"),
+                         _OUTBOX.c.telegram_message_id == bindparam("message_id"),
+                         _OUTBOX.c.answered_at.is_(None))
+                  .values(answered_at=bindparam("now"))
+                  .returning(_OUTBOX.c.id))
+_EVENT = insert(cast(Table, DeliveryEvent.__table__))
+
+
 async def mark_answered(session: AsyncSession, participant_id: int, telegram_message_id: int, *,
                         now: datetime, slot_keys: tuple[str, ...] = ()) -> int | None:
     """If the message a participant answered was one the bot started (a reminder), note it, the
@@ -151,16 +161,14 @@ async def mark_answered(session: AsyncSession, participant_id: int, telegram_mes
     none of whose rows knows its id was sent by a try whose answer from Telegram was lost: the
     earliest such try of the slot (tried, no message id) is the one that reached the participant,
     and learns its message id here; the dispatcher then records it sent instead of trying again."""
-    marked = await session.scalar(
-        update(OutboxMessage)
-        .where(OutboxMessage.participant_id == participant_id,
-               OutboxMessage.telegram_message_id == telegram_message_id,
-               OutboxMessage.answered_at.is_(None))
-        .values(answered_at=now)
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False))
+    # Core statements built once (every tap on a reminder comes here), not the ORM's bulk update and
+    # unit of work; what the caller added or changed is written first, as the ORM's autoflush did.
+    await session.flush()
+    marked: int | None = await session.scalar(_MARK_ANSWERED, {"answering": participant_id,
+                                                               "message_id": telegram_message_id, "now": now})
     if marked is not None:
-        await record_event(session, marked, DeliveryStep.ANSWERED, now=now)
+        await session.execute(_EVENT, {"outbox_id": marked, "at": now, "event": DeliveryStep.ANSWERED,
+                                       "detail": None})
         return marked
     if not slot_keys:
         return None

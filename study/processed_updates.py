@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, or_, select, update
+from sqlalchemy import Row, Table, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study.models import ProcessedUpdate
@@ -49,7 +49,7 @@ class Handled:
     answered_at: datetime | None
 
     @classmethod
-    def of(cls, row: ProcessedUpdate) -> Handled:
+    def of(cls, row: ProcessedUpdate | Row[int, int, dict[str, Any] | None, datetime | None]) -> Handled:
         return cls(row.bot_id, row.update_id, row.answer, row.answered_at)
 
 
@@ -79,15 +79,19 @@ def _find_statement(by_query: bool, by_action: bool) -> Any:
         conditions.append(ProcessedUpdate.callback_query_id == bindparam("callback_query_id"))
     if by_action:
         conditions.append(ProcessedUpdate.action_key == bindparam("action_key"))
-    return (select(ProcessedUpdate).where(or_(*conditions), ProcessedUpdate.handled_at > bindparam("since"))
+    # The columns a Handled copies, not the mapped row: no ORM object to build for every update.
+    return (select(ProcessedUpdate.bot_id, ProcessedUpdate.update_id, ProcessedUpdate.answer,
+                   ProcessedUpdate.answered_at)
+            .where(or_(*conditions), ProcessedUpdate.handled_at > bindparam("since"))
             .order_by(ProcessedUpdate.id).limit(1))
 
 
 async def find(session: AsyncSession, key: UpdateKey, *, now: datetime) -> Handled | None:
     """The record of this update (or of its action), if it was handled within `KEPT_FOR`."""
     query = _find_statement(key.callback_query_id is not None, key.action_key is not None)
-    row = await session.scalar(query, {"bot_id": key.bot_id, "update_id": key.update_id, "since": now - KEPT_FOR,
-                                       "callback_query_id": key.callback_query_id, "action_key": key.action_key})
+    row = (await session.execute(query, {"bot_id": key.bot_id, "update_id": key.update_id, "since": now - KEPT_FOR,
+                                         "callback_query_id": key.callback_query_id,
+                                         "action_key": key.action_key})).first()
     return Handled.of(row) if row is not None else None
 
 

@@ -190,20 +190,36 @@ def _read_back(dialect: str, kind: RecordType) -> Any:
     return _select(kind).where(among_param(dialect, kind.model.__table__.c.id, "ids"))
 
 
-async def contents_for(session: AsyncSession,
-                       changes: Sequence[tuple[str, str, object, object]]) -> list[dict[str, Any] | None]:
+@functools.cache
+def returned(model: Any) -> tuple[Any, ...]:
+    """The columns an INSERT of a `model` record returns so that its content hash needs no read
+    back (`contents_for`'s `rows`): its id and every column hashed, built once."""
+    kind = next(kind for kind in RECORDS if kind.model is model)
+    table = model.__table__
+    return (table.c.id, *(table.c[column] for column in kind.columns))
+
+
+async def contents_for(session: AsyncSession, changes: Sequence[tuple[str, str, object, object]],
+                       rows: Sequence[Mapping[Any, Any] | None] = ()) -> list[dict[str, Any] | None]:
     """The content hash each change's entry is to hold: for (action, entity, entity_id, new) that
     creates a record, its record as the database holds it (read back, so that it is hashed
-    exactly as `audit verify` will read it); None for the rest."""
+    exactly as `audit verify` will read it); None for the rest. `rows`, beside `changes`: a
+    record the caller has as the database holds it already (its INSERT's RETURNING of the
+    columns `returned` names: the row as stored, read through the same column types), hashed
+    without a read back."""
     named = [created_by(*change) for change in changes]
+    contents: dict[tuple[str, int], dict[str, Any]] = {}
     wanted: dict[RecordType, set[int]] = {}
-    for found in named:
-        if found is not None:
+    for found, given in zip(named, [*rows, *[None] * (len(named) - len(rows))], strict=True):
+        if found is None:
+            continue
+        if given is not None and given["id"] == found[1]:
+            contents[(found[0].table, found[1])] = content_of(given, found[0].columns)
+        else:
             wanted.setdefault(found[0], set()).add(found[1])
     if not wanted:
-        return [None] * len(changes)
+        return [contents[(found[0].table, found[1])] if found is not None else None for found in named]
     await session.flush()  # rows the caller added are written before they are read back
-    contents: dict[tuple[str, int], dict[str, Any]] = {}
     dialect = session.get_bind().dialect.name
     for kind, ids in wanted.items():
         for row in (await session.execute(_read_back(dialect, kind), {"ids": sorted(ids)})).mappings():

@@ -79,3 +79,97 @@ async def test_one_trip_cursor_gives_what_the_plain_cursor_gives(tmp_path) -> No
                 await session.execute(sa.text("INSERT INTO t (v) VALUES ('a')"))
     finally:
         await db.dispose()
+
+
+async def test_a_transaction_on_sqlite_is_its_statements_and_its_commit(tmp_path) -> None:
+    """study/database.py `_OneTripConnection`: BEGIN goes to aiosqlite's thread with the first
+    statement, the pool's rollback of a connection whose transaction was committed is no trip,
+    and a transaction with no statement makes none. The write lock is still taken at the first
+    statement: another process (another engine) cannot write until the commit."""
+    import aiosqlite
+    import sqlalchemy as sa
+
+    path = tmp_path / "trips.db"
+    db, other = Database(f"sqlite+aiosqlite:///{path}"), Database(f"sqlite+aiosqlite:///{path}")
+
+    @sa.event.listens_for(other.engine.sync_engine, "connect")
+    def _no_busy_wait(dbapi_connection, _record) -> None:
+        dbapi_connection.cursor().execute("PRAGMA busy_timeout=0")
+
+    trips: list[object] = []
+    plain = aiosqlite.Connection._execute
+
+    async def counted(self, fn, *args, **kwargs):
+        trips.append(fn)
+        return await plain(self, fn, *args, **kwargs)
+
+    try:
+        async with db.transaction() as session:
+            await session.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+        aiosqlite.Connection._execute = counted
+        try:
+            async with db.transaction() as session:
+                await session.execute(sa.text("INSERT INTO t (v) VALUES ('a')"))
+                await session.execute(sa.text("INSERT INTO t (v) VALUES ('b')"))
+                assert len(trips) == 2  # BEGIN IMMEDIATE went with the first
+                with pytest.raises(sa.exc.OperationalError, match="locked"):
+                    async with other.transaction() as elsewhere:
+                        await elsewhere.execute(sa.text("INSERT INTO t (v) VALUES ('x')"))
+                trips.clear()
+            assert len(trips) == 1  # the commit; no rollback after it
+            trips.clear()
+            async with db.read() as session:
+                assert (await session.execute(sa.text("SELECT count(*) FROM t"))).scalar() == 2
+            async with db.transaction():
+                pass
+            assert len(trips) == 2  # the read's statement and its commit; the empty transaction none
+        finally:
+            aiosqlite.Connection._execute = plain
+        with pytest.raises(sa.exc.IntegrityError):  # a failed statement: its transaction rolled back
+            async with db.transaction() as session:
+                await session.execute(sa.text("INSERT INTO t (id, v) VALUES (1, 'again')"))
+        async with other.transaction() as elsewhere:  # the lock is free
+            await elsewhere.execute(sa.text("INSERT INTO t (v) VALUES ('c')"))
+    finally:
+        await db.dispose()
+        await other.dispose()
+
+
+async def test_a_writer_cancelled_while_waiting_for_sqlites_lock_leaves_no_transaction_behind(tmp_path) -> None:
+    """A writer waiting for the write lock another process holds (its BEGIN IMMEDIATE, sent with its
+    first statement, in SQLite's busy handler) is cancelled: once the lock is free that BEGIN may
+    yet go through on aiosqlite's thread, and whatever becomes of the connection (SQLAlchemy
+    closes one whose statement was cancelled; a rollback given back to the pool is not skipped
+    while a statement is on its way), it must not keep the write lock."""
+    import sqlalchemy as sa
+
+    path = tmp_path / "cancelled.db"
+    db, other = Database(f"sqlite+aiosqlite:///{path}"), Database(f"sqlite+aiosqlite:///{path}")
+
+    @sa.event.listens_for(other.engine.sync_engine, "connect")
+    def _short_busy_wait(dbapi_connection, _record) -> None:
+        dbapi_connection.cursor().execute("PRAGMA busy_timeout=2000")
+
+    try:
+        async with db.transaction() as session:
+            await session.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+
+        async def writer() -> None:
+            async with db.transaction() as session:
+                await session.execute(sa.text("INSERT INTO t (v) VALUES ('w')"))
+
+        async with other.transaction() as holder:
+            await holder.execute(sa.text("INSERT INTO t (v) VALUES ('h')"))
+            waiting = asyncio.create_task(writer())
+            await asyncio.sleep(0.3)  # on aiosqlite's thread, in BEGIN IMMEDIATE's busy wait
+            waiting.cancel()
+            await asyncio.sleep(0)  # the cancelled writer gives its connection back meanwhile
+        with pytest.raises(asyncio.CancelledError):  # the lock is free: its BEGIN goes through, then a rollback
+            await waiting
+        async with other.transaction() as elsewhere:  # would fail "database is locked" after 2 s
+            await elsewhere.execute(sa.text("INSERT INTO t (v) VALUES ('after')"))
+        async with other.read() as session:
+            assert (await session.execute(sa.text("SELECT v FROM t ORDER BY id"))).scalars().all() == ["h", "after"]
+    finally:
+        await db.dispose()
+        await other.dispose()

@@ -137,6 +137,31 @@ async def test_every_append_only_record_is_hashed_whole(db: Database) -> None:
             f"{kind.table}: every column of the record is hashed"
 
 
+async def test_a_diary_entry_is_hashed_from_its_inserts_returning_as_it_reads_back(db: Database) -> None:
+    """A tap's entry is hashed from what its INSERT returned (no read back): the same content
+    hash a read of the stored row gives, which is what `audit verify` compares with."""
+    from study import diary, participants, record_hashes
+    from study.models import DiaryEntry
+    from study.participants import EnrolmentRequest
+    from study.protocol import load_protocol
+
+    protocol = load_protocol(EXAMPLE_PROTOCOL)
+    now = datetime(2026, 11, 25, 1, 0, 0, 123456, tzinfo=UTC)
+    async with db.transaction() as session:
+        person = await participants.enroll(session, protocol, EnrolmentRequest("P001", "America/New_York", "en"),
+                                           actor=Actor.cli("test"), now=now)
+        result = await diary.log_application(session, person, occurred_at=now, source="reminder", key="k",
+                                             rules=protocol.diary, now=now)
+    assert result.entry is not None
+    kind = BY_TABLE["diary_entries"]
+    async with db.read() as session:
+        [entry] = (await session.scalars(select(AuditEntry).where(AuditEntry.entity == "diary_entry"))).all()
+        stored = (await session.execute(select(*record_hashes.returned(DiaryEntry))
+                                        .where(DiaryEntry.id == result.entry.id))).mappings().one()
+    assert entry.content == record_hashes.content_of(stored, kind.columns)
+    assert (await verified(db)).ok
+
+
 async def test_every_kind_of_record_verifies_as_it_was_made(trial: Trial) -> None:
     coordinator = await trial.add_staff(5005, name="Dana")
     user = await trial.join(wocbp=True)  # a consent decision
