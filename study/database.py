@@ -305,25 +305,75 @@ def _insert_new_statement(dialect: str, table: Any, unique: str, returning: tupl
 
 
 async def insert_new_counted(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *, unique: str) -> int:
-    """`insert_new` when only how many rows were new matters (a wave's reminders). On PostgreSQL
-    the keys taken are looked up first (one array parameter) and the rest go in as a plain
-    batch, which asyncpg sends far faster than a RETURNING statement; should another writer
-    take a key in between, ON CONFLICT still skips it and only the count is off by that."""
+    """`insert_new` when only how many rows were new matters (a wave's reminders: tens of
+    thousands of rows sharing a handful of distinct instants and payloads). Each distinct value
+    is converted once by its column's type (`_bound_rows`), not once a row, and the rows go to
+    the driver as one batch with no RETURNING. On SQLite the driver counts the rows inserted. On
+    PostgreSQL the keys taken are looked up first (one array parameter) and the rest go in, which
+    asyncpg sends far faster than a RETURNING statement; should another writer take a key in
+    between, ON CONFLICT still skips it and only the count is off by that."""
     if not rows:
         return 0
-    if session.get_bind().dialect.name != "postgresql":
-        return len(await insert_new(session, table, rows, unique=unique, returning=(table.c[unique],)))
-    from sqlalchemy import String, any_, bindparam, select
-    from sqlalchemy.dialects.postgresql import ARRAY, insert
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        from sqlalchemy import String, any_, bindparam, select
+        from sqlalchemy.dialects.postgresql import ARRAY
 
-    column = table.c[unique]
-    keys = [row[unique] for row in rows]
-    taken = set((await session.scalars(
-        select(column).where(column == any_(bindparam(None, keys, type_=ARRAY(String)))))).all())
-    new = [row for row in rows if row[unique] not in taken]
-    if new:
-        await session.execute(insert(table).on_conflict_do_nothing(index_elements=[unique]), new)
-    return len(new)
+        column = table.c[unique]
+        keys = [row[unique] for row in rows]
+        taken = set((await session.scalars(
+            select(column).where(column == any_(bindparam(None, keys, type_=ARRAY(String)))))).all())
+        rows = [row for row in rows if row[unique] not in taken]
+        if not rows:
+            return 0
+    names, values = _bound_rows(dialect, table, rows)
+    places = (f"${n}" for n in range(1, len(names) + 1)) if dialect.name == "postgresql" else ("?" for _ in names)
+    statement = (f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(places)}) "
+                 f"ON CONFLICT ({unique}) DO NOTHING")
+    result = await (await session.connection()).exec_driver_sql(statement, values)
+    return len(rows) if dialect.name == "postgresql" else int(result.rowcount)
+
+
+def _bound_rows(dialect: Any, table: Any, rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The rows' columns (with the scalar defaults of the table's other columns, as SQLAlchemy's
+    insert adds them) and each row's values as the driver takes them: converted by the column
+    type's own bind processing for the dialect, as `session.execute(insert(table), rows)` would,
+    but each distinct value once (by equality, or by identity for the JSON payloads a wave
+    shares), rather than every value of every row."""
+    names = list(rows[0])
+    defaults = {c.name: c.default.arg for c in table.columns
+                if c.name not in rows[0] and c.default is not None and c.default.is_scalar}
+    spec: list[tuple[str, Callable[[Any], Any] | None, dict[Any, Any]]] = [
+        (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect), {}) for name in names]
+    by_identity: dict[tuple[str, int], Any] = {}
+    values = []
+    for row in rows:
+        if len(row) != len(names):
+            raise ValueError("insert_new_counted: every row must have the same columns")
+        bound = []
+        for name, process, memo in spec:
+            value = row[name]
+            if process is not None:  # None too: a JSON column stores it as JSON null
+                try:
+                    if value not in memo:
+                        memo[value] = process(value)
+                    value = memo[value]
+                except TypeError:  # unhashable: a JSON payload, the same object for many rows
+                    key = (name, id(value))
+                    if key not in by_identity:
+                        by_identity[key] = process(value)
+                    value = by_identity[key]
+            bound.append(value)
+        values.append(tuple(bound))
+    if defaults:
+        extra = tuple(_bound_one(dialect, table.c[name], value) for name, value in defaults.items())
+        values = [row + extra for row in values]
+    return names + list(defaults), values
+
+
+def _bound_one(dialect: Any, column: Any, value: Any) -> Any:
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return value if process is None else process(value)
 
 
 # Longer id lists go to SQLite as one JSON parameter (see `among`).
