@@ -22,7 +22,7 @@ server (a database of its own, dropped afterwards). No Bot API call is made here
 other benches it has no --latency-ms.
 
     python bench/reminder_wave.py [--participants 20000] [--history-days 365] [--idle-participants 100000] [--day N]
-                                  [--database-url postgresql+asyncpg://...]
+                                  [--only wave|idle|bulk] [--profile PATH] [--database-url postgresql+asyncpg://...]
 """
 
 from __future__ import annotations
@@ -134,6 +134,21 @@ async def baseline_insert(db: Database, count: int) -> float:
     return elapsed
 
 
+# --profile: where the wave's tick profile goes (one file per database), or None.
+PROFILE: str | None = None
+
+
+def _profiler():
+    """A started pyinstrument profiler (async-aware) when --profile was given."""
+    if PROFILE is None:
+        return None
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005, async_mode="enabled")
+    profiler.start()
+    return profiler
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -161,9 +176,15 @@ async def wave(label: str, db: Database, count: int, history_days: int) -> None:
     first = await tick.run_once()  # 07:59: everyone looked at once; the next look is 08:00
     assert first.missing == 0, first  # the history leaves no dose unaccounted for
     clock.advance(timedelta(minutes=1))
+    profiler = _profiler()
     started = time.perf_counter()
     report = await tick.run_once()
     elapsed = time.perf_counter() - started
+    if profiler is not None:
+        profiler.stop()
+        path = Path(f"{PROFILE}.{label.lower()}.txt")
+        await asyncio.to_thread(path.write_text, profiler.output_text(show_all=True))
+        print(f"[{label}] the wave's tick profiled (pyinstrument, which slows it): {path}")
     assert report.queued == count, report
     floor = await baseline_insert(db, count)
     print(f"[{label}] wave: {count} participants over {len(SAME_MINUTE_ZONES)} zones, 08:00 in the same minute, "
@@ -246,10 +267,14 @@ async def main() -> None:
     parser.add_argument("--day", type=int, metavar="N", help="also run the whole day with N participants")
     parser.add_argument("--only", choices=("wave", "idle", "bulk"), action="append",
                         help="run only this measurement (repeatable; bulk: the empty tick after a bulk enrolment)")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="profile the wave's tick with pyinstrument into PATH.<database>.txt (times are then slower)")
     parser.add_argument("--write-history", nargs=2, metavar=("DAYS", "URL"), help=argparse.SUPPRESS)
     parser.add_argument("--database-url", default=os.environ.get("TRIALBOT_BENCH_DATABASE_URL"),
                         help="a PostgreSQL server to run on too (a database of its own is made and dropped)")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     if args.database_url:  # what on_each_database reads
         os.environ["TRIALBOT_BENCH_DATABASE_URL"] = args.database_url
     if args.write_history:  # the wave's history, written by a child process (see wave())

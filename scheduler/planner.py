@@ -102,23 +102,32 @@ def slot_form(slot: Slot) -> str:
 # tomorrow's for its next look): nothing older counts for anything it plans.
 PLANNED_DAYS_BACK = 1
 # An instant's local day, in any zone there is (UTC-12 to UTC+14), is at least its UTC day of 12
-# hours before. A local day lasts at most 25 hours (the autumn change of the clocks), and no two
-# such days follow each other.
+# hours before.
 _WESTMOST = timedelta(hours=12)
-_CLOCK_CHANGE = timedelta(hours=1)
 
 
-def diary_since(now: datetime) -> date:
-    """The earliest `local_date` of a diary entry any planner can look at, at `now`: the tick
-    loads these and no older ones, so planning costs the same after a year of entries as after
-    a day. The earliest slot planned opens at the participant's local midnight PLANNED_DAYS_BACK
-    days before their today, at most PLANNED_DAYS_BACK + 1 days (and an hour, for a change of
-    the clocks) before `now`, whatever their zone; an entry in it (or after) has a local day, in whatever zone it was recorded, no
-    earlier than that instant's UTC day 12 hours before. A "missed a dose" counts on its own
-    local day, one of the days planned, so later still. Why the diary's `backfill_days` does not
-    widen it: an entry logged late for an older day holds that older day's slot, which is no
-    longer planned."""
-    return (now.astimezone(UTC) - timedelta(days=PLANNED_DAYS_BACK + 1) - _CLOCK_CHANGE - _WESTMOST).date()
+def planned_from(now: datetime, timezone: str) -> datetime:
+    """The start of the earliest slot window plan_applications plans at `now` for a participant
+    in `timezone`: local midnight PLANNED_DAYS_BACK days before their today (`slot_plan`'s
+    `start`, whatever their reminder times). An application or missing record before it
+    belongs to an older slot, which nothing planned looks at."""
+    zone = ZoneInfo(timezone)
+    return instant(now.astimezone(zone).date() - timedelta(days=PLANNED_DAYS_BACK), time(0), zone)
+
+
+def diary_window(now: datetime, timezones: Iterable[str]) -> tuple[date, datetime]:
+    """The diary entries the planners can look at, at `now`, for participants in these zones:
+    (since, since_at). Applications and missing records from the instant `since_at` on (the
+    earliest of the zones' `planned_from`), "missed a dose" entries (a day, no time) of days from
+    `since` on; `since` is also the earliest local day, in whatever zone it was recorded, of an
+    entry at `since_at` or after (so the (participant, day) index finds them all, reading about
+    a day and a half of entries rather than the diary). A planned day is a participant's own
+    local day, never earlier than `since`: a missed dose counts there. The tick loads these and
+    no older ones, so planning costs the same after a year of entries as after a day. Why the
+    diary's `backfill_days` does not widen it: an entry logged late for an older day holds that
+    older day's slot, which is no longer planned."""
+    since_at = min(planned_from(now, timezone) for timezone in set(timezones))
+    return (since_at.astimezone(UTC) - _WESTMOST).date(), since_at
 
 
 @lru_cache(maxsize=1024)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.daily_anchor import plan_anchors
@@ -24,7 +24,7 @@ from scheduler.planner import (
     Plan,
     PlannedMessage,
     VisitFact,
-    diary_since,
+    diary_window,
     plan_applications,
     plan_pregnancy_tests,
     plan_visits,
@@ -42,7 +42,7 @@ from study import (
     visits,
 )
 from study.clock import Clock
-from study.database import Database, among
+from study.database import Database, Readers, among, as_stored
 from study.models import Participant, Visit
 from study.participants import parse_times
 from study.pregnancy_tests import PregnancyFact
@@ -165,32 +165,36 @@ class Tick:
                                                     for a, p in open_now], staff, now)
 
     async def _read_and_plan(self, ids: list[int], now: datetime) -> PlannedBatch:
+        batch = PlannedBatch()
         async with self.db.read() as session:
-            # Plain rows, not ORM objects: a morning wave is tens of thousands of participants,
-            # and the planner wants snapshots anyway.
-            rows = (await session.execute(select(*_VIEW_COLUMNS).where(among(session, Participant.id, ids)))).all()
+            # Plain rows read as stored, not ORM objects nor SQLAlchemy's converted rows: a
+            # morning wave is tens of thousands of participants, and the planner wants snapshots
+            # anyway. The last full check-in comes in the same query.
+            read = Readers(session.get_bind().dialect.name)
+            people = [_view_from_row(row, read) for row in
+                      (await session.execute(_participants_query(session, ids))).all()]
+            if not people:
+                return batch
             # Only the entries the planners can look at (an index on participant and day finds
             # them), so a year of history costs what a day does.
-            facts: dict[int, list[DiaryFact]] = {}
-            for entry in await diary.standing_facts(session, ids, diary_since(now)):
-                facts.setdefault(entry.participant_id, []).append(
-                    DiaryFact(entry.kind, entry.local_date, entry.occurred_at))
+            since, since_at = diary_window(now, {person.timezone for person, _, _ in people})
+            facts = await diary.planning_facts(session, ids, since, since_at, DiaryFact)
             visit_facts: dict[int, list[VisitFact]] = {}
             for visit in await visits.open_visits(session, ids, (now - timedelta(days=2)).date()):
                 visit_facts.setdefault(visit.participant_id, []).append(visit_fact(visit))
-            tests = await pregnancy_tests.facts_for(session, [row.id for row in rows if row.wocbp])
-            anchors = await pregnancy_tests.anchors_for(session, self.protocol.pregnancy_tests,
-                                                        [row for row in rows if row.wocbp])
-            last_checkins = await checkins.last_submitted(session, ids)
-        batch = PlannedBatch()
-        for row in rows:
-            person = _view_from_row(row)
-            records = Records(facts.get(person.id, ()), visit_facts.get(person.id, ()), tests.get(person.id, ()),
-                              last_checkins.get(person.id), anchors.get(person.id))
+            women = [person for person, _, _ in people if person.wocbp]
+            tests = await pregnancy_tests.facts_for(session, [person.id for person in women])
+            anchors = await pregnancy_tests.anchors_for(session, self.protocol.pregnancy_tests, women)
+        no_facts: tuple[DiaryFact, ...] = ()
+        for person, next_plan_at, last_full in people:
+            pid = person.id
+            records = Records(facts.get(pid, no_facts), visit_facts.get(pid, ()), tests.get(pid, ()), last_full,
+                              anchors.get(pid))
             plan = plan_participant(self.protocol, person, records, now)
             batch.messages += plan.messages
-            batch.missing += [(person, m.slot.at, m.slot.local_date, m.slot.key) for m in plan.missing]
-            batch.next_plan.setdefault((row.next_plan_at, plan.next_check), []).append(person.id)
+            if plan.missing:
+                batch.missing += [(person, m.slot.at, m.slot.local_date, m.slot.key) for m in plan.missing]
+            batch.next_plan.setdefault((next_plan_at, plan.next_check), []).append(pid)
         return batch
 
     async def _write(self, batch: PlannedBatch, now: datetime, report: TickReport) -> None:
@@ -223,16 +227,26 @@ class PlannedBatch:
     next_plan: dict[tuple[datetime | None, datetime | None], list[int]] = field(default_factory=dict)
 
 
-_VIEW_COLUMNS = (Participant.id, Participant.study_id, Participant.timezone, Participant.reminder_times,
-                 Participant.active_since, Participant.consented_at, Participant.enrolled_at, Participant.wocbp,
-                 Participant.next_plan_at, Participant.treatment, Participant.treatment_reason,
-                 Participant.treatment_since)
+def _participants_query(session: AsyncSession, ids: list[int]) -> Select[*tuple[Any, ...]]:
+    """What the planners need of each participant, and their next look (the tick's UPDATE keeps
+    it only where it is still what was read), read as stored (`_view_from_row` converts)."""
+    return select(*(as_stored(c) for c in (
+        Participant.id, Participant.study_id, Participant.timezone, Participant.reminder_times,
+        func.coalesce(Participant.active_since, Participant.consented_at, Participant.enrolled_at),
+        Participant.consented_at, Participant.wocbp, Participant.treatment, Participant.treatment_reason,
+        Participant.treatment_since, Participant.next_plan_at, checkins.last_submitted_column(),
+    ))).where(among(session, Participant.id, ids))
 
 
-def _view_from_row(row: Row[*tuple[Any, ...]]) -> ParticipantView:
-    return ParticipantView(
-        id=row.id, study_id=row.study_id, timezone=row.timezone, reminder_times=parse_times(row.reminder_times),
-        active_since=row.active_since or row.consented_at or row.enrolled_at, wocbp=row.wocbp,
-        consented_at=row.consented_at, treatment=row.treatment, treatment_reason=row.treatment_reason,
-        treatment_since=row.treatment_since,
-    )
+def _view_from_row(row: Row[*tuple[Any, ...]],
+                   read: Readers) -> tuple[ParticipantView, datetime | None, datetime | None]:
+    """(the participant, their next look as read, their last full check-in) from a
+    `_participants_query` row."""
+    (pid, study_id, timezone, times, active_since, consented_at, wocbp, treatment, treatment_reason,
+     treatment_since, next_plan_at, last_full) = row
+    maybe = read.maybe_instant
+    return (ParticipantView(
+        id=pid, study_id=study_id, timezone=timezone, reminder_times=parse_times(times),
+        active_since=read.instant(active_since), wocbp=read.boolean(wocbp), consented_at=maybe(consented_at),
+        treatment=treatment, treatment_reason=treatment_reason, treatment_since=maybe(treatment_since),
+    ), maybe(next_plan_at), maybe(last_full))

@@ -22,7 +22,7 @@ from enum import Enum
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ScalarSelect, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import alerts, audit, outbox, pregnancy_pathway
@@ -354,12 +354,16 @@ async def submit(session: AsyncSession, protocol: Protocol, participant: Partici
     return Submitted(checkin, alert, triggers)
 
 
-async def last_submitted(session: AsyncSession, participant_ids: list[int]) -> dict[int, datetime]:
-    """When each participant last completed a full check-in (for planning the next one)."""
-    # One index look-up per participant (participant, kind, submitted_at: the newest is the last
-    # entry of its range), however many check-ins each has made; not all of them read and grouped.
-    last = (select(func.max(CheckIn.submitted_at))
+def last_submitted_column() -> ScalarSelect[datetime]:
+    """When a participant last completed a full check-in, as a column of a query on participants.
+    One index look-up per participant (participant, kind, submitted_at: the newest is the last
+    entry of its range), however many check-ins each has made; not all of them read and grouped."""
+    return (select(func.max(CheckIn.submitted_at))
             .where(CheckIn.participant_id == Participant.id, CheckIn.kind == CheckinKind.FULL)
             .correlate(Participant).scalar_subquery())
-    query = select(Participant.id, last).where(among(session, Participant.id, participant_ids))
+
+
+async def last_submitted(session: AsyncSession, participant_ids: list[int]) -> dict[int, datetime]:
+    """When each participant last completed a full check-in (for planning the next one)."""
+    query = select(Participant.id, last_submitted_column()).where(among(session, Participant.id, participant_ids))
     return {pid: at for pid, at in (await session.execute(query)).all() if at is not None}

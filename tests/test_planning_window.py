@@ -1,8 +1,10 @@
 """The tick loads only the diary entries the planners can look at (scheduler/planner.py
-`diary_since`), so a wave costs the same after a year of entries as after a day. These tests hold
+`diary_window`), so a wave costs the same after a year of entries as after a day. These tests hold
 it to that: for any history, in any zone, with entries recorded in any zone (a participant who
 moved), at any moment of the year (the clocks' changes included), the planners given only the
-entries from `diary_since(now)` on plan exactly what they plan given the whole history. And the
+entries of the window (applications and missing records from the start of the participant's
+yesterday, missed doses from its day on; or a batch's wider window, with other zones) plan
+exactly what they plan given the whole history; and a window any tighter does not. And the
 database answers that question from the index, not by reading each participant's diary."""
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, text
 
 from scheduler import tick as tick_module
-from scheduler.planner import DiaryFact, ParticipantView, diary_since, plan_applications, slot_plan
+from scheduler.planner import DiaryFact, ParticipantView, diary_window, plan_applications, planned_from, slot_plan
 from scheduler.tick import Records, Tick, plan_participant
 from study import diary
 from study.clock import ManualClock
@@ -69,14 +71,22 @@ def situations(draw) -> tuple[ParticipantView, list[DiaryFact], datetime]:
     return person, history, now
 
 
+def windowed(history: list[DiaryFact], since: date, since_at: datetime) -> list[DiaryFact]:
+    """What the tick reads of a history (study/diary.py `planning_facts`' query): from the day
+    `since` on, the missed doses, and the rest from the instant `since_at` on."""
+    return [fact for fact in history if fact.local_date >= since
+            and (fact.kind == "missed" or (fact.occurred_at is not None and fact.occurred_at >= since_at))]
+
+
 @PROPERTY
-@given(situations())
-def test_the_planners_plan_the_same_from_the_window_as_from_the_whole_history(situation) -> None:
+@given(situations(), zones)
+def test_the_planners_plan_the_same_from_the_window_as_from_the_whole_history(situation, other_zone) -> None:
     person, history, now = situation
-    since = diary_since(now)
-    windowed = [fact for fact in history if fact.local_date >= since]
-    assert plan_participant(PROTOCOL, person, Records(diary=windowed), now) == \
-        plan_participant(PROTOCOL, person, Records(diary=history), now)
+    whole = plan_participant(PROTOCOL, person, Records(diary=history), now)
+    # The participant's own window, and a batch's: the widest of its zones'.
+    for zones_of_batch in ([person.timezone], [person.timezone, other_zone]):
+        since, since_at = diary_window(now, zones_of_batch)
+        assert plan_participant(PROTOCOL, person, Records(diary=windowed(history, since, since_at)), now) == whole
 
 
 @PROPERTY
@@ -86,14 +96,52 @@ def test_the_same_whatever_the_reminder_rules(situation, nudge_after: int, stale
     rules = PROTOCOL.reminders.model_copy(update={"nudge_after_minutes": nudge_after,
                                                   "stale_after_minutes": stale_after})
     protocol = PROTOCOL.model_copy(update={"reminders": rules})
-    windowed = [fact for fact in history if fact.local_date >= diary_since(now)]
-    assert plan_applications(protocol, person, windowed, now) == plan_applications(protocol, person, history, now)
+    since, since_at = diary_window(now, [person.timezone])
+    assert plan_applications(protocol, person, windowed(history, since, since_at), now) == \
+        plan_applications(protocol, person, history, now)
 
 
-def test_the_window_is_a_few_days_whatever_the_moment() -> None:
-    for minutes in range(0, 24 * 60, 7):
-        now = datetime(2026, 11, 24, tzinfo=UTC) + timedelta(minutes=minutes)
-        assert date(2026, 11, 20) <= diary_since(now) <= date(2026, 11, 22)
+def test_a_window_any_tighter_plans_differently() -> None:
+    """The window is no wider than it must be, and the property above can fail: an application
+    at the very start of the participant's yesterday (the first slot's window opens at local
+    midnight), and one recorded there in the westmost zone (whose local day is `since`), each
+    hold yesterday's first slot; a window a minute later, or a day later, loses it and plans the
+    slot missing."""
+    now = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
+    times = (time(8), time(20))
+    for zone, recorded_in in (("America/New_York", "America/New_York"), ("Pacific/Kiritimati", "Etc/GMT+12"),
+                              ("Asia/Kathmandu", "Etc/GMT+12")):
+        person = ParticipantView(id=7, study_id="P007", timezone=zone, reminder_times=times,
+                                 active_since=now - timedelta(days=30))
+        since, since_at = diary_window(now, [zone])
+        history = [DiaryFact("applied", since_at.astimezone(ZoneInfo(recorded_in)).date(), since_at)]
+        whole = plan_participant(PROTOCOL, person, Records(diary=history), now)
+        assert plan_participant(PROTOCOL, person, Records(diary=windowed(history, since, since_at)), now) == whole
+        tighter = [windowed(history, since, since_at + timedelta(minutes=1))]
+        if recorded_in == "Etc/GMT+12":
+            assert history[0].local_date == since
+            tighter.append(windowed(history, since + timedelta(days=1), since_at))
+        for facts in tighter:
+            assert plan_participant(PROTOCOL, person, Records(diary=facts), now) != whole, (zone, facts)
+
+
+def test_the_window_is_a_day_or_two_whatever_the_moment() -> None:
+    """The start of the participant's yesterday: a day or two back (an hour more or less across a
+    change of the clocks), so about a day and a half of entries is read, not the diary."""
+    # A November day, and the days of the clocks' changes in Europe, North America and Australia.
+    for day in (date(2026, 11, 24), date(2026, 3, 9), date(2026, 3, 30), date(2026, 4, 6), date(2026, 10, 5),
+                date(2026, 10, 26), date(2026, 11, 2)):
+        for minutes in range(0, 24 * 60, 7):
+            now = datetime.combine(day, time(0), UTC) + timedelta(minutes=minutes)
+            for zone in ZONES:
+                since, since_at = diary_window(now, [zone])
+                assert since_at == planned_from(now, zone)
+                assert timedelta(hours=23) <= now - since_at <= timedelta(hours=49)
+                assert since_at.astimezone(ZoneInfo(zone)).time() == time(0)
+            since, since_at = diary_window(now, ZONES)
+            assert since_at == min(planned_from(now, zone) for zone in ZONES)
+            assert timedelta(hours=23) <= now - since_at <= timedelta(hours=49)
+            assert day - timedelta(days=3) <= since <= day - timedelta(days=1)
 
 
 def test_slot_plans_are_shared_by_everyone_with_the_same_zone_times_and_day() -> None:
@@ -110,7 +158,8 @@ async def test_the_diary_is_read_by_participant_and_day_through_its_index(tmp_pa
     not each participant's whole diary. (PostgreSQL chooses by its statistics on the same index:
     bench/reminder_wave.py measures it with a year of entries.)"""
     async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}") as db, db.read() as session:
-        query = diary._plain_standing_facts_query(session, [1, 2, 3], date(2026, 11, 21))
+        query = diary._planning_facts_query(session, [1, 2, 3], date(2026, 11, 21),
+                                            datetime(2026, 11, 22, 5, tzinfo=UTC))
         compiled = query.compile(session.bind, compile_kwargs={"literal_binds": True})
         plan = (await session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))).all()
     details = " | ".join(row[-1] for row in plan)
