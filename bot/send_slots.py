@@ -11,7 +11,8 @@ Telegram's `retry_after`.
 
 Telegram paces each chat over all the bot's processes too (a burst of three, then about one a
 second). With updates shared among processes, one chat's answers come from several of them, so
-`send_chats` keeps each chat's pace beside the slots: a send to a chat takes its slot and the
+`send_chats` keeps each chat's pace beside the slots (by a bucket of chats, not the chat's id:
+`_bucket`): a send to a chat takes its slot and the
 chat's turn in the same statement, or neither, and learns how long the chat must wait when
 another process had its turn (the limiter then lets other chats go first).
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -75,13 +77,13 @@ def _statements(now: str) -> dict[str, TextClause]:
                 ORDER BY taken_at LIMIT 1
                 FOR UPDATE OF send_slots SKIP LOCKED),
             chat AS (
-                INSERT INTO send_chats AS c (chat_id, tokens, at, newest)
-                SELECT :chat, :burst - 1, clock.now, clock.now FROM clock WHERE EXISTS (SELECT FROM free)
-                ON CONFLICT (chat_id) DO UPDATE
+                INSERT INTO send_chats AS c (bucket, tokens, at, newest)
+                SELECT :bucket, :burst - 1, clock.now, clock.now FROM clock WHERE EXISTS (SELECT FROM free)
+                ON CONFLICT (bucket) DO UPDATE
                     SET tokens = least(:burst, c.tokens + (excluded.at - c.at) / :every) - 1,
                         at = excluded.at, newest = excluded.at
                     WHERE c.tokens + (excluded.at - c.at) / :every >= 1 AND c.newest <= excluded.at - :gap
-                RETURNING c.chat_id),
+                RETURNING c.bucket),
             taken AS (
                 UPDATE send_slots SET taken_at = clock.now + :in_flight FROM free, clock
                 WHERE send_slots.slot = free.slot AND EXISTS (SELECT FROM chat)
@@ -98,7 +100,7 @@ def _statements(now: str) -> dict[str, TextClause]:
                 greatest((SELECT wait FROM next_free),
                          CASE WHEN CAST(:bulk AS boolean) THEN (SELECT waiting_until - clock.now FROM replies) END),
                 (SELECT greatest((1 - (c.tokens + (clock.now - c.at) / :every)) * :every, c.newest + :gap - clock.now)
-                 FROM send_chats AS c WHERE c.chat_id = :chat)
+                 FROM send_chats AS c WHERE c.bucket = :bucket)
             FROM clock WHERE NOT EXISTS (SELECT FROM taken)"""),
         "settle": text(f"UPDATE send_slots SET taken_at = greatest(CAST(:taken AS double precision), {now} - CAST(:lag AS double precision)) WHERE slot = :slot"),
         "hold": text(f"UPDATE send_slots SET taken_at = greatest(taken_at, {now} + :seconds - :period) "
@@ -151,15 +153,15 @@ class SharedSlots:
                 await connection.close()
 
     async def take(self, chat: str | None = None, *, gap: float = 0.0, bulk: bool = False) -> Taken:
-        chat_id = _chat_id(chat)
+        bucket = _bucket(chat)
         try:
-            if chat_id is None:
+            if bucket is None:
                 result = await self._execute("take", lambda: self._params(in_flight=IN_FLIGHT_HOLD))
                 slot, taken, wait = tuple(result.one())
                 chat_wait = None
             else:
                 result = await self._execute("take_for_chat", lambda: self._params(
-                    in_flight=IN_FLIGHT_HOLD, chat=chat_id, gap=gap, burst=CHAT_BURST, every=SEND_WINDOW_SECONDS,
+                    in_flight=IN_FLIGHT_HOLD, bucket=bucket, gap=gap, burst=CHAT_BURST, every=SEND_WINDOW_SECONDS,
                     bulk=bulk, hold=REPLY_HOLD))
                 slot, taken, wait, chat_wait = tuple(result.one())
         except Exception as error:
@@ -213,10 +215,11 @@ class SharedSlots:
                 raise
 
 
-def _chat_id(chat: str | None) -> int | None:
-    """A chat's id for `send_chats` (the limiter keeps chats as text); None for none, or for a
-    channel's @name, which is paced by this process alone."""
-    try:
-        return None if chat is None else int(chat)
-    except ValueError:
+def _bucket(chat: str | None) -> int | None:
+    """Where a chat's pace is kept in `send_chats`: one of 65,536 buckets, a hash of the chat,
+    never the chat itself (an unknown chat is answered, and nothing about it may be stored; two
+    chats that share a bucket are paced together, which only ever makes them slower). None: no
+    chat's pace applies."""
+    if chat is None:
         return None
+    return int.from_bytes(hashlib.blake2b(chat.encode(), digest_size=2).digest(), "big")

@@ -1109,7 +1109,8 @@ class SendSlot(Base):
 
 
 class SendChat(Base):
-    """Each chat's recent sends, as every process of the bot sees them (bot/send_slots.py):
+    """Each chat's recent sends, as every process of the bot sees them (bot/send_slots.py), kept
+    by a bucket of chats (a hash of the chat's id, never the id: nothing about a stranger is stored):
     Telegram paces one chat (a burst, then about one message a second) over all the bot's
     processes, so a chat's pace is kept beside the overall slots. `tokens`: the chat's burst left
     at `at`, refilled at one per `every` seconds; `newest`: its last send (bulk messages keep a
@@ -1117,7 +1118,7 @@ class SendChat(Base):
 
     __tablename__ = "send_chats"
 
-    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     tokens: Mapped[float] = mapped_column(Float)
     at: Mapped[float] = mapped_column(Float)
     newest: Mapped[float] = mapped_column(Float)

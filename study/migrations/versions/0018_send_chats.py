@@ -14,13 +14,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # A chat's row is made by its first send.
+    # A bucket of chats (a hash of the chat's id, never the id) gets its row at its first send.
     op.create_table('send_chats',
-    sa.Column('chat_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('bucket', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('tokens', sa.Float(), nullable=False),
     sa.Column('at', sa.Float(), nullable=False),
     sa.Column('newest', sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint('chat_id', name=op.f('pk_send_chats'))
+    sa.PrimaryKeyConstraint('bucket', name=op.f('pk_send_chats'))
     )
     # One row, made by the first process that sends.
     op.create_table('send_replies',
