@@ -152,8 +152,8 @@ async def test_an_approval_just_in_time_is_sent(trial: Trial) -> None:
 
 async def test_an_approved_broadcast_not_sent_before_its_approval_runs_out_is_not_sent(trial: Trial) -> None:
     person, author, _, investigator = await _awaiting(trial)
+    status = author.last_bot_message  # the broadcast's status (P002's joining is told to the author next)
     second = await trial.join("P002", user_id=2002)
-    status = author.last_bot_message
     trial.world.faults.fail_next("sendMessage", status=500, chat_id=second.chat_id)  # P002's is held up
     await press(investigator, "✅ Approve and send")
     await trial.deliver()
