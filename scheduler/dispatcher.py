@@ -41,6 +41,7 @@ from study import alerts, conversation, outbox, participant_text, still_wanted
 from study.clock import Clock
 from study.database import Database, is_unavailable
 from study.models import (
+    URGENCY,
     DeliveryStep,
     JSONObject,
     OutboxKind,
@@ -49,6 +50,7 @@ from study.models import (
     Participant,
     ParticipantMessage,
     StaffMember,
+    Urgency,
 )
 from study.protocol import Protocol
 
@@ -66,8 +68,7 @@ RecipientKey = tuple[int | None, int | None]
 
 # Messages that go out in numbers on a schedule: behind replies at the send limiter, and at most
 # one a second to one chat (bot/send_limiter.py).
-BULK_KINDS = frozenset({OutboxKind.BROADCAST, OutboxKind.REMINDER, OutboxKind.NUDGE, OutboxKind.VISIT_REMINDER,
-                        OutboxKind.PREGNANCY_REMINDER, OutboxKind.CHECKIN, OutboxKind.DIGEST, OutboxKind.ANCHOR})
+BULK_KINDS = frozenset(kind for kind, urgency in URGENCY.items() if urgency >= Urgency.SCHEDULED)
 
 
 def _backoff(attempts: int) -> timedelta:

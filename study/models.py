@@ -10,7 +10,7 @@ audit trail with its old and new values.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any, ClassVar, TypeAlias
 
 from sqlalchemy import (
@@ -402,6 +402,40 @@ class OutboxKind(StrEnum):
     BROADCAST = "broadcast"
     DIGEST = "digest"  # the morning staff digest
     ANCHOR = "anchor"  # the investigator's daily audit anchor
+
+
+class Urgency(IntEnum):
+    """Which due outbox messages go first (study/outbox.py `due`): a safety alert never waits
+    behind a broadcast to everyone queued before it (20,000 of them take eleven minutes at
+    Telegram's pace, and staff must hear of a safety signal within a minute)."""
+
+    SAFETY = 0  # a safety alert's copy to staff
+    CONVERSATION = 1  # one person's exchange with the team: their words, the team's reply, a notice
+    SCHEDULED = 2  # what the protocol's calendar sends: reminders, check-ins, digests
+    BULK = 3  # a broadcast to many
+
+
+#: Each kind's urgency. Scheduled and bulk messages are also paced as bulk at the send limiter:
+#: behind replies, and at most one a second to a chat (bot/send_limiter.py).
+URGENCY: dict[OutboxKind, Urgency] = {
+    OutboxKind.ALERT: Urgency.SAFETY,
+    OutboxKind.ALERT_CLOSED: Urgency.CONVERSATION,
+    OutboxKind.PARTICIPANT_MESSAGE: Urgency.CONVERSATION,
+    OutboxKind.MEDIA_COPY: Urgency.CONVERSATION,
+    OutboxKind.MESSAGE_RECEIPT: Urgency.CONVERSATION,
+    OutboxKind.REPLY: Urgency.CONVERSATION,
+    OutboxKind.TREATMENT: Urgency.CONVERSATION,
+    OutboxKind.NOTICE: Urgency.CONVERSATION,
+    OutboxKind.CHECKIN_EXPIRED: Urgency.CONVERSATION,
+    OutboxKind.REMINDER: Urgency.SCHEDULED,
+    OutboxKind.NUDGE: Urgency.SCHEDULED,
+    OutboxKind.VISIT_REMINDER: Urgency.SCHEDULED,
+    OutboxKind.PREGNANCY_REMINDER: Urgency.SCHEDULED,
+    OutboxKind.CHECKIN: Urgency.SCHEDULED,
+    OutboxKind.DIGEST: Urgency.SCHEDULED,
+    OutboxKind.ANCHOR: Urgency.SCHEDULED,
+    OutboxKind.BROADCAST: Urgency.BULK,
+}
 
 
 class OutboxMessage(Base):

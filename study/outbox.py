@@ -11,13 +11,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import staff as staff_members
 from study.database import insert_new, insert_new_counted
-from study.models import ButtonRows, DeliveryEvent, DeliveryStep, JSONObject, OutboxKind, OutboxMessage, OutboxStatus
+from study.models import (
+    URGENCY,
+    ButtonRows,
+    DeliveryEvent,
+    DeliveryStep,
+    JSONObject,
+    OutboxKind,
+    OutboxMessage,
+    OutboxStatus,
+)
 
 if TYPE_CHECKING:
     from scheduler.planner import PlannedMessage
@@ -210,11 +219,18 @@ async def notify_staff(
     return queued
 
 
+#: The order due messages go in: the most urgent kind first (models.URGENCY), then oldest first.
+#: (A kind missing from the table sorts as the most urgent: a new kind is never left behind.)
+DELIVERY_ORDER = (case({kind.value: urgency.value for kind, urgency in URGENCY.items()},
+                       value=OutboxMessage.kind, else_=0),
+                  OutboxMessage.not_before, OutboxMessage.id)
+
+
 async def due(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[int]:
-    """The ids of the next messages due, oldest first: candidates to `claim`, not claimed."""
+    """The ids of the next messages due, in `DELIVERY_ORDER`: candidates to `claim`, not claimed."""
     query = (select(OutboxMessage.id)
              .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.not_before <= now)
-             .order_by(OutboxMessage.not_before, OutboxMessage.id)
+             .order_by(*DELIVERY_ORDER)
              .limit(limit))
     return list((await session.scalars(query)).all())
 
@@ -225,7 +241,7 @@ async def due_to(session: AsyncSession, *, now: datetime, limit: int = 50,
     rows a deliverer has under way or waiting already)."""
     query = (select(OutboxMessage.id, OutboxMessage.participant_id, OutboxMessage.staff_id)
              .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.not_before <= now)
-             .order_by(OutboxMessage.not_before, OutboxMessage.id)
+             .order_by(*DELIVERY_ORDER)
              .limit(limit))
     if exclude:
         query = query.where(OutboxMessage.id.not_in(list(exclude)))
