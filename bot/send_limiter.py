@@ -163,9 +163,9 @@ class Taken(NamedTuple):
 class SlotStore(Protocol):
     """Where the ring is kept: this process's memory, or a table every process shares."""
 
-    async def take(self, chat: str | None = None, *, gap: float = 0.0, bulk: bool = False) -> Taken:
-        """Take a send slot now for a send to `chat` (None: no chat's pace applies), which must
-        be at least `gap` seconds after the chat's last send; `bulk`: it goes behind replies. A
+    async def take(self, chat: str, *, gap: float = 0.0, bulk: bool = False) -> Taken:
+        """Take a send slot now for a send to `chat`, which must be at least `gap` seconds after
+        the chat's last send; `bulk`: it goes behind replies. A
         store in this process's memory leaves chats and priority to the limiter (one process sees
         every send); a shared one keeps them for every process."""
         ...
@@ -192,7 +192,7 @@ class LocalSlots:
         self.ring = SlotRing(limit, period)
         self.clock = clock
 
-    async def take(self, chat: str | None = None, *, gap: float = 0.0, bulk: bool = False) -> Taken:
+    async def take(self, chat: str = "", *, gap: float = 0.0, bulk: bool = False) -> Taken:
         now = self.clock()
         slot, wait = self.ring.take(now)
         return Taken(None if slot is None else (slot, now), wait)
@@ -229,7 +229,7 @@ class VirtualTime:
 class _Waiter:
     priority: int
     seq: int
-    chat: Any = field(compare=False)
+    chat: str = field(compare=False)
     granted: asyncio.Future = field(compare=False)
 
 
@@ -289,7 +289,7 @@ class SendLimiter(BaseRateLimiter[Pace]):
             return await callback(*args, **kwargs)
         pace = rate_limit_args or Pace()
         for attempt in range(self.max_retries + 1):
-            token = await self.acquire(bulk=pace.bulk, chat=data.get("chat_id"))
+            token = await self.acquire(bulk=pace.bulk, chat=data["chat_id"])
             started, answered = time.monotonic(), False
             try:
                 result = await callback(*args, **kwargs)
@@ -331,9 +331,10 @@ class SendLimiter(BaseRateLimiter[Pace]):
         if self._arrived is not None:
             self._arrived.set()  # a slot may be free sooner than the limiter thought
 
-    async def acquire(self, *, bulk: bool = False, chat: Any = None) -> Any:
-        """Wait for this send's turn and slot; the slot's token, to settle once the send is answered."""
-        waiter = _Waiter(1 if bulk else 0, next(self._seq), None if chat is None else str(chat),
+    async def acquire(self, *, chat: int | str, bulk: bool = False) -> Any:
+        """Wait for this send's turn and slot (a send to `chat`); the slot's token, to settle once
+        the send is answered."""
+        waiter = _Waiter(1 if bulk else 0, next(self._seq), str(chat),
                          asyncio.get_running_loop().create_future())
         heapq.heappush(self._waiting, waiter)
         if self._arrived is None:
@@ -362,7 +363,7 @@ class SendLimiter(BaseRateLimiter[Pace]):
         return None, soonest
 
     def _chat_wait(self, waiter: _Waiter, now: float) -> float:
-        ring = self._chats.get(waiter.chat) if waiter.chat is not None else None
+        ring = self._chats.get(waiter.chat)
         if ring is None:
             return 0.0
         wait = ring.wait(now)
@@ -405,8 +406,7 @@ class SendLimiter(BaseRateLimiter[Pace]):
             if waiter.granted.done():  # (the waiter left meanwhile: the slot goes unused)
                 await self.slots.settle(taken.token, 0.0)
                 continue
-            if waiter.chat is not None:
-                self._pace_of(waiter.chat).take(self.clock())
+            self._pace_of(waiter.chat).take(self.clock())
             self.granted += 1
             waiter.granted.set_result(taken.token)
 

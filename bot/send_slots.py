@@ -50,23 +50,10 @@ REPLY_HOLD = 0.05
 
 def _statements(now: str) -> dict[str, TextClause]:
     return {
-        # A slot and the time it was taken; or, with none free, the seconds until one may be.
-        "take": text(f"""
-            WITH free AS (
-                SELECT slot FROM send_slots
-                WHERE slot < :limit AND taken_at <= {now} - :period
-                ORDER BY taken_at LIMIT 1
-                FOR UPDATE SKIP LOCKED),
-            taken AS (
-                UPDATE send_slots SET taken_at = {now} + :in_flight FROM free WHERE send_slots.slot = free.slot
-                RETURNING send_slots.slot, send_slots.taken_at - :in_flight AS at)
-            SELECT slot, at, NULL AS wait FROM taken
-            UNION ALL
-            SELECT NULL, NULL, (SELECT min(taken_at) + :period - {now} FROM send_slots WHERE slot < :limit)
-            WHERE NOT EXISTS (SELECT FROM taken)"""),
-        # The same for a send to one chat, if the chat may have one too (Telegram's pace for one
-        # chat: a burst, then one a second; a bulk message `gap` after the chat's last): taken
-        # together, or neither. Without a slot or the chat's turn, the seconds until each.
+        # A slot, and the chat's turn (Telegram's pace for one chat: a burst, then one a second;
+        # a bulk message `gap` after the chat's last): taken together, or neither. Without a slot
+        # or the chat's turn, the seconds until each. (Every send Telegram counts has a chat:
+        # bot/send_limiter.py `counted`.)
         "take_for_chat": text(f"""
             WITH clock AS (SELECT {now} AS now),
             replies AS (SELECT waiting_until FROM send_replies WHERE id = 0),
@@ -152,18 +139,13 @@ class SharedSlots:
             with contextlib.suppress(Exception):  # a connection already lost has nothing to close
                 await connection.close()
 
-    async def take(self, chat: str | None = None, *, gap: float = 0.0, bulk: bool = False) -> Taken:
+    async def take(self, chat: str, *, gap: float = 0.0, bulk: bool = False) -> Taken:
         bucket = _bucket(chat)
         try:
-            if bucket is None:
-                result = await self._execute("take", lambda: self._params(in_flight=IN_FLIGHT_HOLD))
-                slot, taken, wait = tuple(result.one())
-                chat_wait = None
-            else:
-                result = await self._execute("take_for_chat", lambda: self._params(
-                    in_flight=IN_FLIGHT_HOLD, bucket=bucket, gap=gap, burst=CHAT_BURST, every=SEND_WINDOW_SECONDS,
-                    bulk=bulk, hold=REPLY_HOLD))
-                slot, taken, wait, chat_wait = tuple(result.one())
+            result = await self._execute("take_for_chat", lambda: self._params(
+                in_flight=IN_FLIGHT_HOLD, bucket=bucket, gap=gap, burst=CHAT_BURST, every=SEND_WINDOW_SECONDS,
+                bulk=bulk, hold=REPLY_HOLD))
+            slot, taken, wait, chat_wait = tuple(result.one())
         except Exception as error:
             if not is_unavailable(error):
                 raise
@@ -215,11 +197,8 @@ class SharedSlots:
                 raise
 
 
-def _bucket(chat: str | None) -> int | None:
+def _bucket(chat: str) -> int:
     """Where a chat's pace is kept in `send_chats`: one of 65,536 buckets, a hash of the chat,
     never the chat itself (an unknown chat is answered, and nothing about it may be stored; two
-    chats that share a bucket are paced together, which only ever makes them slower). None: no
-    chat's pace applies."""
-    if chat is None:
-        return None
+    chats that share a bucket are paced together, which only ever makes them slower)."""
     return int.from_bytes(hashlib.blake2b(chat.encode(), digest_size=2).digest(), "big")
