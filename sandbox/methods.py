@@ -41,7 +41,6 @@ Handler = Callable[["TelegramWorld", Params], Awaitable[Any]]
 # file the bot downloads (getFile) 20 MB. A file sent again by file_id has no limit.
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-MAX_DOCUMENT_BYTES = MAX_UPLOAD_BYTES
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 _CHAT_ACTIONS = {
     "typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",

@@ -63,11 +63,6 @@ def alert_variables(alert: Alert, participant: Participant) -> JSONObject:
             "source": alert.source, "reported_at": alert.reported_at.isoformat()}
 
 
-def flag_labels(protocol: Protocol) -> dict[str, str]:
-    """What the study team reads for each red flag (from the screening file)."""
-    return {code: flag.label for code, flag in protocol.screener.flags.items()}
-
-
 async def raise_alert(
     session: AsyncSession, participant: Participant, *, source: str, triggers: list[JSONObject], now: datetime,
     checkin_id: int | None = None, message_id: int | None = None,

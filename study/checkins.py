@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import alerts, audit, outbox, pregnancy_pathway
 from study.audit import Actor
-from study.database import among
 from study.diary import local_today
 from study.models import (
     Alert,
@@ -361,9 +360,3 @@ def last_submitted_column() -> ScalarSelect[datetime]:
     return (select(func.max(CheckIn.submitted_at))
             .where(CheckIn.participant_id == Participant.id, CheckIn.kind == CheckinKind.FULL)
             .correlate(Participant).scalar_subquery())
-
-
-async def last_submitted(session: AsyncSession, participant_ids: list[int]) -> dict[int, datetime]:
-    """When each participant last completed a full check-in (for planning the next one)."""
-    query = select(Participant.id, last_submitted_column()).where(among(session, Participant.id, participant_ids))
-    return {pid: at for pid, at in (await session.execute(query)).all() if at is not None}

@@ -211,8 +211,3 @@ async def from_staff(session: AsyncSession, participant: Participant, member: St
                                                            "length": len(text)},
                        reason="reply from the study team", timezone=participant.timezone)
     return record
-
-
-async def thread(session: AsyncSession, participant_id: int) -> list[ParticipantMessage]:
-    query = select(ParticipantMessage).where(ParticipantMessage.participant_id == participant_id)
-    return list((await session.scalars(query.order_by(ParticipantMessage.id))).all())

@@ -436,9 +436,6 @@ class Readers:
     def maybe_instant(self, value: Any) -> datetime | None:
         return None if value is None else self.instant(value)
 
-    def maybe_day(self, value: Any) -> date | None:
-        return None if value is None else self.day(value)
-
 
 def _sqlite_instant(value: str) -> datetime:
     # UTCDateTime's result, about six times cheaper: no naive datetime made and then replaced.

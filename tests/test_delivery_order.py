@@ -19,7 +19,7 @@ def test_every_kind_has_an_urgency_and_bulk_pacing_follows_it() -> None:
     assert set(URGENCY) == set(OutboxKind)
     assert URGENCY[OutboxKind.ALERT] == min(Urgency)
     assert URGENCY[OutboxKind.BROADCAST] == max(Urgency)
-    assert BULK_KINDS == {kind for kind, urgency in URGENCY.items() if urgency >= Urgency.SCHEDULED}
+    assert {kind for kind, urgency in URGENCY.items() if urgency >= Urgency.SCHEDULED} == BULK_KINDS
     assert OutboxKind.ALERT not in BULK_KINDS and OutboxKind.REPLY not in BULK_KINDS
 
 
