@@ -23,7 +23,7 @@ from typing import Any, cast
 import aiosqlite
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
@@ -46,6 +46,13 @@ _READ_ONLY = "trialbot_read_only"
 CONNECT_TIMEOUT_SECONDS = 10
 # How long a writer waits for another to finish on SQLite before giving up.
 SQLITE_BUSY_SECONDS = 30
+# A pooled PostgreSQL connection idle this long is pinged when taken again, and replaced if the
+# server dropped it (a restart, a network cut: the first tap after an outage works). One used more
+# recently is not (HikariCP's `aliveBypassWindowMs` makes the same call): the ping is a round trip
+# on every transaction, a fifth of a trivial one's CPU, and a server cannot go away and come back
+# in between; a connection cut in that half second fails one operation, as any cut mid-use does,
+# and the pool is then renewed.
+PING_AFTER_IDLE_SECONDS = 0.5
 log = logging.getLogger(__name__)
 # Database.schema_state(): how the schema compares with this code's migrations.
 SCHEMA_CURRENT, SCHEMA_EMPTY, SCHEMA_OLDER, SCHEMA_UNKNOWN = "current", "empty", "older", "unknown"
@@ -72,15 +79,16 @@ class Database:
                 # Tests isolate themselves in a schema of their own on a shared PostgreSQL database.
                 connect_args["server_settings"] = {"search_path": schema}
         self._connect_args = connect_args
-        # hide_parameters: errors must not carry participants' data into logs. pool_pre_ping (a
-        # server's only): a pooled connection the server dropped while it was away is replaced
-        # when taken, so the first tap after an outage works instead of failing once more.
+        # hide_parameters: errors must not carry participants' data into logs. A server's pooled
+        # connections are pinged when taken after a while idle (_ping_when_idle).
         # On SQLite, each statement is one trip to aiosqlite's thread (_OneTripCursor).
         driver: dict[str, Any] = {"module": _OneTripDBAPI(aiosqlite, sqlite3)} if self.is_sqlite else {}
         self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args, hide_parameters=True,
-                                                       pool_pre_ping=not self.is_sqlite, **driver)
+                                                       **driver)
         if self.is_sqlite:
             _serialise_sqlite_writers(self.engine)
+        else:
+            _ping_when_idle(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # Reads take no write lock: on SQLite they begin DEFERRED, so they neither wait for nor
         # hold up the writers (every update starts with one: who is writing?).
@@ -285,6 +293,28 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
         # statement begins nothing on the database.
         read_only = connection.get_execution_options().get(_READ_ONLY, False)
         connection.connection.dbapi_connection.owe_begin("BEGIN" if read_only else "BEGIN IMMEDIATE")  # type: ignore[union-attr]
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """SQLAlchemy's `pool_pre_ping`, for connections idle `PING_AFTER_IDLE_SECONDS` or more only
+    (a new connection is not pinged either). A ping that fails renews the whole pool, as the
+    pre-ping does: if one connection was dropped, the others were too."""
+    pool, dialect = engine.sync_engine.pool, engine.sync_engine.dialect
+    idle_since = "trialbot_idle_since"  # in the connection's `info`, which a replaced connection starts without
+
+    @event.listens_for(pool, "checkin")
+    def _idle_from_now(_dbapi_connection: Any, record: Any) -> None:
+        record.info[idle_since] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(idle_since)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:  # whatever the reason, this connection is no use
+            raise exc.InvalidatePoolError(f"pooled connection dropped while idle ({type(error).__name__})") from error
 
 
 async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *, unique: str,

@@ -173,3 +173,54 @@ async def test_a_writer_cancelled_while_waiting_for_sqlites_lock_leaves_no_trans
     finally:
         await db.dispose()
         await other.dispose()
+
+
+async def _cut_pooled_connection(db: Database) -> None:
+    """Use one pooled connection, then have the server drop it (as a restart or a network cut
+    does) while it waits in the pool."""
+    from sqlalchemy import text
+
+    async with db.read() as session:
+        pid = await session.scalar(text("SELECT pg_backend_pid()"))
+    admin = await db.dedicated_connection()  # outside the pool
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        while await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+            await asyncio.sleep(0.01)  # until the server has let the connection go
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+async def test_a_connection_dropped_while_idle_is_replaced_when_taken(db: Database, monkeypatch) -> None:
+    """The first transaction after the server dropped an idle pooled connection works: the
+    connection is pinged when taken after `PING_AFTER_IDLE_SECONDS` idle, and replaced. (Here
+    every connection counts as idle long enough: no test waits on the wall clock.)"""
+    from sqlalchemy import text
+
+    import study.database
+
+    monkeypatch.setattr(study.database, "PING_AFTER_IDLE_SECONDS", 0.0)
+    await _cut_pooled_connection(db)
+    async with db.read() as session:
+        assert await session.scalar(text("SELECT 1")) == 1
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+async def test_a_connection_used_a_moment_ago_is_taken_without_a_ping(db: Database, monkeypatch) -> None:
+    """A connection back in the pool for less than `PING_AFTER_IDLE_SECONDS` is used as it is (no
+    round trip to ping it on every transaction). Cut in that moment, it fails the one operation
+    that meets the cut, and the pool is renewed: the next works."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    import study.database
+
+    monkeypatch.setattr(study.database, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    await _cut_pooled_connection(db)
+    with pytest.raises(DBAPIError) as failed:
+        async with db.read() as session:
+            await session.scalar(text("SELECT 1"))
+    assert failed.value.connection_invalidated
+    async with db.read() as session:
+        assert await session.scalar(text("SELECT 1")) == 1
