@@ -49,7 +49,7 @@ SQLITE_BUSY_SECONDS = 30
 # A pooled PostgreSQL connection idle this long is pinged when taken again, and replaced if the
 # server dropped it (a restart, a network cut: the first tap after an outage works). One used more
 # recently is not (HikariCP's `aliveBypassWindowMs` makes the same call): the ping is a round trip
-# on every transaction, a fifth of a trivial one's CPU, and a server cannot go away and come back
+# on every transaction (nearly half of a trivial one's CPU), and a server cannot go away and come back
 # in between; a connection cut in that half second fails one operation, as any cut mid-use does,
 # and the pool is then renewed.
 PING_AFTER_IDLE_SECONDS = 0.5
