@@ -192,7 +192,7 @@ class LocalSlots:
         self.ring = SlotRing(limit, period)
         self.clock = clock
 
-    async def take(self, chat: str = "", *, gap: float = 0.0, bulk: bool = False) -> Taken:
+    async def take(self, chat: str, *, gap: float = 0.0, bulk: bool = False) -> Taken:
         now = self.clock()
         slot, wait = self.ring.take(now)
         return Taken(None if slot is None else (slot, now), wait)

@@ -152,7 +152,7 @@ class SharedSlots:
             if not self._away:
                 log.warning("send slots: the database is unavailable; pacing sends in this process alone")
                 self._away = True
-            here = await self._fallback.take()
+            here = await self._fallback.take(chat)
             return Taken(None if here.token is None else ("here", here.token), here.wait)
         self._away = False
         if slot is not None:

@@ -383,7 +383,8 @@ OutboxStatus.SETTLED = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKI
 class OutboxKind(StrEnum):
     """What an outbox message is for. Each kind has its row in study/still_wanted.py `RULES`: whether
     it goes to a paused participant, the permission needed to receive it, what makes it unwanted
-    by the time it is due (a dose recorded, a visit moved, an alert acknowledged...)."""
+    by the time it is due (a dose recorded, a visit moved, an alert acknowledged...); and its
+    `Urgency` in `URGENCY` below (what goes first, and what is paced as bulk)."""
 
     NOTICE = "notice"  # anything not named below
     REMINDER = "reminder"  # a dose reminder
