@@ -20,7 +20,7 @@ from bot.replies import alert, render, replying_to, show
 from bot.runtime import TrialbotContext
 from bot.services import services
 from messages.sent import Recipient
-from study import audit, participants, roles, staff, strangers
+from study import audit, participants, processed_updates, roles, staff, strangers
 from study.audit import Actor
 from study.models import Participant, StaffMember, StrangerEvent
 
@@ -56,9 +56,9 @@ def participant_only(handler: ParticipantHandler | None = None, *, others_hear_n
         svc = services(context)
         key = exactly_once.key_of(update, context)
         async with svc.db.read() as session:
-            participant = await participants.by_chat(session, chat.id)
+            participant, seen = await processed_updates.find_beside(
+                session, participants.BY_CHAT, {"chat_id": chat.id}, key, now=svc.clock.now())
             member = await staff.by_telegram_id(session, user.id) if participant is None else None
-            seen = await exactly_once.seen_before(session, key, context) if participant is not None else None
         if participant is None or participant.telegram_user_id != user.id:
             if others_hear_nothing:
                 return
@@ -97,9 +97,9 @@ def staff_only(handler: StaffHandler) -> Callable[[Update, TrialbotContext], Cor
         svc = services(context)
         key = exactly_once.key_of(update, context)
         async with svc.db.read() as session:
-            member = await staff.by_telegram_id(session, user.id)
+            member, seen = await processed_updates.find_beside(
+                session, staff.BY_TELEGRAM_ID, {"user_id": user.id}, key, now=svc.clock.now())
             participant = await participants.by_chat(session, chat.id) if member is None else None
-            seen = await exactly_once.seen_before(session, key, context) if member is not None else None
         if member is not None and member.active:
             with replying_to(Recipient.staff(member.id)):
                 key = exactly_once.key_of(update, context, staff_id=member.id)

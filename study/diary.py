@@ -213,7 +213,7 @@ def _standing_entries(participant: Participant) -> Select[DiaryEntry]:
 
 async def entries_on(session: AsyncSession, participant: Participant, day: date) -> list[corrections.EntryView]:
     """The entries that stand on a local day, as corrected (each says whether it was), in time order."""
-    views = await corrections.entry_views(session, [participant.id], since=day)
+    views = await corrections.entry_views_of(session, participant.id, day)
     standing = [v for v in views if v.stands and v.local_date == day and v.kind in ("applied", "missed")]
     return sorted(standing, key=lambda v: (v.occurred_at is not None, v.occurred_at or v.entry.recorded_at, v.id))
 

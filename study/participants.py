@@ -131,11 +131,13 @@ async def by_study_id(session: AsyncSession, study_id: str) -> Participant | Non
     return await session.scalar(select(Participant).where(Participant.study_id == normal_study_id(study_id)))
 
 
-_BY_CHAT = select(Participant).where(Participant.telegram_chat_id == bindparam("chat_id"))  # built once: every update
+# Who writes from a chat: built once (every update asks; bot/access.py asks it beside the
+# update's record in the ledger: study/processed_updates.py `find_beside`).
+BY_CHAT = select(Participant).where(Participant.telegram_chat_id == bindparam("chat_id"))
 
 
 async def by_chat(session: AsyncSession, chat_id: int) -> Participant | None:
-    return await session.scalar(_BY_CHAT, {"chat_id": chat_id})
+    return await session.scalar(BY_CHAT, {"chat_id": chat_id})
 
 
 async def change(

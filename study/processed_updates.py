@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, delete, or_, select, update
+from sqlalchemy import Row, Select, Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from study.models import ProcessedUpdate
 
@@ -70,29 +71,58 @@ def _matching(key: UpdateKey) -> Any:
     return or_(*conditions)
 
 
+def _found(record: Any, by_query: bool, by_action: bool) -> Any:
+    """The conditions of `find` on `record` (the table, or an alias of it)."""
+    conditions: list[Any] = [(record.bot_id == bindparam("bot_id")) & (record.update_id == bindparam("update_id"))]
+    if by_query:
+        conditions.append(record.callback_query_id == bindparam("callback_query_id"))
+    if by_action:
+        conditions.append(record.action_key == bindparam("action_key"))
+    return and_(or_(*conditions), record.handled_at > bindparam("since"))
+
+
+# The columns a Handled copies, not the mapped row: no ORM object to build for every update.
+_HANDLED = (ProcessedUpdate.bot_id, ProcessedUpdate.update_id, ProcessedUpdate.answer, ProcessedUpdate.answered_at)
+
+
 @functools.cache
 def _find_statement(by_query: bool, by_action: bool) -> Any:
     """`find`'s query for each shape of key, built once (every update looks itself up)."""
-    conditions: list[Any] = [(ProcessedUpdate.bot_id == bindparam("bot_id"))
-                             & (ProcessedUpdate.update_id == bindparam("update_id"))]
-    if by_query:
-        conditions.append(ProcessedUpdate.callback_query_id == bindparam("callback_query_id"))
-    if by_action:
-        conditions.append(ProcessedUpdate.action_key == bindparam("action_key"))
-    # The columns a Handled copies, not the mapped row: no ORM object to build for every update.
-    return (select(ProcessedUpdate.bot_id, ProcessedUpdate.update_id, ProcessedUpdate.answer,
-                   ProcessedUpdate.answered_at)
-            .where(or_(*conditions), ProcessedUpdate.handled_at > bindparam("since"))
-            .order_by(ProcessedUpdate.id).limit(1))
+    return select(*_HANDLED).where(_found(ProcessedUpdate, by_query, by_action)).order_by(ProcessedUpdate.id).limit(1)
+
+
+def _find_params(key: UpdateKey, now: datetime) -> dict[str, Any]:
+    return {"bot_id": key.bot_id, "update_id": key.update_id, "since": now - KEPT_FOR,
+            "callback_query_id": key.callback_query_id, "action_key": key.action_key}
 
 
 async def find(session: AsyncSession, key: UpdateKey, *, now: datetime) -> Handled | None:
     """The record of this update (or of its action), if it was handled within `KEPT_FOR`."""
     query = _find_statement(key.callback_query_id is not None, key.action_key is not None)
-    row = (await session.execute(query, {"bot_id": key.bot_id, "update_id": key.update_id, "since": now - KEPT_FOR,
-                                         "callback_query_id": key.callback_query_id,
-                                         "action_key": key.action_key})).first()
+    row = (await session.execute(query, _find_params(key, now))).first()
     return Handled.of(row) if row is not None else None
+
+
+@functools.cache
+def _beside_statement(lookup: Select[Any], by_query: bool, by_action: bool) -> Any:
+    """`lookup` with `find`'s record joined on, when there is one (see `find_beside`)."""
+    record = aliased(ProcessedUpdate)  # the subquery's own: not correlated with the joined table
+    first = (select(record.id).where(_found(record, by_query, by_action)).order_by(record.id).limit(1)
+             .scalar_subquery())
+    return lookup.add_columns(*_HANDLED).outerjoin(ProcessedUpdate, ProcessedUpdate.id == first)
+
+
+async def find_beside(session: AsyncSession, lookup: Select[Any], params: dict[str, Any], key: UpdateKey, *,
+                      now: datetime) -> tuple[Any, Handled | None]:
+    """Who is writing and `find`, in one statement (every update asks both, first thing):
+    `lookup` selects one mapped row by its bind `params` (a module's constant: the joined
+    statement is built once for each). Returns that row's object (None if there is none) and
+    the update's record (None if it was not handled before, or no object was found)."""
+    query = _beside_statement(lookup, key.callback_query_id is not None, key.action_key is not None)
+    row = (await session.execute(query, {**params, **_find_params(key, now)})).first()
+    if row is None:
+        return None, None
+    return row[0], (Handled(*row[1:]) if row.bot_id is not None else None)
 
 
 async def claim(session: AsyncSession, key: UpdateKey, *, now: datetime) -> int:

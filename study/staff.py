@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from study import audit, roles
@@ -202,8 +202,12 @@ async def cancel(session: AsyncSession, change: StaffChange, *, now: datetime) -
     return True
 
 
+# Built once, as participants.BY_CHAT (and asked beside the ledger the same way).
+BY_TELEGRAM_ID = select(StaffMember).where(StaffMember.telegram_user_id == bindparam("user_id"))
+
+
 async def by_telegram_id(session: AsyncSession, telegram_user_id: int) -> StaffMember | None:
-    return await session.scalar(select(StaffMember).where(StaffMember.telegram_user_id == telegram_user_id))
+    return await session.scalar(BY_TELEGRAM_ID, {"user_id": telegram_user_id})
 
 
 async def on_duty(session: AsyncSession) -> list[StaffMember]:

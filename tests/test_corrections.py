@@ -430,3 +430,50 @@ async def test_the_corrections_table_is_append_only_and_checked(trial: Trial) ->
             async with trial.db.transaction() as session:
                 await session.execute(Correction.__table__.insert(), [values])
     assert len(await rows(trial, DiaryEntry)) == 1
+
+
+async def test_one_participants_entries_read_in_one_statement_match_the_full_view(trial: Trial) -> None:
+    """/today reads a participant's entries in one statement while nothing in their diary was
+    corrected or superseded, and the full view otherwise: the same views either way, and an entry
+    of another day corrected into this one is not missed."""
+    await trial.enroll("P001")
+    await trial.enroll("P002")
+    plain, moved = await trial.participant("P001"), await trial.participant("P002")
+    today, yesterday = date(2026, 11, 24), date(2026, 11, 23)
+    now = datetime(2026, 11, 24, 20, 0, tzinfo=NY)
+
+    def entry(person, kind: str, day: date, hour: int, **more) -> DiaryEntry:
+        return DiaryEntry(participant_id=person.id, kind=kind, local_date=day, timezone=person.timezone,
+                          occurred_at=datetime.combine(day, datetime.min.time(), NY).replace(hour=hour),
+                          recorded_at=now, source="button", late=False, recorded_by="participant:test", **more)
+
+    def seen(views) -> list[tuple]:
+        return [(v.id, v.kind, v.local_date, v.occurred_at, v.undone, v.withdrawn_by_staff, v.superseded_by,
+                 v.corrected) for v in views]
+
+    async def both(person) -> tuple[list[tuple], list[tuple]]:
+        async with trial.db.read() as session:
+            one = await corrections.entry_views_of(session, person.id, today)
+            full = await corrections.entry_views(session, [person.id], since=today)
+        return seen(one), seen(full)
+
+    one, full = await both(plain)
+    assert one == full == [], "no entries: nothing, from the row of flags alone"
+
+    async with trial.db.transaction() as session:
+        kept, undone = entry(plain, "applied", today, 8), entry(plain, "applied", today, 9)
+        session.add_all([entry(plain, "applied", yesterday, 8), kept, undone, entry(moved, "applied", yesterday, 20)])
+        await session.flush()
+        session.add(entry(plain, "withdrawal", today, 10, supersedes_id=undone.id))
+    one, full = await both(plain)
+    assert one == full and [(v[0], v[4]) for v in one] == [(kept.id, False), (undone.id, True)]
+
+    [yesterdays] = await trial.diary("P002")
+    async with trial.db.transaction() as session:
+        session.add(Correction(participant_id=moved.id, entity="diary_entry", diary_entry_id=yesterdays.id,
+                               field="local_date", old_value=yesterday.isoformat(), new_value=today.isoformat(),
+                               reason="applied after midnight", corrected_by="staff:1", corrected_at=now,
+                               timezone=moved.timezone))
+    one, full = await both(moved)
+    assert one == full and [(v[0], v[2], v[7]) for v in one] == [(yesterdays.id, today, True)], \
+        "an entry corrected into the day is read through the full view"
