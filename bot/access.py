@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 
 from bot import exactly_once
@@ -25,6 +27,9 @@ from study.audit import Actor
 from study.models import Participant, StaffMember, StrangerEvent
 
 ParticipantHandler = Callable[[Update, TrialbotContext, Participant], Awaitable[None]]
+# What a handler reads beside who is writing (`participant_only(reading=...)`): the session, the
+# participant, the moment the update is handled at.
+Reading = Callable[[AsyncSession, Participant, datetime], Awaitable[Any]]
 
 
 def stranger_language(update: Update, context: TrialbotContext) -> str:
@@ -42,11 +47,14 @@ async def reply_to_stranger(update: Update, context: TrialbotContext) -> None:
     await show(update, context, render(context, "stranger", stranger_language(update, context)))
 
 
-def participant_only(handler: ParticipantHandler | None = None, *, others_hear_nothing: bool = False) -> Any:
+def participant_only(handler: Callable[..., Awaitable[None]] | None = None, *, others_hear_nothing: bool = False,
+                     reading: Reading | None = None) -> Any:
     """`others_hear_nothing`: for updates that need no answer from anyone else (a message
-    edited by staff or a stranger is not answered at all)."""
+    edited by staff or a stranger is not answered at all). `reading`: what the handler shows,
+    read in the same transaction as who is writing (one transaction fewer, one snapshot); the
+    handler is called with what it returned after the participant."""
     if handler is None:
-        return functools.partial(participant_only, others_hear_nothing=others_hear_nothing)
+        return functools.partial(participant_only, others_hear_nothing=others_hear_nothing, reading=reading)
 
     @functools.wraps(handler)
     async def wrapper(update: Update, context: TrialbotContext) -> None:
@@ -55,10 +63,14 @@ def participant_only(handler: ParticipantHandler | None = None, *, others_hear_n
             return  # the bot lives in private chats only; group traffic is ignored
         svc = services(context)
         key = exactly_once.key_of(update, context)
+        now = svc.clock.now()
+        read: tuple[Any, ...] = ()  # what `reading` read, if it did: the handler's last argument
         async with svc.db.read() as session:
             participant, seen = await processed_updates.find_beside(
-                session, participants.BY_CHAT, {"chat_id": chat.id}, key, now=svc.clock.now())
+                session, participants.BY_CHAT, {"chat_id": chat.id}, key, now=now)
             member = await staff.by_telegram_id(session, user.id) if participant is None else None
+            if reading is not None and seen is None and _served(participant, user.id):
+                read = (await reading(session, participant, now),)  # type: ignore[arg-type]  # served: not None
         if participant is None or participant.telegram_user_id != user.id:
             if others_hear_nothing:
                 return
@@ -77,9 +89,14 @@ def participant_only(handler: ParticipantHandler | None = None, *, others_hear_n
                 await show(update, context, render(context, "not_active", participant.language))
                 return
             key = exactly_once.key_of(update, context, participant_id=participant.id)
-            await exactly_once.once(update, context, key, seen, lambda: handler(update, context, participant))
+            await exactly_once.once(update, context, key, seen, lambda: handler(update, context, participant, *read))
 
     return wrapper
+
+
+def _served(participant: Participant | None, user_id: int) -> bool:
+    return (participant is not None and participant.telegram_user_id == user_id
+            and participant.status in participants.SERVED_STATUSES)
 
 
 StaffHandler = Callable[[Update, TrialbotContext, StaffMember], Awaitable[None]]

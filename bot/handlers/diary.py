@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 
 from bot import callback_data as cb
@@ -209,13 +210,16 @@ async def missed(update: Update, context: TrialbotContext, participant: Particip
     await show(update, context, fx.reply)
 
 
-@participant_only
-async def today(update: Update, context: TrialbotContext, participant: Participant) -> None:
-    svc = services(context)
-    now = svc.clock.now()
+async def _days_entries(session: AsyncSession, participant: Participant, now: datetime) -> tuple[date, list[EntryView]]:
     day = diary.local_today(participant, now)
-    async with svc.db.read() as session:
-        entries = await diary.entries_on(session, participant, day)
+    return day, await diary.entries_on(session, participant, day)
+
+
+@participant_only(reading=_days_entries)  # read with who is writing: /today is one read, then the reply
+async def today(update: Update, context: TrialbotContext, participant: Participant,
+                todays: tuple[date, list[EntryView]]) -> None:
+    svc = services(context)
+    day, entries = todays
     applied = [_entry_variables(e, participant) for e in entries if e.kind == "applied"]
     missed_entries = [_entry_variables(e, participant) for e in entries if e.kind == "missed"]
     await show(update, context, render(context, "today", participant.language, {
