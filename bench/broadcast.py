@@ -41,13 +41,14 @@ async def run(args, latency_ms: float) -> None:
             async with pace.trialbot(world, db, pace.protocol(), clock):
                 await pace.confirm_broadcast(coordinator)
 
-                def received() -> int:
-                    return sum(1 for u in people if u.bot_messages and NOTICE in (u.bot_messages[-1].text or ""))
+                def received(user) -> int:
+                    last = user.last_bot_message
+                    return int(last is not None and NOTICE in (last.text or ""))
 
                 measure = pace.Measure(world)
                 measure.start()
                 await coordinator.press("✅ Confirm")
-                await pace.until_count(world, received, count)
+                await pace.until_count(world, people, received, count)
                 measure.stop()
                 world.latency_seconds = 0
     copies = Counter(u.user_id for u in people for m in u.bot_messages if NOTICE in (m.text or ""))

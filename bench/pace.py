@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from bot.app import build_application, demo_messages, running
+from sandbox.chat import SimUser
 from sandbox.ratelimit import RateLimits
 from sandbox.server import BotApiServer
 from sandbox.world import TelegramWorld
@@ -114,17 +115,29 @@ def protocol() -> Protocol:
     return load_protocol(EXAMPLE_PROTOCOL)
 
 
-async def until_count(world: TelegramWorld, count: Callable[[], int], target: int, timeout: float = 600) -> None:
-    """Wait until `count()` reaches `target`, looking after each change to a chat."""
+async def until_count(world: TelegramWorld, users: Sequence[SimUser], count: Callable[[SimUser], int], target: int,
+                      timeout: float = 600) -> None:
+    """Wait until `count(user)` summed over `users` reaches `target`. After each change to a chat
+    only that chat is counted again: the bot's process is the stand-in's too, and a count of every
+    chat at every message (a thousand chats a thousand times over, in a broadcast) would take the
+    event loop from the bot being measured, slowing its sends and its reading of their round trips."""
     reached = asyncio.Event()
+    counts = {id(user): count(user) for user in users}
+    total = sum(counts.values())
 
-    def look(_user) -> None:
-        if count() >= target:
+    def look(user: SimUser) -> None:
+        nonlocal total
+        if id(user) in counts:
+            new = count(user)
+            total += new - counts[id(user)]
+            counts[id(user)] = new
+        if total >= target:
             reached.set()
 
     world.add_listener(look)
     try:
-        look(None)
+        if total >= target:
+            reached.set()
         await asyncio.wait_for(reached.wait(), timeout)
     finally:
         world.remove_listener(look)

@@ -42,8 +42,12 @@ RECIPIENTS = 1000
 NOTICE = "clinic is closed"
 
 
-def answers(users: list) -> int:
-    return sum(1 for u in users for m in u.bot_messages if NOTICE not in (m.text or ""))
+def answers(user) -> int:
+    return sum(1 for m in user.bot_messages if NOTICE not in (m.text or ""))
+
+
+def notices(user) -> int:
+    return sum(1 for m in user.bot_messages if NOTICE in (m.text or ""))
 
 
 async def burst(users: list) -> None:
@@ -70,11 +74,10 @@ async def in_process(args, latency_ms: float, with_broadcast: bool) -> None:
                 if with_broadcast:
                     await coordinator.press("✅ Confirm")
                 await burst(senders)
-                await pace.until_count(world, lambda: answers(senders), SENDERS * EACH)
+                await pace.until_count(world, senders, answers, SENDERS * EACH)
                 replies_wall = time.perf_counter() - measure._wall
                 if with_broadcast:
-                    await pace.until_count(world, lambda: sum(
-                        1 for u in everyone for m in u.bot_messages if NOTICE in (m.text or "")), RECIPIENTS)
+                    await pace.until_count(world, everyone, notices, RECIPIENTS)
                 measure.stop()
                 world.latency_seconds = 0
     title = "the burst beside a broadcast to 1,000" if with_broadcast else "the burst"
@@ -131,7 +134,7 @@ async def two_processes(args, latency_ms: float) -> None:
                         cpu_before = sum(cpu_seconds(p.process.pid) for p in (first, second))
                         measure.start()
                         await burst(users)
-                        await pace.until_count(world, lambda: answers(users), SENDERS * EACH)
+                        await pace.until_count(world, users, answers, SENDERS * EACH)
                         measure.stop()
                         cpu = sum(cpu_seconds(p.process.pid) for p in (first, second)) - cpu_before
                         world.latency_seconds = 0
