@@ -79,7 +79,6 @@ async def in_process(args, latency_ms: float, with_broadcast: bool) -> None:
                 if with_broadcast:
                     await pace.until_count(world, everyone, notices, RECIPIENTS)
                 measure.stop()
-                world.latency_seconds = 0
     title = "the burst beside a broadcast to 1,000" if with_broadcast else "the burst"
     print(f"{title}: {SENDERS * EACH} /today from {SENDERS} participants, {latency_ms:g} ms per Bot API call, "
           f"{pace.backend(args)}, one process")
@@ -137,7 +136,6 @@ async def two_processes(args, latency_ms: float) -> None:
                         await pace.until_count(world, users, answers, SENDERS * EACH)
                         measure.stop()
                         cpu = sum(cpu_seconds(p.process.pid) for p in (first, second)) - cpu_before
-                        world.latency_seconds = 0
                         shares = sorted(balancer.answered.values())
                     finally:
                         await second.stop()
