@@ -105,7 +105,9 @@ def test_a_correction_at_the_server_names_who_made_it_and_the_chain_verifies(cli
     assert f"entry 1        applied  {EARLIER:%Y-%m-%d %H:%M}  [late]" in listing.output
     assert "checkin 1" in listing.output and "itch 8" in listing.output
 
-    fixed_at = (NOW - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
+    # Another minute of the same hour: the time alone changes, whatever the hour the suite runs at
+    # (an hour later crossed midnight when run between 00:00 and 03:00 UTC, and moved the day too).
+    fixed_at = EARLIER.replace(minute=(EARLIER.minute + 30) % 60).strftime("%Y-%m-%d %H:%M")
     done = one_line(cli("correct", "entry", "P001", "1", "--time", fixed_at, "--reason", "participant called"), 0)
     assert done.startswith("Corrected P001 diary entry 1 (staff:1): occurred_at "), "TRIALBOT_OPERATOR: Dana Lee"
     assert done.endswith("Reason: participant called")
