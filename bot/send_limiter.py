@@ -153,7 +153,8 @@ class SlotRing:
 class Taken(NamedTuple):
     """A send slot (`token`, for `settle`), or None and the seconds until one may be free
     (`wait`); or, where the store paces chats too, the seconds until the chat may have one
-    (`chat_wait`: another process sent to it)."""
+    (`chat_wait`: another process sent to it). A slot taken a moment before it frees (the shared
+    ring's `TAKE_AHEAD`) comes with the seconds until it does (`wait`): the send waits them out."""
 
     token: Any
     wait: float = 0.0
@@ -403,6 +404,8 @@ class SendLimiter(BaseRateLimiter[Pace]):
                     self._arrived.clear()
                     await self._pause(0.02)
                 continue
+            if taken.wait > 0:  # taken a moment before it frees: it is this waiter's from then
+                await self.sleep(taken.wait)
             if waiter.granted.done():  # (the waiter left meanwhile: the slot goes unused)
                 await self.slots.settle(taken.token, 0.0)
                 continue

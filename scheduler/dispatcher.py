@@ -61,14 +61,24 @@ _TAG = re.compile(r"<[^>]+>")
 MAX_ATTEMPTS = 8
 BATCH = 50  # messages looked up at once; the after-batch hook (broadcast progress) runs after each batch
 # Messages under way at once (each recipient's one at a time): enough to keep Telegram's 30 a
-# second going with 100 ms round trips and the database's records between sends.
-IN_FLIGHT = 10
+# second going with 100 ms round trips and the database's records between sends. The send
+# limiter's slots free together (a broadcast's first 30 went out together); with 10 under way a
+# freed slot waited for the next claim (4-5 ms a send on average at 100 ms, 12 ms at the 90th
+# percentile: bench/broadcast.py), with 20 there is a send waiting for it. Of those a crash
+# leaves 'sending', only the few whose request was out may reach a participant twice.
+IN_FLIGHT = 20
 # Who a message is for, as the outbox row says: (participant id, staff id). One at a time each.
 RecipientKey = tuple[int | None, int | None]
 
 # Messages that go out in numbers on a schedule: behind replies at the send limiter, and at most
 # one a second to one chat (bot/send_limiter.py).
 BULK_KINDS = frozenset(kind for kind, urgency in URGENCY.items() if urgency >= Urgency.SCHEDULED)
+
+
+def _seen_after_round(task: asyncio.Task[bool]) -> None:
+    """A delivery that outlived its round (cancelled): its failure is logged in one line."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a delivery under way when its round ended failed (%s)", type(task.exception()).__name__)
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -159,36 +169,49 @@ class OutboxDispatcher:
             dry = False  # the last look found nothing new: look again once a delivery ends
             looked, claims_since_look, since_hook = False, 0, 0
             failure: BaseException | None = None
-            while True:
-                stopping = (stop is not None and stop.is_set()) or failure is not None
-                if not stopping and len(running) < self.in_flight:
-                    busy = {recipient for _, recipient in running.values()}
-                    if not dry and not _startable(waiting, busy):
-                        if looked and not running and not claims_since_look:
-                            break  # what is due is nothing this deliverer may (or could) claim
-                        exclude = [row_id for row_id, _ in waiting] + [row_id for row_id, _ in running.values()]
-                        async with self.db.transaction() as session:
-                            found = await outbox.due_to(session, now=self.clock.now(), limit=BATCH, exclude=exclude)
-                        looked, claims_since_look, dry = True, 0, not found
-                        waiting += found
-                    waiting = self._start(waiting, running, busy, fence)
-                if not running:
-                    if stopping or dry:
-                        break
-                    continue
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    running.pop(task)
-                    if task.exception() is not None:
-                        failure = failure or task.exception()
+            try:
+                while True:
+                    stopping = (stop is not None and stop.is_set()) or failure is not None
+                    if not stopping and len(running) < self.in_flight:
+                        busy = {recipient for _, recipient in running.values()}
+                        if not dry and not _startable(waiting, busy):
+                            if looked and not running and not claims_since_look:
+                                break  # what is due is nothing this deliverer may (or could) claim
+                            exclude = [row_id for row_id, _ in waiting] + [row_id for row_id, _ in running.values()]
+                            try:
+                                async with self.db.transaction() as session:
+                                    found = await outbox.due_to(session, now=self.clock.now(), limit=BATCH,
+                                                                exclude=exclude)
+                            except Exception as error:  # noqa: BLE001 - raised below, once what is under way is done
+                                # (The database away mid-round: the messages under way end, and are
+                                # recorded or kept, before the round gives up; none is left unwatched.)
+                                failure = error
+                                continue
+                            looked, claims_since_look, dry = True, 0, not found
+                            waiting += found
+                        waiting = self._start(waiting, running, busy, fence)
+                    if not running:
+                        if stopping or dry:
+                            break
                         continue
-                    handled += task.result()
-                    claims_since_look += task.result()
-                dry = False
-                since_hook += len(done)
-                if since_hook >= BATCH:
-                    since_hook = 0
-                    await self._after_batch()
+                    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        running.pop(task)
+                        if task.exception() is not None:
+                            failure = failure or task.exception()
+                            continue
+                        handled += task.result()
+                        claims_since_look += task.result()
+                    dry = False
+                    since_hook += len(done)
+                    if since_hook >= BATCH:
+                        since_hook = 0
+                        await self._after_batch()
+            finally:
+                # Cancelled mid-round (the leader stepping down): what is under way goes on to
+                # its end and its record; how each ended is still looked at, not left unseen.
+                for task in running:
+                    task.add_done_callback(_seen_after_round)
             await self._after_batch()
         if failure is not None:
             raise failure
