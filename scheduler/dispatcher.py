@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import ReplyParameters
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
@@ -73,6 +73,17 @@ RecipientKey = tuple[int | None, int | None]
 # Messages that go out in numbers on a schedule: behind replies at the send limiter, and at most
 # one a second to one chat (bot/send_limiter.py).
 BULK_KINDS = frozenset(kind for kind, urgency in URGENCY.items() if urgency >= Urgency.SCHEDULED)
+
+
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+#: A message Telegram took: its row marked sent, returning what its record and events need.
+_MARK_SENT = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"))
+              .values(status=OutboxStatus.SENT, sent_at=bindparam("sent_at"),
+                      telegram_message_id=bindparam("telegram_message_id"), language=bindparam("language"),
+                      template_hash=bindparam("template_hash"), disable_notification=bindparam("disable_notification"),
+                      attempts=_OUTBOX.c.attempts + bindparam("tries"))
+              .returning(_OUTBOX.c.participant_id, _OUTBOX.c.staff_id, _OUTBOX.c.late_after, _OUTBOX.c.kind,
+                         _OUTBOX.c.participant_message_id))
 
 
 def _seen_after_round(task: asyncio.Task[bool]) -> None:
@@ -414,17 +425,18 @@ class OutboxDispatcher:
         edited message `message_id` rather than sending one."""
         now = at
         async with self.db.transaction() as session:
-            row = await session.get_one(OutboxMessage, row_id)
-            row.status, row.sent_at, row.telegram_message_id = OutboxStatus.SENT, now, message_id
-            row.language, row.template_hash, row.disable_notification = rendered.language, rendered.template_hash, quiet
-            row.attempts += 0 if earlier else 1
+            # Three statements, no unit of work to flush (this runs once for every message sent).
+            row = (await session.execute(_MARK_SENT, {
+                "row_id": row_id, "sent_at": now, "telegram_message_id": message_id, "language": rendered.language,
+                "template_hash": rendered.template_hash, "disable_notification": quiet,
+                "tries": 0 if earlier else 1})).one()
             if row.participant_id:
                 recipient = sent_record.Recipient.participant(row.participant_id)
             else:
                 assert row.staff_id is not None  # every message is to a participant or a staff member
                 recipient = sent_record.Recipient.staff(row.staff_id)
-            sent_record.add(session, rendered, recipient=recipient, via="edit" if edited else "outbox",
-                            telegram_message_id=message_id, now=now)
+            await sent_record.insert(session, rendered, recipient=recipient, via="edit" if edited else "outbox",
+                                     telegram_message_id=message_id, now=now)
             late = row.late_after is not None and now > row.late_after and not earlier
             detail = (f"edited message {message_id}" if edited else f"message {message_id}") + (
                 ", late" if late else "") + (", silent (quiet hours)" if quiet else "")
@@ -432,10 +444,11 @@ class OutboxDispatcher:
                 detail += ", delivered at an earlier try whose answer was lost (the participant answered it)"
             if note:
                 detail += f", {note}"
-            await outbox.record_event(session, row.id, DeliveryStep.SENT, now=now, detail=detail)
-            await _settled(session, row, now)
-            if row is not None and row.kind == OutboxKind.ALERT:  # acknowledged while on its way: closed at once
-                await alerts.copy_sent(session, row, now=now)
+            await outbox.insert_event(session, row_id, DeliveryStep.SENT, now=now, detail=detail)
+            if row.participant_message_id is not None:  # (`_settled`, for the row as it now is)
+                await conversation.after_delivery(session, row.participant_message_id, now=now)
+            if row.kind == OutboxKind.ALERT:  # acknowledged while on its way: closed at once
+                await alerts.copy_sent(session, await session.get_one(OutboxMessage, row_id), now=now)
 
     async def _fail(self, row_id: int, why: str, *, at: datetime) -> None:
         now = at

@@ -122,6 +122,16 @@ async def record_event(session: AsyncSession, outbox_id: int, event: str, *, now
     session.add(DeliveryEvent(outbox_id=outbox_id, at=now, event=event, detail=detail[:256] if detail else None))
 
 
+_INSERT_EVENT = insert(cast(Table, DeliveryEvent.__table__))
+
+
+async def insert_event(session: AsyncSession, outbox_id: int, event: str, *, now: datetime,
+                       detail: str | None = None) -> None:
+    """`record_event` as one INSERT now, without the unit of work (every message sent writes one)."""
+    await session.execute(_INSERT_EVENT, {"outbox_id": outbox_id, "at": now, "event": event,
+                                          "detail": detail[:256] if detail else None})
+
+
 async def cancel_pending(session: AsyncSession, participant_id: int, *, reason: str, now: datetime) -> int:
     """Skip everything still queued for a participant (they paused, withdrew or finished)."""
     rows = (await session.scalars(select(OutboxMessage).where(
