@@ -145,7 +145,13 @@ def visit(action: str, visit_id: int, revision: int) -> str:
 # positive, not yet - wait). The handler acts only if the participant id is the presser's own and
 # the due day is the one their records make due now.
 PREGNANCY_PATTERN = r"^p:[npw]:\d{1,10}:\d{8}:\d{1,4}$"
-PREGNANCY_RESULTS = {"n": "negative", "p": "positive", "w": "not_yet"}
+PREGNANCY_RESULTS = {"n": "negative", "p": "positive", "w": "not_yet"}  # the buttons, in this order
+
+
+def pregnancy(result: str, participant_id: int, due: date, repeat: int) -> str:
+    """A pregnancy reminder's button for `result` (a value of PREGNANCY_RESULTS)."""
+    code = next(code for code, named in PREGNANCY_RESULTS.items() if named == result)
+    return f"p:{code}:{participant_id}:{day_token(due)}:{repeat}"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from bot import callback_data as cb  # what buttons send back: one place (no Telegram in it)
 from study.models import ButtonRows, JSONObject, OutboxKind
 from study.pregnancy_tests import PregnancyFact, due_date
 from study.protocol import Protocol, parse_hhmm
@@ -214,8 +215,8 @@ def _slot_payload(slot: Slot) -> tuple[JSONObject, ButtonRows]:
     of thousands shares them (they are only ever read)."""
     form = slot_form(slot)
     return ({"slot_at": slot.at.isoformat(), "slot_date": slot.local_date.isoformat()},
-            [[[name, f"d:{code}:{form}", {}]] for name, code in
-             (("applied_now", "n"), ("applied_earlier", "e"), ("missed", "m"))])
+            [[[name, cb.diary(action, form), {}]] for name, action in
+             (("applied_now", cb.DIARY_NOW), ("applied_earlier", cb.DIARY_EARLIER), ("missed", cb.DIARY_MISSED))])
 
 
 # --- Study visits ---------------------------------------------------------------------------
@@ -272,8 +273,8 @@ def plan_visits(protocol: Protocol, participant: ParticipantView, visits: Iterab
             if now - at > _LOOK_BACK:
                 continue
             buttons = [] if visit.status == "confirmed" else [
-                [["visit_confirm", f"v:c:{visit.id}:{visit.revision}", {}]],
-                [["visit_reschedule", f"v:r:{visit.id}:{visit.revision}", {}]],
+                [["visit_confirm", cb.visit(cb.VISIT_CONFIRM, visit.id, visit.revision), {}]],
+                [["visit_reschedule", cb.visit(cb.VISIT_RESCHEDULE, visit.id, visit.revision), {}]],
             ]
             plan.messages.append(PlannedMessage(
                 key=visit_reminder_key(participant.id, visit, which),
@@ -294,8 +295,6 @@ def plan_visits(protocol: Protocol, participant: ParticipantView, visits: Iterab
 
 # --- Pregnancy tests --------------------------------------------------------------------------
 
-# The answer a pregnancy reminder's button carries: n(egative), p(ositive), w(ait: not yet).
-PREGNANCY_ANSWER_CODES = {"negative": "n", "positive": "p", "not_yet": "w"}
 
 
 def pregnancy_reminder_key(participant_id: int, due: date, repeat: int) -> str:
@@ -338,8 +337,8 @@ def plan_pregnancy_tests(protocol: Protocol, participant: ParticipantView, facts
         template_id="pregnancy_reminder",
         due_at=at,
         variables={"due_date": due.isoformat(), "where": rules.where, "repeat": repeat},
-        buttons=[[[f"pregnancy_{result}", f"p:{code}:{participant.id}:{due:%Y%m%d}:{repeat}", {}]]
-                 for result, code in PREGNANCY_ANSWER_CODES.items()],
+        buttons=[[[f"pregnancy_{result}", cb.pregnancy(result, participant.id, due, repeat), {}]]
+                 for result in cb.PREGNANCY_RESULTS.values()],
         late_after=at + timedelta(minutes=protocol.reminders.late_after_minutes),
         stale_after=at + timedelta(minutes=protocol.reminders.stale_after_minutes),
         participant_id=participant.id,

@@ -111,3 +111,22 @@ def test_nothing_is_planned_before_joining_and_next_check_is_the_next_reminder()
     plan = plan_participant(PROTOCOL, person, Records(), joined)
     assert plan.messages == [] and plan.missing == []
     assert plan.next_check == datetime(2026, 11, 24, 20, 0, tzinfo=tz).astimezone(UTC)
+
+
+def test_a_reminders_buttons_are_read_back_as_its_slot_by_the_diary_handlers() -> None:
+    # The planner writes the diary's buttons with bot/callback_data.py's builder; the handlers'
+    # parser reads each back as the reminder's own slot (its day, its key), whatever the button.
+    from bot import callback_data as cb
+
+    zone = ZoneInfo("America/New_York")
+    joined = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+    person = ParticipantView(id=1, study_id="P001", timezone="America/New_York", reminder_times=(time(8), time(20)),
+                             active_since=joined)
+    evening = datetime.combine(date(2026, 11, 24), time(20), zone).astimezone(UTC)
+    [reminder] = [m for m in plan_participant(PROTOCOL, person, Records(diary=[]), evening).messages
+                  if m.kind == "reminder"]
+    steps = [cb.DiaryStep.parse(row[0][1]) for row in reminder.buttons]
+    assert [row[0][1].rsplit(":", 1)[0] for row in reminder.buttons] == [cb.DIARY_NOW, cb.DIARY_EARLIER, cb.DIARY_MISSED]
+    assert all(step is not None and step.day is None for step in steps)
+    assert {cb.slot_day(step.form) for step in steps if step} == {date(2026, 11, 24)}
+    assert {cb.slot_key(step.form) for step in steps if step} == {reminder.key.rsplit(":", 1)[-1]}

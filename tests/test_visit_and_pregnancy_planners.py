@@ -127,3 +127,18 @@ def test_every_new_message_exists_in_english_and_spanish_with_the_same_blocks(te
     for language in ("en", "es"):
         rendered = catalog.render(template_id, language, {**study, **NEW_TEMPLATES[template_id]})
         assert rendered.language == language and rendered.text
+
+
+def test_what_the_planners_put_on_buttons_the_handlers_read_back(protocol: Protocol) -> None:
+    # One format for what buttons send back (bot/callback_data.py): the planners write it with its
+    # builders, the handlers read it with its parsers, and the two agree on every value.
+    from bot import callback_data as cb
+
+    visit = plan_visits(protocol, PERSON, [WEEK4], utc(2026, 12, 15, 15, 0)).messages[-1]
+    assert [cb.VisitAnswer.parse(row[0][1]) for row in visit.buttons] == [
+        cb.VisitAnswer(cb.VISIT_CONFIRM, WEEK4.id, WEEK4.revision),
+        cb.VisitAnswer(cb.VISIT_RESCHEDULE, WEEK4.id, WEEK4.revision)]
+    test = plan_pregnancy_tests(protocol, PERSON, [], utc(2026, 12, 22, 14, 0)).messages[0]
+    assert [cb.PregnancyAnswer.parse(row[0][1]) for row in test.buttons] == [
+        cb.PregnancyAnswer(result, PERSON.id, date(2026, 12, 22), 0) for result in ("negative", "positive", "not_yet")]
+    assert [row[0][0] for row in test.buttons] == ["pregnancy_negative", "pregnancy_positive", "pregnancy_not_yet"]
