@@ -275,7 +275,7 @@ class OutboxDispatcher:
             if why_not is not None:
                 row.status, row.last_error = OutboxStatus.SKIPPED, why_not
                 await outbox.record_event(session, row.id, DeliveryStep.SKIPPED, now=now, detail=why_not)
-                await _settled(session, row, now)
+                await _settled(session, row.participant_message_id, now)
                 return True
             copy = await _copy_source(session, row) if row.kind == conversation.COPY_KIND else None
             variables = {**self.study_variables, **_localised(row.variables, zone),
@@ -392,7 +392,7 @@ class OutboxDispatcher:
             row.status, row.sent_at, row.telegram_message_id = OutboxStatus.SENT, at, message_id
             row.attempts += 1
             await outbox.record_event(session, row.id, DeliveryStep.SENT, now=at, detail=f"message {message_id} (a copy)")
-            await _settled(session, row, at)
+            await _settled(session, row.participant_message_id, at)
 
     async def _write_down(self, row_id: int, outcome: Callable[[], Awaitable[None]]) -> None:
         """Record what happened to a message handed to Telegram. With the database away, the
@@ -444,9 +444,8 @@ class OutboxDispatcher:
                 detail += ", delivered at an earlier try whose answer was lost (the participant answered it)"
             if note:
                 detail += f", {note}"
-            await outbox.insert_event(session, row_id, DeliveryStep.SENT, now=now, detail=detail)
-            if row.participant_message_id is not None:  # (`_settled`, for the row as it now is)
-                await conversation.after_delivery(session, row.participant_message_id, now=now)
+            await outbox.record_event(session, row_id, DeliveryStep.SENT, now=now, detail=detail)
+            await _settled(session, row.participant_message_id, now)
             if row.kind == OutboxKind.ALERT:  # acknowledged while on its way: closed at once
                 await alerts.copy_sent(session, await session.get_one(OutboxMessage, row_id), now=now)
 
@@ -457,7 +456,7 @@ class OutboxDispatcher:
             row.status, row.last_error = OutboxStatus.FAILED, why[:256]
             row.attempts += 1
             await outbox.record_event(session, row.id, DeliveryStep.FAILED, now=now, detail=why)
-            await _settled(session, row, now)
+            await _settled(session, row.participant_message_id, now)
         log.warning("outbox %s failed: %s", row_id, why)
 
     async def _blocked(self, row_id: int, *, at: datetime) -> None:
@@ -467,7 +466,7 @@ class OutboxDispatcher:
             row.status, row.last_error = OutboxStatus.FAILED, "blocked by the user"
             row.attempts += 1
             await outbox.record_event(session, row.id, DeliveryStep.FAILED, now=now, detail="blocked by the user (403)")
-            await _settled(session, row, now)
+            await _settled(session, row.participant_message_id, now)
             if row.participant_id is not None:
                 participant = await session.get_one(Participant, row.participant_id)
                 if participant.unreachable_since is None:
@@ -487,7 +486,7 @@ class OutboxDispatcher:
             if row.attempts >= MAX_ATTEMPTS:
                 row.status = OutboxStatus.FAILED
                 await outbox.record_event(session, row.id, DeliveryStep.FAILED, now=now, detail=f"gave up after {row.attempts} tries: {why}")
-                await _settled(session, row, now)
+                await _settled(session, row.participant_message_id, now)
             else:
                 row.not_before = now + (delay or _backoff(row.attempts))
                 await outbox.record_event(session, row.id, DeliveryStep.RETRY, now=now,
@@ -499,10 +498,11 @@ def _startable(waiting: list[tuple[int, RecipientKey]], busy: set[RecipientKey])
     return any(recipient not in busy for _, recipient in waiting)
 
 
-async def _settled(session: AsyncSession, row: OutboxMessage, now: datetime) -> None:
-    """A row that passes on a participant's message is settled: perhaps they can be told now."""
-    if row.participant_message_id is not None:
-        await conversation.after_delivery(session, row.participant_message_id, now=now)
+async def _settled(session: AsyncSession, participant_message_id: int | None, now: datetime) -> None:
+    """A row is settled (sent, skipped or failed); if it passes on a participant's message
+    (`participant_message_id`), perhaps they can be told now."""
+    if participant_message_id is not None:
+        await conversation.after_delivery(session, participant_message_id, now=now)
 
 
 async def _copy_source(session: AsyncSession, row: OutboxMessage) -> tuple[int | None, int | None, int | None]:

@@ -117,19 +117,15 @@ async def enqueue_planned(session: AsyncSession, planned: Sequence[PlannedMessag
     return queued, len(stale)
 
 
+_EVENT = insert(cast(Table, DeliveryEvent.__table__))
+
+
 async def record_event(session: AsyncSession, outbox_id: int, event: str, *, now: datetime,
                        detail: str | None = None) -> None:
-    session.add(DeliveryEvent(outbox_id=outbox_id, at=now, event=event, detail=detail[:256] if detail else None))
-
-
-_INSERT_EVENT = insert(cast(Table, DeliveryEvent.__table__))
-
-
-async def insert_event(session: AsyncSession, outbox_id: int, event: str, *, now: datetime,
-                       detail: str | None = None) -> None:
-    """`record_event` as one INSERT now, without the unit of work (every message sent writes one)."""
-    await session.execute(_INSERT_EVENT, {"outbox_id": outbox_id, "at": now, "event": event,
-                                          "detail": detail[:256] if detail else None})
+    """A step of a message's life, written now: one INSERT, not the unit of work's (every message
+    sent writes one, and every tap on a reminder)."""
+    await session.execute(_EVENT, {"outbox_id": outbox_id, "at": now, "event": event,
+                                   "detail": detail[:256] if detail else None})
 
 
 async def cancel_pending(session: AsyncSession, participant_id: int, *, reason: str, now: datetime) -> int:
@@ -168,7 +164,6 @@ _MARK_ANSWERED = (update(_OUTBOX)
                          _OUTBOX.c.answered_at.is_(None))
                   .values(answered_at=bindparam("now"))
                   .returning(_OUTBOX.c.id))
-_EVENT = insert(cast(Table, DeliveryEvent.__table__))
 
 
 async def mark_answered(session: AsyncSession, participant_id: int, telegram_message_id: int, *,
@@ -186,8 +181,7 @@ async def mark_answered(session: AsyncSession, participant_id: int, telegram_mes
     marked: int | None = await session.scalar(_MARK_ANSWERED, {"answering": participant_id,
                                                                "message_id": telegram_message_id, "now": now})
     if marked is not None:
-        await session.execute(_EVENT, {"outbox_id": marked, "at": now, "event": DeliveryStep.ANSWERED,
-                                       "detail": None})
+        await record_event(session, marked, DeliveryStep.ANSWERED, now=now)
         return marked
     if not slot_keys:
         return None
