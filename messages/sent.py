@@ -10,7 +10,6 @@ logged loudly but does not undo the send (the message is already out).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -20,11 +19,8 @@ from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messages.renderer import RenderedMessage
-from study.database import Database, is_unavailable
 from study.models import Participant, SentMessage, StaffMember
 from study.participants import normal_study_id
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,18 +41,6 @@ class Recipient:
 STRANGER = Recipient("stranger")
 
 
-def add(
-    session: AsyncSession, rendered: RenderedMessage, *, recipient: Recipient, via: str,
-    telegram_message_id: int | None, now: datetime,
-) -> None:
-    session.add(SentMessage(
-        sent_at=now, template_id=rendered.template_id, template_hash=rendered.template_hash,
-        language=rendered.language, draft=rendered.draft, recipient=recipient.kind,
-        participant_id=recipient.participant_id, staff_id=recipient.staff_id, via=via,
-        telegram_message_id=telegram_message_id,
-    ))
-
-
 _INSERT = sql_insert(cast(Table, SentMessage.__table__))
 
 
@@ -64,29 +48,13 @@ async def insert(
     session: AsyncSession, rendered: RenderedMessage, *, recipient: Recipient, via: str,
     telegram_message_id: int | None, now: datetime,
 ) -> None:
-    """`add` as one prepared INSERT, without the ORM's unit of work (a reply's record on the hot path)."""
+    """The record of a message sent or edited: one prepared INSERT, in the caller's transaction."""
     await session.execute(_INSERT, {
         "sent_at": now, "template_id": rendered.template_id, "template_hash": rendered.template_hash,
         "language": rendered.language, "draft": rendered.draft, "recipient": recipient.kind,
         "participant_id": recipient.participant_id, "staff_id": recipient.staff_id, "via": via,
         "telegram_message_id": telegram_message_id,
     })
-
-
-async def record(
-    db: Database, rendered: RenderedMessage, *, recipient: Recipient, via: str, telegram_message_id: int | None,
-    now: datetime,
-) -> None:
-    """One insert in its own transaction. Never raises: the message has been sent already."""
-    try:
-        async with db.transaction() as session:
-            add(session, rendered, recipient=recipient, via=via, telegram_message_id=telegram_message_id, now=now)
-    except Exception as error:
-        if not is_unavailable(error):
-            log.exception("could not record sent message %s (%s, via %s)", rendered.template_id, rendered.language, via)
-        else:  # the outage itself is logged once by the database; no traceback per message
-            log.warning("could not record sent message %s (%s, via %s): the database is unavailable",
-                        rendered.template_id, rendered.language, via)
 
 
 @dataclass(frozen=True)

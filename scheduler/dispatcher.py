@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Table, bindparam, select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import ReplyParameters
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
@@ -73,17 +73,6 @@ RecipientKey = tuple[int | None, int | None]
 # Messages that go out in numbers on a schedule: behind replies at the send limiter, and at most
 # one a second to one chat (bot/send_limiter.py).
 BULK_KINDS = frozenset(kind for kind, urgency in URGENCY.items() if urgency >= Urgency.SCHEDULED)
-
-
-_OUTBOX = cast(Table, OutboxMessage.__table__)
-#: A message Telegram took: its row marked sent, returning what its record and events need.
-_MARK_SENT = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"))
-              .values(status=OutboxStatus.SENT, sent_at=bindparam("sent_at"),
-                      telegram_message_id=bindparam("telegram_message_id"), language=bindparam("language"),
-                      template_hash=bindparam("template_hash"), disable_notification=bindparam("disable_notification"),
-                      attempts=_OUTBOX.c.attempts + bindparam("tries"))
-              .returning(_OUTBOX.c.participant_id, _OUTBOX.c.staff_id, _OUTBOX.c.late_after, _OUTBOX.c.kind,
-                         _OUTBOX.c.participant_message_id))
 
 
 def _seen_after_round(task: asyncio.Task[bool]) -> None:
@@ -426,10 +415,8 @@ class OutboxDispatcher:
         now = at
         async with self.db.transaction() as session:
             # Three statements, no unit of work to flush (this runs once for every message sent).
-            row = (await session.execute(_MARK_SENT, {
-                "row_id": row_id, "sent_at": now, "telegram_message_id": message_id, "language": rendered.language,
-                "template_hash": rendered.template_hash, "disable_notification": quiet,
-                "tries": 0 if earlier else 1})).one()
+            row = await outbox.mark_sent(session, row_id, at=now, message_id=message_id, language=rendered.language,
+                                         template_hash=rendered.template_hash, quiet=quiet, tries=0 if earlier else 1)
             if row.participant_id:
                 recipient = sent_record.Recipient.participant(row.participant_id)
             else:

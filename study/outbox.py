@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Row, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -164,6 +164,26 @@ _MARK_ANSWERED = (update(_OUTBOX)
                          _OUTBOX.c.answered_at.is_(None))
                   .values(answered_at=bindparam("now"))
                   .returning(_OUTBOX.c.id))
+
+
+_MARK_SENT = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"))
+              .values(status=OutboxStatus.SENT, sent_at=bindparam("sent_at"),
+                      telegram_message_id=bindparam("telegram_message_id"), language=bindparam("language"),
+                      template_hash=bindparam("template_hash"), disable_notification=bindparam("quiet"),
+                      attempts=_OUTBOX.c.attempts + bindparam("tries"))
+              .returning(_OUTBOX.c.participant_id, _OUTBOX.c.staff_id, _OUTBOX.c.late_after, _OUTBOX.c.kind,
+                         _OUTBOX.c.participant_message_id))
+
+
+async def mark_sent(session: AsyncSession, row_id: int, *, at: datetime, message_id: int, language: str,
+                    template_hash: str, quiet: bool, tries: int) -> Row[Any]:
+    """Telegram took the message (`tries`: 1, or 0 when an earlier try's answer was lost): its row
+    marked sent in one statement, no unit of work (once for every message sent). Returns what the
+    record and events need: participant_id, staff_id, late_after, kind, participant_message_id."""
+    result = await session.execute(_MARK_SENT, {"row_id": row_id, "sent_at": at, "telegram_message_id": message_id,
+                                                "language": language, "template_hash": template_hash,
+                                                "quiet": quiet, "tries": tries})
+    return result.one()
 
 
 async def mark_answered(session: AsyncSession, participant_id: int, telegram_message_id: int, *,
