@@ -84,11 +84,13 @@ async def study_database(args: argparse.Namespace, scratch: Path, people: int) -
             await db.dispose()
 
 
-def stand_in(args: argparse.Namespace, clock: ManualClock | None = None) -> TelegramWorld:
+def stand_in(args: argparse.Namespace, clock: ManualClock | None = None, *, token: str | None = None) -> TelegramWorld:
     limits = RateLimits(global_per_second=PER_SECOND, per_chat_per_second=1.0)
     if not args.bucket:
         limits = RateLimits(global_per_second=PER_SECOND, per_chat_per_second=1.0, strict_window=True)
-    return TelegramWorld(now=clock.now if clock else None, rate_limits=limits)
+    if token is None:
+        return TelegramWorld(now=clock.now if clock else None, rate_limits=limits)
+    return TelegramWorld(token=token, now=clock.now if clock else None, rate_limits=limits)
 
 
 def open_chats(world: TelegramWorld, people: int) -> list:

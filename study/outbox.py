@@ -281,15 +281,17 @@ async def claim(session: AsyncSession, row_id: int, *, only_if: Any = None) -> O
     waiting for it, and finds it claimed when it looks again. On SQLite, BEGIN IMMEDIATE already
     lets one writer in at a time. `only_if`, a SQL condition, fences the claim: the scheduler
     leader's "I still hold the lock"."""
-    query = (select(OutboxMessage).where(OutboxMessage.id == row_id, OutboxMessage.status == OutboxStatus.PENDING)
-             .with_for_update(skip_locked=True))
+    pending = (select(OutboxMessage.id).where(OutboxMessage.id == row_id, OutboxMessage.status == OutboxStatus.PENDING)
+               .with_for_update(skip_locked=True))
     if only_if is not None:
-        query = query.where(only_if)
-    row = await session.scalar(query)
-    if row is not None:
-        row.status = OutboxStatus.SENDING
-        await session.flush()
-    return row
+        pending = pending.where(only_if)
+    # One statement, the row as claimed returned as the session's object: every message delivered
+    # is claimed, and a read, then the change flushed by the session, was two and the ORM's
+    # unit of work beside (a tenth of a broadcast message's CPU).
+    claimed = (update(OutboxMessage).where(OutboxMessage.id == pending.scalar_subquery())
+               .values(status=OutboxStatus.SENDING).returning(OutboxMessage)
+               .execution_options(populate_existing=True))
+    return (await session.scalars(claimed)).one_or_none()
 
 
 async def for_participant(session: AsyncSession, participant_id: int) -> list[OutboxMessage]:
