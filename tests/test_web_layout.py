@@ -12,6 +12,8 @@ width goes to the artifacts folder (tests/web_browser.py), for people to look at
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -170,12 +172,32 @@ async def _text_is_in_a_text_font(page) -> None:
     cdp = await page.context.new_cdp_session(page)
     await cdp.send("DOM.enable")
     await cdp.send("CSS.enable")
-    root = (await cdp.send("DOM.getDocument", {"depth": -1}))["root"]["nodeId"]
     for what, selector in {"the simulated time": "#clock-now", "the next event": "#clock-next-event",
                            "Jump to next event": "#clock-next", "+1 week": "#clock-week",
                            "a log time": "#log tbody td.time", "Send": ".composer button"}.items():
-        node = (await cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector}))["nodeId"]
-        assert node, selector
-        fonts = (await cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node}))["fonts"]
-        used = {font["familyName"]: font["glyphCount"] for font in fonts}
+        used = await _fonts_drawn(cdp, selector)
         assert used and not any("emoji" in name.lower() for name in used), f"{what} ({selector}) is drawn in {used}"
+
+
+async def _fonts_drawn(cdp, selector: str, timeout: float = 10) -> dict[str, int]:
+    """The fonts chromium drew `selector`'s text in, by family. The page redraws the clock and the
+    log as they change (their text replaced): asked between the change and the next layout,
+    chromium reports no fonts at all, so the element is looked up again until it reports some
+    (or `timeout` passes, and the empty answer is the test's to judge)."""
+    used: dict[str, int] = {}
+
+    async def drawn() -> None:
+        nonlocal used
+        while True:
+            root = (await cdp.send("DOM.getDocument", {"depth": -1}))["root"]["nodeId"]
+            node = (await cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector}))["nodeId"]
+            assert node, selector
+            fonts = (await cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node}))["fonts"]
+            used = {font["familyName"]: font["glyphCount"] for font in fonts}
+            if used:
+                return
+            await asyncio.sleep(0.05)
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(drawn(), timeout)
+    return used
