@@ -22,6 +22,7 @@ by default (`--bot in-process,process`), each ratio against the same target.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from collections import Counter
@@ -85,7 +86,7 @@ async def run_process(args, latency_ms: float) -> None:
                 bot = BotProcess(api_url=server.base_url.removesuffix("/bot"), database_url=url, workdir=scratch,
                                  log_path=scratch / "bot.log",
                                  extra_env={"STUDY_FILE": str(study_file_with_no_digest_due(scratch / "site")),
-                                            "PYTHONPATH": str(pace.ROOT)})
+                                            "PYTHONPATH": os.environ.get("BENCH_EXTRA_PYTHONPATH", "") + str(pace.ROOT)})
                 world.latency_seconds = latency_ms / 1000  # Telegram's round trip all along (see run)
                 await bot.start()
                 try:

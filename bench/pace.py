@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from bot.app import build_application, demo_messages, running
+from bot.cli.serve import freeze_start_up_objects
 from sandbox.chat import SimUser
 from sandbox.ratelimit import RateLimits
 from sandbox.server import BotApiServer
@@ -110,6 +111,7 @@ async def trialbot(world: TelegramWorld, db: Database, protocol: Protocol, clock
                                 protocol=protocol, db=db, clock=clock, tick_seconds=None, outbox_poll_seconds=3600,
                                 messages=demo_messages(protocol))
         async with running(app, poll_timeout=1):
+            freeze_start_up_objects()  # as `trialbot run` does once it serves (bot/cli/serve.py)
             yield app
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -75,21 +76,36 @@ def parse_audience(value: str) -> str:
     raise BroadcastError("audience")
 
 
-async def audience_members(session: AsyncSession, audience: str, *, now: datetime) -> list[Participant]:
-    """The active participants the audience names, in study-id order."""
-    query = select(Participant).where(Participant.status == "active", Participant.telegram_chat_id.is_not(None))
+class AudienceMember(NamedTuple):
+    """What a broadcast needs of a recipient: who (the outbox row's participant, the recipients'
+    study ids on record), the preview's language, and the zone a visit's day is judged in."""
+
+    id: int
+    study_id: str
+    language: str
+    timezone: str
+
+
+async def audience_members(session: AsyncSession, audience: str, *, now: datetime) -> list[AudienceMember]:
+    """The active participants the audience names, in study-id order. Four columns, not the
+    participants' whole rows: a broadcast to everyone is read twice (the preview and the
+    confirmation), and a thousand mapped objects took a fifth of a second to make at the
+    Confirm, before anything could be sent."""
+    query = select(Participant.id, Participant.study_id, Participant.language, Participant.timezone).where(
+        Participant.status == "active", Participant.telegram_chat_id.is_not(None))
     if audience == "wocbp":
         query = query.where(Participant.wocbp.is_(True))
     elif audience.startswith("participant:"):
         query = query.where(Participant.study_id == audience.split(":", 1)[1])
-    people = list((await session.scalars(query.order_by(Participant.study_id))).all())
+    people = [AudienceMember(*row) for row in (await session.execute(query.order_by(Participant.study_id))).all()]
     if audience.startswith("visits:"):
         days = int(audience.split(":", 1)[1])
         visits = (await session.execute(select(Visit.participant_id, Visit.scheduled_date).where(
             Visit.status.in_(OPEN_STATUSES)))).all()
+        by_id = {person.id: person for person in people}
         chosen = set()
         for pid, day in visits:
-            person = next((p for p in people if p.id == pid), None)
+            person = by_id.get(pid)
             if person is None:
                 continue
             today = now.astimezone(ZoneInfo(person.timezone)).date()
