@@ -3,11 +3,14 @@ recipients, a restart mid-broadcast, and the record of every broadcast."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import select
 
 from study.models import AuditEntry, Broadcast, OutboxMessage
 from tests.trial import Trial
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -90,6 +93,25 @@ async def test_audiences_wocbp_one_participant_and_cancel(trial: Trial) -> None:
 
 
 @pytest.mark.rejections_expected  # the blocked participant's 403
+async def test_the_notices_go_out_while_telegram_is_still_taking_the_confirm_buttons_answer(
+        trial: Trial, caplog: pytest.LogCaptureFixture) -> None:
+    """The dispatcher is woken as soon as the notices are queued, not once the answer to the press
+    of Confirm is over: Telegram holding that answer (until the bot gives up on it, its read
+    timeout) holds up no notice."""
+    people = await participants(trial, 3)
+    coordinator = await trial.add_staff(5005, name="Dana")
+    await say(coordinator, "/broadcast closure all", count=3)
+    trial.world.faults.fail_next("answerCallbackQuery", mode="timeout")  # held until released
+    caplog.set_level(logging.INFO, logger="bot.replies")
+    await coordinator.press("✅ Confirm")
+    await until(lambda: all(notices(p) for p in people))
+    gave_up = [r for r in caplog.records if "callback query not answered" in r.getMessage()]
+    assert gave_up == [], "the notices went out while the answer was still under way, not after the bot gave up on it"
+    trial.world.faults.released.set()  # the answer is lost on the way: the press is done all the same
+    await coordinator.wait_for(lambda c: "Finished: 3 sent" in c.last_bot_message.text)
+    assert all(len(notices(p)) == 1 for p in people) and coordinator.callback_answers == []
+
+
 async def test_blocked_recipients_are_counted_and_progress_is_throttled(trial: Trial) -> None:
     people = await participants(trial, 4)
     coordinator = await trial.add_staff(5005, name="Dana")
