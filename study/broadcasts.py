@@ -39,6 +39,7 @@ from study.models import (
     OutboxMessage,
     OutboxStatus,
     Participant,
+    ParticipantStatus,
     StaffMember,
     Visit,
 )
@@ -92,7 +93,7 @@ async def audience_members(session: AsyncSession, audience: str, *, now: datetim
     confirmation), and a thousand mapped objects took a fifth of a second to make at the
     Confirm, before anything could be sent."""
     query = select(Participant.id, Participant.study_id, Participant.language, Participant.timezone).where(
-        Participant.status == "active", Participant.telegram_chat_id.is_not(None))
+        Participant.status == ParticipantStatus.ACTIVE, Participant.telegram_chat_id.is_not(None))
     if audience == "wocbp":
         query = query.where(Participant.wocbp.is_(True))
     elif audience.startswith("participant:"):

@@ -286,8 +286,8 @@ async def claim(session: AsyncSession, row_id: int, *, only_if: Any = None) -> O
     if only_if is not None:
         pending = pending.where(only_if)
     # One statement, the row as claimed returned as the session's object: every message delivered
-    # is claimed, and a read, then the change flushed by the session, was two and the ORM's
-    # unit of work beside (a tenth of a broadcast message's CPU).
+    # is claimed, and a read, then the change flushed by the session, was two statements and the
+    # ORM's unit of work beside.
     claimed = (update(OutboxMessage).where(OutboxMessage.id == pending.scalar_subquery())
                .values(status=OutboxStatus.SENDING).returning(OutboxMessage)
                .execution_options(populate_existing=True))

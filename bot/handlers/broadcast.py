@@ -193,8 +193,8 @@ async def confirm_or_cancel(update: Update, context: TrialbotContext, member: St
     except BroadcastError as exc:  # pressed twice at once: the first press confirmed it
         log.info("broadcast %s not confirmed again: %s", row_id, exc.code)
     else:
-        # The dispatcher starts on the notices now, not a round trip later, once the button's
-        # answer has come back: the answer is no message (the send limiter does not count it).
+        # The dispatcher is woken now, not once the button's answer has come back (a round trip
+        # later): the answer is no message, and nothing of it is needed to send the notices.
         svc.outbox_ready.set()
     finally:
         await answer_button(update)  # only now is the press fully handled
