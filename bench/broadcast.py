@@ -10,10 +10,10 @@ stand-in's share included: it runs in the same process).
 
 `--bot process` runs the bot as it is deployed instead: `trialbot run` (long polling) in a process
 of its own, the stand-in in this one; the CPU printed is then the bot process's alone (from
-/proc). In-process, the stand-in's work (Telegram's, in life) shares the bot's event loop and
-delays its reading of the answers, which the send limiter rightly counts against each slot; in
-a process of its own the bot has its event loop to itself, as against Telegram. Both are printed
-by default (`--bot in-process,process`), each ratio against the same target.
+/proc). In-process, the stand-in's work (Telegram's, in life) shares the bot's event loop; in a
+process of its own the bot has its event loop to itself, as against Telegram. Both are printed by
+default (`--bot in-process,process`), each ratio against the same target (so far they measure
+alike: docs/benchmarks.md).
 
     python bench/broadcast.py [--recipients 1000] [--latency-ms 0,50,100] [--database-url postgresql+asyncpg://...]
                               [--bot in-process,process]
@@ -22,7 +22,6 @@ by default (`--bot in-process,process`), each ratio against the same target.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import tempfile
 from collections import Counter
@@ -86,7 +85,7 @@ async def run_process(args, latency_ms: float) -> None:
                 bot = BotProcess(api_url=server.base_url.removesuffix("/bot"), database_url=url, workdir=scratch,
                                  log_path=scratch / "bot.log",
                                  extra_env={"STUDY_FILE": str(study_file_with_no_digest_due(scratch / "site")),
-                                            "PYTHONPATH": os.environ.get("BENCH_EXTRA_PYTHONPATH", "") + str(pace.ROOT)})
+                                            "PYTHONPATH": str(pace.ROOT)})
                 world.latency_seconds = latency_ms / 1000  # Telegram's round trip all along (see run)
                 await bot.start()
                 try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -89,9 +90,8 @@ def stand_in(args: argparse.Namespace, clock: ManualClock | None = None, *, toke
     limits = RateLimits(global_per_second=PER_SECOND, per_chat_per_second=1.0)
     if not args.bucket:
         limits = RateLimits(global_per_second=PER_SECOND, per_chat_per_second=1.0, strict_window=True)
-    if token is None:
-        return TelegramWorld(now=clock.now if clock else None, rate_limits=limits)
-    return TelegramWorld(token=token, now=clock.now if clock else None, rate_limits=limits)
+    named = {"token": token} if token is not None else {}
+    return TelegramWorld(**named, now=clock.now if clock else None, rate_limits=limits)
 
 
 def open_chats(world: TelegramWorld, people: int) -> list:
@@ -112,7 +112,10 @@ async def trialbot(world: TelegramWorld, db: Database, protocol: Protocol, clock
                                 messages=demo_messages(protocol))
         async with running(app, poll_timeout=1):
             freeze_start_up_objects()  # as `trialbot run` does once it serves (bot/cli/serve.py)
-            yield app
+            try:
+                yield app
+            finally:
+                gc.unfreeze()  # the next run in this process starts as this one did
 
 
 def protocol() -> Protocol:
