@@ -70,7 +70,6 @@ async def run(args, latency_ms: float) -> None:
 
 async def run_process(args, latency_ms: float) -> None:
     """The same broadcast, the bot a `trialbot run` of its own (long polling, the wall clock)."""
-    from bench.replies import cpu_seconds
     from tests.test_scale_out import study_file_with_no_digest_due
 
     count = args.recipients
@@ -92,12 +91,12 @@ async def run_process(args, latency_ms: float) -> None:
                     await pace.confirm_broadcast(coordinator)
                     assert bot.process is not None
                     measure = pace.Measure(world)
-                    cpu_before = cpu_seconds(bot.process.pid)
+                    cpu_before = pace.cpu_seconds(bot.process.pid)
                     measure.start()
                     await coordinator.press("✅ Confirm")
                     await pace.until_count(world, people, received, count)
                     measure.stop()
-                    cpu = cpu_seconds(bot.process.pid) - cpu_before
+                    cpu = pace.cpu_seconds(bot.process.pid) - cpu_before
                 finally:
                     if await bot.stop() not in (0, None) and args.verbose:
                         print(bot.log()[-3000:])

@@ -186,6 +186,13 @@ class Measure:
         return ", ".join(f"{c.method} to {c.params.get('chat_id')}" for c in refused[:10])
 
 
+def cpu_seconds(pid: int) -> float:
+    """A bot process's CPU time so far (user and system, from /proc): the benches that run the bot
+    as `trialbot run` count its CPU, not their own."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def figures(label: str, messages: int, wall: float, refused: int, cpu: float | None, *, target: float) -> str:
     floor = messages / PER_SECOND
     cpu_text = f"; CPU {cpu / messages * 1000:.2f} ms/message" if cpu is not None else ""

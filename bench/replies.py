@@ -92,11 +92,6 @@ async def in_process(args, latency_ms: float, with_broadcast: bool) -> None:
         print(f"  the 429s: {measure.refusals()}")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def two_processes(args, latency_ms: float) -> None:
     from tests.test_scale_out import (
         LEADER,
@@ -130,12 +125,12 @@ async def two_processes(args, latency_ms: float) -> None:
                         await second.start(balancer.url)
                         await second.logged("another process is the scheduler leader; this one stands by")
                         measure = pace.Measure(world)
-                        cpu_before = sum(cpu_seconds(p.process.pid) for p in (first, second))
+                        cpu_before = sum(pace.cpu_seconds(p.process.pid) for p in (first, second))
                         measure.start()
                         await burst(users)
                         await pace.until_count(world, users, answers, SENDERS * EACH)
                         measure.stop()
-                        cpu = sum(cpu_seconds(p.process.pid) for p in (first, second)) - cpu_before
+                        cpu = sum(pace.cpu_seconds(p.process.pid) for p in (first, second)) - cpu_before
                         shares = sorted(balancer.answered.values())
                     finally:
                         await second.stop()
