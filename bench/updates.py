@@ -25,6 +25,15 @@ default), trialbot's `/today` (with the day's entry to show) and trialbot's tap,
 the two to the echo. `--cpu` runs only those, with no network delay, `--repeat` times (each run a
 fresh bot and database), and prints each run and the medians.
 
+`--cpu` also measures each path's floor in the same run: a bare PTB bot making the same Telegram
+calls (the tap: edit and answer; `/today`: one sendMessage) and the same database work as trialbot
+made in its stretch, counted there (transactions and statements per update, reads and writes
+apart: `DatabaseWork`), as prebuilt SQLAlchemy Core statements on the same kind of database and
+nothing else: no ledger, no audit chain, no templates, no routing. What trialbot spends beyond
+its floor is its own logic; the floor is what any bot on this stack pays for that many records.
+And the floor of the leanest tap conceivable (`DatabaseWork.leanest_tap`), fewer records than
+trialbot keeps.
+
     python bench/updates.py [--updates 300] [--latency-ms 0,25] [--transports polling,webhook]
                             [--database-url postgresql+asyncpg://...] [--cpu [--repeat 3]]
 """
@@ -41,6 +50,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,6 +59,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import Table, event, insert, select
 from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -69,7 +80,8 @@ from study import invites, participants
 from study.audit import Actor
 from study.clock import ManualClock
 from study.consent import agree
-from study.database import Database
+from study.database import Database, is_read_only
+from study.models import SentMessage
 from study.participants import EnrolmentRequest
 from study.protocol import EXAMPLE_PROTOCOL, load_protocol
 from tests.drills.process import scratch_database
@@ -118,6 +130,7 @@ class Measured:
 
     rate: float
     cpu_ms: float
+    work: DatabaseWork | None = None  # trialbot's stretches: what it asked of the database per update
 
 
 class Stopwatch:
@@ -143,6 +156,94 @@ class Stopwatch:
         wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
         gc.unfreeze()
         return Measured(self.count / wall, cpu / self.count * 1000)
+
+
+@dataclass
+class DatabaseWork:
+    """Transactions and statements per update, reads (`Database.read`) and writes apart."""
+
+    read_transactions: float = 0.0
+    read_statements: float = 0.0
+    write_transactions: float = 0.0
+    write_statements: float = 0.0
+
+    @classmethod
+    def leanest_tap(cls) -> DatabaseWork:
+        """What no tap can do without (a design with less than trialbot's): who is writing; then,
+        in one transaction, the ledger's row with its answer, the entry, the audit chain's end read
+        and the entry's audit entry, the record of the edit. No reminder's mark, no missed dose
+        superseded, no chain lock on PostgreSQL."""
+        return cls(read_transactions=1, read_statements=1, write_transactions=1, write_statements=5)
+
+    def per_update(self, count: int) -> DatabaseWork:
+        return DatabaseWork(*(value / count for value in vars(self).values()))
+
+    def __str__(self) -> str:
+        return (f"{self.read_transactions:.1f} read transaction(s) of {self.read_statements:.1f} statement(s), "
+                f"{self.write_transactions:.1f} writing of {self.write_statements:.1f}")
+
+
+@contextlib.contextmanager
+def counting(db: Database) -> Iterator[DatabaseWork]:
+    """Counts what `db` is asked to do while the block runs (SQLAlchemy's engine events)."""
+    work = DatabaseWork()
+
+    def on_begin(connection: Any) -> None:
+        if is_read_only(connection):
+            work.read_transactions += 1
+        else:
+            work.write_transactions += 1
+
+    def on_statement(connection: Any, *_: Any) -> None:
+        if is_read_only(connection):
+            work.read_statements += 1
+        else:
+            work.write_statements += 1
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "begin", on_begin)
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        yield work
+    finally:
+        event.remove(engine, "begin", on_begin)
+        event.remove(engine, "before_cursor_execute", on_statement)
+
+
+class FloorWork:
+    """`DatabaseWork` done with nothing around it: each read a prebuilt Core select of one row by
+    its key, each write a prebuilt Core insert of a sent-message record (ten columns, as the
+    tap's records have: the diary entry twelve, the audit entry thirteen, the ledger's row seven)."""
+
+    def __init__(self, db: Database, work: DatabaseWork) -> None:
+        self.db = db
+        table = cast_table(SentMessage)
+        self._select = select(table.c.id).where(table.c.id == 1)
+        self._insert = insert(table)
+        self._row = {"sent_at": START, "template_id": "floor", "template_hash": "0" * 64, "language": "en",
+                     "draft": False, "recipient": "participant", "participant_id": None, "staff_id": None,
+                     "via": "reply", "telegram_message_id": 1}
+        # Whole numbers per update: what trialbot's stretch made, rounded.
+        self.reads = [round(work.read_statements / work.read_transactions)] * round(work.read_transactions) \
+            if work.read_transactions else []
+        self.writes = [round(work.write_statements / work.write_transactions)] * round(work.write_transactions) \
+            if work.write_transactions else []
+
+    async def read(self) -> None:
+        for statements in self.reads:
+            async with self.db.read() as session:
+                for _ in range(statements):
+                    await session.execute(self._select)
+
+    async def write(self) -> None:
+        for statements in self.writes:
+            async with self.db.transaction() as session:
+                for _ in range(statements):
+                    await session.execute(self._insert, self._row)
+
+
+def cast_table(model: Any) -> Table:
+    return model.__table__  # type: ignore[no-any-return]  # a mapped class's Table
 
 
 async def echo_rate(count: int, latency: float, concurrent: int | bool = False, transport: str = "polling") -> float:
@@ -210,6 +311,66 @@ async def button_floor_rate(count: int, latency: float, concurrent: int | bool =
     return count / elapsed
 
 
+async def floor_measured(count: int, path: str, work: DatabaseWork, scratch: Path,
+                         database_url: str | None, transport: str) -> Measured:
+    """The floor of `path` ("tap" or "today"): a bare PTB bot making its Telegram calls and
+    `work` (per update), nothing else; CPU per update, no network delay, one update at a time,
+    updates taken as the echo takes them (PTB's polling or PTB's webhook server)."""
+    backend = "postgresql" if database_url else "sqlite"
+    async with scratch_database(backend, scratch, database_url) as url:
+        db = Database(url)
+        await db.migrate()
+        try:
+            return await _floor_measured(count, path, FloorWork(db, work), transport)
+        finally:
+            await db.dispose()
+
+
+async def _floor_measured(count: int, path: str, floor: FloorWork, transport: str) -> Measured:
+    world = TelegramWorld()
+    async with BotApiServer(world) as server:
+        app = Application.builder().token(world.token).base_url(server.base_url).build()
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Applied", callback_data="applied")]])
+
+        async def offer_or_answer(update: Update, _context) -> None:
+            if update.message.text == "hello":
+                await update.message.reply_text("Time for your cream", reply_markup=keyboard)
+                return
+            await floor.read()  # /today: who is writing, the day's entries
+            await update.message.reply_text("Today: 1 of 2")
+            await floor.write()  # the record of the reply, the update's in the ledger
+
+        async def saved(update: Update, _context) -> None:
+            await floor.read()  # who is writing (and the ledger)
+            await floor.write()  # the entry, its audit entry, the reminder's mark, the ledger, the edit's record
+            await update.callback_query.edit_message_text("Saved")
+            await update.callback_query.answer()
+
+        app.add_handler(MessageHandler(filters.TEXT, offer_or_answer))
+        app.add_handler(CallbackQueryHandler(saved))
+        async with app:
+            await app.start()
+            async with receiving(app, transport):
+                users = [world.add_user(user_id=9000 + n, first_name="G") for n in range(count)]
+                for user in users:
+                    await user.send_text("hello")
+                for user in users:
+                    await user.wait_for(lambda u: len(u.bot_messages) == 1, timeout=60)
+                watch = Stopwatch(count)
+                for user in users:
+                    if path == "tap":
+                        await user.press("Applied", message_id=user.last_bot_message.message_id)
+                    else:
+                        await user.send_text("/today")
+                for user in users:
+                    await user.wait_for(lambda u: len(u.callback_answers) == 1 or len(u.bot_messages) == 2,
+                                        timeout=60)
+                await idle(app)  # the writes after /today's reply count, as trialbot's do
+                measured = watch.stop()
+            await app.stop()
+    return measured
+
+
 async def trialbot_measured(count: int, scratch: Path, database_url: str | None, latency: float,
                             transport: str = "polling") -> dict[str, Measured]:
     """The tap on each participant's reminder, then each participant's `/today` (showing that entry)."""
@@ -250,48 +411,76 @@ async def _trialbot_measured(count: int, db: Database, latency: float, transport
             await app.runtime.scheduler.dispatcher.deliver_due()
             reminders = [u.last_bot_message for u in users]
             assert all("Time for your study cream" in m.text for m in reminders)
-            watch = Stopwatch(count)
-            for user, reminder in zip(users, reminders, strict=True):
-                await user.press("✅ I put it on now", message_id=reminder.message_id)
-            for user, reminder in zip(users, reminders, strict=True):
-                await user.wait_for(lambda u, m=reminder.message_id: len(u.callback_answers) == 1, timeout=120)
-            measured = {"tap": watch.stop()}
+            with counting(db) as work:
+                watch = Stopwatch(count)
+                for user, reminder in zip(users, reminders, strict=True):
+                    await user.press("✅ I put it on now", message_id=reminder.message_id)
+                for user, reminder in zip(users, reminders, strict=True):
+                    await user.wait_for(lambda u, m=reminder.message_id: len(u.callback_answers) == 1, timeout=120)
+                measured = {"tap": watch.stop()}
+            measured["tap"].work = work.per_update(count)
             assert all("Saved" in u.message(m.message_id).text for u, m in zip(users, reminders, strict=True))
             before = [len(u.bot_messages) for u in users]
-            watch = Stopwatch(count)
-            for user in users:
-                await user.send_text("/today")
-            for user, seen in zip(users, before, strict=True):
-                await user.wait_for(lambda u, n=seen: len(u.bot_messages) > n, timeout=120)
-            await idle(app)  # the record of each reply is written after it is sent: counted too
-            measured["today"] = watch.stop()
+            with counting(db) as work:
+                watch = Stopwatch(count)
+                for user in users:
+                    await user.send_text("/today")
+                for user, seen in zip(users, before, strict=True):
+                    await user.wait_for(lambda u, n=seen: len(u.bot_messages) > n, timeout=120)
+                await idle(app)  # the record of each reply is written after it is sent: counted too
+                measured["today"] = watch.stop()
+            measured["today"].work = work.per_update(count)
             assert all("1 of 2" in u.last_bot_message.text for u in users), users[0].last_bot_message.text
     await db.dispose()
     return measured
 
 
 async def cpu_runs(args: argparse.Namespace, backend: str) -> None:
-    """`--cpu`: the process's CPU time per update, echo / `/today` / tap, no network delay."""
+    """`--cpu`: the process's CPU time per update, echo / `/today` / tap, and the floors of the two
+    (`floor_measured`) in the same run, no network delay."""
+    paths = ("today", "tap")
     for transport in args.transports.split(","):
-        echoes, todays, taps = [], [], []
+        echoes: list[float] = []
+        cpu: dict[str, list[float]] = {path: [] for path in paths}
+        floors: dict[str, list[float]] = {path: [] for path in paths}
+        leanest: list[float] = []
         for run in range(args.repeat):
             echo = await echo_measured(args.updates, 0.0, False, transport)
             with tempfile.TemporaryDirectory() as scratch:
                 trialbot = await trialbot_measured(args.updates, Path(scratch), args.database_url, 0.0, transport)
             echoes.append(echo.cpu_ms)
-            todays.append(trialbot["today"].cpu_ms)
-            taps.append(trialbot["tap"].cpu_ms)
-            print(f"run {run + 1}, {backend}, {transport}: CPU ms per update: echo {echo.cpu_ms:.2f}, "
-                  f"/today {todays[-1]:.2f} ({todays[-1] / echo.cpu_ms:.1f} x), "
-                  f"tap {taps[-1]:.2f} ({taps[-1] / echo.cpu_ms:.1f} x)", flush=True)
-        echo_ms, today_ms, tap_ms = (statistics.median(v) for v in (echoes, todays, taps))
+            line = f"run {run + 1}, {backend}, {transport}: CPU ms per update: echo {echo.cpu_ms:.2f}"
+            for path in paths:
+                work = trialbot[path].work
+                assert work is not None
+                with tempfile.TemporaryDirectory() as scratch:
+                    floor = await floor_measured(args.updates, path, work, Path(scratch), args.database_url,
+                                                 transport)
+                cpu[path].append(trialbot[path].cpu_ms)
+                floors[path].append(floor.cpu_ms)
+                line += (f"; /{path} " if path == "today" else f"; {path} ") + \
+                    (f"{trialbot[path].cpu_ms:.2f} ({trialbot[path].cpu_ms / echo.cpu_ms:.1f} x), "
+                     f"its floor {floor.cpu_ms:.2f} ({floor.cpu_ms / echo.cpu_ms:.1f} x)")
+            with tempfile.TemporaryDirectory() as scratch:
+                lean = await floor_measured(args.updates, "tap", DatabaseWork.leanest_tap(), Path(scratch),
+                                            args.database_url, transport)
+            leanest.append(lean.cpu_ms)
+            line += f"; the leanest tap's floor {lean.cpu_ms:.2f} ({lean.cpu_ms / echo.cpu_ms:.1f} x)"
+            print(line, flush=True)
         print(f"{args.updates} updates each, {args.repeat} run(s), 0 ms per Bot API call, {backend}, "
               f"updates by {'long polling' if transport == 'polling' else 'webhook'}; medians:")
+        echo_ms = statistics.median(echoes)
         print(f"  process CPU per update, bare PTB echo bot (PTB's default): {echo_ms:6.2f} ms")
-        print(f"  process CPU per update, trialbot /today:                   {today_ms:6.2f} ms  "
-              f"({today_ms / echo_ms:.1f} x the echo; target <= 4)")
-        print(f"  process CPU per update, trialbot tap Applied:              {tap_ms:6.2f} ms  "
-              f"({tap_ms / echo_ms:.1f} x the echo; target <= 4)")
+        for path, label in (("today", "trialbot /today:               "), ("tap", "trialbot tap Applied:          ")):
+            path_ms, floor_ms = statistics.median(cpu[path]), statistics.median(floors[path])
+            work = trialbot[path].work
+            print(f"  process CPU per update, {label}   {path_ms:6.2f} ms  "
+                  f"({path_ms / echo_ms:.1f} x the echo; target <= 4)")
+            print(f"    its floor: bare PTB, the same Telegram calls and database work: {floor_ms:6.2f} ms  "
+                  f"({floor_ms / echo_ms:.1f} x the echo); the database work per update: {work}")
+        lean_ms = statistics.median(leanest)
+        print(f"  the leanest tap's floor (DatabaseWork.leanest_tap: {DatabaseWork.leanest_tap()}): "
+              f"{lean_ms:6.2f} ms  ({lean_ms / echo_ms:.1f} x the echo)")
 
 
 async def idle(app: Application) -> None:

@@ -291,8 +291,12 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
         # Owed, not sent: the BEGIN goes to SQLite in the trip of the transaction's first statement
         # (_OneTripCursor), which SQLAlchemy sends right after this event; a transaction with no
         # statement begins nothing on the database.
-        read_only = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.connection.dbapi_connection.owe_begin("BEGIN" if read_only else "BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        connection.connection.dbapi_connection.owe_begin("BEGIN" if is_read_only(connection) else "BEGIN IMMEDIATE")  # type: ignore[union-attr]
+
+
+def is_read_only(connection: Connection) -> bool:
+    """Is this connection in a transaction of `Database.read`?"""
+    return bool(connection.get_execution_options().get(_READ_ONLY, False))
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
