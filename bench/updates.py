@@ -54,7 +54,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -217,7 +217,7 @@ class FloorWork:
 
     def __init__(self, db: Database, work: DatabaseWork) -> None:
         self.db = db
-        table = cast_table(SentMessage)
+        table = cast(Table, SentMessage.__table__)  # a mapped class's Table
         self._select = select(table.c.id).where(table.c.id == 1)
         self._insert = insert(table)
         self._row = {"sent_at": START, "template_id": "floor", "template_hash": "0" * 64, "language": "en",
@@ -240,10 +240,6 @@ class FloorWork:
             async with self.db.transaction() as session:
                 for _ in range(statements):
                     await session.execute(self._insert, self._row)
-
-
-def cast_table(model: Any) -> Table:
-    return model.__table__  # type: ignore[no-any-return]  # a mapped class's Table
 
 
 async def echo_rate(count: int, latency: float, concurrent: int | bool = False, transport: str = "polling") -> float:
