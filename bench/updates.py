@@ -274,37 +274,7 @@ async def echo_measured(count: int, latency: float, concurrent: int | bool = Fal
 async def button_floor_rate(count: int, latency: float, concurrent: int | bool = False,
                             transport: str = "polling") -> float:
     """A bare PTB bot that edits the pressed message and answers the button, with no database."""
-    world = TelegramWorld()
-    world.latency_seconds = latency
-    async with BotApiServer(world) as server:
-        app = Application.builder().token(world.token).base_url(server.base_url).concurrent_updates(concurrent).build()
-        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Applied", callback_data="applied")]])
-
-        async def offer(update: Update, _context) -> None:
-            await update.message.reply_text("Time for your cream", reply_markup=keyboard)
-
-        async def saved(update: Update, _context) -> None:
-            await update.callback_query.edit_message_text("Saved")
-            await update.callback_query.answer()
-
-        app.add_handler(MessageHandler(filters.TEXT, offer))
-        app.add_handler(CallbackQueryHandler(saved))
-        async with app:
-            await app.start()
-            async with receiving(app, transport):
-                users = [world.add_user(user_id=7000 + n, first_name="F") for n in range(count)]
-                for user in users:
-                    await user.send_text("hello")
-                for user in users:
-                    await user.wait_for(lambda u: len(u.bot_messages) == 1, timeout=60)
-                started = time.perf_counter()
-                for user in users:
-                    await user.press("Applied", message_id=user.last_bot_message.message_id)
-                for user in users:
-                    await user.wait_for(lambda u: len(u.callback_answers) == 1, timeout=60)
-                elapsed = time.perf_counter() - started
-            await app.stop()
-    return count / elapsed
+    return (await _floor_measured(count, "tap", None, transport, latency, concurrent)).rate
 
 
 async def floor_measured(count: int, path: str, work: DatabaseWork, scratch: Path,
@@ -322,23 +292,29 @@ async def floor_measured(count: int, path: str, work: DatabaseWork, scratch: Pat
             await db.dispose()
 
 
-async def _floor_measured(count: int, path: str, floor: FloorWork, transport: str) -> Measured:
+async def _floor_measured(count: int, path: str, floor: FloorWork | None, transport: str,
+                         latency: float = 0.0, concurrent: int | bool = False) -> Measured:
+    """The bare PTB bot of a floor: `floor` its database work (None: none)."""
     world = TelegramWorld()
+    world.latency_seconds = latency
     async with BotApiServer(world) as server:
-        app = Application.builder().token(world.token).base_url(server.base_url).build()
+        app = Application.builder().token(world.token).base_url(server.base_url).concurrent_updates(concurrent).build()
         keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Applied", callback_data="applied")]])
 
         async def offer_or_answer(update: Update, _context) -> None:
             if update.message.text == "hello":
                 await update.message.reply_text("Time for your cream", reply_markup=keyboard)
                 return
-            await floor.read()  # /today: who is writing, the day's entries
+            if floor is not None:
+                await floor.read()  # /today: who is writing, the day's entries
             await update.message.reply_text("Today: 1 of 2")
-            await floor.write()  # the record of the reply, the update's in the ledger
+            if floor is not None:
+                await floor.write()  # the record of the reply, the update's in the ledger
 
         async def saved(update: Update, _context) -> None:
-            await floor.read()  # who is writing (and the ledger)
-            await floor.write()  # the entry, its audit entry, the reminder's mark, the ledger, the edit's record
+            if floor is not None:
+                await floor.read()  # who is writing (and the ledger)
+                await floor.write()  # the entry, its audit entry, the reminder's mark, the ledger, the edit's record
             await update.callback_query.edit_message_text("Saved")
             await update.callback_query.answer()
 
